@@ -1,1 +1,23 @@
+//! belfry's engine: a durable, explainable notification engine extended by sandboxed
+//! WebAssembly plugins. One module per concept (see DESIGN.md), each owning its tables:
+//!
+//! - [`store`]: the database and migrations;
+//! - [`plugins`]: the wasmtime runtime, manifests, capabilities and limits;
+//! - [`content`]: channels and their content contracts;
+//! - [`trigger`]: event → notifications → planned deliveries;
+//! - [`dispatch`]: planned deliveries → rendered, validated, sent;
+//! - [`inbox`]: where in-app deliveries land;
+//! - [`traces`]: the append-only trace and `explain`;
+//! - [`engine`]: the façade embedding programs use.
 
+pub mod content;
+pub mod dispatch;
+pub mod engine;
+pub mod inbox;
+pub mod plugins;
+pub mod store;
+pub mod traces;
+pub mod trigger;
+
+pub use engine::{Engine, EngineConfig, EngineError};
+pub use trigger::{TriggerOutcome, TriggerRequest};

@@ -1,0 +1,848 @@
+//! The plugin runtime: WebAssembly components (notifiers, renderers, channel adapters) run
+//! in wasmtime with no ambient authority.
+//!
+//! Model (after wasmtime's own embeddings): one `Engine` and one `Linker` per plugin kind for
+//! the life of the process; each component compiled once (and cached on disk by content hash
+//! and engine build) and pre-instantiated; **one fresh `Store` per call**, so no state leaks
+//! between calls, tenants or deliveries, and a trapped instance is simply dropped.
+//!
+//! A call is bounded by CPU time (epoch interruption, plus a wall-clock timeout for time spent
+//! waiting on the host), memory (a `ResourceLimiter`) and the size of what it returns. Any
+//! failure — trap, panic, timeout, limit, denied capability — fails that one call with a
+//! [`CallError`] naming the plugin, its version and hash, the function and a reason code.
+
+pub mod capabilities;
+mod compile_cache;
+pub mod limits;
+pub mod manifest;
+mod registry;
+mod state;
+mod v0_1_0;
+
+pub use manifest::{FileGrant, Manifest, ManifestError, PluginKind};
+pub use registry::{Registry, RegistryError};
+
+use crate::content::{Channel, Content, Recipient, RenderRequest};
+use sha2::{Digest, Sha256};
+use state::PluginState;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::Instrument;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Engine, Store};
+
+/// A first-party plugin compiled into the binary by `build.rs`.
+pub struct BundledPlugin {
+    pub name: &'static str,
+    pub manifest: &'static str,
+    pub wasm: &'static [u8],
+    /// Files under the manifest's granted directories: (path relative to the manifest, bytes).
+    pub files: &'static [(&'static str, &'static [u8])],
+}
+
+/// The exact plugin build that did something: recorded on every delivery and trace entry.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct PluginRef {
+    pub name: String,
+    pub version: String,
+    /// SHA-256 of the component bytes, hex.
+    pub hash: String,
+}
+
+impl std::fmt::Display for PluginRef {
+    /// `name@version#hash12`, the form stored in traces.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}@{}#{}",
+            self.name,
+            self.version,
+            &self.hash[..12.min(self.hash.len())]
+        )
+    }
+}
+
+/// Why a plugin call failed. The string forms are stable: they are stored and shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureReason {
+    /// CPU time or wall-clock limit reached.
+    Timeout,
+    /// The plugin asked for more memory than its limit.
+    MemoryLimit,
+    /// The guest trapped or panicked.
+    Trap,
+    /// The plugin returned its own error (invalid payload, missing template variable, ...).
+    PluginError,
+    /// The plugin tried something its manifest does not grant.
+    CapabilityDenied,
+    /// The plugin returned more than its output limit.
+    OutputTooLarge,
+    /// The component could not be instantiated.
+    Instantiate,
+}
+
+impl FailureReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::Timeout => "timeout",
+            FailureReason::MemoryLimit => "memory_limit",
+            FailureReason::Trap => "trap",
+            FailureReason::PluginError => "plugin_error",
+            FailureReason::CapabilityDenied => "capability_denied",
+            FailureReason::OutputTooLarge => "output_too_large",
+            FailureReason::Instantiate => "instantiate",
+        }
+    }
+}
+
+impl std::fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One plugin call failed. The host and other plugins are unaffected.
+#[derive(Clone, Debug, thiserror::Error, serde::Serialize)]
+#[error("plugin {plugin} `{function}` failed ({reason}): {message}")]
+pub struct CallError {
+    /// `name@version#hash12`.
+    pub plugin: String,
+    pub function: &'static str,
+    pub reason: FailureReason,
+    pub message: String,
+}
+
+/// A plugin could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error("plugin {origin}: {message}")]
+    Invalid { origin: String, message: String },
+    #[error("plugin {origin}: cannot read {path}: {source}")]
+    Io {
+        origin: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("plugin {origin}: `describe` failed: {source}")]
+    Describe { origin: String, source: CallError },
+}
+
+/// What an adapter's `send` said.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SendError {
+    Transient { message: String },
+    RateLimited { retry_after_ms: u64, message: String },
+    Permanent { message: String },
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Transient { message } => write!(f, "transient: {message}"),
+            SendError::RateLimited {
+                retry_after_ms,
+                message,
+            } => write!(f, "rate-limited (retry after {retry_after_ms} ms): {message}"),
+            SendError::Permanent { message } => write!(f, "permanent: {message}"),
+        }
+    }
+}
+
+/// The message handed to an adapter's `send`.
+#[derive(Clone, Debug)]
+pub struct OutgoingMessage {
+    pub delivery_id: String,
+    pub notification_id: String,
+    pub tenant: String,
+    pub idempotency_key: String,
+    pub attempt: u32,
+    pub channel: Channel,
+    pub recipient: Recipient,
+    pub content: Content,
+}
+
+/// What a notifier says about itself.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct NotifierDescription {
+    pub key: String,
+    pub version: String,
+    pub category: String,
+    pub channels: Vec<Channel>,
+    pub description: String,
+}
+
+enum Pre {
+    Notifier(v0_1_0::NotifierPre<PluginState>),
+    Renderer(v0_1_0::RendererPre<PluginState>),
+    Adapter(v0_1_0::ChannelAdapterPre<PluginState>),
+}
+
+/// A loaded, pre-instantiated plugin. Cheap to clone.
+#[derive(Clone)]
+pub struct Plugin(Arc<LoadedPlugin>);
+
+struct LoadedPlugin {
+    reference: PluginRef,
+    manifest: Manifest,
+    pre: Pre,
+    config: Arc<BTreeMap<String, String>>,
+    http: Arc<[capabilities::AuthorityPattern]>,
+    description: Option<NotifierDescription>,
+    /// Where the component came from: `bundled` or a path.
+    origin: String,
+    /// Keeps materialised bundled files alive as long as the plugin.
+    _files: Option<Arc<tempfile::TempDir>>,
+}
+
+impl Plugin {
+    pub fn reference(&self) -> &PluginRef {
+        &self.0.reference
+    }
+    pub fn manifest(&self) -> &Manifest {
+        &self.0.manifest
+    }
+    pub fn kind(&self) -> PluginKind {
+        self.0.manifest.kind
+    }
+    pub fn name(&self) -> &str {
+        &self.0.manifest.name
+    }
+    pub fn origin(&self) -> &str {
+        &self.0.origin
+    }
+    /// Notifiers only: what `describe` returned at load time.
+    pub fn description(&self) -> Option<&NotifierDescription> {
+        self.0.description.as_ref()
+    }
+    /// Config keys the host will answer for this plugin (values are secrets; not exposed).
+    pub fn config_keys(&self) -> Vec<String> {
+        self.0.config.keys().cloned().collect()
+    }
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Plugin({})", self.0.reference)
+    }
+}
+
+/// Per-plugin configuration (and secrets), keyed by plugin name then key.
+pub type PluginConfig = HashMap<String, BTreeMap<String, String>>;
+
+/// How the runtime is set up. Defaults: no on-disk cache, no plugin config.
+#[derive(Clone, Debug, Default)]
+pub struct RuntimeConfig {
+    /// Where compiled components (and bundled plugins' files) are cached. `None` compiles
+    /// every start and keeps bundled files in a temporary directory.
+    pub cache_dir: Option<PathBuf>,
+    pub plugin_config: PluginConfig,
+}
+
+/// The wasmtime engine, linkers and epoch ticker shared by every plugin.
+pub struct PluginRuntime {
+    engine: Engine,
+    /// Notifiers and renderers: WASI without sockets or HTTP.
+    linker: Linker<PluginState>,
+    /// Channel adapters: the same plus `wasi:http`, gated per plugin.
+    adapter_linker: Linker<PluginState>,
+    config: RuntimeConfig,
+    _ticker: EpochTicker,
+}
+
+/// Increments the engine's epoch every [`limits::EPOCH_TICK_MS`]; stops when dropped.
+struct EpochTicker {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl PluginRuntime {
+    pub fn new(config: RuntimeConfig) -> Result<PluginRuntime, LoadError> {
+        let fail = |message: String| LoadError::Invalid {
+            origin: "runtime".into(),
+            message,
+        };
+        let mut wt = wasmtime::Config::new();
+        wt.wasm_component_model(true);
+        wt.epoch_interruption(true);
+        // Pooling: instantiation in ~20 µs instead of mmap/munmap per call. The numbers bound
+        // concurrent instances; a call that finds the pool full fails like any other call.
+        let mut pool = wasmtime::PoolingAllocationConfig::default();
+        pool.total_component_instances(256)
+            .total_core_instances(2048)
+            .total_memories(512)
+            .total_tables(512)
+            .max_memories_per_component(8)
+            .max_memory_size((limits::MAX_MEMORY_MIB << 20) as usize);
+        wt.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&wt).map_err(|e| fail(format!("wasmtime engine: {e:#}")))?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| fail(format!("linking WASI: {e:#}")))?;
+        v0_1_0::Notifier::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)
+            .map_err(|e| fail(format!("linking host imports: {e:#}")))?;
+        let mut adapter_linker = linker.clone();
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut adapter_linker)
+            .map_err(|e| fail(format!("linking wasi:http: {e:#}")))?;
+
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        {
+            let engine = engine.clone();
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("belfry-epoch".into())
+                .spawn(move || {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(limits::EPOCH_TICK_MS));
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(|e| fail(format!("epoch thread: {e}")))?;
+        }
+        Ok(PluginRuntime {
+            engine,
+            linker,
+            adapter_linker,
+            config,
+            _ticker: EpochTicker { stop },
+        })
+    }
+
+    /// Loads a plugin from `PATH.wasm` with its manifest `PATH.toml` beside it.
+    pub async fn load_file(&self, wasm_path: &Path) -> Result<Plugin, LoadError> {
+        let origin = wasm_path.display().to_string();
+        let io = |path: &Path, source| LoadError::Io {
+            origin: origin.clone(),
+            path: path.to_path_buf(),
+            source,
+        };
+        let manifest_path = wasm_path.with_extension("toml");
+        let wasm = std::fs::read(wasm_path).map_err(|e| io(wasm_path, e))?;
+        let text = std::fs::read_to_string(&manifest_path).map_err(|e| io(&manifest_path, e))?;
+        let base = manifest_path.parent().unwrap_or(Path::new("."));
+        let manifest = Manifest::parse(&text, &manifest_path.display().to_string(), base)?;
+        for grant in &manifest.files {
+            if !grant.source.is_dir() {
+                return Err(LoadError::Invalid {
+                    origin,
+                    message: format!(
+                        "capabilities.files: {} is not a directory",
+                        grant.source.display()
+                    ),
+                });
+            }
+        }
+        self.load(&wasm, manifest, origin, None).await
+    }
+
+    /// Loads a plugin compiled into the binary; its granted files are written to the cache
+    /// directory (or a temporary one) so they can be pre-opened read-only.
+    pub async fn load_bundled(&self, bundled: &BundledPlugin) -> Result<Plugin, LoadError> {
+        let origin = format!("bundled:{}", bundled.name);
+        let hash = hex::encode(Sha256::digest(bundled.wasm));
+        let (base, keep) = match &self.config.cache_dir {
+            Some(dir) => (
+                dir.join("bundled")
+                    .join(format!("{}-{}", bundled.name, &hash[..16])),
+                None,
+            ),
+            None => {
+                let tmp = tempfile::Builder::new()
+                    .prefix("belfry-plugin-")
+                    .tempdir()
+                    .map_err(|e| LoadError::Io {
+                        origin: origin.clone(),
+                        path: std::env::temp_dir(),
+                        source: e,
+                    })?;
+                (tmp.path().to_path_buf(), Some(Arc::new(tmp)))
+            }
+        };
+        for (rel, bytes) in bundled.files {
+            let path = base.join(rel);
+            let write = || -> std::io::Result<()> {
+                if std::fs::read(&path).ok().as_deref() == Some(*bytes) {
+                    return Ok(());
+                }
+                std::fs::create_dir_all(path.parent().unwrap_or(&base))?;
+                let tmp = path.with_extension("tmp-write");
+                std::fs::write(&tmp, bytes)?;
+                std::fs::rename(&tmp, &path)
+            };
+            write().map_err(|e| LoadError::Io {
+                origin: origin.clone(),
+                path: path.clone(),
+                source: e,
+            })?;
+        }
+        let manifest = Manifest::parse(bundled.manifest, &origin, &base)?;
+        for grant in &manifest.files {
+            std::fs::create_dir_all(&grant.source).map_err(|e| LoadError::Io {
+                origin: origin.clone(),
+                path: grant.source.clone(),
+                source: e,
+            })?;
+        }
+        self.load(bundled.wasm, manifest, origin, keep).await
+    }
+
+    async fn load(
+        &self,
+        wasm: &[u8],
+        manifest: Manifest,
+        origin: String,
+        keep: Option<Arc<tempfile::TempDir>>,
+    ) -> Result<Plugin, LoadError> {
+        let invalid = |message: String| LoadError::Invalid {
+            origin: origin.clone(),
+            message,
+        };
+        let hash = hex::encode(Sha256::digest(wasm));
+        let component = compile_cache::compile(&self.engine, wasm, &hash, self.config.cache_dir.as_deref())
+            .map_err(|e| invalid(format!("not a valid WebAssembly component: {e:#}")))?;
+        self.check_exports(&component, &manifest).map_err(invalid)?;
+        let linker = match manifest.kind {
+            PluginKind::ChannelAdapter => &self.adapter_linker,
+            _ => &self.linker,
+        };
+        let instance_pre = linker.instantiate_pre(&component).map_err(|e| {
+            invalid(format!(
+                "imports something a {} is not given: {e:#}",
+                manifest.kind
+            ))
+        })?;
+        let typed = |e: wasmtime::Error| {
+            invalid(format!(
+                "exports do not match the {} world of belfry:plugin@{}: {e:#}",
+                manifest.kind, manifest.wit
+            ))
+        };
+        let pre = match manifest.kind {
+            PluginKind::Notifier => Pre::Notifier(v0_1_0::NotifierPre::new(instance_pre).map_err(typed)?),
+            PluginKind::Renderer => Pre::Renderer(v0_1_0::RendererPre::new(instance_pre).map_err(typed)?),
+            PluginKind::ChannelAdapter => {
+                Pre::Adapter(v0_1_0::ChannelAdapterPre::new(instance_pre).map_err(typed)?)
+            }
+        };
+        let config = Arc::new(
+            self.config
+                .plugin_config
+                .get(&manifest.name)
+                .cloned()
+                .unwrap_or_default(),
+        );
+        let reference = PluginRef {
+            name: manifest.name.clone(),
+            version: manifest.version.clone(),
+            hash,
+        };
+        let http = manifest.http.clone().into();
+        let mut plugin = LoadedPlugin {
+            reference,
+            manifest,
+            pre,
+            config,
+            http,
+            description: None,
+            origin: origin.clone(),
+            _files: keep,
+        };
+        if plugin.manifest.kind == PluginKind::Notifier {
+            let p = Plugin(Arc::new(plugin));
+            let description = self
+                .describe(&p)
+                .await
+                .map_err(|source| LoadError::Describe {
+                    origin: origin.clone(),
+                    source,
+                })?;
+            plugin = Arc::into_inner(p.0).expect("no other handle to a plugin being loaded");
+            plugin.description = Some(description);
+        }
+        tracing::info!(plugin = %plugin.reference, kind = %plugin.manifest.kind, %origin, "plugin loaded");
+        Ok(Plugin(Arc::new(plugin)))
+    }
+
+    /// The WIT version is read from the versioned interface name the component exports.
+    fn check_exports(&self, component: &Component, manifest: &Manifest) -> Result<(), String> {
+        let expected_iface = match manifest.kind {
+            PluginKind::Notifier => "notifications",
+            PluginKind::Renderer => "rendering",
+            PluginKind::ChannelAdapter => "delivery",
+        };
+        let ty = component.component_type();
+        let exports: Vec<String> = ty
+            .exports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        let ours: Vec<&String> = exports
+            .iter()
+            .filter(|n| n.starts_with("belfry:plugin/"))
+            .collect();
+        let Some(found) = ours.first() else {
+            return Err(format!(
+                "exports no belfry:plugin interface (exports: {})",
+                exports.join(", ")
+            ));
+        };
+        let (iface, version) = found
+            .trim_start_matches("belfry:plugin/")
+            .split_once('@')
+            .unwrap_or((found.as_str(), ""));
+        if iface != expected_iface {
+            return Err(format!(
+                "manifest says kind = \"{}\" but the component exports {found}",
+                manifest.kind
+            ));
+        }
+        if version != manifest.wit {
+            return Err(format!(
+                "manifest says wit = \"{}\" but the component was built against belfry:plugin@{version}",
+                manifest.wit
+            ));
+        }
+        if version != v0_1_0::VERSION {
+            return Err(format!("belfry:plugin@{version} is not supported by this host"));
+        }
+        Ok(())
+    }
+
+    fn new_store(&self, plugin: &LoadedPlugin) -> Result<Store<PluginState>, CallError> {
+        let state = PluginState::new(
+            &plugin.reference,
+            &plugin.manifest,
+            plugin.config.clone(),
+            plugin.http.clone(),
+        )
+        .map_err(|message| CallError {
+            plugin: plugin.reference.to_string(),
+            function: "instantiate",
+            reason: FailureReason::Instantiate,
+            message,
+        })?;
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(plugin.manifest.limits.epoch_ticks());
+        store.epoch_deadline_trap();
+        Ok(store)
+    }
+
+    /// Runs `body` against a fresh store and turns every way it can fail into a `CallError`.
+    async fn run<R>(
+        &self,
+        plugin: &Plugin,
+        function: &'static str,
+        body: impl AsyncFnOnce(&mut Store<PluginState>, &Pre) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
+        let p = &*plugin.0;
+        let span = tracing::debug_span!("plugin_call", plugin = %p.reference, function);
+        async {
+            let mut store = self.new_store(p)?;
+            let wall = Duration::from_millis(p.manifest.limits.timeout_ms);
+            let outcome = tokio::time::timeout(wall, body(&mut store, &p.pre)).await;
+            let err = |reason, message: String| CallError {
+                plugin: p.reference.to_string(),
+                function,
+                reason,
+                message,
+            };
+            let state = store.data();
+            let denials = state.gate.denials.lock().unwrap().clone();
+            if !denials.is_empty() {
+                return Err(err(FailureReason::CapabilityDenied, denials.join("; ")));
+            }
+            match outcome {
+                Err(_elapsed) => Err(err(
+                    FailureReason::Timeout,
+                    format!("did not finish within {} ms", p.manifest.limits.timeout_ms),
+                )),
+                Ok(Ok(r)) => Ok(r),
+                Ok(Err(e)) => {
+                    if state.limiter.memory_refused {
+                        return Err(err(
+                            FailureReason::MemoryLimit,
+                            format!(
+                                "memory limit of {} MiB reached",
+                                p.manifest.limits.memory_bytes >> 20
+                            ),
+                        ));
+                    }
+                    if matches!(e.downcast_ref::<wasmtime::Trap>(), Some(wasmtime::Trap::Interrupt)) {
+                        return Err(err(
+                            FailureReason::Timeout,
+                            format!("CPU time limit of {} ms reached", p.manifest.limits.timeout_ms),
+                        ));
+                    }
+                    let mut message = format!("{e}");
+                    if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
+                        message = format!("wasm trap: {trap}");
+                    }
+                    let stderr = state.stderr_tail();
+                    if !stderr.is_empty() {
+                        message.push_str(&format!("; guest stderr: {stderr}"));
+                    }
+                    Err(err(FailureReason::Trap, message))
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    fn plugin_error(plugin: &Plugin, function: &'static str, message: String) -> CallError {
+        CallError {
+            plugin: plugin.reference().to_string(),
+            function,
+            reason: FailureReason::PluginError,
+            message,
+        }
+    }
+
+    fn check_output(plugin: &Plugin, function: &'static str, size: usize) -> Result<(), CallError> {
+        let limit = plugin.manifest().limits.output_bytes;
+        if size > limit {
+            return Err(CallError {
+                plugin: plugin.reference().to_string(),
+                function,
+                reason: FailureReason::OutputTooLarge,
+                message: format!("returned {size} bytes, the limit is {limit}"),
+            });
+        }
+        Ok(())
+    }
+
+    fn wrong_kind(plugin: &Plugin, function: &'static str) -> CallError {
+        CallError {
+            plugin: plugin.reference().to_string(),
+            function,
+            reason: FailureReason::Instantiate,
+            message: format!("`{function}` called on a {}", plugin.kind()),
+        }
+    }
+
+    pub async fn describe(&self, plugin: &Plugin) -> Result<NotifierDescription, CallError> {
+        let d = self
+            .run(plugin, "describe", async |store, pre| {
+                let Pre::Notifier(pre) = pre else {
+                    return Ok(None);
+                };
+                let inst = pre.instantiate_async(&mut *store).await?;
+                Ok(Some(
+                    inst.belfry_plugin_notifications()
+                        .call_describe(&mut *store)
+                        .await?,
+                ))
+            })
+            .await?
+            .ok_or_else(|| Self::wrong_kind(plugin, "describe"))?;
+        Ok(NotifierDescription {
+            key: d.key,
+            version: d.version,
+            category: d.category,
+            channels: d.channels.into_iter().map(v0_1_0::channel_from_wit).collect(),
+            description: d.description,
+        })
+    }
+
+    fn plan_error(plugin: &Plugin, function: &'static str, e: v0_1_0::wit_notifications::PlanError) -> CallError {
+        use v0_1_0::wit_notifications::PlanError;
+        let message = match e {
+            PlanError::InvalidPayload(m) => format!("invalid payload: {m}"),
+            PlanError::Failed(m) => m,
+        };
+        Self::plugin_error(plugin, function, message)
+    }
+
+    pub async fn recipients(&self, plugin: &Plugin, payload: &str) -> Result<Vec<Recipient>, CallError> {
+        let payload = payload.to_string();
+        let r = self
+            .run(plugin, "recipients", async |store, pre| {
+                let Pre::Notifier(pre) = pre else {
+                    return Ok(None);
+                };
+                let inst = pre.instantiate_async(&mut *store).await?;
+                Ok(Some(
+                    inst.belfry_plugin_notifications()
+                        .call_recipients(&mut *store, &payload)
+                        .await?,
+                ))
+            })
+            .await?
+            .ok_or_else(|| Self::wrong_kind(plugin, "recipients"))?
+            .map_err(|e| Self::plan_error(plugin, "recipients", e))?;
+        let size = r
+            .iter()
+            .map(|x| x.id.len() + x.data.as_ref().map_or(0, String::len) + 64)
+            .sum();
+        Self::check_output(plugin, "recipients", size)?;
+        Ok(r.into_iter().map(v0_1_0::recipient_from_wit).collect())
+    }
+
+    pub async fn channels(
+        &self,
+        plugin: &Plugin,
+        payload: &str,
+        recipient: &Recipient,
+    ) -> Result<Vec<Channel>, CallError> {
+        let wr = v0_1_0::recipient_to_wit(recipient);
+        let payload = payload.to_string();
+        let r = self
+            .run(plugin, "channels", async |store, pre| {
+                let Pre::Notifier(pre) = pre else {
+                    return Ok(None);
+                };
+                let inst = pre.instantiate_async(&mut *store).await?;
+                Ok(Some(
+                    inst.belfry_plugin_notifications()
+                        .call_channels(&mut *store, &payload, &wr)
+                        .await?,
+                ))
+            })
+            .await?
+            .ok_or_else(|| Self::wrong_kind(plugin, "channels"))?
+            .map_err(|e| Self::plan_error(plugin, "channels", e))?;
+        Ok(r.into_iter().map(v0_1_0::channel_from_wit).collect())
+    }
+
+    pub async fn build(
+        &self,
+        plugin: &Plugin,
+        payload: &str,
+        recipient: &Recipient,
+        channel: Channel,
+    ) -> Result<RenderRequest, CallError> {
+        let wr = v0_1_0::recipient_to_wit(recipient);
+        let payload = payload.to_string();
+        let r = self
+            .run(plugin, "build", async |store, pre| {
+                let Pre::Notifier(pre) = pre else {
+                    return Ok(None);
+                };
+                let inst = pre.instantiate_async(&mut *store).await?;
+                Ok(Some(
+                    inst.belfry_plugin_notifications()
+                        .call_build(&mut *store, &payload, &wr, v0_1_0::channel_to_wit(channel))
+                        .await?,
+                ))
+            })
+            .await?
+            .ok_or_else(|| Self::wrong_kind(plugin, "build"))?
+            .map_err(|e| Self::plan_error(plugin, "build", e))?;
+        Self::check_output(plugin, "build", r.template.len() + r.data.len())?;
+        Ok(v0_1_0::render_request_from_wit(r))
+    }
+
+    pub async fn render(&self, plugin: &Plugin, request: &RenderRequest) -> Result<Content, CallError> {
+        let wr = v0_1_0::render_request_to_wit(request);
+        let r = self
+            .run(plugin, "render", async |store, pre| {
+                let Pre::Renderer(pre) = pre else {
+                    return Ok(None);
+                };
+                let inst = pre.instantiate_async(&mut *store).await?;
+                Ok(Some(
+                    inst.belfry_plugin_rendering()
+                        .call_render(&mut *store, &wr)
+                        .await?,
+                ))
+            })
+            .await?
+            .ok_or_else(|| Self::wrong_kind(plugin, "render"))?;
+        use v0_1_0::wit_rendering::RenderError;
+        let content = r.map_err(|e| {
+            let message = match e {
+                RenderError::TemplateNotFound(m) => format!("template not found: {m}"),
+                RenderError::MissingVariable(m) => format!("missing variable: {m}"),
+                RenderError::Failed(m) => m,
+            };
+            Self::plugin_error(plugin, "render", message)
+        })?;
+        let content = v0_1_0::content_from_wit(content);
+        Self::check_output(plugin, "render", content.approx_size())?;
+        Ok(content)
+    }
+
+    /// Sends one message. The outer error is the call failing; the inner one is the
+    /// adapter's own verdict (transient, rate-limited, permanent).
+    pub async fn send(
+        &self,
+        plugin: &Plugin,
+        message: &OutgoingMessage,
+    ) -> Result<Result<String, SendError>, CallError> {
+        let wm = v0_1_0::wit_delivery::Message {
+            delivery_id: message.delivery_id.clone(),
+            notification_id: message.notification_id.clone(),
+            tenant: message.tenant.clone(),
+            idempotency_key: message.idempotency_key.clone(),
+            attempt: message.attempt,
+            channel: v0_1_0::channel_to_wit(message.channel),
+            recipient: v0_1_0::recipient_to_wit(&message.recipient),
+            content: v0_1_0::content_to_wit(&message.content),
+        };
+        let r = self
+            .run(plugin, "send", async |store, pre| {
+                let Pre::Adapter(pre) = pre else {
+                    return Ok(None);
+                };
+                let inst = pre.instantiate_async(&mut *store).await?;
+                Ok(Some(inst.belfry_plugin_delivery().call_send(&mut *store, &wm).await?))
+            })
+            .await?
+            .ok_or_else(|| Self::wrong_kind(plugin, "send"))?;
+        use v0_1_0::wit_delivery::SendError as W;
+        Ok(match r {
+            Ok(receipt) => {
+                Self::check_output(plugin, "send", receipt.provider_message_id.len())?;
+                Ok(receipt.provider_message_id)
+            }
+            Err(W::Transient(message)) => Err(SendError::Transient { message }),
+            Err(W::RateLimited(rl)) => Err(SendError::RateLimited {
+                retry_after_ms: rl.retry_after_ms,
+                message: rl.message,
+            }),
+            Err(W::Permanent(message)) => Err(SendError::Permanent { message }),
+        })
+    }
+}
+
+/// Loads every bundled plugin, then every `*.wasm` in `dir` (a later plugin with the same
+/// name replaces an earlier one, so a directory can override a bundled plugin).
+pub async fn load_all(
+    runtime: &PluginRuntime,
+    bundled: &[BundledPlugin],
+    dir: Option<&Path>,
+) -> Result<Vec<Plugin>, LoadError> {
+    let mut out: Vec<Plugin> = Vec::new();
+    for b in bundled {
+        out.push(runtime.load_bundled(b).await?);
+    }
+    if let Some(dir) = dir {
+        let entries = std::fs::read_dir(dir).map_err(|e| LoadError::Io {
+            origin: dir.display().to_string(),
+            path: dir.to_path_buf(),
+            source: e,
+        })?;
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+            .collect();
+        paths.sort();
+        for path in paths {
+            let plugin = runtime.load_file(&path).await?;
+            out.retain(|p| p.name() != plugin.name());
+            out.push(plugin);
+        }
+    }
+    Ok(out)
+}

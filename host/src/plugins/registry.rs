@@ -1,0 +1,114 @@
+//! Which loaded plugin does what: notifiers by their `describe` key, the renderer, and the
+//! adapter serving each channel.
+
+use super::{Plugin, PluginKind};
+use crate::content::Channel;
+use std::collections::BTreeMap;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("unknown notifier `{key}` (loaded: {known})")]
+    UnknownNotifier { key: String, known: String },
+    #[error("two notifiers describe the key `{key}`: {first} and {second}")]
+    DuplicateNotifier {
+        key: String,
+        first: String,
+        second: String,
+    },
+    #[error("no renderer plugin is loaded")]
+    NoRenderer,
+    #[error("route for {channel}: no channel-adapter plugin named `{name}` is loaded")]
+    UnknownAdapter { channel: Channel, name: String },
+    #[error("route for {channel}: plugin `{name}` is a {kind}, not a channel-adapter")]
+    NotAnAdapter {
+        channel: Channel,
+        name: String,
+        kind: PluginKind,
+    },
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Registry {
+    plugins: Vec<Plugin>,
+    notifiers: BTreeMap<String, Plugin>,
+    renderer: Option<Plugin>,
+    routes: BTreeMap<Channel, Plugin>,
+}
+
+impl Registry {
+    /// `routes` overrides the default choice of adapter per channel: the last loaded adapter
+    /// whose manifest lists the channel.
+    pub fn new(
+        plugins: Vec<Plugin>,
+        routes: &BTreeMap<Channel, String>,
+    ) -> Result<Registry, RegistryError> {
+        let mut reg = Registry::default();
+        for p in &plugins {
+            match p.kind() {
+                PluginKind::Notifier => {
+                    let key = p.description().map(|d| d.key.clone()).unwrap_or_default();
+                    if let Some(first) = reg.notifiers.get(&key) {
+                        return Err(RegistryError::DuplicateNotifier {
+                            key,
+                            first: first.reference().to_string(),
+                            second: p.reference().to_string(),
+                        });
+                    }
+                    reg.notifiers.insert(key, p.clone());
+                }
+                PluginKind::Renderer => reg.renderer = Some(p.clone()),
+                PluginKind::ChannelAdapter => {
+                    for c in &p.manifest().channels {
+                        reg.routes.insert(*c, p.clone());
+                    }
+                }
+            }
+        }
+        for (channel, name) in routes {
+            let p = plugins
+                .iter()
+                .find(|p| p.name() == name)
+                .ok_or_else(|| RegistryError::UnknownAdapter {
+                    channel: *channel,
+                    name: name.clone(),
+                })?;
+            if p.kind() != PluginKind::ChannelAdapter {
+                return Err(RegistryError::NotAnAdapter {
+                    channel: *channel,
+                    name: name.clone(),
+                    kind: p.kind(),
+                });
+            }
+            reg.routes.insert(*channel, p.clone());
+        }
+        reg.plugins = plugins;
+        Ok(reg)
+    }
+
+    pub fn plugins(&self) -> &[Plugin] {
+        &self.plugins
+    }
+
+    pub fn notifier(&self, key: &str) -> Result<&Plugin, RegistryError> {
+        self.notifiers
+            .get(key)
+            .ok_or_else(|| RegistryError::UnknownNotifier {
+                key: key.to_string(),
+                known: self
+                    .notifiers
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+
+    pub fn renderer(&self) -> Result<&Plugin, RegistryError> {
+        self.renderer.as_ref().ok_or(RegistryError::NoRenderer)
+    }
+
+    /// The adapter for a channel; `None` for in-app (the host's inbox) or an unrouted channel.
+    pub fn adapter_for(&self, channel: Channel) -> Option<&Plugin> {
+        self.routes.get(&channel)
+    }
+}

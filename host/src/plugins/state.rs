@@ -1,0 +1,134 @@
+//! The data of one plugin call's `Store`: WASI with nothing granted but what the manifest
+//! lists, the HTTP gate, the memory limiter, and the host imports (`log`, `config`).
+
+use super::capabilities::{AuthorityPattern, HttpGate};
+use super::limits::{self, PluginLimiter};
+use super::manifest::Manifest;
+use super::v0_1_0::{wit, wit_config, wit_log};
+use super::PluginRef;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+pub struct PluginState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    pub(crate) gate: HttpGate,
+    pub(crate) limiter: PluginLimiter,
+    stderr: MemoryOutputPipe,
+    /// `name@version#hash12`, attached to every log line.
+    plugin: String,
+    config: Arc<BTreeMap<String, String>>,
+    log_lines: usize,
+}
+
+impl PluginState {
+    pub fn new(
+        reference: &PluginRef,
+        manifest: &Manifest,
+        config: Arc<BTreeMap<String, String>>,
+        http: Arc<[AuthorityPattern]>,
+    ) -> Result<PluginState, String> {
+        let stderr = MemoryOutputPipe::new(limits::STDERR_CAPTURE_BYTES);
+        let mut wasi = WasiCtxBuilder::new();
+        // Deny by default: no args, no environment, no stdin/stdout, no sockets, no name
+        // lookup. Only stderr is captured (bounded) so a panic message reaches the error.
+        wasi.stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        for grant in &manifest.files {
+            wasi.preopened_dir(&grant.source, &grant.guest, FsPerms::ReadOnly)
+                .map_err(|e| {
+                    format!(
+                        "cannot open granted directory {}: {e}",
+                        grant.source.display()
+                    )
+                })?;
+        }
+        Ok(PluginState {
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            gate: HttpGate {
+                plugin: format!("{}@{}", reference.name, reference.version),
+                allow: http,
+                denials: Default::default(),
+            },
+            limiter: PluginLimiter::new(&manifest.limits),
+            stderr,
+            plugin: reference.to_string(),
+            config,
+            log_lines: 0,
+        })
+    }
+
+    /// The last part of what the guest wrote to stderr (a panic message, usually).
+    pub fn stderr_tail(&self) -> String {
+        let bytes = self.stderr.contents();
+        let text = String::from_utf8_lossy(&bytes);
+        let text = text.trim();
+        let start = text.len().saturating_sub(1024);
+        let start = (start..=text.len())
+            .find(|i| text.is_char_boundary(*i))
+            .unwrap_or(text.len());
+        text[start..].replace('\n', " | ")
+    }
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for PluginState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.gate,
+        }
+    }
+}
+
+impl wit::Host for PluginState {}
+
+impl wit_log::Host for PluginState {
+    fn log(&mut self, level: wit_log::Level, message: String) {
+        self.log_lines += 1;
+        if self.log_lines > limits::LOG_LINES_PER_CALL {
+            return;
+        }
+        let mut message = message;
+        if message.len() > limits::LOG_LINE_BYTES {
+            let mut end = limits::LOG_LINE_BYTES;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+            message.push('…');
+        }
+        let plugin = self.plugin.as_str();
+        match level {
+            wit_log::Level::Trace => tracing::trace!(target: "belfry::plugin", plugin, "{message}"),
+            wit_log::Level::Debug => tracing::debug!(target: "belfry::plugin", plugin, "{message}"),
+            wit_log::Level::Info => tracing::info!(target: "belfry::plugin", plugin, "{message}"),
+            wit_log::Level::Warn => tracing::warn!(target: "belfry::plugin", plugin, "{message}"),
+            wit_log::Level::Error => tracing::error!(target: "belfry::plugin", plugin, "{message}"),
+        }
+    }
+}
+
+impl wit_config::Host for PluginState {
+    fn get(&mut self, key: String) -> Option<String> {
+        self.config.get(&key).cloned()
+    }
+}

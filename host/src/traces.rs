@@ -1,0 +1,348 @@
+//! Traces and explanations.
+//!
+//! Every decision and transition is appended to `traces` (never updated), with the exact
+//! plugin build that made it. `explain` reads them back for a delivery, notification or
+//! event, together with the stored facts, as the ordered story of what happened and why.
+
+use crate::store::{self, StoreError};
+use serde::Serialize;
+use sqlx::{Row, SqliteConnection};
+use std::fmt;
+
+/// Stable trace kinds (stored; do not rename).
+pub mod kind {
+    pub const EVENT_RECEIVED: &str = "event.received";
+    pub const RECIPIENTS_PLANNED: &str = "recipients.planned";
+    pub const NOTIFICATION_CREATED: &str = "notification.created";
+    pub const DELIVERY_PLANNED: &str = "delivery.planned";
+    pub const DELIVERY_DISPATCHED: &str = "delivery.dispatched";
+    pub const DELIVERY_BUILT: &str = "delivery.built";
+    pub const DELIVERY_RENDERED: &str = "delivery.rendered";
+    pub const CONTENT_VALID: &str = "content.valid";
+    pub const ATTEMPT: &str = "attempt";
+    pub const INBOX_WRITTEN: &str = "inbox.written";
+    pub const DELIVERY_SUCCEEDED: &str = "delivery.succeeded";
+    pub const DELIVERY_FAILED: &str = "delivery.failed";
+    pub const DELIVERY_CANCELLED: &str = "delivery.cancelled";
+}
+
+/// A trace row to append.
+#[derive(Debug, Default)]
+pub(crate) struct NewTrace<'a> {
+    pub tenant: &'a str,
+    pub event_id: &'a str,
+    pub notification_id: Option<&'a str>,
+    pub delivery_id: Option<&'a str>,
+    pub kind: &'a str,
+    pub reason: Option<&'a str>,
+    pub detail: Option<String>,
+    pub plugin: Option<String>,
+    pub attempt: Option<i64>,
+}
+
+pub(crate) async fn append(conn: &mut SqliteConnection, t: NewTrace<'_>) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO traces (id, tenant, event_id, notification_id, delivery_id, at, kind, reason, detail, plugin, attempt)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(store::new_id())
+    .bind(t.tenant)
+    .bind(t.event_id)
+    .bind(t.notification_id)
+    .bind(t.delivery_id)
+    .bind(store::time_text(store::now()))
+    .bind(t.kind)
+    .bind(t.reason)
+    .bind(t.detail)
+    .bind(t.plugin)
+    .bind(t.attempt)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// One step of the story.
+#[derive(Clone, Debug, Serialize)]
+pub struct TraceEntry {
+    pub at: String,
+    pub kind: String,
+    pub reason: Option<String>,
+    pub detail: Option<String>,
+    pub plugin: Option<String>,
+    pub attempt: Option<i64>,
+    pub notification_id: Option<String>,
+    pub delivery_id: Option<String>,
+}
+
+/// One provider call, as recorded.
+#[derive(Clone, Debug, Serialize)]
+pub struct AttemptRecord {
+    pub delivery_id: String,
+    pub attempt: i64,
+    pub adapter: String,
+    pub started_at: String,
+    pub duration_ms: i64,
+    pub outcome: String,
+    pub error: Option<String>,
+    pub provider_message_id: Option<String>,
+}
+
+/// A delivery as stored.
+#[derive(Clone, Debug, Serialize)]
+pub struct DeliveryRecord {
+    pub id: String,
+    pub notification_id: String,
+    pub event_id: String,
+    pub tenant: String,
+    pub recipient_id: String,
+    pub channel: String,
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub status_detail: Option<String>,
+    pub idempotency_key: String,
+    pub planned_by: String,
+    pub rendered_by: Option<String>,
+    pub sent_by: Option<String>,
+    pub provider_message_id: Option<String>,
+    pub attempts: i64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// What `explain` was asked about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Subject {
+    Event,
+    Notification,
+    Delivery,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Explanation {
+    pub subject: Subject,
+    pub id: String,
+    pub tenant: String,
+    pub event_id: String,
+    pub notifier_key: String,
+    pub notifier_plugin: String,
+    pub deliveries: Vec<DeliveryRecord>,
+    pub attempts: Vec<AttemptRecord>,
+    pub timeline: Vec<TraceEntry>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExplainError {
+    #[error("no event, notification or delivery has the id `{0}`")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for ExplainError {
+    fn from(e: sqlx::Error) -> Self {
+        ExplainError::Store(e.into())
+    }
+}
+
+const DELIVERY_COLUMNS: &str = "d.id, d.notification_id, d.event_id, d.tenant, n.recipient_id, d.channel, d.status,
+    d.status_reason, d.status_detail, d.idempotency_key, d.planned_by, d.rendered_by, d.sent_by,
+    d.provider_message_id, d.attempts, d.created_at, d.updated_at";
+
+pub(crate) fn delivery_from_row(r: &sqlx::sqlite::SqliteRow) -> DeliveryRecord {
+    DeliveryRecord {
+        id: r.get("id"),
+        notification_id: r.get("notification_id"),
+        event_id: r.get("event_id"),
+        tenant: r.get("tenant"),
+        recipient_id: r.get("recipient_id"),
+        channel: r.get("channel"),
+        status: r.get("status"),
+        status_reason: r.get("status_reason"),
+        status_detail: r.get("status_detail"),
+        idempotency_key: r.get("idempotency_key"),
+        planned_by: r.get("planned_by"),
+        rendered_by: r.get("rendered_by"),
+        sent_by: r.get("sent_by"),
+        provider_message_id: r.get("provider_message_id"),
+        attempts: r.get("attempts"),
+        created_at: r.get("created_at"),
+        updated_at: r.get("updated_at"),
+    }
+}
+
+/// Deliveries of an event, ordered by recipient then channel.
+pub(crate) async fn deliveries_of_event(
+    db: &store::Db,
+    event_id: &str,
+) -> Result<Vec<DeliveryRecord>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN notifications n ON n.id = d.notification_id
+         WHERE d.event_id = $1 ORDER BY n.recipient_id, d.channel"
+    ))
+    .bind(event_id)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.iter().map(delivery_from_row).collect())
+}
+
+pub(crate) async fn delivery(db: &store::Db, id: &str) -> Result<Option<DeliveryRecord>, StoreError> {
+    let row = sqlx::query(&format!(
+        "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN notifications n ON n.id = d.notification_id WHERE d.id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.as_ref().map(delivery_from_row))
+}
+
+/// The ordered story of a delivery, notification or event.
+pub async fn explain(db: &store::Db, id: &str) -> Result<Explanation, ExplainError> {
+    let (subject, event_id, notification_id) =
+        if let Some(d) = delivery(db, id).await? {
+            (Subject::Delivery, d.event_id, Some(d.notification_id))
+        } else if let Some(r) = sqlx::query("SELECT event_id FROM notifications WHERE id = $1")
+            .bind(id)
+            .fetch_optional(db)
+            .await?
+        {
+            (Subject::Notification, r.get("event_id"), Some(id.to_string()))
+        } else if sqlx::query("SELECT id FROM events WHERE id = $1")
+            .bind(id)
+            .fetch_optional(db)
+            .await?
+            .is_some()
+        {
+            (Subject::Event, id.to_string(), None)
+        } else {
+            return Err(ExplainError::NotFound(id.to_string()));
+        };
+    let event = sqlx::query("SELECT tenant, notifier_key, notifier_plugin FROM events WHERE id = $1")
+        .bind(&event_id)
+        .fetch_one(db)
+        .await?;
+
+    let mut deliveries = deliveries_of_event(db, &event_id).await?;
+    deliveries.retain(|d| match subject {
+        Subject::Delivery => d.id == id,
+        Subject::Notification => Some(&d.notification_id) == notification_id.as_ref(),
+        Subject::Event => true,
+    });
+
+    // Event-level entries belong to every story; notification-level ones to their
+    // notification's deliveries; delivery-level ones only to their delivery.
+    let rows = sqlx::query(
+        "SELECT at, kind, reason, detail, plugin, attempt, notification_id, delivery_id
+         FROM traces WHERE event_id = $1 ORDER BY id",
+    )
+    .bind(&event_id)
+    .fetch_all(db)
+    .await?;
+    let timeline = rows
+        .iter()
+        .map(|r| TraceEntry {
+            at: r.get("at"),
+            kind: r.get("kind"),
+            reason: r.get("reason"),
+            detail: r.get("detail"),
+            plugin: r.get("plugin"),
+            attempt: r.get("attempt"),
+            notification_id: r.get("notification_id"),
+            delivery_id: r.get("delivery_id"),
+        })
+        .filter(|t| match subject {
+            Subject::Event => true,
+            Subject::Notification => {
+                t.notification_id.is_none() || t.notification_id == notification_id
+            }
+            Subject::Delivery => {
+                (t.notification_id.is_none() || t.notification_id == notification_id)
+                    && (t.delivery_id.is_none() || t.delivery_id.as_deref() == Some(id))
+            }
+        })
+        .collect();
+
+    let mut attempts = Vec::new();
+    for d in &deliveries {
+        let rows = sqlx::query(
+            "SELECT delivery_id, attempt, adapter, started_at, duration_ms, outcome, error, provider_message_id
+             FROM attempts WHERE delivery_id = $1 ORDER BY attempt",
+        )
+        .bind(&d.id)
+        .fetch_all(db)
+        .await?;
+        attempts.extend(rows.iter().map(|r| AttemptRecord {
+            delivery_id: r.get("delivery_id"),
+            attempt: r.get("attempt"),
+            adapter: r.get("adapter"),
+            started_at: r.get("started_at"),
+            duration_ms: r.get("duration_ms"),
+            outcome: r.get("outcome"),
+            error: r.get("error"),
+            provider_message_id: r.get("provider_message_id"),
+        }));
+    }
+
+    Ok(Explanation {
+        subject,
+        id: id.to_string(),
+        tenant: event.get("tenant"),
+        event_id,
+        notifier_key: event.get("notifier_key"),
+        notifier_plugin: event.get("notifier_plugin"),
+        deliveries,
+        attempts,
+        timeline,
+    })
+}
+
+impl fmt::Display for Explanation {
+    /// The human form: what it is, where it ended, and the timeline that got it there.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let subject = match self.subject {
+            Subject::Event => "event",
+            Subject::Notification => "notification",
+            Subject::Delivery => "delivery",
+        };
+        writeln!(f, "{subject} {}", self.id)?;
+        writeln!(
+            f,
+            "  event {} (tenant {}), notifier {} planned by {}",
+            self.event_id, self.tenant, self.notifier_key, self.notifier_plugin
+        )?;
+        for d in &self.deliveries {
+            write!(
+                f,
+                "  delivery {} -> {} via {}: {}",
+                d.id, d.recipient_id, d.channel, d.status
+            )?;
+            if let Some(r) = &d.status_reason {
+                write!(f, " ({r})")?;
+            }
+            writeln!(f)?;
+        }
+        writeln!(f, "timeline:")?;
+        for t in &self.timeline {
+            write!(f, "  {}  {:<20}", t.at, t.kind)?;
+            if let Some(a) = t.attempt {
+                write!(f, " #{a}")?;
+            }
+            if let Some(r) = &t.reason {
+                write!(f, " [{r}]")?;
+            }
+            if let Some(d) = &t.detail {
+                write!(f, " {d}")?;
+            }
+            if let Some(p) = &t.plugin {
+                write!(f, "  by {p}")?;
+            }
+            if self.subject == Subject::Event
+                && let Some(d) = &t.delivery_id
+            {
+                write!(f, "  (delivery {})", &d[d.len().saturating_sub(12)..])?;
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,374 @@
+//! Trigger: an event goes in, the notifier plugin decides who gets it on which channels, and
+//! one transaction writes the event, a notification per distinct recipient and a pending
+//! delivery per (notification, channel), with the trace of every decision.
+//!
+//! Plugin calls happen *before* the transaction: they may take milliseconds, and a write
+//! transaction held across them would serialise every trigger behind the slowest plugin.
+//! Uniqueness (tenant + idempotency key, event + recipient, notification + channel) is
+//! enforced by the database's unique indexes, not by look-ups.
+
+use crate::content::{Channel, Recipient};
+use crate::plugins::{CallError, PluginRuntime, Registry, RegistryError};
+use crate::store::{self, Db, StoreError};
+use crate::traces::{self, kind, DeliveryRecord, NewTrace};
+use serde::Serialize;
+use sqlx::Row;
+
+/// The tenant used when none is given.
+pub const DEFAULT_TENANT: &str = "default";
+
+#[derive(Clone, Debug)]
+pub struct TriggerRequest {
+    pub notifier: String,
+    pub payload: serde_json::Value,
+    pub tenant: String,
+    pub idempotency_key: Option<String>,
+}
+
+impl TriggerRequest {
+    pub fn new(notifier: impl Into<String>, payload: serde_json::Value) -> Self {
+        TriggerRequest {
+            notifier: notifier.into(),
+            payload,
+            tenant: DEFAULT_TENANT.to_string(),
+            idempotency_key: None,
+        }
+    }
+    pub fn tenant(mut self, tenant: impl Into<String>) -> Self {
+        self.tenant = tenant.into();
+        self
+    }
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TriggerOutcome {
+    pub event_id: String,
+    /// True when the idempotency key had been used: nothing was written, these are the
+    /// original ids.
+    pub duplicate: bool,
+    pub notifications: Vec<NotificationSummary>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct NotificationSummary {
+    pub id: String,
+    pub recipient_id: String,
+    pub deliveries: Vec<DeliveryRecord>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TriggerError {
+    #[error("invalid trigger: {0}")]
+    Invalid(String),
+    #[error(transparent)]
+    UnknownNotifier(#[from] RegistryError),
+    #[error("notifier `{notifier}` rejected the payload: {source}")]
+    Plan { notifier: String, source: CallError },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for TriggerError {
+    fn from(e: sqlx::Error) -> Self {
+        TriggerError::Store(e.into())
+    }
+}
+
+struct PlannedRecipient {
+    recipient: Recipient,
+    channels: Vec<Channel>,
+}
+
+#[tracing::instrument(skip_all, fields(notifier = %req.notifier, tenant = %req.tenant))]
+pub async fn trigger(
+    db: &Db,
+    runtime: &PluginRuntime,
+    registry: &Registry,
+    req: &TriggerRequest,
+) -> Result<TriggerOutcome, TriggerError> {
+    if req.tenant.trim().is_empty() {
+        return Err(TriggerError::Invalid("tenant must not be empty".into()));
+    }
+    if !req.payload.is_object() {
+        return Err(TriggerError::Invalid(
+            "payload must be a JSON object".into(),
+        ));
+    }
+    if let Some(key) = &req.idempotency_key {
+        if key.is_empty() || key.len() > 255 {
+            return Err(TriggerError::Invalid(
+                "idempotency key must be 1 to 255 characters".into(),
+            ));
+        }
+        if let Some(existing) = find_by_key(db, &req.tenant, key).await? {
+            tracing::info!(event_id = %existing, "duplicate trigger");
+            return summary(db, &existing, true).await;
+        }
+    }
+
+    let notifier = registry.notifier(&req.notifier)?;
+    let description = notifier
+        .description()
+        .expect("notifiers are described at load");
+    let payload = req.payload.to_string();
+    let plan_err = |source| TriggerError::Plan {
+        notifier: req.notifier.clone(),
+        source,
+    };
+
+    // Recipients: deduplicated by id (first occurrence wins) and sorted, so the same payload
+    // always plans the same notifications in the same order.
+    let mut recipients = runtime
+        .recipients(notifier, &payload)
+        .await
+        .map_err(plan_err)?;
+    recipients.sort_by(|a, b| a.id.cmp(&b.id));
+    recipients.dedup_by(|a, b| a.id == b.id);
+    if recipients.is_empty() {
+        return Err(TriggerError::Invalid(format!(
+            "notifier `{}` found no recipients in the payload",
+            req.notifier
+        )));
+    }
+    if let Some(bad) = recipients.iter().find(|r| r.id.trim().is_empty()) {
+        return Err(TriggerError::Invalid(format!(
+            "notifier `{}` returned a recipient with an empty id ({bad:?})",
+            req.notifier
+        )));
+    }
+    let mut planned = Vec::with_capacity(recipients.len());
+    for recipient in recipients {
+        let mut channels = runtime
+            .channels(notifier, &payload, &recipient)
+            .await
+            .map_err(plan_err)?;
+        channels.sort();
+        channels.dedup();
+        if let Some(c) = channels.iter().find(|c| !description.channels.contains(c)) {
+            return Err(plan_err(CallError {
+                plugin: notifier.reference().to_string(),
+                function: "channels",
+                reason: crate::plugins::FailureReason::PluginError,
+                message: format!(
+                    "returned channel {c}, which its describe() does not declare"
+                ),
+            }));
+        }
+        planned.push(PlannedRecipient {
+            recipient,
+            channels,
+        });
+    }
+
+    let plugin = notifier.reference().to_string();
+    let event_id = store::new_id();
+    let now = store::time_text(store::now());
+    let mut tx = db.begin().await?;
+    let inserted = sqlx::query(
+        "INSERT INTO events (id, tenant, notifier_key, notifier_plugin, payload, idempotency_key, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+    )
+    .bind(&event_id)
+    .bind(&req.tenant)
+    .bind(&req.notifier)
+    .bind(&plugin)
+    .bind(&payload)
+    .bind(&req.idempotency_key)
+    .bind(&now)
+    .execute(&mut *tx)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        // Another trigger with the same key committed while we were planning.
+        tx.rollback().await?;
+        let key = req.idempotency_key.as_deref().unwrap_or_default();
+        let existing = find_by_key(db, &req.tenant, key)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("idempotency conflict without a row".into()))?;
+        return summary(db, &existing, true).await;
+    }
+    planned_trace(
+        &mut tx,
+        (&req.tenant, &event_id, &plugin),
+        (
+            kind::EVENT_RECEIVED,
+            None,
+            None,
+            None,
+            Some(format!(
+                "notifier {} ({} category){}",
+                req.notifier,
+                description.category,
+                req.idempotency_key
+                    .as_ref()
+                    .map(|k| format!(", idempotency key {k}"))
+                    .unwrap_or_default()
+            )),
+        ),
+    )
+    .await?;
+    planned_trace(
+        &mut tx,
+        (&req.tenant, &event_id, &plugin),
+        (
+            kind::RECIPIENTS_PLANNED,
+            None,
+            None,
+            None,
+            Some(format!(
+                "{} recipient(s): {}",
+                planned.len(),
+                planned
+                    .iter()
+                    .map(|p| p.recipient.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        ),
+    )
+    .await?;
+
+    for p in &planned {
+        let notification_id = store::new_id();
+        let recipient_json = serde_json::to_string(&p.recipient)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO notifications (id, event_id, tenant, recipient_id, recipient, category, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&notification_id)
+        .bind(&event_id)
+        .bind(&req.tenant)
+        .bind(&p.recipient.id)
+        .bind(&recipient_json)
+        .bind(&description.category)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+        planned_trace(
+            &mut tx,
+            (&req.tenant, &event_id, &plugin),
+            (
+                kind::NOTIFICATION_CREATED,
+                Some(&notification_id),
+                None,
+                None,
+                Some(format!("recipient {}", p.recipient.id)),
+            ),
+        )
+        .await?;
+        for channel in &p.channels {
+            let delivery_id = store::new_id();
+            sqlx::query(
+                "INSERT INTO deliveries (id, notification_id, event_id, tenant, channel, status, idempotency_key,
+                                         planned_by, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8, $8)",
+            )
+            .bind(&delivery_id)
+            .bind(&notification_id)
+            .bind(&event_id)
+            .bind(&req.tenant)
+            .bind(channel.as_str())
+            .bind(idempotency_key_for(&delivery_id))
+            .bind(&plugin)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
+            planned_trace(
+                &mut tx,
+                (&req.tenant, &event_id, &plugin),
+                (
+                    kind::DELIVERY_PLANNED,
+                    Some(&notification_id),
+                    Some(&delivery_id),
+                    Some("notifier_selected_channel"),
+                    Some(format!("{channel} for recipient {}", p.recipient.id)),
+                ),
+            )
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    tracing::info!(%event_id, notifications = planned.len(), "event triggered");
+    summary(db, &event_id, false).await
+}
+
+type TraceFields<'a> = (
+    &'static str,
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<&'static str>,
+    Option<String>,
+);
+
+/// Appends a planning trace attributed to the notifier plugin.
+async fn planned_trace(
+    conn: &mut sqlx::SqliteConnection,
+    (tenant, event_id, plugin): (&str, &str, &str),
+    (kind, notification_id, delivery_id, reason, detail): TraceFields<'_>,
+) -> Result<(), StoreError> {
+    traces::append(
+        conn,
+        NewTrace {
+            tenant,
+            event_id,
+            notification_id,
+            delivery_id,
+            kind,
+            reason,
+            detail,
+            plugin: Some(plugin.to_string()),
+            attempt: None,
+        },
+    )
+    .await
+}
+
+/// The idempotency key every send of a delivery carries: stable across attempts, so a
+/// provider can drop a repeat after a crash between its send and our commit.
+pub fn idempotency_key_for(delivery_id: &str) -> String {
+    format!("belfry-{delivery_id}")
+}
+
+async fn find_by_key(db: &Db, tenant: &str, key: &str) -> Result<Option<String>, TriggerError> {
+    Ok(
+        sqlx::query("SELECT id FROM events WHERE tenant = $1 AND idempotency_key = $2")
+            .bind(tenant)
+            .bind(key)
+            .fetch_optional(db)
+            .await?
+            .map(|r| r.get("id")),
+    )
+}
+
+/// The current state of an event: its notifications and their deliveries.
+pub async fn summary(db: &Db, event_id: &str, duplicate: bool) -> Result<TriggerOutcome, TriggerError> {
+    let rows = sqlx::query("SELECT id, recipient_id FROM notifications WHERE event_id = $1 ORDER BY recipient_id")
+        .bind(event_id)
+        .fetch_all(db)
+        .await?;
+    let deliveries = traces::deliveries_of_event(db, event_id).await?;
+    let notifications = rows
+        .iter()
+        .map(|r| {
+            let id: String = r.get("id");
+            NotificationSummary {
+                deliveries: deliveries
+                    .iter()
+                    .filter(|d| d.notification_id == id)
+                    .cloned()
+                    .collect(),
+                recipient_id: r.get("recipient_id"),
+                id,
+            }
+        })
+        .collect();
+    Ok(TriggerOutcome {
+        event_id: event_id.to_string(),
+        duplicate,
+        notifications,
+    })
+}
