@@ -358,7 +358,7 @@ async fn finish_failed(
     detail: String,
     plugin: Option<String>,
 ) -> Result<Option<Dispatched>, StoreError> {
-    tracing::warn!(delivery_id = %d.id, reason, %detail, "delivery failed");
+    tracing::info!(delivery_id = %d.id, reason, %detail, "delivery failed");
     let mut tx = db.begin().await?;
     set_status(&mut tx, &d.id, "failed", Some(reason), Some(&detail), None, None).await?;
     traces::append(

@@ -551,50 +551,7 @@ impl PluginRuntime {
             let mut store = self.new_store(p)?;
             let wall = Duration::from_millis(p.manifest.limits.timeout_ms);
             let outcome = tokio::time::timeout(wall, body(&mut store, &p.pre)).await;
-            let err = |reason, message: String| CallError {
-                plugin: p.reference.to_string(),
-                function,
-                reason,
-                message,
-            };
-            let state = store.data();
-            let denials = state.gate.denials.lock().unwrap().clone();
-            if !denials.is_empty() {
-                return Err(err(FailureReason::CapabilityDenied, denials.join("; ")));
-            }
-            match outcome {
-                Err(_elapsed) => Err(err(
-                    FailureReason::Timeout,
-                    format!("did not finish within {} ms", p.manifest.limits.timeout_ms),
-                )),
-                Ok(Ok(r)) => Ok(r),
-                Ok(Err(e)) => {
-                    if state.limiter.memory_refused {
-                        return Err(err(
-                            FailureReason::MemoryLimit,
-                            format!(
-                                "memory limit of {} MiB reached",
-                                p.manifest.limits.memory_bytes >> 20
-                            ),
-                        ));
-                    }
-                    if matches!(e.downcast_ref::<wasmtime::Trap>(), Some(wasmtime::Trap::Interrupt)) {
-                        return Err(err(
-                            FailureReason::Timeout,
-                            format!("CPU time limit of {} ms reached", p.manifest.limits.timeout_ms),
-                        ));
-                    }
-                    let mut message = format!("{e}");
-                    if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
-                        message = format!("wasm trap: {trap}");
-                    }
-                    let stderr = state.stderr_tail();
-                    if !stderr.is_empty() {
-                        message.push_str(&format!("; guest stderr: {stderr}"));
-                    }
-                    Err(err(FailureReason::Trap, message))
-                }
-            }
+            classify(p, function, &store, outcome.map_err(|_| ()))
         }
         .instrument(span)
         .await
@@ -759,6 +716,13 @@ impl PluginRuntime {
             })
             .await?
             .ok_or_else(|| Self::wrong_kind(plugin, "render"))?;
+        Self::finish_render(plugin, r)
+    }
+
+    fn finish_render(
+        plugin: &Plugin,
+        r: Result<v0_1_0::wit::Content, v0_1_0::wit_rendering::RenderError>,
+    ) -> Result<Content, CallError> {
         use v0_1_0::wit_rendering::RenderError;
         let content = r.map_err(|e| {
             let message = match e {
@@ -813,6 +777,126 @@ impl PluginRuntime {
             }),
             Err(W::Permanent(message)) => Err(SendError::Permanent { message }),
         })
+    }
+}
+
+/// Turns the way a call ended into its result or a `CallError` with a reason code.
+/// `Err(())` is the wall-clock timeout.
+fn classify<R>(
+    p: &LoadedPlugin,
+    function: &'static str,
+    store: &Store<PluginState>,
+    outcome: Result<wasmtime::Result<R>, ()>,
+) -> Result<R, CallError> {
+    let err = |reason, message: String| CallError {
+        plugin: p.reference.to_string(),
+        function,
+        reason,
+        message,
+    };
+    let state = store.data();
+    let denials = state.gate.denials.lock().unwrap().clone();
+    if !denials.is_empty() {
+        return Err(err(FailureReason::CapabilityDenied, denials.join("; ")));
+    }
+    match outcome {
+        Err(()) => Err(err(
+            FailureReason::Timeout,
+            format!("did not finish within {} ms", p.manifest.limits.timeout_ms),
+        )),
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(e)) => {
+            if state.limiter.memory_refused {
+                return Err(err(
+                    FailureReason::MemoryLimit,
+                    format!(
+                        "memory limit of {} MiB reached",
+                        p.manifest.limits.memory_bytes >> 20
+                    ),
+                ));
+            }
+            if matches!(
+                e.downcast_ref::<wasmtime::Trap>(),
+                Some(wasmtime::Trap::Interrupt)
+            ) {
+                return Err(err(
+                    FailureReason::Timeout,
+                    format!(
+                        "CPU time limit of {} ms reached",
+                        p.manifest.limits.timeout_ms
+                    ),
+                ));
+            }
+            let mut message = match e.downcast_ref::<wasmtime::Trap>() {
+                Some(trap) => format!("wasm trap: {trap}"),
+                None => format!("{e:#}"),
+            };
+            let stderr = state.stderr_tail();
+            if !stderr.is_empty() {
+                message.push_str(&format!("; guest stderr: {stderr}"));
+            }
+            Err(err(FailureReason::Trap, message))
+        }
+    }
+}
+
+/// A renderer instance kept for several calls of the same plugin (and, by the caller's
+/// choice, the same tenant): it skips instantiation, at the price of state surviving between
+/// calls. It is replaced after [`RendererSession::MAX_CALLS`] calls or any failure, since a
+/// trapped instance refuses further calls and a misbehaving one should not linger.
+pub struct RendererSession<'r> {
+    runtime: &'r PluginRuntime,
+    plugin: Plugin,
+    live: Option<(Store<PluginState>, v0_1_0::Renderer)>,
+    calls: u32,
+}
+
+impl<'r> RendererSession<'r> {
+    /// Long enough to amortise instantiation; short enough that a slow leak in a guest
+    /// never grows far.
+    pub const MAX_CALLS: u32 = 1000;
+
+    pub fn new(runtime: &'r PluginRuntime, plugin: &Plugin) -> Self {
+        RendererSession {
+            runtime,
+            plugin: plugin.clone(),
+            live: None,
+            calls: 0,
+        }
+    }
+
+    pub async fn render(&mut self, request: &RenderRequest) -> Result<Content, CallError> {
+        let p = &*self.plugin.0;
+        let Pre::Renderer(pre) = &p.pre else {
+            return Err(PluginRuntime::wrong_kind(&self.plugin, "render"));
+        };
+        if self.calls >= Self::MAX_CALLS {
+            self.live = None;
+        }
+        if self.live.is_none() {
+            let mut store = self.runtime.new_store(p)?;
+            let inst = pre.instantiate_async(&mut store).await;
+            let inst = classify(p, "instantiate", &store, Ok(inst))?;
+            self.live = Some((store, inst));
+            self.calls = 0;
+        }
+        let (store, inst) = self.live.as_mut().expect("instantiated above");
+        store.set_epoch_deadline(p.manifest.limits.epoch_ticks());
+        let wr = v0_1_0::render_request_to_wit(request);
+        let wall = Duration::from_millis(p.manifest.limits.timeout_ms);
+        let outcome =
+            tokio::time::timeout(wall, inst.belfry_plugin_rendering().call_render(&mut *store, &wr))
+                .await;
+        self.calls += 1;
+        let result = classify(p, "render", store, outcome.map_err(|_| ()));
+        let r = match result {
+            Ok(r) => r,
+            Err(e) => {
+                self.live = None;
+                return Err(e);
+            }
+        };
+        PluginRuntime::finish_render(&self.plugin, r)
     }
 }
 

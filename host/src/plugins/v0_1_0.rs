@@ -45,7 +45,7 @@ mod bindings {
 pub use bindings::adapter::ChannelAdapterPre;
 pub use bindings::notifier::belfry::plugin::{config as wit_config, log as wit_log, types as wit};
 pub use bindings::notifier::{Notifier, NotifierPre};
-pub use bindings::renderer::RendererPre;
+pub use bindings::renderer::{Renderer, RendererPre};
 
 pub use bindings::adapter::exports::belfry::plugin::delivery as wit_delivery;
 pub use bindings::notifier::exports::belfry::plugin::notifications as wit_notifications;

@@ -1,0 +1,270 @@
+//! The `order-shipped` notifier (category `orders`).
+//!
+//! Payload:
+//! `{"order_id": "...", "carrier": "...", "tracking_url": "...", "customer": {...}}` or the
+//! same with `"customers": [{...}, ...]`; each customer is `{id, email?, phone?, name?}`.
+//! Channels per recipient: `email` if it has an address, `sms` if it has a phone number,
+//! `webhook` always.
+
+wit_bindgen::generate!({
+    world: "notifier",
+    path: "../../wit/plugin@0.1.0",
+});
+
+use belfry::plugin::types::{Channel, Recipient, RenderRequest};
+use exports::belfry::plugin::notifications::{Description, Guest, PlanError};
+use serde_json::{Map, Value, json};
+
+const KEY: &str = "order-shipped";
+/// What the templates call a customer who gave no name ("Hi there,").
+const DEFAULT_NAME: &str = "there";
+
+struct OrderShipped;
+
+impl Guest for OrderShipped {
+    fn describe() -> Description {
+        Description {
+            key: KEY.to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            category: "orders".to_string(),
+            channels: vec![Channel::Email, Channel::Sms, Channel::Webhook],
+            description: "Tells customers that their order has shipped, with a tracking link"
+                .to_string(),
+        }
+    }
+
+    fn recipients(payload: String) -> Result<Vec<Recipient>, PlanError> {
+        let order = Order::parse(&payload)?;
+        Ok(order.customers.iter().map(Customer::recipient).collect())
+    }
+
+    fn channels(payload: String, recipient: Recipient) -> Result<Vec<Channel>, PlanError> {
+        Order::parse(&payload)?;
+        let mut channels = Vec::with_capacity(3);
+        if recipient.email.as_deref().is_some_and(|e| !e.is_empty()) {
+            channels.push(Channel::Email);
+        }
+        if recipient.phone.as_deref().is_some_and(|p| !p.is_empty()) {
+            channels.push(Channel::Sms);
+        }
+        channels.push(Channel::Webhook);
+        Ok(channels)
+    }
+
+    fn build(
+        payload: String,
+        recipient: Recipient,
+        channel: Channel,
+    ) -> Result<RenderRequest, PlanError> {
+        let order = Order::parse(&payload)?;
+        let customer = order.customers.iter().find(|c| c.id == recipient.id);
+        let path = customer.map_or("customer", |c| c.path.as_str());
+        let email = recipient
+            .email
+            .clone()
+            .or_else(|| customer.and_then(|c| c.email.clone()));
+        let phone = recipient
+            .phone
+            .clone()
+            .or_else(|| customer.and_then(|c| c.phone.clone()));
+        match channel {
+            Channel::Email if email.is_none() => {
+                return Err(PlanError::InvalidPayload(format!(
+                    "missing field `{path}.email` (needed for the email channel)"
+                )));
+            }
+            Channel::Sms if phone.is_none() => {
+                return Err(PlanError::InvalidPayload(format!(
+                    "missing field `{path}.phone` (needed for the sms channel)"
+                )));
+            }
+            Channel::Email | Channel::Sms | Channel::Webhook => {}
+            other => {
+                return Err(PlanError::Failed(format!(
+                    "the order-shipped notifier does not use the {} channel",
+                    channel_name(other)
+                )));
+            }
+        }
+        let name = customer
+            .and_then(|c| c.name.clone())
+            .or_else(|| name_from_recipient_data(&recipient))
+            .unwrap_or_else(|| DEFAULT_NAME.to_string());
+        let data = json!({
+            "order_id": order.order_id,
+            "carrier": order.carrier,
+            "tracking_url": order.tracking_url,
+            "name": name,
+            "recipient_id": recipient.id,
+            "email": email,
+            "phone": phone,
+            "customer": customer.map_or(Value::Null, |c| c.raw.clone()),
+        });
+        Ok(RenderRequest {
+            template: KEY.to_string(),
+            channel,
+            data: data.to_string(),
+            locale: None,
+        })
+    }
+}
+
+struct Order {
+    order_id: String,
+    carrier: String,
+    tracking_url: String,
+    customers: Vec<Customer>,
+}
+
+struct Customer {
+    /// Where it is in the payload, for error messages: `customer` or `customers[2]`.
+    path: String,
+    id: String,
+    email: Option<String>,
+    phone: Option<String>,
+    name: Option<String>,
+    raw: Value,
+}
+
+impl Order {
+    fn parse(payload: &str) -> Result<Self, PlanError> {
+        let payload = match serde_json::from_str::<Value>(payload) {
+            Ok(Value::Object(map)) => map,
+            Ok(_) => {
+                return Err(PlanError::InvalidPayload(
+                    "the payload must be a JSON object".to_string(),
+                ));
+            }
+            Err(err) => {
+                return Err(PlanError::InvalidPayload(format!(
+                    "the payload is not valid JSON: {err}"
+                )));
+            }
+        };
+        let order_id = required_string(&payload, "order_id", "order_id")?;
+        let carrier = required_string(&payload, "carrier", "carrier")?;
+        let tracking_url = required_string(&payload, "tracking_url", "tracking_url")?;
+
+        let single = payload.get("customer").filter(|v| !v.is_null());
+        let many = payload.get("customers").filter(|v| !v.is_null());
+        let customers = match (single, many) {
+            (Some(_), Some(_)) => {
+                return Err(PlanError::InvalidPayload(
+                    "give either field `customer` or field `customers`, not both".to_string(),
+                ));
+            }
+            (None, None) => {
+                return Err(PlanError::InvalidPayload(
+                    "missing field `customer` (or `customers`)".to_string(),
+                ));
+            }
+            (Some(customer), None) => vec![Customer::parse(customer, "customer".to_string())?],
+            (None, Some(Value::Array(list))) => {
+                if list.is_empty() {
+                    return Err(PlanError::InvalidPayload(
+                        "field `customers` must not be empty".to_string(),
+                    ));
+                }
+                list.iter()
+                    .enumerate()
+                    .map(|(i, c)| Customer::parse(c, format!("customers[{i}]")))
+                    .collect::<Result<Vec<_>, _>>()?
+            }
+            (None, Some(_)) => return Err(wrong_type("customers", "an array")),
+        };
+        Ok(Order {
+            order_id,
+            carrier,
+            tracking_url,
+            customers,
+        })
+    }
+}
+
+impl Customer {
+    fn parse(value: &Value, path: String) -> Result<Self, PlanError> {
+        let Value::Object(object) = value else {
+            return Err(wrong_type(&path, "an object"));
+        };
+        let id = required_string(object, "id", &format!("{path}.id"))?;
+        let email =
+            optional_string(object, "email", &format!("{path}.email"))?.filter(|s| !s.is_empty());
+        let phone =
+            optional_string(object, "phone", &format!("{path}.phone"))?.filter(|s| !s.is_empty());
+        let name =
+            optional_string(object, "name", &format!("{path}.name"))?.filter(|s| !s.is_empty());
+        Ok(Customer {
+            path,
+            id,
+            email,
+            phone,
+            name,
+            raw: value.clone(),
+        })
+    }
+
+    fn recipient(&self) -> Recipient {
+        Recipient {
+            id: self.id.clone(),
+            email: self.email.clone(),
+            phone: self.phone.clone(),
+            data: self
+                .name
+                .as_ref()
+                .map(|name| json!({ "name": name }).to_string()),
+        }
+    }
+}
+
+/// `object[key]` as a non-empty string, or an error naming `path`.
+fn required_string(
+    object: &Map<String, Value>,
+    key: &str,
+    path: &str,
+) -> Result<String, PlanError> {
+    match optional_string(object, key, path)? {
+        None => Err(PlanError::InvalidPayload(format!("missing field `{path}`"))),
+        Some(s) if s.is_empty() => Err(PlanError::InvalidPayload(format!(
+            "field `{path}` must not be empty"
+        ))),
+        Some(s) => Ok(s),
+    }
+}
+
+/// `object[key]` as a string; absent or null is `None`, any other type an error naming `path`.
+fn optional_string(
+    object: &Map<String, Value>,
+    key: &str,
+    path: &str,
+) -> Result<Option<String>, PlanError> {
+    match object.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(wrong_type(path, "a string")),
+    }
+}
+
+fn name_from_recipient_data(recipient: &Recipient) -> Option<String> {
+    let data: Value = serde_json::from_str(recipient.data.as_deref()?).ok()?;
+    data.get("name")?
+        .as_str()
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+}
+
+fn wrong_type(path: &str, expected: &str) -> PlanError {
+    PlanError::InvalidPayload(format!("field `{path}` must be {expected}"))
+}
+
+fn channel_name(channel: Channel) -> &'static str {
+    match channel {
+        Channel::Email => "email",
+        Channel::Sms => "sms",
+        Channel::Push => "push",
+        Channel::Chat => "chat",
+        Channel::InApp => "in-app",
+        Channel::Webhook => "webhook",
+    }
+}
+
+export!(OrderShipped);

@@ -1,0 +1,182 @@
+//! `belfry bench plugins`: what a sandboxed render costs next to the same render done
+//! natively, measured in one run on this machine.
+//!
+//! Three ways to render the `welcome` e-mail (subject, html, text) for the same data:
+//! - **fresh**: the `templates` plugin on a fresh instance per call (the production path);
+//! - **reused**: the same plugin on one instance kept for many calls ([`RendererSession`]);
+//! - **native**: minijinja in this process, reading the same template files from disk.
+//!
+//! Calls run one after another on one task, so the figures are per core.
+
+use anyhow::{Context, Result};
+use belfry::host::content::{Channel, Content, Recipient, RenderRequest};
+use belfry::host::plugins::{self, PluginKind, PluginRuntime, RendererSession, RuntimeConfig};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+struct Measured {
+    name: &'static str,
+    per_call: Vec<Duration>,
+    total: Duration,
+}
+
+impl Measured {
+    fn calls_per_sec(&self) -> f64 {
+        self.per_call.len() as f64 / self.total.as_secs_f64()
+    }
+    fn percentile_us(&self, p: f64) -> f64 {
+        let mut v: Vec<Duration> = self.per_call.clone();
+        v.sort();
+        let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+        v[i].as_secs_f64() * 1e6
+    }
+    fn mean_us(&self) -> f64 {
+        self.total.as_secs_f64() * 1e6 / self.per_call.len() as f64
+    }
+}
+
+async fn measure<F>(name: &'static str, iterations: u32, mut call: F) -> Result<Measured>
+where
+    F: AsyncFnMut() -> Result<()>,
+{
+    for _ in 0..(iterations / 10).max(10) {
+        call().await?;
+    }
+    let mut per_call = Vec::with_capacity(iterations as usize);
+    let start = Instant::now();
+    for _ in 0..iterations {
+        let t = Instant::now();
+        call().await?;
+        per_call.push(t.elapsed());
+    }
+    Ok(Measured {
+        name,
+        per_call,
+        total: start.elapsed(),
+    })
+}
+
+/// Renders the request's email fields natively, reading the template files like the plugin.
+fn render_native(dir: &Path, request: &RenderRequest) -> Result<Content> {
+    let data: serde_json::Value = serde_json::from_str(&request.data)?;
+    let base = dir.join(&request.template).join(request.channel.as_str());
+    let mut env = minijinja::Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    let field = |name: &str| -> Result<Option<String>> {
+        let path = base.join(format!("{name}.j2"));
+        let Ok(source) = std::fs::read_to_string(&path) else {
+            return Ok(None);
+        };
+        let out = env.render_str(&source, &data)?;
+        Ok(Some(out.strip_suffix('\n').unwrap_or(&out).to_string()))
+    };
+    Ok(Content::Email {
+        subject: field("subject")?.context("subject template")?,
+        html: field("html")?,
+        text: field("text")?,
+    })
+}
+
+pub async fn plugins(iterations: u32, json: bool) -> Result<()> {
+    let iterations = iterations.max(10);
+    let cache = tempfile::tempdir()?;
+    let runtime = PluginRuntime::new(RuntimeConfig {
+        cache_dir: Some(cache.path().to_path_buf()),
+        plugin_config: Default::default(),
+    })?;
+    let loaded = plugins::load_all(&runtime, belfry::BUNDLED, None).await?;
+    let renderer = loaded
+        .iter()
+        .find(|p| p.kind() == PluginKind::Renderer)
+        .context("no bundled renderer")?;
+    let welcome = loaded
+        .iter()
+        .find(|p| p.description().is_some_and(|d| d.key == "welcome"))
+        .context("no bundled welcome notifier")?;
+    let template_dir = renderer
+        .manifest()
+        .files
+        .first()
+        .context("the templates plugin has no granted directory")?
+        .source
+        .clone();
+
+    // The request the production path renders: what the welcome notifier builds.
+    let payload = r#"{"user": {"id": "ada", "name": "Ada Lovelace", "email": "ada@example.com"}}"#;
+    let recipient = Recipient {
+        id: "ada".into(),
+        email: Some("ada@example.com".into()),
+        phone: None,
+        data: None,
+    };
+    let request = runtime
+        .build(welcome, payload, &recipient, Channel::Email)
+        .await?;
+
+    // All three must produce the same content, or the comparison means nothing.
+    let from_plugin = runtime.render(renderer, &request).await?;
+    let native = render_native(&template_dir, &request)?;
+    anyhow::ensure!(
+        from_plugin == native,
+        "native and plugin renders differ:\n{from_plugin:?}\n{native:?}"
+    );
+
+    let fresh = measure("fresh instance", iterations, async || {
+        runtime.render(renderer, &request).await?;
+        Ok(())
+    })
+    .await?;
+    let mut session = RendererSession::new(&runtime, renderer);
+    let reused = measure("reused instance", iterations, async || {
+        session.render(&request).await?;
+        Ok(())
+    })
+    .await?;
+    let native_m = measure("native minijinja", iterations, async || {
+        render_native(&template_dir, &request)?;
+        Ok(())
+    })
+    .await?;
+
+    let base = native_m.mean_us();
+    let rows = [&fresh, &reused, &native_m];
+    if json {
+        let out: Vec<_> = rows
+            .iter()
+            .map(|m| {
+                serde_json::json!({
+                    "mode": m.name,
+                    "calls": m.per_call.len(),
+                    "calls_per_sec": m.calls_per_sec(),
+                    "mean_us": m.mean_us(),
+                    "p50_us": m.percentile_us(0.5),
+                    "p99_us": m.percentile_us(0.99),
+                    "vs_native": m.mean_us() / base,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!(
+        "render `welcome` e-mail with {} ({} calls each, one task)",
+        renderer.reference(),
+        iterations
+    );
+    println!(
+        "{:<18} {:>11} {:>10} {:>10} {:>10} {:>10}",
+        "mode", "calls/s", "mean µs", "p50 µs", "p99 µs", "vs native"
+    );
+    for m in rows {
+        println!(
+            "{:<18} {:>11.0} {:>10.1} {:>10.1} {:>10.1} {:>9.2}×",
+            m.name,
+            m.calls_per_sec(),
+            m.mean_us(),
+            m.percentile_us(0.5),
+            m.percentile_us(0.99),
+            m.mean_us() / base
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,191 @@
+//! `belfry demo`: the whole lifecycle with nothing configured — a fresh SQLite database, the
+//! bundled plugins, and a local receiver for the webhook adapter that verifies signatures.
+
+use crate::output;
+use anyhow::{Context, Result, bail};
+use base64::Engine as _;
+use belfry::receiver::Receiver;
+use belfry::{Engine, EngineConfig, TriggerRequest};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+pub async fn run(cache_dir: &Option<PathBuf>, database: Option<PathBuf>, json: bool) -> Result<()> {
+    let tmp = tempfile::Builder::new().prefix("belfry-demo-").tempdir()?;
+    let db_path = match database {
+        Some(path) => {
+            if path.exists() {
+                bail!(
+                    "{} already exists; the demo starts from a fresh database (remove it or pick another path)",
+                    path.display()
+                );
+            }
+            path
+        }
+        None => tmp.path().join("demo.db"),
+    };
+    let database_url = format!("sqlite://{}", db_path.display());
+
+    let secret = format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 24]>())
+    );
+    let receiver = Receiver::start(&secret)
+        .await
+        .context("starting the local webhook receiver")?;
+    let mut plugin_config = belfry::host::plugins::PluginConfig::new();
+    plugin_config.insert(
+        "webhook".into(),
+        BTreeMap::from([("url".into(), receiver.url()), ("secret".into(), secret.clone())]),
+    );
+    let engine = Engine::open(EngineConfig {
+        database_url: database_url.clone(),
+        bundled: belfry::BUNDLED,
+        cache_dir: cache_dir.clone(),
+        plugin_config,
+        ..Default::default()
+    })
+    .await?;
+    if !json {
+        println!("belfry demo");
+        println!("  database: {database_url}");
+        println!("  webhook receiver: {} (verifies Standard Webhooks signatures)", receiver.url());
+        println!(
+            "  plugins: {}",
+            engine
+                .plugins()
+                .iter()
+                .map(|p| p.reference().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        println!();
+    }
+
+    let order = json!({
+        "order_id": "1042",
+        "carrier": "DHL",
+        "tracking_url": "https://track.example.com/1042",
+        "customers": [
+            {"id": "grace", "name": "Grace Hopper", "email": "grace@example.com", "phone": "+15555550100"},
+            {"id": "alan", "name": "Alan Turing", "email": "alan@example.com"},
+            {"id": "grace", "name": "Grace Hopper", "email": "grace@example.com", "phone": "+15555550100"}
+        ]
+    });
+    let steps = vec![
+        (
+            "welcome Ada",
+            TriggerRequest::new(
+                "welcome",
+                json!({"user": {"id": "ada", "name": "Ada Lovelace", "email": "ada@example.com"}}),
+            )
+            .idempotency_key("signup-ada"),
+        ),
+        (
+            "order 1042 shipped (grace listed twice)",
+            TriggerRequest::new("order-shipped", order.clone()).idempotency_key("order-1042"),
+        ),
+        (
+            "order 1042 shipped, sent again",
+            TriggerRequest::new("order-shipped", order).idempotency_key("order-1042"),
+        ),
+        (
+            "order 1043: a line break in the order id",
+            TriggerRequest::new(
+                "order-shipped",
+                json!({
+                    "order_id": "1043\r\nBcc: everyone@example.com",
+                    "carrier": "UPS",
+                    "tracking_url": "https://track.example.com/1043",
+                    "customer": {"id": "linus", "name": "Linus", "email": "linus@example.com"}
+                }),
+            )
+            .idempotency_key("order-1043"),
+        ),
+        (
+            "welcome without a user id",
+            TriggerRequest::new("welcome", json!({"user": {"email": "nobody@example.com"}})),
+        ),
+    ];
+
+    let mut rows = Vec::new();
+    let mut log = Vec::new();
+    let mut invalid_delivery = None;
+    for (label, req) in &steps {
+        match engine.trigger(req).await {
+            Ok(outcome) => {
+                if outcome.duplicate {
+                    log.push(json!({"step": label, "event_id": outcome.event_id, "duplicate": true}));
+                    if !json {
+                        println!("- {label}: duplicate of event {}, nothing written", output::short(&outcome.event_id));
+                    }
+                    continue;
+                }
+                engine.dispatch_event(&outcome.event_id).await?;
+                let outcome = engine.event(&outcome.event_id).await?;
+                let count: usize = outcome.notifications.iter().map(|n| n.deliveries.len()).sum();
+                if !json {
+                    println!(
+                        "- {label}: event {}, {} notification(s), {count} deliveries",
+                        output::short(&outcome.event_id),
+                        outcome.notifications.len()
+                    );
+                }
+                log.push(json!({"step": label, "event_id": outcome.event_id, "duplicate": false}));
+                for n in outcome.notifications {
+                    for d in n.deliveries {
+                        if d.status_reason.as_deref() == Some("content_invalid") {
+                            invalid_delivery = Some(d.id.clone());
+                        }
+                        rows.push((output::short(&outcome.event_id), d));
+                    }
+                }
+            }
+            Err(e) => {
+                log.push(json!({"step": label, "rejected": e.to_string()}));
+                if !json {
+                    println!("- {label}: rejected, nothing stored: {e}");
+                }
+            }
+        }
+    }
+
+    let received = receiver.received();
+    let verified = received.iter().filter(|r| r.verified).count();
+    let explanation = match &invalid_delivery {
+        Some(id) => Some(engine.explain(id).await?),
+        None => None,
+    };
+    if json {
+        let deliveries: Vec<_> = rows.iter().map(|(_, d)| d).collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "database_url": database_url,
+                "steps": log,
+                "deliveries": deliveries,
+                "webhooks_received": received.len(),
+                "webhooks_verified": verified,
+                "explanation": explanation,
+            }))?
+        );
+        return Ok(());
+    }
+    println!();
+    output::print_deliveries(&rows);
+    println!();
+    println!(
+        "webhook receiver: {} request(s), {verified} with a valid Standard Webhooks signature",
+        received.len()
+    );
+    if let Some(e) = explanation {
+        println!();
+        println!("Why did a delivery fail? `belfry explain {}`:", e.id);
+        print!("{e}");
+    }
+    if tmp.path().starts_with(std::env::temp_dir()) && db_path.starts_with(tmp.path()) {
+        println!();
+        println!("(the demo database was temporary; pass --database PATH to keep it)");
+    }
+    Ok(())
+}

@@ -1,0 +1,159 @@
+//! Human-readable output of the CLI commands (the `--json` forms are serde's).
+
+use anyhow::Result;
+use belfry::host::plugins::{Plugin, PluginKind};
+use belfry::host::traces::DeliveryRecord;
+use belfry::TriggerOutcome;
+
+pub fn print_outcome(outcome: &TriggerOutcome) {
+    println!(
+        "event {}{}",
+        outcome.event_id,
+        if outcome.duplicate {
+            " (duplicate: nothing new was written)"
+        } else {
+            ""
+        }
+    );
+    for n in &outcome.notifications {
+        println!("  notification {} -> {}", n.id, n.recipient_id);
+        for d in &n.deliveries {
+            println!(
+                "    delivery {} {:<8} {}{}",
+                d.id,
+                d.channel,
+                d.status,
+                d.status_reason
+                    .as_ref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+}
+
+/// A fixed-width table of deliveries.
+pub fn print_deliveries(rows: &[(String, DeliveryRecord)]) {
+    println!(
+        "{:<14} {:<10} {:<8} {:<10} {:<16} {:<22} {}",
+        "DELIVERY", "RECIPIENT", "CHANNEL", "STATUS", "REASON", "SENT BY", "EVENT"
+    );
+    for (label, d) in rows {
+        println!(
+            "{:<14} {:<10} {:<8} {:<10} {:<16} {:<22} {}",
+            short(&d.id),
+            d.recipient_id,
+            d.channel,
+            d.status,
+            d.status_reason.as_deref().unwrap_or("-"),
+            d.sent_by
+                .as_deref()
+                .map(|s| s.split('#').next().unwrap_or(s))
+                .unwrap_or(if d.channel == "in-app" { "host inbox" } else { "-" }),
+            label
+        );
+    }
+}
+
+/// The last 12 characters of a UUIDv7: the random part, unique enough to read.
+pub fn short(id: &str) -> String {
+    format!("…{}", &id[id.len().saturating_sub(12)..])
+}
+
+pub fn print_plugins(plugins: &[Plugin], json: bool) -> Result<()> {
+    if json {
+        let list: Vec<_> = plugins
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "name": p.name(),
+                    "version": p.reference().version,
+                    "hash": p.reference().hash,
+                    "kind": p.kind(),
+                    "origin": p.origin(),
+                    "notifier": p.description(),
+                    "channels": p.manifest().channels,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    println!("{:<16} {:<9} {:<16} {:<14} {:<30} ORIGIN", "NAME", "VERSION", "KIND", "HASH", "SERVES");
+    for p in plugins {
+        let serves = match p.kind() {
+            PluginKind::Notifier => p
+                .description()
+                .map(|d| format!("key {} ({})", d.key, d.category))
+                .unwrap_or_default(),
+            PluginKind::ChannelAdapter => p
+                .manifest()
+                .channels
+                .iter()
+                .map(|c| c.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            PluginKind::Renderer => "templates".into(),
+        };
+        println!(
+            "{:<16} {:<9} {:<16} {:<14} {:<30} {}",
+            p.name(),
+            p.reference().version,
+            p.kind(),
+            &p.reference().hash[..12],
+            serves,
+            p.origin()
+        );
+    }
+    Ok(())
+}
+
+pub fn print_check(p: &Plugin, json: bool) -> Result<()> {
+    let m = p.manifest();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "ok": true,
+                "plugin": p.reference(),
+                "manifest": m,
+                "describe": p.description(),
+            }))?
+        );
+        return Ok(());
+    }
+    println!("ok: {} is a valid {} for belfry:plugin@{}", p.reference(), m.kind, m.wit);
+    if let Some(d) = p.description() {
+        println!(
+            "describe: key {} version {} category {} channels [{}]{}",
+            d.key,
+            d.version,
+            d.category,
+            d.channels.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", "),
+            if d.description.is_empty() { String::new() } else { format!(" - {}", d.description) }
+        );
+    }
+    if !m.channels.is_empty() {
+        println!(
+            "serves: {}",
+            m.channels.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
+        );
+    }
+    println!("granted:");
+    if m.http.is_empty() && m.files.is_empty() {
+        println!("  nothing (no files, no environment, no network)");
+    }
+    for h in &m.http {
+        println!("  outgoing HTTP to {h}");
+    }
+    for f in &m.files {
+        println!("  read-only directory {} at {}", f.source.display(), f.guest);
+    }
+    println!(
+        "limits: memory {} MiB, time {} ms, output {} KiB",
+        m.limits.memory_bytes >> 20,
+        m.limits.timeout_ms,
+        m.limits.output_bytes >> 10
+    );
+    Ok(())
+}
