@@ -1,0 +1,192 @@
+//! Hostile plugins, one folder per case under `tests/fixtures/plugins/` (built from source by
+//! `build.rs`): each must fail its own call with the expected reason within its limit, and a
+//! normal plugin must work right after, in the same process and runtime.
+
+mod common;
+
+use belfry::host::content::{Channel, Content, Recipient, RenderRequest};
+use belfry::host::plugins::{self, OutgoingMessage, PluginKind, PluginRuntime, RuntimeConfig};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(serde::Deserialize)]
+struct Expected {
+    kind: String,
+    reason: String,
+    message_contains: String,
+}
+
+/// A real HTTP server on 127.0.0.1 that counts the requests reaching it.
+async fn counting_server() -> (String, Arc<AtomicUsize>) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h = hits.clone();
+    let app = axum::Router::new().fallback(move || {
+        let h = h.clone();
+        async move {
+            h.fetch_add(1, Ordering::SeqCst);
+            "leaked"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/steal", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, hits)
+}
+
+fn message() -> OutgoingMessage {
+    OutgoingMessage {
+        delivery_id: "d".into(),
+        notification_id: "n".into(),
+        tenant: "t".into(),
+        idempotency_key: "belfry-d".into(),
+        attempt: 1,
+        channel: Channel::Webhook,
+        recipient: Recipient {
+            id: "r".into(),
+            email: None,
+            phone: None,
+            data: None,
+        },
+        content: Content::Webhook { body: "{}".into() },
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_hostile_plugin_fails_its_own_call_and_the_host_carries_on() {
+    const SECRET_VALUE: &str = "host-secret-must-not-leak";
+    // SAFETY: set before any plugin runs; the guest must not see it anyway.
+    unsafe { std::env::set_var("BELFRY_HOSTILE_SECRET", SECRET_VALUE) };
+    let (url, hits) = counting_server().await;
+    let mut plugin_config = plugins::PluginConfig::new();
+    plugin_config.insert("forbidden-host".into(), BTreeMap::from([("url".into(), url)]));
+    let runtime = PluginRuntime::new(RuntimeConfig {
+        cache_dir: Some(common::cache_dir()),
+        plugin_config,
+    })
+    .unwrap();
+    let bundled = plugins::load_all(&runtime, belfry::BUNDLED, None).await.unwrap();
+    let templates = bundled.iter().find(|p| p.kind() == PluginKind::Renderer).unwrap();
+    let good_request = RenderRequest {
+        template: "welcome".into(),
+        channel: Channel::InApp,
+        data: r#"{"name": "Ada", "app_name": "belfry"}"#.into(),
+        locale: None,
+    };
+
+    let dir = PathBuf::from(belfry::FIXTURE_PLUGINS_DIR);
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+        .collect();
+    cases.sort();
+    assert_eq!(cases.len(), 7, "expected seven hostile cases in {}", dir.display());
+
+    for wasm in cases {
+        let case = wasm.file_stem().unwrap().to_string_lossy().to_string();
+        let expected: Expected = toml::from_str(
+            &std::fs::read_to_string(dir.join(format!("{case}.expected.toml"))).unwrap(),
+        )
+        .unwrap();
+        let plugin = runtime.load_file(&wasm).await.unwrap();
+        assert_eq!(plugin.kind().as_str(), expected.kind, "{case}");
+        let limits = plugin.manifest().limits;
+        let started = Instant::now();
+        let err = match plugin.kind() {
+            PluginKind::ChannelAdapter => match runtime.send(&plugin, &message()).await {
+                Err(e) => e,
+                Ok(r) => panic!("{case}: send did not fail its call: {r:?}"),
+            },
+            _ => {
+                let req = RenderRequest {
+                    template: "x".into(),
+                    channel: Channel::Sms,
+                    data: "{}".into(),
+                    locale: None,
+                };
+                match runtime.render(&plugin, &req).await {
+                    Err(e) => e,
+                    Ok(c) => panic!("{case}: render succeeded and returned {} bytes", c.approx_size()),
+                }
+            }
+        };
+        let elapsed = started.elapsed();
+        assert_eq!(err.reason.as_str(), expected.reason, "{case}: {err}");
+        assert!(err.message.contains(&expected.message_contains), "{case}: {err}");
+        assert!(!err.message.contains(SECRET_VALUE), "{case} leaked the secret: {err}");
+        // The typed error names the plugin, its version and hash, and the function.
+        assert!(err.plugin.starts_with(&format!("{case}@")), "{case}: {err}");
+        assert!(err.plugin.contains('#'));
+        // Within its limit (plus scheduling slack, not a performance assertion).
+        assert!(
+            elapsed < Duration::from_millis(limits.timeout_ms) + Duration::from_secs(5),
+            "{case} took {elapsed:?}"
+        );
+        // A normal plugin works right after, in the same runtime.
+        let content = runtime.render(templates, &good_request).await.unwrap();
+        assert!(matches!(content, Content::InApp { .. }), "{case}");
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "a denied request reached the server");
+}
+
+#[tokio::test]
+async fn a_component_whose_manifest_lies_about_its_kind_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = PathBuf::from(belfry::FIXTURE_PLUGINS_DIR);
+    std::fs::copy(src.join("panic.wasm"), dir.path().join("liar.wasm")).unwrap();
+    std::fs::write(
+        dir.path().join("liar.toml"),
+        "name = \"liar\"\nversion = \"1.0.0\"\nkind = \"notifier\"\nwit = \"0.1.0\"\n",
+    )
+    .unwrap();
+    let runtime = PluginRuntime::new(RuntimeConfig::default()).unwrap();
+    let err = runtime.load_file(&dir.path().join("liar.wasm")).await.unwrap_err().to_string();
+    assert!(err.contains("kind = \"notifier\"") && err.contains("rendering"), "{err}");
+
+    // Missing manifest, and bytes that are not a component, are load errors too.
+    std::fs::write(dir.path().join("junk.wasm"), b"not wasm").unwrap();
+    let err = runtime.load_file(&dir.path().join("junk.wasm")).await.unwrap_err().to_string();
+    assert!(err.contains("junk.toml"), "{err}");
+    std::fs::write(
+        dir.path().join("junk.toml"),
+        "name = \"junk\"\nversion = \"1.0.0\"\nkind = \"renderer\"\nwit = \"0.1.0\"\n",
+    )
+    .unwrap();
+    let err = runtime.load_file(&dir.path().join("junk.wasm")).await.unwrap_err().to_string();
+    assert!(err.contains("not a valid WebAssembly component"), "{err}");
+}
+
+#[tokio::test]
+async fn compiled_components_are_cached_on_disk_by_content_hash() {
+    let cache = tempfile::tempdir().unwrap();
+    let config = RuntimeConfig {
+        cache_dir: Some(cache.path().to_path_buf()),
+        plugin_config: Default::default(),
+    };
+    let runtime = PluginRuntime::new(config.clone()).unwrap();
+    let first = plugins::load_all(&runtime, belfry::BUNDLED, None).await.unwrap();
+    let compiled: Vec<_> = std::fs::read_dir(cache.path().join("compiled"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(compiled.len(), first.len());
+    for p in &first {
+        assert!(compiled.iter().any(|f| f.starts_with(&p.reference().hash)), "{p:?}");
+    }
+    let modified = |name: &str| {
+        std::fs::metadata(cache.path().join("compiled").join(name))
+            .unwrap()
+            .modified()
+            .unwrap()
+    };
+    let before: Vec<_> = compiled.iter().map(|f| modified(f)).collect();
+    // A restart (a new runtime on the same cache) loads them without recompiling.
+    let runtime = PluginRuntime::new(config).unwrap();
+    let second = plugins::load_all(&runtime, belfry::BUNDLED, None).await.unwrap();
+    assert_eq!(second.len(), first.len());
+    let after: Vec<_> = compiled.iter().map(|f| modified(f)).collect();
+    assert_eq!(before, after);
+}
