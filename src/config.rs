@@ -37,7 +37,9 @@ pub fn plugin_config(flags: &[String]) -> Result<PluginConfig, String> {
             .split_once('.')
             .ok_or_else(|| format!("--plugin-config `{flag}`: expected NAME.KEY=VALUE"))?;
         if name.is_empty() || key.is_empty() {
-            return Err(format!("--plugin-config `{flag}`: empty plugin name or key"));
+            return Err(format!(
+                "--plugin-config `{flag}`: empty plugin name or key"
+            ));
         }
         config
             .entry(name.to_string())

@@ -36,7 +36,10 @@ pub async fn run(cache_dir: &Option<PathBuf>, database: Option<PathBuf>, json: b
     let mut plugin_config = belfry::host::plugins::PluginConfig::new();
     plugin_config.insert(
         "webhook".into(),
-        BTreeMap::from([("url".into(), receiver.url()), ("secret".into(), secret.clone())]),
+        BTreeMap::from([
+            ("url".into(), receiver.url()),
+            ("secret".into(), secret.clone()),
+        ]),
     );
     let engine = Engine::open(EngineConfig {
         database_url: database_url.clone(),
@@ -49,7 +52,10 @@ pub async fn run(cache_dir: &Option<PathBuf>, database: Option<PathBuf>, json: b
     if !json {
         println!("belfry demo");
         println!("  database: {database_url}");
-        println!("  webhook receiver: {} (verifies Standard Webhooks signatures)", receiver.url());
+        println!(
+            "  webhook receiver: {} (verifies Standard Webhooks signatures)",
+            receiver.url()
+        );
         println!(
             "  plugins: {}",
             engine
@@ -115,15 +121,24 @@ pub async fn run(cache_dir: &Option<PathBuf>, database: Option<PathBuf>, json: b
         match engine.trigger(req).await {
             Ok(outcome) => {
                 if outcome.duplicate {
-                    log.push(json!({"step": label, "event_id": outcome.event_id, "duplicate": true}));
+                    log.push(
+                        json!({"step": label, "event_id": outcome.event_id, "duplicate": true}),
+                    );
                     if !json {
-                        println!("- {label}: duplicate of event {}, nothing written", output::short(&outcome.event_id));
+                        println!(
+                            "- {label}: duplicate of event {}, nothing written",
+                            output::short(&outcome.event_id)
+                        );
                     }
                     continue;
                 }
                 engine.dispatch_event(&outcome.event_id).await?;
                 let outcome = engine.event(&outcome.event_id).await?;
-                let count: usize = outcome.notifications.iter().map(|n| n.deliveries.len()).sum();
+                let count: usize = outcome
+                    .notifications
+                    .iter()
+                    .map(|n| n.deliveries.len())
+                    .sum();
                 if !json {
                     println!(
                         "- {label}: event {}, {} notification(s), {count} deliveries",

@@ -26,7 +26,12 @@ struct Cli {
 #[derive(Args, Clone)]
 struct Global {
     /// Database URL.
-    #[arg(long, global = true, env = "BELFRY_DATABASE_URL", default_value = "sqlite://belfry.db")]
+    #[arg(
+        long,
+        global = true,
+        env = "BELFRY_DATABASE_URL",
+        default_value = "sqlite://belfry.db"
+    )]
     database_url: String,
     /// Directory of extra plugins (NAME.wasm with NAME.toml beside it), loaded after the
     /// bundled ones; a plugin with a bundled plugin's name replaces it.
@@ -117,7 +122,10 @@ enum BenchCommand {
 fn main() {
     let cli = Cli::parse();
     init_tracing(cli.global.verbose);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -151,8 +159,12 @@ fn engine_config(g: &Global) -> Result<EngineConfig> {
         database_url: g.database_url.clone(),
         bundled: belfry::BUNDLED,
         plugins_dir: g.plugins_dir.clone(),
-        cache_dir: g.cache_dir.clone().or_else(belfry::config::default_cache_dir),
-        plugin_config: belfry::config::plugin_config(&g.plugin_config).map_err(anyhow::Error::msg)?,
+        cache_dir: g
+            .cache_dir
+            .clone()
+            .or_else(belfry::config::default_cache_dir),
+        plugin_config: belfry::config::plugin_config(&g.plugin_config)
+            .map_err(anyhow::Error::msg)?,
         routes: Default::default(),
     })
 }
@@ -166,7 +178,10 @@ async fn run(cli: Cli) -> Result<()> {
                 .await
                 .context("migrating")?;
             if g.json {
-                println!("{}", serde_json::json!({"migrated": true, "database_url": g.database_url}));
+                println!(
+                    "{}",
+                    serde_json::json!({"migrated": true, "database_url": g.database_url})
+                );
             } else {
                 println!("database {} is up to date", g.database_url);
             }
@@ -214,14 +229,20 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Plugin { command } => match command {
             PluginCommand::List => {
                 let runtime = PluginRuntime::new(runtime_config(&g)?)?;
-                let plugins =
-                    belfry::host::plugins::load_all(&runtime, belfry::BUNDLED, g.plugins_dir.as_deref())
-                        .await?;
+                let plugins = belfry::host::plugins::load_all(
+                    &runtime,
+                    belfry::BUNDLED,
+                    g.plugins_dir.as_deref(),
+                )
+                .await?;
                 output::print_plugins(&plugins, g.json)
             }
             PluginCommand::Check { path } => {
                 if path.extension().is_none_or(|e| e != "wasm") {
-                    bail!("{}: expected a .wasm file with its manifest .toml beside it", path.display());
+                    bail!(
+                        "{}: expected a .wasm file with its manifest .toml beside it",
+                        path.display()
+                    );
                 }
                 let runtime = PluginRuntime::new(runtime_config(&g)?)?;
                 let plugin = runtime.load_file(&path).await?;
@@ -235,12 +256,15 @@ async fn run(cli: Cli) -> Result<()> {
 }
 
 fn g_cache(g: &Global) -> Option<PathBuf> {
-    g.cache_dir.clone().or_else(belfry::config::default_cache_dir)
+    g.cache_dir
+        .clone()
+        .or_else(belfry::config::default_cache_dir)
 }
 
 fn runtime_config(g: &Global) -> Result<RuntimeConfig> {
     Ok(RuntimeConfig {
         cache_dir: g_cache(g),
-        plugin_config: belfry::config::plugin_config(&g.plugin_config).map_err(anyhow::Error::msg)?,
+        plugin_config: belfry::config::plugin_config(&g.plugin_config)
+            .map_err(anyhow::Error::msg)?,
     })
 }

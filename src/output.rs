@@ -1,9 +1,9 @@
 //! Human-readable output of the CLI commands (the `--json` forms are serde's).
 
 use anyhow::Result;
+use belfry::TriggerOutcome;
 use belfry::host::plugins::{Plugin, PluginKind};
 use belfry::host::traces::DeliveryRecord;
-use belfry::TriggerOutcome;
 
 pub fn print_outcome(outcome: &TriggerOutcome) {
     println!(
@@ -35,8 +35,8 @@ pub fn print_outcome(outcome: &TriggerOutcome) {
 /// A fixed-width table of deliveries.
 pub fn print_deliveries(rows: &[(String, DeliveryRecord)]) {
     println!(
-        "{:<14} {:<10} {:<8} {:<10} {:<16} {:<22} {}",
-        "DELIVERY", "RECIPIENT", "CHANNEL", "STATUS", "REASON", "SENT BY", "EVENT"
+        "{:<14} {:<10} {:<8} {:<10} {:<16} {:<22} EVENT",
+        "DELIVERY", "RECIPIENT", "CHANNEL", "STATUS", "REASON", "SENT BY"
     );
     for (label, d) in rows {
         println!(
@@ -49,7 +49,11 @@ pub fn print_deliveries(rows: &[(String, DeliveryRecord)]) {
             d.sent_by
                 .as_deref()
                 .map(|s| s.split('#').next().unwrap_or(s))
-                .unwrap_or(if d.channel == "in-app" { "host inbox" } else { "-" }),
+                .unwrap_or(if d.channel == "in-app" {
+                    "host inbox"
+                } else {
+                    "-"
+                }),
             label
         );
     }
@@ -79,7 +83,10 @@ pub fn print_plugins(plugins: &[Plugin], json: bool) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(());
     }
-    println!("{:<16} {:<9} {:<16} {:<14} {:<30} ORIGIN", "NAME", "VERSION", "KIND", "HASH", "SERVES");
+    println!(
+        "{:<16} {:<9} {:<16} {:<14} {:<30} ORIGIN",
+        "NAME", "VERSION", "KIND", "HASH", "SERVES"
+    );
     for p in plugins {
         let serves = match p.kind() {
             PluginKind::Notifier => p
@@ -122,21 +129,38 @@ pub fn print_check(p: &Plugin, json: bool) -> Result<()> {
         );
         return Ok(());
     }
-    println!("ok: {} is a valid {} for belfry:plugin@{}", p.reference(), m.kind, m.wit);
+    println!(
+        "ok: {} is a valid {} for belfry:plugin@{}",
+        p.reference(),
+        m.kind,
+        m.wit
+    );
     if let Some(d) = p.description() {
         println!(
             "describe: key {} version {} category {} channels [{}]{}",
             d.key,
             d.version,
             d.category,
-            d.channels.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", "),
-            if d.description.is_empty() { String::new() } else { format!(" - {}", d.description) }
+            d.channels
+                .iter()
+                .map(|c| c.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            if d.description.is_empty() {
+                String::new()
+            } else {
+                format!(" - {}", d.description)
+            }
         );
     }
     if !m.channels.is_empty() {
         println!(
             "serves: {}",
-            m.channels.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
+            m.channels
+                .iter()
+                .map(|c| c.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     println!("granted:");
@@ -147,7 +171,11 @@ pub fn print_check(p: &Plugin, json: bool) -> Result<()> {
         println!("  outgoing HTTP to {h}");
     }
     for f in &m.files {
-        println!("  read-only directory {} at {}", f.source.display(), f.guest);
+        println!(
+            "  read-only directory {} at {}",
+            f.source.display(),
+            f.guest
+        );
     }
     println!(
         "limits: memory {} MiB, time {} ms, output {} KiB",

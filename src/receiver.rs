@@ -84,7 +84,11 @@ impl Receiver {
     }
 }
 
-async fn receive(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> impl IntoResponse {
+async fn receive(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> impl IntoResponse {
     let verified = standardwebhooks::Webhook::new(&shared.secret)
         .map(|wh| wh.verify(&body, &headers).is_ok())
         .unwrap_or(false);

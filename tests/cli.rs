@@ -6,8 +6,14 @@ use std::process::{Command, Output};
 fn belfry(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_belfry"))
         .args(args)
-        .env("BELFRY_DATABASE_URL", format!("sqlite://{}", dir.join("cli.db").display()))
-        .env("BELFRY_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("belfry-test-cache"))
+        .env(
+            "BELFRY_DATABASE_URL",
+            format!("sqlite://{}", dir.join("cli.db").display()),
+        )
+        .env(
+            "BELFRY_CACHE_DIR",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("belfry-test-cache"),
+        )
         .env_remove("BELFRY_PLUGINS")
         .env_remove("RUST_LOG")
         .output()
@@ -38,13 +44,19 @@ fn demo_runs_the_whole_lifecycle() {
     let steps = v["steps"].as_array().unwrap();
     assert!(steps.iter().any(|s| s["duplicate"] == true));
     assert!(steps.iter().any(|s| s["rejected"].is_string()));
-    assert_eq!(v["explanation"]["deliveries"][0]["status_reason"], "content_invalid");
+    assert_eq!(
+        v["explanation"]["deliveries"][0]["status_reason"],
+        "content_invalid"
+    );
 
     // The readable form prints a table and an explanation.
     let o = belfry(dir.path(), &["demo"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
-    assert!(out.contains("DELIVERY") && out.contains("content_invalid") && out.contains("timeline:"), "{out}");
+    assert!(
+        out.contains("DELIVERY") && out.contains("content_invalid") && out.contains("timeline:"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -53,14 +65,25 @@ fn trigger_then_explain_through_the_cli() {
     let o = belfry(dir.path(), &["migrate"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let data = r#"{"user": {"id": "cli", "name": "Cli", "email": "cli@example.com"}}"#;
-    let args = ["trigger", "welcome", "--data", data, "--idempotency-key", "k", "--json"];
+    let args = [
+        "trigger",
+        "welcome",
+        "--data",
+        data,
+        "--idempotency-key",
+        "k",
+        "--json",
+    ];
     let o = belfry(dir.path(), &args);
     assert!(o.status.success(), "{}", stderr(&o));
     let first: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(first["duplicate"], false);
     let deliveries = first["notifications"][0]["deliveries"].as_array().unwrap();
     assert_eq!(deliveries.len(), 2);
-    assert!(deliveries.iter().all(|d| d["status"] == "succeeded"), "{first}");
+    assert!(
+        deliveries.iter().all(|d| d["status"] == "succeeded"),
+        "{first}"
+    );
 
     let o = belfry(dir.path(), &args);
     let again: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -71,8 +94,14 @@ fn trigger_then_explain_through_the_cli() {
     let o = belfry(dir.path(), &["explain", id]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
-    assert!(out.contains(&format!("delivery {id}")) && out.contains("welcome@0.1.0#"), "{out}");
-    let o = belfry(dir.path(), &["explain", first["event_id"].as_str().unwrap(), "--json"]);
+    assert!(
+        out.contains(&format!("delivery {id}")) && out.contains("welcome@0.1.0#"),
+        "{out}"
+    );
+    let o = belfry(
+        dir.path(),
+        &["explain", first["event_id"].as_str().unwrap(), "--json"],
+    );
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["subject"], "event");
 }
@@ -81,21 +110,45 @@ fn trigger_then_explain_through_the_cli() {
 fn bad_input_is_one_line_on_stderr_and_a_non_zero_exit() {
     let dir = tempfile::tempdir().unwrap();
     for (args, needle) in [
-        (vec!["trigger", "welcome", "--data", "{not json"], "not valid JSON"),
-        (vec!["trigger", "nobody", "--data", "{}"], "unknown notifier `nobody`"),
-        (vec!["trigger", "welcome", "--data", r#"{"user": {}}"#], "user.id"),
+        (
+            vec!["trigger", "welcome", "--data", "{not json"],
+            "not valid JSON",
+        ),
+        (
+            vec!["trigger", "nobody", "--data", "{}"],
+            "unknown notifier `nobody`",
+        ),
+        (
+            vec!["trigger", "welcome", "--data", r#"{"user": {}}"#],
+            "user.id",
+        ),
         (vec!["explain", "no-such-id"], "no-such-id"),
-        (vec!["plugin", "check", "/no/such/plugin.wasm"], "/no/such/plugin"),
+        (
+            vec!["plugin", "check", "/no/such/plugin.wasm"],
+            "/no/such/plugin",
+        ),
         (vec!["--database-url", "mysql://x", "migrate"], "mysql://x"),
     ] {
         let o = belfry(dir.path(), &args);
         assert!(!o.status.success(), "{args:?} succeeded");
         let err = stderr(&o);
         assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
-        assert!(err.starts_with("error: ") && err.contains(needle), "{args:?}: {err}");
+        assert!(
+            err.starts_with("error: ") && err.contains(needle),
+            "{args:?}: {err}"
+        );
     }
     // The database written by nothing above holds no event.
-    let o = belfry(dir.path(), &["trigger", "welcome", "--data", r#"{"user": {"id": "ok"}}"#, "--json"]);
+    let o = belfry(
+        dir.path(),
+        &[
+            "trigger",
+            "welcome",
+            "--data",
+            r#"{"user": {"id": "ok"}}"#,
+            "--json",
+        ],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
@@ -105,14 +158,26 @@ fn plugin_list_and_check() {
     let o = belfry(dir.path(), &["plugin", "list", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let names: Vec<&str> = v.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["log", "order-shipped", "templates", "webhook", "welcome"]);
+    let names: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["log", "order-shipped", "templates", "webhook", "welcome"]
+    );
 
     let fixture = Path::new(belfry::FIXTURE_PLUGINS_DIR).join("forbidden-host.wasm");
     let o = belfry(dir.path(), &["plugin", "check", fixture.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
-    assert!(out.contains("channel-adapter") && out.contains("outgoing HTTP to allowed.example.invalid:443"), "{out}");
+    assert!(
+        out.contains("channel-adapter")
+            && out.contains("outgoing HTTP to allowed.example.invalid:443"),
+        "{out}"
+    );
 
     // A plugins directory adds to (and may override) the bundled plugins.
     let plugins = dir.path().join("plugins");
@@ -124,7 +189,10 @@ fn plugin_list_and_check() {
         )
         .unwrap();
     }
-    let o = belfry(dir.path(), &["--plugins", plugins.to_str().unwrap(), "plugin", "list"]);
+    let o = belfry(
+        dir.path(),
+        &["--plugins", plugins.to_str().unwrap(), "plugin", "list"],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("panic"), "{}", stdout(&o));
 }

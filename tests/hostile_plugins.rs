@@ -61,14 +61,22 @@ async fn every_hostile_plugin_fails_its_own_call_and_the_host_carries_on() {
     unsafe { std::env::set_var("BELFRY_HOSTILE_SECRET", SECRET_VALUE) };
     let (url, hits) = counting_server().await;
     let mut plugin_config = plugins::PluginConfig::new();
-    plugin_config.insert("forbidden-host".into(), BTreeMap::from([("url".into(), url)]));
+    plugin_config.insert(
+        "forbidden-host".into(),
+        BTreeMap::from([("url".into(), url)]),
+    );
     let runtime = PluginRuntime::new(RuntimeConfig {
         cache_dir: Some(common::cache_dir()),
         plugin_config,
     })
     .unwrap();
-    let bundled = plugins::load_all(&runtime, belfry::BUNDLED, None).await.unwrap();
-    let templates = bundled.iter().find(|p| p.kind() == PluginKind::Renderer).unwrap();
+    let bundled = plugins::load_all(&runtime, belfry::BUNDLED, None)
+        .await
+        .unwrap();
+    let templates = bundled
+        .iter()
+        .find(|p| p.kind() == PluginKind::Renderer)
+        .unwrap();
     let good_request = RenderRequest {
         template: "welcome".into(),
         channel: Channel::InApp,
@@ -83,7 +91,12 @@ async fn every_hostile_plugin_fails_its_own_call_and_the_host_carries_on() {
         .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
         .collect();
     cases.sort();
-    assert_eq!(cases.len(), 7, "expected seven hostile cases in {}", dir.display());
+    assert_eq!(
+        cases.len(),
+        7,
+        "expected seven hostile cases in {}",
+        dir.display()
+    );
 
     for wasm in cases {
         let case = wasm.file_stem().unwrap().to_string_lossy().to_string();
@@ -109,14 +122,23 @@ async fn every_hostile_plugin_fails_its_own_call_and_the_host_carries_on() {
                 };
                 match runtime.render(&plugin, &req).await {
                     Err(e) => e,
-                    Ok(c) => panic!("{case}: render succeeded and returned {} bytes", c.approx_size()),
+                    Ok(c) => panic!(
+                        "{case}: render succeeded and returned {} bytes",
+                        c.approx_size()
+                    ),
                 }
             }
         };
         let elapsed = started.elapsed();
         assert_eq!(err.reason.as_str(), expected.reason, "{case}: {err}");
-        assert!(err.message.contains(&expected.message_contains), "{case}: {err}");
-        assert!(!err.message.contains(SECRET_VALUE), "{case} leaked the secret: {err}");
+        assert!(
+            err.message.contains(&expected.message_contains),
+            "{case}: {err}"
+        );
+        assert!(
+            !err.message.contains(SECRET_VALUE),
+            "{case} leaked the secret: {err}"
+        );
         // The typed error names the plugin, its version and hash, and the function.
         assert!(err.plugin.starts_with(&format!("{case}@")), "{case}: {err}");
         assert!(err.plugin.contains('#'));
@@ -129,7 +151,11 @@ async fn every_hostile_plugin_fails_its_own_call_and_the_host_carries_on() {
         let content = runtime.render(templates, &good_request).await.unwrap();
         assert!(matches!(content, Content::InApp { .. }), "{case}");
     }
-    assert_eq!(hits.load(Ordering::SeqCst), 0, "a denied request reached the server");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "a denied request reached the server"
+    );
 }
 
 #[tokio::test]
@@ -143,19 +169,34 @@ async fn a_component_whose_manifest_lies_about_its_kind_is_refused() {
     )
     .unwrap();
     let runtime = PluginRuntime::new(RuntimeConfig::default()).unwrap();
-    let err = runtime.load_file(&dir.path().join("liar.wasm")).await.unwrap_err().to_string();
-    assert!(err.contains("kind = \"notifier\"") && err.contains("rendering"), "{err}");
+    let err = runtime
+        .load_file(&dir.path().join("liar.wasm"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("kind = \"notifier\"") && err.contains("rendering"),
+        "{err}"
+    );
 
     // Missing manifest, and bytes that are not a component, are load errors too.
     std::fs::write(dir.path().join("junk.wasm"), b"not wasm").unwrap();
-    let err = runtime.load_file(&dir.path().join("junk.wasm")).await.unwrap_err().to_string();
+    let err = runtime
+        .load_file(&dir.path().join("junk.wasm"))
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("junk.toml"), "{err}");
     std::fs::write(
         dir.path().join("junk.toml"),
         "name = \"junk\"\nversion = \"1.0.0\"\nkind = \"renderer\"\nwit = \"0.1.0\"\n",
     )
     .unwrap();
-    let err = runtime.load_file(&dir.path().join("junk.wasm")).await.unwrap_err().to_string();
+    let err = runtime
+        .load_file(&dir.path().join("junk.wasm"))
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("not a valid WebAssembly component"), "{err}");
 }
 
@@ -167,14 +208,19 @@ async fn compiled_components_are_cached_on_disk_by_content_hash() {
         plugin_config: Default::default(),
     };
     let runtime = PluginRuntime::new(config.clone()).unwrap();
-    let first = plugins::load_all(&runtime, belfry::BUNDLED, None).await.unwrap();
+    let first = plugins::load_all(&runtime, belfry::BUNDLED, None)
+        .await
+        .unwrap();
     let compiled: Vec<_> = std::fs::read_dir(cache.path().join("compiled"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
         .collect();
     assert_eq!(compiled.len(), first.len());
     for p in &first {
-        assert!(compiled.iter().any(|f| f.starts_with(&p.reference().hash)), "{p:?}");
+        assert!(
+            compiled.iter().any(|f| f.starts_with(&p.reference().hash)),
+            "{p:?}"
+        );
     }
     let modified = |name: &str| {
         std::fs::metadata(cache.path().join("compiled").join(name))
@@ -185,7 +231,9 @@ async fn compiled_components_are_cached_on_disk_by_content_hash() {
     let before: Vec<_> = compiled.iter().map(|f| modified(f)).collect();
     // A restart (a new runtime on the same cache) loads them without recompiling.
     let runtime = PluginRuntime::new(config).unwrap();
-    let second = plugins::load_all(&runtime, belfry::BUNDLED, None).await.unwrap();
+    let second = plugins::load_all(&runtime, belfry::BUNDLED, None)
+        .await
+        .unwrap();
     assert_eq!(second.len(), first.len());
     let after: Vec<_> = compiled.iter().map(|f| modified(f)).collect();
     assert_eq!(before, after);

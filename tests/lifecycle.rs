@@ -31,15 +31,29 @@ async fn a_trigger_is_planned_rendered_sent_and_recorded() {
         .unwrap();
     assert!(!outcome.duplicate);
     // Recipients deduplicated by id and sorted.
-    let ids: Vec<_> = outcome.notifications.iter().map(|n| n.recipient_id.as_str()).collect();
+    let ids: Vec<_> = outcome
+        .notifications
+        .iter()
+        .map(|n| n.recipient_id.as_str())
+        .collect();
     assert_eq!(ids, ["amy", "zoe"]);
     // Channels per recipient: zoe has a phone, amy has not.
     let channels = |i: usize| -> Vec<String> {
-        outcome.notifications[i].deliveries.iter().map(|d| d.channel.clone()).collect()
+        outcome.notifications[i]
+            .deliveries
+            .iter()
+            .map(|d| d.channel.clone())
+            .collect()
     };
     assert_eq!(channels(0), ["email", "webhook"]);
     assert_eq!(channels(1), ["email", "sms", "webhook"]);
-    assert!(outcome.notifications.iter().flat_map(|n| &n.deliveries).all(|d| d.status == "pending"));
+    assert!(
+        outcome
+            .notifications
+            .iter()
+            .flat_map(|n| &n.deliveries)
+            .all(|d| d.status == "pending")
+    );
 
     let dispatched = e.dispatch_event(&outcome.event_id).await.unwrap();
     assert_eq!(dispatched.len(), 5);
@@ -48,8 +62,17 @@ async fn a_trigger_is_planned_rendered_sent_and_recorded() {
         assert_eq!(d.status, "succeeded", "{d:?}");
         assert_eq!(d.attempts, 1);
         assert!(d.planned_by.starts_with("order-shipped@0.1.0#"));
-        assert!(d.rendered_by.as_deref().unwrap().starts_with("templates@0.1.0#"));
-        let adapter = if d.channel == "webhook" { "webhook@0.1.0#" } else { "log@0.1.0#" };
+        assert!(
+            d.rendered_by
+                .as_deref()
+                .unwrap()
+                .starts_with("templates@0.1.0#")
+        );
+        let adapter = if d.channel == "webhook" {
+            "webhook@0.1.0#"
+        } else {
+            "log@0.1.0#"
+        };
         assert!(d.sent_by.as_deref().unwrap().starts_with(adapter), "{d:?}");
         assert!(d.provider_message_id.is_some());
     }
@@ -66,9 +89,18 @@ async fn a_trigger_is_planned_rendered_sent_and_recorded() {
         .filter(|d| d.channel == "webhook")
         .collect();
     for d in &webhook_deliveries {
-        assert!(received.iter().any(|r| r.webhook_id.as_deref() == Some(d.idempotency_key.as_str())));
+        assert!(
+            received
+                .iter()
+                .any(|r| r.webhook_id.as_deref() == Some(d.idempotency_key.as_str()))
+        );
         assert_eq!(d.idempotency_key, format!("belfry-{}", d.id));
-        assert!(d.provider_message_id.as_deref().unwrap().starts_with("rcv-"));
+        assert!(
+            d.provider_message_id
+                .as_deref()
+                .unwrap()
+                .starts_with("rcv-")
+        );
     }
     let body = &received[0].body;
     assert_eq!(body["data"]["order_id"], "A-1");
@@ -96,7 +128,10 @@ async fn a_repeated_idempotency_key_returns_the_original_and_writes_nothing() {
     assert!(again.duplicate);
     assert_eq!(again.event_id, first.event_id);
     let ids = |o: &belfry::TriggerOutcome| -> Vec<String> {
-        o.notifications.iter().flat_map(|n| n.deliveries.iter().map(|d| d.id.clone())).collect()
+        o.notifications
+            .iter()
+            .flat_map(|n| n.deliveries.iter().map(|d| d.id.clone()))
+            .collect()
     };
     assert_eq!(ids(&again), ids(&first));
     for (t, b) in tables.iter().zip(before) {
@@ -104,7 +139,11 @@ async fn a_repeated_idempotency_key_returns_the_original_and_writes_nothing() {
     }
     // The same key in another tenant is another event.
     let other = e
-        .trigger(&TriggerRequest::new("order-shipped", order("B-1")).idempotency_key("same").tenant("acme"))
+        .trigger(
+            &TriggerRequest::new("order-shipped", order("B-1"))
+                .idempotency_key("same")
+                .tenant("acme"),
+        )
         .await
         .unwrap();
     assert!(!other.duplicate);
@@ -157,7 +196,14 @@ async fn invalid_content_fails_the_delivery_naming_the_field_and_never_reaches_a
     let email = ds.iter().find(|d| d.channel == "email").unwrap();
     assert_eq!(email.status, "failed");
     assert_eq!(email.status_reason.as_deref(), Some("content_invalid"));
-    assert!(email.status_detail.as_deref().unwrap().starts_with("email.subject"), "{email:?}");
+    assert!(
+        email
+            .status_detail
+            .as_deref()
+            .unwrap()
+            .starts_with("email.subject"),
+        "{email:?}"
+    );
     assert_eq!(email.attempts, 0);
     assert!(email.sent_by.is_none());
     let attempts: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM attempts WHERE delivery_id = $1")
@@ -187,7 +233,11 @@ async fn in_app_content_lands_in_the_inbox() {
     e.dispatch_event(&o.event_id).await.unwrap();
     let items = e.inbox("default", "u9").await.unwrap();
     assert_eq!(items.len(), 1);
-    assert!(items[0].headline.contains("Nine") || items[0].body.contains("Nine"), "{:?}", items[0]);
+    assert!(
+        items[0].headline.contains("Nine") || items[0].body.contains("Nine"),
+        "{:?}",
+        items[0]
+    );
     assert_eq!(items[0].delivery_id, o.notifications[0].deliveries[0].id);
     // Dispatching again changes nothing.
     assert!(e.dispatch_event(&o.event_id).await.unwrap().is_empty());
@@ -207,12 +257,21 @@ async fn bad_triggers_are_rejected_with_a_reason_and_store_nothing() {
     assert!(err.contains("welcome"), "lists the known ones: {err}");
 
     let err = e
-        .trigger(&TriggerRequest::new("welcome", json!({"user": {"email": "x@example.com"}})))
+        .trigger(&TriggerRequest::new(
+            "welcome",
+            json!({"user": {"email": "x@example.com"}}),
+        ))
         .await
         .unwrap_err()
         .to_string();
-    assert!(err.contains("invalid payload") && err.contains("user.id"), "{err}");
-    assert!(err.contains("welcome@0.1.0#"), "names the plugin build: {err}");
+    assert!(
+        err.contains("invalid payload") && err.contains("user.id"),
+        "{err}"
+    );
+    assert!(
+        err.contains("welcome@0.1.0#"),
+        "names the plugin build: {err}"
+    );
 
     let err = e
         .trigger(&TriggerRequest::new("welcome", json!([1, 2])))
@@ -252,7 +311,11 @@ async fn adapter_outcomes_are_recorded_as_attempts() {
         assert_eq!(x.attempts[0].outcome, outcome);
         assert!(x.attempts[0].adapter.starts_with("webhook@0.1.0#"));
         if outcome == "rate_limited" {
-            assert!(x.attempts[0].error.as_deref().unwrap().contains("7000 ms"), "{:?}", x.attempts[0]);
+            assert!(
+                x.attempts[0].error.as_deref().unwrap().contains("7000 ms"),
+                "{:?}",
+                x.attempts[0]
+            );
         }
     }
 }
@@ -269,7 +332,11 @@ async fn explain_tells_the_story_in_order_with_plugin_versions() {
         .await
         .unwrap();
     e.dispatch_event(&o.event_id).await.unwrap();
-    let email = o.notifications[0].deliveries.iter().find(|d| d.channel == "email").unwrap();
+    let email = o.notifications[0]
+        .deliveries
+        .iter()
+        .find(|d| d.channel == "email")
+        .unwrap();
     let x = e.explain(&email.id).await.unwrap();
     let kinds: Vec<&str> = x.timeline.iter().map(|t| t.kind.as_str()).collect();
     assert_eq!(
@@ -289,18 +356,41 @@ async fn explain_tells_the_story_in_order_with_plugin_versions() {
     );
     // Only this delivery's entries (the in-app sibling's are not in its story).
     assert!(x.timeline.iter().all(|t| t.delivery_id.is_none() || t.delivery_id.as_deref() == Some(email.id.as_str())));
-    let by = |k: &str| x.timeline.iter().find(|t| t.kind == k).unwrap().plugin.clone().unwrap();
+    let by = |k: &str| {
+        x.timeline
+            .iter()
+            .find(|t| t.kind == k)
+            .unwrap()
+            .plugin
+            .clone()
+            .unwrap()
+    };
     assert!(by("delivery.built").starts_with("welcome@0.1.0#"));
     assert!(by("delivery.rendered").starts_with("templates@0.1.0#"));
     assert!(by("attempt").starts_with("log@0.1.0#"));
     let text = x.to_string();
-    assert!(text.contains("delivery.succeeded") && text.contains("log@0.1.0#"), "{text}");
+    assert!(
+        text.contains("delivery.succeeded") && text.contains("log@0.1.0#"),
+        "{text}"
+    );
 
     // The event's story has both deliveries; the notification's too.
     let ev = e.explain(&o.event_id).await.unwrap();
     assert_eq!(ev.deliveries.len(), 2);
-    assert_eq!(ev.timeline.iter().filter(|t| t.kind == "delivery.succeeded").count(), 2);
+    assert_eq!(
+        ev.timeline
+            .iter()
+            .filter(|t| t.kind == "delivery.succeeded")
+            .count(),
+        2
+    );
     let n = e.explain(&o.notifications[0].id).await.unwrap();
     assert_eq!(n.deliveries.len(), 2);
-    assert!(e.explain("nope").await.unwrap_err().to_string().contains("`nope`"));
+    assert!(
+        e.explain("nope")
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("`nope`")
+    );
 }

@@ -29,6 +29,9 @@ fn the_reference_library_accepts_our_signature() {
     headers.insert("webhook-id", "msg_1".parse().unwrap());
     headers.insert("webhook-timestamp", ts.to_string().parse().unwrap());
     headers.insert("webhook-signature", sig.parse().unwrap());
-    standardwebhooks::Webhook::new(secret).unwrap().verify(body, &headers).unwrap();
+    standardwebhooks::Webhook::new(secret)
+        .unwrap()
+        .verify(body, &headers)
+        .unwrap();
     assert!(signature::sign("whsec_!!!", "m", 1, b"").is_err());
 }

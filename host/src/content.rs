@@ -221,7 +221,10 @@ impl Content {
                 if title.chars().count() + body.chars().count() > limits::PUSH_TEXT_MAX {
                     return Err(bad(
                         "push.body",
-                        format!("with the title exceeds {} characters", limits::PUSH_TEXT_MAX),
+                        format!(
+                            "with the title exceeds {} characters",
+                            limits::PUSH_TEXT_MAX
+                        ),
                     ));
                 }
                 json_of_kind("push.data", data.as_deref(), JsonKind::Object)?;
@@ -330,7 +333,10 @@ mod tests {
         };
         let err = c.validate(Channel::Email).unwrap_err();
         assert_eq!(err.field, "email.subject");
-        assert!(err.to_string().starts_with("content_invalid: email.subject"));
+        assert!(
+            err.to_string()
+                .starts_with("content_invalid: email.subject")
+        );
     }
 
     #[test]
@@ -353,7 +359,10 @@ mod tests {
             text: "t".into(),
             blocks: Some("{".into()),
         };
-        assert_eq!(chat.validate(Channel::Chat).unwrap_err().field, "chat.blocks");
+        assert_eq!(
+            chat.validate(Channel::Chat).unwrap_err().field,
+            "chat.blocks"
+        );
         let in_app = Content::InApp {
             headline: "h".into(),
             body: "b".into(),

@@ -3,7 +3,10 @@
 use crate::content::Channel;
 use crate::dispatch::{self, Dispatched};
 use crate::inbox::{self, InboxItem};
-use crate::plugins::{self, BundledPlugin, LoadError, Plugin, PluginConfig, PluginRuntime, Registry, RegistryError, RuntimeConfig};
+use crate::plugins::{
+    self, BundledPlugin, LoadError, Plugin, PluginConfig, PluginRuntime, Registry, RegistryError,
+    RuntimeConfig,
+};
 use crate::store::{self, Db, StoreError};
 use crate::traces::{self, DeliveryRecord, ExplainError, Explanation};
 use crate::trigger::{self, TriggerError, TriggerOutcome, TriggerRequest};
@@ -71,7 +74,8 @@ impl Engine {
             cache_dir: config.cache_dir.clone(),
             plugin_config: config.plugin_config.clone(),
         })?;
-        let loaded = plugins::load_all(&runtime, config.bundled, config.plugins_dir.as_deref()).await?;
+        let loaded =
+            plugins::load_all(&runtime, config.bundled, config.plugins_dir.as_deref()).await?;
         let registry = Registry::new(loaded, &config.routes)?;
         Ok(Engine {
             db,
@@ -131,7 +135,11 @@ impl Engine {
         traces::explain(&self.db, id).await
     }
 
-    pub async fn inbox(&self, tenant: &str, recipient_id: &str) -> Result<Vec<InboxItem>, StoreError> {
+    pub async fn inbox(
+        &self,
+        tenant: &str,
+        recipient_id: &str,
+    ) -> Result<Vec<InboxItem>, StoreError> {
         inbox::list(&self.db, tenant, recipient_id).await
     }
 }

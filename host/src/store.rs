@@ -4,8 +4,8 @@
 //! module only opens the database and applies `migrations/`. SQL is written portably (`$N`
 //! placeholders, text ids, RFC 3339 UTC times) for the PostgreSQL backend to come.
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use std::str::FromStr;
 use std::time::Duration;
 

@@ -145,7 +145,8 @@ impl From<sqlx::Error> for ExplainError {
     }
 }
 
-const DELIVERY_COLUMNS: &str = "d.id, d.notification_id, d.event_id, d.tenant, n.recipient_id, d.channel, d.status,
+const DELIVERY_COLUMNS: &str =
+    "d.id, d.notification_id, d.event_id, d.tenant, n.recipient_id, d.channel, d.status,
     d.status_reason, d.status_detail, d.idempotency_key, d.planned_by, d.rendered_by, d.sent_by,
     d.provider_message_id, d.attempts, d.created_at, d.updated_at";
 
@@ -186,7 +187,10 @@ pub(crate) async fn deliveries_of_event(
     Ok(rows.iter().map(delivery_from_row).collect())
 }
 
-pub(crate) async fn delivery(db: &store::Db, id: &str) -> Result<Option<DeliveryRecord>, StoreError> {
+pub(crate) async fn delivery(
+    db: &store::Db,
+    id: &str,
+) -> Result<Option<DeliveryRecord>, StoreError> {
     let row = sqlx::query(&format!(
         "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN notifications n ON n.id = d.notification_id WHERE d.id = $1"
     ))
@@ -198,29 +202,33 @@ pub(crate) async fn delivery(db: &store::Db, id: &str) -> Result<Option<Delivery
 
 /// The ordered story of a delivery, notification or event.
 pub async fn explain(db: &store::Db, id: &str) -> Result<Explanation, ExplainError> {
-    let (subject, event_id, notification_id) =
-        if let Some(d) = delivery(db, id).await? {
-            (Subject::Delivery, d.event_id, Some(d.notification_id))
-        } else if let Some(r) = sqlx::query("SELECT event_id FROM notifications WHERE id = $1")
-            .bind(id)
-            .fetch_optional(db)
-            .await?
-        {
-            (Subject::Notification, r.get("event_id"), Some(id.to_string()))
-        } else if sqlx::query("SELECT id FROM events WHERE id = $1")
-            .bind(id)
-            .fetch_optional(db)
-            .await?
-            .is_some()
-        {
-            (Subject::Event, id.to_string(), None)
-        } else {
-            return Err(ExplainError::NotFound(id.to_string()));
-        };
-    let event = sqlx::query("SELECT tenant, notifier_key, notifier_plugin FROM events WHERE id = $1")
-        .bind(&event_id)
-        .fetch_one(db)
-        .await?;
+    let (subject, event_id, notification_id) = if let Some(d) = delivery(db, id).await? {
+        (Subject::Delivery, d.event_id, Some(d.notification_id))
+    } else if let Some(r) = sqlx::query("SELECT event_id FROM notifications WHERE id = $1")
+        .bind(id)
+        .fetch_optional(db)
+        .await?
+    {
+        (
+            Subject::Notification,
+            r.get("event_id"),
+            Some(id.to_string()),
+        )
+    } else if sqlx::query("SELECT id FROM events WHERE id = $1")
+        .bind(id)
+        .fetch_optional(db)
+        .await?
+        .is_some()
+    {
+        (Subject::Event, id.to_string(), None)
+    } else {
+        return Err(ExplainError::NotFound(id.to_string()));
+    };
+    let event =
+        sqlx::query("SELECT tenant, notifier_key, notifier_plugin FROM events WHERE id = $1")
+            .bind(&event_id)
+            .fetch_one(db)
+            .await?;
 
     let mut deliveries = deliveries_of_event(db, &event_id).await?;
     deliveries.retain(|d| match subject {

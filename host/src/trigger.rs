@@ -10,7 +10,7 @@
 use crate::content::{Channel, Recipient};
 use crate::plugins::{CallError, PluginRuntime, Registry, RegistryError};
 use crate::store::{self, Db, StoreError};
-use crate::traces::{self, kind, DeliveryRecord, NewTrace};
+use crate::traces::{self, DeliveryRecord, NewTrace, kind};
 use serde::Serialize;
 use sqlx::Row;
 
@@ -153,9 +153,7 @@ pub async fn trigger(
                 plugin: notifier.reference().to_string(),
                 function: "channels",
                 reason: crate::plugins::FailureReason::PluginError,
-                message: format!(
-                    "returned channel {c}, which its describe() does not declare"
-                ),
+                message: format!("returned channel {c}, which its describe() does not declare"),
             }));
         }
         planned.push(PlannedRecipient {
@@ -233,8 +231,8 @@ pub async fn trigger(
 
     for p in &planned {
         let notification_id = store::new_id();
-        let recipient_json = serde_json::to_string(&p.recipient)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let recipient_json =
+            serde_json::to_string(&p.recipient).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         sqlx::query(
             "INSERT INTO notifications (id, event_id, tenant, recipient_id, recipient, category, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -345,11 +343,17 @@ async fn find_by_key(db: &Db, tenant: &str, key: &str) -> Result<Option<String>,
 }
 
 /// The current state of an event: its notifications and their deliveries.
-pub async fn summary(db: &Db, event_id: &str, duplicate: bool) -> Result<TriggerOutcome, TriggerError> {
-    let rows = sqlx::query("SELECT id, recipient_id FROM notifications WHERE event_id = $1 ORDER BY recipient_id")
-        .bind(event_id)
-        .fetch_all(db)
-        .await?;
+pub async fn summary(
+    db: &Db,
+    event_id: &str,
+    duplicate: bool,
+) -> Result<TriggerOutcome, TriggerError> {
+    let rows = sqlx::query(
+        "SELECT id, recipient_id FROM notifications WHERE event_id = $1 ORDER BY recipient_id",
+    )
+    .bind(event_id)
+    .fetch_all(db)
+    .await?;
     let deliveries = traces::deliveries_of_event(db, event_id).await?;
     let notifications = rows
         .iter()

@@ -9,7 +9,7 @@ use crate::content::{Channel, Recipient};
 use crate::inbox;
 use crate::plugins::{CallError, OutgoingMessage, PluginRuntime, Registry, SendError};
 use crate::store::{self, Db, StoreError};
-use crate::traces::{self, kind, NewTrace};
+use crate::traces::{self, NewTrace, kind};
 use serde::Serialize;
 use sqlx::Row;
 use std::time::Instant;
@@ -60,25 +60,31 @@ pub async fn dispatch(
     let Some(d) = claim(db, delivery_id).await? else {
         return Ok(None);
     };
-    let trace = |kind, reason: Option<&'static str>, detail: Option<String>, plugin: Option<String>| {
-        NewTrace {
-            tenant: &d.tenant,
-            event_id: &d.event_id,
-            notification_id: Some(&d.notification_id),
-            delivery_id: Some(&d.id),
-            kind,
-            reason,
-            detail,
-            plugin,
-            attempt: None,
-        }
-    };
+    let trace =
+        |kind, reason: Option<&'static str>, detail: Option<String>, plugin: Option<String>| {
+            NewTrace {
+                tenant: &d.tenant,
+                event_id: &d.event_id,
+                notification_id: Some(&d.notification_id),
+                delivery_id: Some(&d.id),
+                kind,
+                reason,
+                detail,
+                plugin,
+                attempt: None,
+            }
+        };
 
     let notifier = match registry.notifier(&d.notifier_key) {
         Ok(n) => n,
-        Err(e) => return finish_failed(db, &d, reason::NOTIFIER_MISSING, e.to_string(), None).await,
+        Err(e) => {
+            return finish_failed(db, &d, reason::NOTIFIER_MISSING, e.to_string(), None).await;
+        }
     };
-    let request = match runtime.build(notifier, &d.payload, &d.recipient, d.channel).await {
+    let request = match runtime
+        .build(notifier, &d.payload, &d.recipient, d.channel)
+        .await
+    {
         Ok(r) => r,
         Err(e) => return fail_call(db, &d, reason::BUILD_FAILED, e).await,
     };
@@ -88,7 +94,10 @@ pub async fn dispatch(
         trace(
             kind::DELIVERY_BUILT,
             None,
-            Some(format!("template {} for {}", request.template, request.channel)),
+            Some(format!(
+                "template {} for {}",
+                request.template, request.channel
+            )),
             Some(notifier.reference().to_string()),
         ),
     )
@@ -110,7 +119,11 @@ pub async fn dispatch(
         trace(
             kind::DELIVERY_RENDERED,
             None,
-            Some(format!("{} content, {} bytes", content.channel(), content.approx_size())),
+            Some(format!(
+                "{} content, {} bytes",
+                content.channel(),
+                content.approx_size()
+            )),
             Some(rendered_by.clone()),
         ),
     )
@@ -130,24 +143,44 @@ pub async fn dispatch(
         serde_json::to_string(&content).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     // The rendered content is committed before any provider sees it.
     let mut tx = db.begin().await?;
-    sqlx::query("UPDATE deliveries SET content = $1, rendered_by = $2, updated_at = $3 WHERE id = $4")
-        .bind(&content_json)
-        .bind(&rendered_by)
-        .bind(store::time_text(store::now()))
-        .bind(&d.id)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "UPDATE deliveries SET content = $1, rendered_by = $2, updated_at = $3 WHERE id = $4",
+    )
+    .bind(&content_json)
+    .bind(&rendered_by)
+    .bind(store::time_text(store::now()))
+    .bind(&d.id)
+    .execute(&mut *tx)
+    .await?;
     traces::append(
         &mut tx,
-        trace(kind::CONTENT_VALID, None, Some(format!("{} contract satisfied", d.channel)), None),
+        trace(
+            kind::CONTENT_VALID,
+            None,
+            Some(format!("{} contract satisfied", d.channel)),
+            None,
+        ),
     )
     .await?;
 
     if d.channel == Channel::InApp {
-        let item = inbox::write(&mut tx, &d.tenant, &d.recipient.id, &d.notification_id, &d.id, &content).await?;
+        let item = inbox::write(
+            &mut tx,
+            &d.tenant,
+            &d.recipient.id,
+            &d.notification_id,
+            &d.id,
+            &content,
+        )
+        .await?;
         traces::append(
             &mut tx,
-            trace(kind::INBOX_WRITTEN, None, Some(format!("inbox item {item}")), None),
+            trace(
+                kind::INBOX_WRITTEN,
+                None,
+                Some(format!("inbox item {item}")),
+                None,
+            ),
         )
         .await?;
         set_status(&mut tx, &d.id, "succeeded", None, None, None, None).await?;
@@ -190,9 +223,13 @@ pub async fn dispatch(
 
     let (outcome, error, provider_id, status, status_reason) = match &result {
         Ok(Ok(id)) => ("succeeded", None, Some(id.clone()), "succeeded", None),
-        Ok(Err(e @ SendError::Transient { .. })) => {
-            ("transient", Some(e.to_string()), None, "failed", Some(reason::SEND_TRANSIENT))
-        }
+        Ok(Err(e @ SendError::Transient { .. })) => (
+            "transient",
+            Some(e.to_string()),
+            None,
+            "failed",
+            Some(reason::SEND_TRANSIENT),
+        ),
         Ok(Err(e @ SendError::RateLimited { .. })) => (
             "rate_limited",
             Some(e.to_string()),
@@ -200,9 +237,13 @@ pub async fn dispatch(
             "failed",
             Some(reason::SEND_RATE_LIMITED),
         ),
-        Ok(Err(e @ SendError::Permanent { .. })) => {
-            ("permanent", Some(e.to_string()), None, "failed", Some(reason::SEND_PERMANENT))
-        }
+        Ok(Err(e @ SendError::Permanent { .. })) => (
+            "permanent",
+            Some(e.to_string()),
+            None,
+            "failed",
+            Some(reason::SEND_PERMANENT),
+        ),
         Err(e) => (
             e.reason.as_str(),
             Some(e.to_string()),
@@ -235,7 +276,9 @@ pub async fn dispatch(
                 kind::ATTEMPT,
                 Some(outcome_reason(outcome)),
                 Some(match (&provider_id, &error) {
-                    (Some(id), _) => format!("{outcome} in {duration_ms} ms, provider message {id}"),
+                    (Some(id), _) => {
+                        format!("{outcome} in {duration_ms} ms, provider message {id}")
+                    }
                     (None, Some(e)) => format!("{outcome} in {duration_ms} ms: {e}"),
                     (None, None) => format!("{outcome} in {duration_ms} ms"),
                 }),
@@ -264,7 +307,11 @@ pub async fn dispatch(
     } else {
         kind::DELIVERY_FAILED
     };
-    traces::append(&mut tx, trace(final_kind, status_reason, error.clone(), None)).await?;
+    traces::append(
+        &mut tx,
+        trace(final_kind, status_reason, error.clone(), None),
+    )
+    .await?;
     tx.commit().await?;
     Ok(Some(Dispatched {
         delivery_id: d.id,
@@ -360,7 +407,16 @@ async fn finish_failed(
 ) -> Result<Option<Dispatched>, StoreError> {
     tracing::info!(delivery_id = %d.id, reason, %detail, "delivery failed");
     let mut tx = db.begin().await?;
-    set_status(&mut tx, &d.id, "failed", Some(reason), Some(&detail), None, None).await?;
+    set_status(
+        &mut tx,
+        &d.id,
+        "failed",
+        Some(reason),
+        Some(&detail),
+        None,
+        None,
+    )
+    .await?;
     traces::append(
         &mut tx,
         NewTrace {

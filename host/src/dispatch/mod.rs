@@ -7,7 +7,7 @@
 
 pub mod executor;
 
-pub use executor::{reason, Dispatched};
+pub use executor::{Dispatched, reason};
 
 use crate::plugins::{PluginRuntime, Registry};
 use crate::store::{Db, StoreError};
@@ -25,12 +25,13 @@ pub async fn dispatch_pending(
     runtime: &Arc<PluginRuntime>,
     registry: &Arc<Registry>,
 ) -> Result<Vec<Dispatched>, StoreError> {
-    let ids: Vec<String> = sqlx::query("SELECT id FROM deliveries WHERE status = 'pending' ORDER BY created_at, id")
-        .fetch_all(db)
-        .await?
-        .iter()
-        .map(|r| r.get("id"))
-        .collect();
+    let ids: Vec<String> =
+        sqlx::query("SELECT id FROM deliveries WHERE status = 'pending' ORDER BY created_at, id")
+            .fetch_all(db)
+            .await?
+            .iter()
+            .map(|r| r.get("id"))
+            .collect();
     dispatch_many(db, runtime, registry, ids).await
 }
 
@@ -44,16 +45,24 @@ pub async fn dispatch_many(
     let permits = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
     let mut tasks = tokio::task::JoinSet::new();
     for (index, id) in ids.into_iter().enumerate() {
-        let permit = permits.clone().acquire_owned().await.expect("semaphore is never closed");
+        let permit = permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore is never closed");
         let (db, runtime, registry) = (db.clone(), runtime.clone(), registry.clone());
         tasks.spawn(async move {
             let _permit = permit;
-            (index, executor::dispatch(&db, &runtime, &registry, &id).await)
+            (
+                index,
+                executor::dispatch(&db, &runtime, &registry, &id).await,
+            )
         });
     }
     let mut out = Vec::new();
     while let Some(joined) = tasks.join_next().await {
-        let (index, result) = joined.map_err(|e| StoreError::Corrupt(format!("dispatch task: {e}")))?;
+        let (index, result) =
+            joined.map_err(|e| StoreError::Corrupt(format!("dispatch task: {e}")))?;
         if let Some(d) = result? {
             out.push((index, d));
         }

@@ -180,7 +180,9 @@ impl WasiHttpHooks for HttpGate {
         let _ = fut;
         let uri = request.uri();
         let scheme = uri.scheme_str().unwrap_or("https").to_string();
-        let Some(host) = uri.host().map(|h| h.trim_matches(['[', ']']).to_ascii_lowercase())
+        let Some(host) = uri
+            .host()
+            .map(|h| h.trim_matches(['[', ']']).to_ascii_lowercase())
         else {
             self.deny(format!(
                 "plugin {} sent a request without a host: {uri}",
@@ -262,7 +264,14 @@ mod tests {
 
     #[test]
     fn internal_addresses_are_recognised() {
-        for ip in ["127.0.0.1", "10.1.2.3", "192.168.0.1", "169.254.169.254", "::1", "fd00::1"] {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "192.168.0.1",
+            "169.254.169.254",
+            "::1",
+            "fd00::1",
+        ] {
             assert!(is_internal(ip.parse().unwrap()), "{ip}");
         }
         assert!(!is_internal("93.184.216.34".parse().unwrap()));

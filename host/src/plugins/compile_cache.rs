@@ -26,7 +26,9 @@ pub fn compile(
         // compatibility hash (it is in the name), into the operator's own cache directory.
         match unsafe { Component::deserialize_file(engine, &path) } {
             Ok(c) => return Ok(c),
-            Err(e) => tracing::warn!(path = %path.display(), error = %e, "ignoring unreadable compiled plugin"),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "ignoring unreadable compiled plugin")
+            }
         }
     }
     let bytes = engine.precompile_component(wasm)?;

@@ -181,7 +181,9 @@ impl Manifest {
             .capabilities
             .http
             .iter()
-            .map(|p| AuthorityPattern::parse(p).map_err(|e| invalid(format!("capabilities.http: {e}"))))
+            .map(|p| {
+                AuthorityPattern::parse(p).map_err(|e| invalid(format!("capabilities.http: {e}")))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let files = raw
             .capabilities

@@ -136,9 +136,16 @@ pub enum LoadError {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum SendError {
-    Transient { message: String },
-    RateLimited { retry_after_ms: u64, message: String },
-    Permanent { message: String },
+    Transient {
+        message: String,
+    },
+    RateLimited {
+        retry_after_ms: u64,
+        message: String,
+    },
+    Permanent {
+        message: String,
+    },
 }
 
 impl std::fmt::Display for SendError {
@@ -148,7 +155,10 @@ impl std::fmt::Display for SendError {
             SendError::RateLimited {
                 retry_after_ms,
                 message,
-            } => write!(f, "rate-limited (retry after {retry_after_ms} ms): {message}"),
+            } => write!(
+                f,
+                "rate-limited (retry after {retry_after_ms} ms): {message}"
+            ),
             SendError::Permanent { message } => write!(f, "permanent: {message}"),
         }
     }
@@ -409,8 +419,9 @@ impl PluginRuntime {
             message,
         };
         let hash = hex::encode(Sha256::digest(wasm));
-        let component = compile_cache::compile(&self.engine, wasm, &hash, self.config.cache_dir.as_deref())
-            .map_err(|e| invalid(format!("not a valid WebAssembly component: {e:#}")))?;
+        let component =
+            compile_cache::compile(&self.engine, wasm, &hash, self.config.cache_dir.as_deref())
+                .map_err(|e| invalid(format!("not a valid WebAssembly component: {e:#}")))?;
         self.check_exports(&component, &manifest).map_err(invalid)?;
         let linker = match manifest.kind {
             PluginKind::ChannelAdapter => &self.adapter_linker,
@@ -429,8 +440,12 @@ impl PluginRuntime {
             ))
         };
         let pre = match manifest.kind {
-            PluginKind::Notifier => Pre::Notifier(v0_1_0::NotifierPre::new(instance_pre).map_err(typed)?),
-            PluginKind::Renderer => Pre::Renderer(v0_1_0::RendererPre::new(instance_pre).map_err(typed)?),
+            PluginKind::Notifier => {
+                Pre::Notifier(v0_1_0::NotifierPre::new(instance_pre).map_err(typed)?)
+            }
+            PluginKind::Renderer => {
+                Pre::Renderer(v0_1_0::RendererPre::new(instance_pre).map_err(typed)?)
+            }
             PluginKind::ChannelAdapter => {
                 Pre::Adapter(v0_1_0::ChannelAdapterPre::new(instance_pre).map_err(typed)?)
             }
@@ -513,7 +528,9 @@ impl PluginRuntime {
             ));
         }
         if version != v0_1_0::VERSION {
-            return Err(format!("belfry:plugin@{version} is not supported by this host"));
+            return Err(format!(
+                "belfry:plugin@{version} is not supported by this host"
+            ));
         }
         Ok(())
     }
@@ -607,12 +624,20 @@ impl PluginRuntime {
             key: d.key,
             version: d.version,
             category: d.category,
-            channels: d.channels.into_iter().map(v0_1_0::channel_from_wit).collect(),
+            channels: d
+                .channels
+                .into_iter()
+                .map(v0_1_0::channel_from_wit)
+                .collect(),
             description: d.description,
         })
     }
 
-    fn plan_error(plugin: &Plugin, function: &'static str, e: v0_1_0::wit_notifications::PlanError) -> CallError {
+    fn plan_error(
+        plugin: &Plugin,
+        function: &'static str,
+        e: v0_1_0::wit_notifications::PlanError,
+    ) -> CallError {
         use v0_1_0::wit_notifications::PlanError;
         let message = match e {
             PlanError::InvalidPayload(m) => format!("invalid payload: {m}"),
@@ -621,7 +646,11 @@ impl PluginRuntime {
         Self::plugin_error(plugin, function, message)
     }
 
-    pub async fn recipients(&self, plugin: &Plugin, payload: &str) -> Result<Vec<Recipient>, CallError> {
+    pub async fn recipients(
+        &self,
+        plugin: &Plugin,
+        payload: &str,
+    ) -> Result<Vec<Recipient>, CallError> {
         let payload = payload.to_string();
         let r = self
             .run(plugin, "recipients", async |store, pre| {
@@ -700,7 +729,11 @@ impl PluginRuntime {
         Ok(v0_1_0::render_request_from_wit(r))
     }
 
-    pub async fn render(&self, plugin: &Plugin, request: &RenderRequest) -> Result<Content, CallError> {
+    pub async fn render(
+        &self,
+        plugin: &Plugin,
+        request: &RenderRequest,
+    ) -> Result<Content, CallError> {
         let wr = v0_1_0::render_request_to_wit(request);
         let r = self
             .run(plugin, "render", async |store, pre| {
@@ -760,7 +793,11 @@ impl PluginRuntime {
                     return Ok(None);
                 };
                 let inst = pre.instantiate_async(&mut *store).await?;
-                Ok(Some(inst.belfry_plugin_delivery().call_send(&mut *store, &wm).await?))
+                Ok(Some(
+                    inst.belfry_plugin_delivery()
+                        .call_send(&mut *store, &wm)
+                        .await?,
+                ))
             })
             .await?
             .ok_or_else(|| Self::wrong_kind(plugin, "send"))?;
@@ -884,9 +921,11 @@ impl<'r> RendererSession<'r> {
         store.set_epoch_deadline(p.manifest.limits.epoch_ticks());
         let wr = v0_1_0::render_request_to_wit(request);
         let wall = Duration::from_millis(p.manifest.limits.timeout_ms);
-        let outcome =
-            tokio::time::timeout(wall, inst.belfry_plugin_rendering().call_render(&mut *store, &wr))
-                .await;
+        let outcome = tokio::time::timeout(
+            wall,
+            inst.belfry_plugin_rendering().call_render(&mut *store, &wr),
+        )
+        .await;
         self.calls += 1;
         let result = classify(p, "render", store, outcome.map_err(|_| ()));
         let r = match result {

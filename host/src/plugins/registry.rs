@@ -65,13 +65,12 @@ impl Registry {
             }
         }
         for (channel, name) in routes {
-            let p = plugins
-                .iter()
-                .find(|p| p.name() == name)
-                .ok_or_else(|| RegistryError::UnknownAdapter {
+            let p = plugins.iter().find(|p| p.name() == name).ok_or_else(|| {
+                RegistryError::UnknownAdapter {
                     channel: *channel,
                     name: name.clone(),
-                })?;
+                }
+            })?;
             if p.kind() != PluginKind::ChannelAdapter {
                 return Err(RegistryError::NotAnAdapter {
                     channel: *channel,

@@ -1,0 +1,132 @@
+//! A misbehaving plugin fails its own call, and the failure is recorded on the delivery
+//! (reason code, plugin build, function) while the engine keeps working.
+
+mod common;
+
+use belfry::host::plugins::{self, PluginRuntime, RuntimeConfig};
+use belfry::host::content::{Channel, RenderRequest};
+use belfry::{Engine, EngineConfig, TriggerRequest};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// A plugins directory holding copies of the named hostile fixtures.
+fn plugins_dir(cases: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for case in cases {
+        for ext in ["wasm", "toml"] {
+            std::fs::copy(
+                Path::new(belfry::FIXTURE_PLUGINS_DIR).join(format!("{case}.{ext}")),
+                dir.path().join(format!("{case}.{ext}")),
+            )
+            .unwrap();
+        }
+    }
+    dir
+}
+
+async fn engine(db: &Path, plugins: &Path, config: plugins::PluginConfig) -> Engine {
+    Engine::open(EngineConfig {
+        database_url: format!("sqlite://{}", db.join("f.db").display()),
+        bundled: belfry::BUNDLED,
+        plugins_dir: Some(plugins.to_path_buf()),
+        cache_dir: Some(common::cache_dir()),
+        plugin_config: config,
+        routes: Default::default(),
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_denied_adapter_call_is_recorded_on_the_delivery_and_its_attempt() {
+    let db = tempfile::tempdir().unwrap();
+    // forbidden-host serves the webhook channel; loaded after the bundled webhook adapter, it
+    // takes the route.
+    let dir = plugins_dir(&["forbidden-host"]);
+    let mut config = plugins::PluginConfig::new();
+    config.insert(
+        "forbidden-host".into(),
+        BTreeMap::from([("url".into(), "http://127.0.0.1:9/x".into())]),
+    );
+    let e = engine(db.path(), dir.path(), config).await;
+    let o = e
+        .trigger(&TriggerRequest::new(
+            "order-shipped",
+            json!({"order_id": "1", "carrier": "c", "tracking_url": "https://t.example.com",
+                   "customer": {"id": "only-webhook"}}),
+        ))
+        .await
+        .unwrap();
+    e.dispatch_event(&o.event_id).await.unwrap();
+    let d = &e.event(&o.event_id).await.unwrap().notifications[0].deliveries[0];
+    assert_eq!(d.status, "failed");
+    assert_eq!(d.status_reason.as_deref(), Some("adapter_failed"));
+    let detail = d.status_detail.as_deref().unwrap();
+    assert!(detail.contains("forbidden-host@0.1.0#"), "{detail}");
+    assert!(detail.contains("`send`") && detail.contains("(capability_denied)"), "{detail}");
+    assert!(detail.contains("add \"127.0.0.1:9\" to [capabilities] http"), "{detail}");
+    let x = e.explain(&d.id).await.unwrap();
+    assert_eq!(x.attempts[0].outcome, "capability_denied");
+    assert!(x.attempts[0].adapter.starts_with("forbidden-host@0.1.0#"));
+}
+
+#[tokio::test]
+async fn a_runaway_renderer_fails_each_delivery_with_timeout_and_the_next_trigger_still_plans() {
+    let db = tempfile::tempdir().unwrap();
+    let dir = plugins_dir(&["infinite-loop"]);
+    let e = engine(db.path(), dir.path(), Default::default()).await;
+    let o = e
+        .trigger(&TriggerRequest::new(
+            "welcome",
+            json!({"user": {"id": "w", "email": "w@example.com"}}),
+        ))
+        .await
+        .unwrap();
+    e.dispatch_event(&o.event_id).await.unwrap();
+    let after = e.event(&o.event_id).await.unwrap();
+    for d in &after.notifications[0].deliveries {
+        assert_eq!(d.status, "failed");
+        assert_eq!(d.status_reason.as_deref(), Some("render_failed"));
+        let detail = d.status_detail.as_deref().unwrap();
+        assert!(detail.contains("infinite-loop@0.1.0#") && detail.contains("(timeout)"), "{detail}");
+    }
+    // The notifier plugin and the database are unaffected.
+    let next = e
+        .trigger(&TriggerRequest::new("welcome", json!({"user": {"id": "w2"}})))
+        .await
+        .unwrap();
+    assert_eq!(next.notifications.len(), 1);
+}
+
+#[tokio::test]
+async fn an_empty_grant_blocks_the_file_system() {
+    // The bundled templates renderer, loaded with a manifest that grants nothing, cannot see
+    // its templates: nothing is reachable unless granted.
+    let dir = tempfile::tempdir().unwrap();
+    let templates = belfry::BUNDLED.iter().find(|b| b.name == "templates").unwrap();
+    let wasm: PathBuf = dir.path().join("templates.wasm");
+    std::fs::write(&wasm, templates.wasm).unwrap();
+    std::fs::write(
+        dir.path().join("templates.toml"),
+        "name = \"templates\"\nversion = \"0.1.0\"\nkind = \"renderer\"\nwit = \"0.1.0\"\n",
+    )
+    .unwrap();
+    let runtime = PluginRuntime::new(RuntimeConfig::default()).unwrap();
+    let plugin = runtime.load_file(&wasm).await.unwrap();
+    let req = RenderRequest {
+        template: "welcome".into(),
+        channel: Channel::InApp,
+        data: r#"{"name": "A", "app_name": "b"}"#.into(),
+        locale: None,
+    };
+    let err = runtime.render(&plugin, &req).await.unwrap_err();
+    assert_eq!(err.reason.as_str(), "plugin_error");
+    assert!(err.message.contains("template not found"), "{err}");
+
+    // The same component with the grant renders.
+    let bundled = plugins::load_all(&runtime, belfry::BUNDLED, None).await.unwrap();
+    let granted = bundled.iter().find(|p| p.name() == "templates").unwrap();
+    assert_eq!(granted.reference().hash, plugin.reference().hash);
+    runtime.render(granted, &req).await.unwrap();
+}
