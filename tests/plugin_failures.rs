@@ -3,8 +3,8 @@
 
 mod common;
 
-use belfry::host::plugins::{self, PluginRuntime, RuntimeConfig};
 use belfry::host::content::{Channel, RenderRequest};
+use belfry::host::plugins::{self, PluginRuntime, RuntimeConfig};
 use belfry::{Engine, EngineConfig, TriggerRequest};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -64,8 +64,14 @@ async fn a_denied_adapter_call_is_recorded_on_the_delivery_and_its_attempt() {
     assert_eq!(d.status_reason.as_deref(), Some("adapter_failed"));
     let detail = d.status_detail.as_deref().unwrap();
     assert!(detail.contains("forbidden-host@0.1.0#"), "{detail}");
-    assert!(detail.contains("`send`") && detail.contains("(capability_denied)"), "{detail}");
-    assert!(detail.contains("add \"127.0.0.1:9\" to [capabilities] http"), "{detail}");
+    assert!(
+        detail.contains("`send`") && detail.contains("(capability_denied)"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("add \"127.0.0.1:9\" to [capabilities] http"),
+        "{detail}"
+    );
     let x = e.explain(&d.id).await.unwrap();
     assert_eq!(x.attempts[0].outcome, "capability_denied");
     assert!(x.attempts[0].adapter.starts_with("forbidden-host@0.1.0#"));
@@ -89,11 +95,17 @@ async fn a_runaway_renderer_fails_each_delivery_with_timeout_and_the_next_trigge
         assert_eq!(d.status, "failed");
         assert_eq!(d.status_reason.as_deref(), Some("render_failed"));
         let detail = d.status_detail.as_deref().unwrap();
-        assert!(detail.contains("infinite-loop@0.1.0#") && detail.contains("(timeout)"), "{detail}");
+        assert!(
+            detail.contains("infinite-loop@0.1.0#") && detail.contains("(timeout)"),
+            "{detail}"
+        );
     }
     // The notifier plugin and the database are unaffected.
     let next = e
-        .trigger(&TriggerRequest::new("welcome", json!({"user": {"id": "w2"}})))
+        .trigger(&TriggerRequest::new(
+            "welcome",
+            json!({"user": {"id": "w2"}}),
+        ))
         .await
         .unwrap();
     assert_eq!(next.notifications.len(), 1);
@@ -104,7 +116,10 @@ async fn an_empty_grant_blocks_the_file_system() {
     // The bundled templates renderer, loaded with a manifest that grants nothing, cannot see
     // its templates: nothing is reachable unless granted.
     let dir = tempfile::tempdir().unwrap();
-    let templates = belfry::BUNDLED.iter().find(|b| b.name == "templates").unwrap();
+    let templates = belfry::BUNDLED
+        .iter()
+        .find(|b| b.name == "templates")
+        .unwrap();
     let wasm: PathBuf = dir.path().join("templates.wasm");
     std::fs::write(&wasm, templates.wasm).unwrap();
     std::fs::write(
@@ -125,7 +140,9 @@ async fn an_empty_grant_blocks_the_file_system() {
     assert!(err.message.contains("template not found"), "{err}");
 
     // The same component with the grant renders.
-    let bundled = plugins::load_all(&runtime, belfry::BUNDLED, None).await.unwrap();
+    let bundled = plugins::load_all(&runtime, belfry::BUNDLED, None)
+        .await
+        .unwrap();
     let granted = bundled.iter().find(|p| p.name() == "templates").unwrap();
     assert_eq!(granted.reference().hash, plugin.reference().hash);
     runtime.render(granted, &req).await.unwrap();

@@ -18,14 +18,20 @@
 //! `push/data.j2`, `chat/blocks.j2`) are JSON-escaped, so `{{ value }}` there writes a JSON
 //! value (quotes included). One trailing newline is trimmed from every rendered field. The
 //! content rules of each channel are the host's to check, not this plugin's.
+//!
+//! Within one instance, loaded templates and file look-ups are cached: the host usually runs
+//! each call on a fresh instance (so every call reads the files), and an instance it keeps
+//! for several calls is recycled after a bounded number of them, which bounds how long a
+//! changed template file can go unseen.
 
 wit_bindgen::generate!({
     world: "renderer",
     path: "../../wit/plugin@0.1.0",
 });
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
+use std::sync::{Mutex, OnceLock};
 
 use belfry::plugin::types::{
     Channel, ChatContent, Content, EmailContent, InAppAction, InAppContent, PushContent,
@@ -116,7 +122,7 @@ impl Guest for Templates {
 
 /// Renders the fields of one template's channel variant.
 struct Renderer {
-    env: Environment<'static>,
+    env: &'static Environment<'static>,
     /// `<template>/<channel>`, relative to [`ROOT`].
     prefix: String,
     data: Value,
@@ -124,28 +130,8 @@ struct Renderer {
 
 impl Renderer {
     fn new(template: &str, channel: &str, data: Value) -> Self {
-        let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
-        // We trim exactly one trailing newline from the output ourselves.
-        env.set_keep_trailing_newline(true);
-        env.set_auto_escape_callback(auto_escape);
-        // Templates (and anything they include) load from the granted directory, by
-        // '/'-separated names relative to it.
-        env.set_loader(|name| {
-            if !is_safe_relative(name) {
-                return Ok(None);
-            }
-            match std::fs::read_to_string(format!("{ROOT}/{name}")) {
-                Ok(source) => Ok(Some(source)),
-                Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
-                Err(err) => Err(minijinja::Error::new(
-                    ErrorKind::InvalidOperation,
-                    format!("cannot read {ROOT}/{name}: {err}"),
-                )),
-            }
-        });
         Renderer {
-            env,
+            env: environment(),
             prefix: format!("{template}/{channel}"),
             data,
         }
@@ -160,12 +146,7 @@ impl Renderer {
     }
 
     fn exists(&self, field: &str) -> Result<bool, RenderError> {
-        let path = self.path(field);
-        match std::fs::metadata(&path) {
-            Ok(meta) => Ok(meta.is_file()),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(err) => Err(RenderError::Failed(format!("cannot read {path}: {err}"))),
-        }
+        Ok(kind_of(&self.path(field))? == Some(Kind::File))
     }
 
     fn not_found(&self, field: &str) -> RenderError {
@@ -298,11 +279,59 @@ fn trim_one_newline(mut text: String) -> String {
 }
 
 fn is_dir(path: &str) -> Result<bool, RenderError> {
-    match std::fs::metadata(path) {
-        Ok(meta) => Ok(meta.is_dir()),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(err) => Err(RenderError::Failed(format!("cannot read {path}: {err}"))),
+    Ok(kind_of(path)? == Some(Kind::Dir))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    File,
+    Dir,
+    Other,
+}
+
+/// What is at `path` (none if nothing), cached for the life of the instance.
+fn kind_of(path: &str) -> Result<Option<Kind>, RenderError> {
+    static SEEN: Mutex<BTreeMap<String, Option<Kind>>> = Mutex::new(BTreeMap::new());
+    if let Some(kind) = SEEN.lock().unwrap().get(path) {
+        return Ok(*kind);
     }
+    let kind = match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => Some(Kind::File),
+        Ok(meta) if meta.is_dir() => Some(Kind::Dir),
+        Ok(_) => Some(Kind::Other),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => None,
+        Err(err) => return Err(RenderError::Failed(format!("cannot read {path}: {err}"))),
+    };
+    SEEN.lock().unwrap().insert(path.to_string(), kind);
+    Ok(kind)
+}
+
+/// The instance's minijinja environment; it caches every template it loads.
+fn environment() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // We trim exactly one trailing newline from the output ourselves.
+        env.set_keep_trailing_newline(true);
+        env.set_auto_escape_callback(auto_escape);
+        // Templates (and anything they include) load from the granted directory, by
+        // '/'-separated names relative to it.
+        env.set_loader(|name| {
+            if !is_safe_relative(name) {
+                return Ok(None);
+            }
+            match std::fs::read_to_string(format!("{ROOT}/{name}")) {
+                Ok(source) => Ok(Some(source)),
+                Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(err) => Err(minijinja::Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!("cannot read {ROOT}/{name}: {err}"),
+                )),
+            }
+        });
+        env
+    })
 }
 
 /// A template name is one path segment: no separators, no `.`/`..`.
