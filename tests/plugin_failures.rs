@@ -147,3 +147,49 @@ async fn an_empty_grant_blocks_the_file_system() {
     assert_eq!(granted.reference().hash, plugin.reference().hash);
     runtime.render(granted, &req).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_reused_renderer_instance_renders_like_a_fresh_one_and_is_dropped_after_a_failure() {
+    let runtime = PluginRuntime::new(RuntimeConfig {
+        cache_dir: Some(common::cache_dir()),
+        plugin_config: Default::default(),
+    })
+    .unwrap();
+    let bundled = plugins::load_all(&runtime, belfry::BUNDLED, None)
+        .await
+        .unwrap();
+    let templates = bundled.iter().find(|p| p.name() == "templates").unwrap();
+    let req = |name: &str| RenderRequest {
+        template: "welcome".into(),
+        channel: Channel::Email,
+        data: json!({"name": name, "app_name": "belfry"}).to_string(),
+        locale: None,
+    };
+    let mut session = plugins::RendererSession::new(&runtime, templates);
+    for name in ["Ada", "Grace", "Alan"] {
+        let fresh = runtime.render(templates, &req(name)).await.unwrap();
+        let reused = session.render(&req(name)).await.unwrap();
+        assert_eq!(fresh, reused);
+    }
+    // A failing call (a missing variable) fails alone; the session goes on with a new instance.
+    let bad = RenderRequest {
+        data: "{}".into(),
+        ..req("x")
+    };
+    let err = session.render(&bad).await.unwrap_err();
+    assert_eq!(err.reason.as_str(), "plugin_error");
+    session.render(&req("Linus")).await.unwrap();
+
+    // A panicking renderer traps; its session drops the instance and the next call traps again
+    // on a fresh one instead of reporting a dead instance.
+    let panic = runtime
+        .load_file(&Path::new(belfry::FIXTURE_PLUGINS_DIR).join("panic.wasm"))
+        .await
+        .unwrap();
+    let mut session = plugins::RendererSession::new(&runtime, &panic);
+    for _ in 0..2 {
+        let err = session.render(&req("x")).await.unwrap_err();
+        assert_eq!(err.reason.as_str(), "trap");
+        assert!(err.message.contains("panicked on purpose"), "{err}");
+    }
+}
