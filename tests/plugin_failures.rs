@@ -178,7 +178,24 @@ async fn a_reused_renderer_instance_renders_like_a_fresh_one_and_is_dropped_afte
     };
     let err = session.render(&bad).await.unwrap_err();
     assert_eq!(err.reason.as_str(), "plugin_error");
+    assert!(
+        err.message
+            .starts_with("missing variable: undefined variable `app_name`"),
+        "{err}"
+    );
     session.render(&req("Linus")).await.unwrap();
+    let missing = RenderRequest {
+        template: "nope".into(),
+        ..req("x")
+    };
+    let err = runtime.render(templates, &missing).await.unwrap_err();
+    assert!(err.message.contains("template `nope` not found"), "{err}");
+    let no_variant = RenderRequest {
+        channel: Channel::Sms,
+        ..req("x")
+    };
+    let err = runtime.render(templates, &no_variant).await.unwrap_err();
+    assert!(err.message.contains("has no sms variant"), "{err}");
 
     // A panicking renderer traps; its session drops the instance and the next call traps again
     // on a fresh one instead of reporting a dead instance.

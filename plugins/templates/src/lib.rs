@@ -19,7 +19,7 @@
 //! value (quotes included). One trailing newline is trimmed from every rendered field. The
 //! content rules of each channel are the host's to check, not this plugin's.
 //!
-//! Within one instance, loaded templates and file look-ups are cached: the host usually runs
+//! Within one instance, loaded templates are cached: the host usually runs
 //! each call on a fresh instance (so every call reads the files), and an instance it keeps
 //! for several calls is recycled after a bounded number of them, which bounds how long a
 //! changed template file can go unseen.
@@ -29,9 +29,9 @@ wit_bindgen::generate!({
     path: "../../wit/plugin@0.1.0",
 });
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use belfry::plugin::types::{
     Channel, ChatContent, Content, EmailContent, InAppAction, InAppContent, PushContent,
@@ -57,19 +57,6 @@ impl Guest for Templates {
             return Err(RenderError::Failed(
                 "render data must be a JSON object".to_string(),
             ));
-        }
-
-        let template_dir = format!("{ROOT}/{template}");
-        if !is_dir(&template_dir)? {
-            return Err(RenderError::TemplateNotFound(format!(
-                "template `{template}` not found: no directory {template_dir}"
-            )));
-        }
-        let channel_path = format!("{template_dir}/{channel}");
-        if !is_dir(&channel_path)? {
-            return Err(RenderError::TemplateNotFound(format!(
-                "template `{template}` has no {channel} variant: no directory {channel_path}"
-            )));
         }
 
         let renderer = Renderer::new(template, channel, data);
@@ -145,15 +132,35 @@ impl Renderer {
         format!("{ROOT}/{}", self.name(field))
     }
 
+    /// Whether the field's template exists. Loading it (one open and read, then cached in the
+    /// environment) is cheaper through WASI than a `stat` first and a read after.
     fn exists(&self, field: &str) -> Result<bool, RenderError> {
-        Ok(kind_of(&self.path(field))? == Some(Kind::File))
+        match self.env.get_template(&self.name(field)) {
+            Ok(_) => Ok(true),
+            Err(err) if err.kind() == ErrorKind::TemplateNotFound => Ok(false),
+            // A syntax error: the file is there; rendering reports the error.
+            Err(_) => Ok(true),
+        }
     }
 
+    /// The most useful "not found": a missing template, channel variant, or field file.
     fn not_found(&self, field: &str) -> RenderError {
-        RenderError::TemplateNotFound(format!(
-            "required template file {} not found",
-            self.path(field)
-        ))
+        let (template, channel) = self.prefix.split_once('/').unwrap_or((&self.prefix, ""));
+        let template_dir = format!("{ROOT}/{template}");
+        let channel_dir = format!("{template_dir}/{channel}");
+        let message = match (is_dir(&template_dir), is_dir(&channel_dir)) {
+            (Err(e), _) | (_, Err(e)) => return e,
+            (Ok(false), _) => {
+                format!("template `{template}` not found: no directory {template_dir}")
+            }
+            (Ok(true), Ok(false)) => format!(
+                "template `{template}` has no {channel} variant: no directory {channel_dir}"
+            ),
+            (Ok(true), Ok(true)) => {
+                format!("required template file {} not found", self.path(field))
+            }
+        };
+        RenderError::TemplateNotFound(message)
     }
 
     fn required(&self, field: &str) -> Result<String, RenderError> {
@@ -279,31 +286,11 @@ fn trim_one_newline(mut text: String) -> String {
 }
 
 fn is_dir(path: &str) -> Result<bool, RenderError> {
-    Ok(kind_of(path)? == Some(Kind::Dir))
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    File,
-    Dir,
-    Other,
-}
-
-/// What is at `path` (none if nothing), cached for the life of the instance.
-fn kind_of(path: &str) -> Result<Option<Kind>, RenderError> {
-    static SEEN: Mutex<BTreeMap<String, Option<Kind>>> = Mutex::new(BTreeMap::new());
-    if let Some(kind) = SEEN.lock().unwrap().get(path) {
-        return Ok(*kind);
+    match std::fs::metadata(path) {
+        Ok(meta) => Ok(meta.is_dir()),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(err) => Err(RenderError::Failed(format!("cannot read {path}: {err}"))),
     }
-    let kind = match std::fs::metadata(path) {
-        Ok(meta) if meta.is_file() => Some(Kind::File),
-        Ok(meta) if meta.is_dir() => Some(Kind::Dir),
-        Ok(_) => Some(Kind::Other),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => None,
-        Err(err) => return Err(RenderError::Failed(format!("cannot read {path}: {err}"))),
-    };
-    SEEN.lock().unwrap().insert(path.to_string(), kind);
-    Ok(kind)
 }
 
 /// The instance's minijinja environment; it caches every template it loads.
