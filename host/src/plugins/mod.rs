@@ -605,21 +605,32 @@ impl PluginRuntime {
         }
     }
 
+    /// Runs `call` on a fresh instance of a notifier (the shape every notifier export shares).
+    async fn notifier_call<R>(
+        &self,
+        plugin: &Plugin,
+        function: &'static str,
+        call: impl AsyncFnOnce(&mut Store<PluginState>, v0_1_0::Notifier) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
+        self.run(plugin, function, async move |store, pre| {
+            let Pre::Notifier(pre) = pre else {
+                return Ok(None);
+            };
+            let inst = pre.instantiate_async(&mut *store).await?;
+            Ok(Some(call(store, inst).await?))
+        })
+        .await?
+        .ok_or_else(|| Self::wrong_kind(plugin, function))
+    }
+
     pub async fn describe(&self, plugin: &Plugin) -> Result<NotifierDescription, CallError> {
         let d = self
-            .run(plugin, "describe", async |store, pre| {
-                let Pre::Notifier(pre) = pre else {
-                    return Ok(None);
-                };
-                let inst = pre.instantiate_async(&mut *store).await?;
-                Ok(Some(
-                    inst.belfry_plugin_notifications()
-                        .call_describe(&mut *store)
-                        .await?,
-                ))
+            .notifier_call(plugin, "describe", async |store, inst| {
+                inst.belfry_plugin_notifications()
+                    .call_describe(store)
+                    .await
             })
-            .await?
-            .ok_or_else(|| Self::wrong_kind(plugin, "describe"))?;
+            .await?;
         Ok(NotifierDescription {
             key: d.key,
             version: d.version,
@@ -653,19 +664,12 @@ impl PluginRuntime {
     ) -> Result<Vec<Recipient>, CallError> {
         let payload = payload.to_string();
         let r = self
-            .run(plugin, "recipients", async |store, pre| {
-                let Pre::Notifier(pre) = pre else {
-                    return Ok(None);
-                };
-                let inst = pre.instantiate_async(&mut *store).await?;
-                Ok(Some(
-                    inst.belfry_plugin_notifications()
-                        .call_recipients(&mut *store, &payload)
-                        .await?,
-                ))
+            .notifier_call(plugin, "recipients", async |store, inst| {
+                inst.belfry_plugin_notifications()
+                    .call_recipients(store, &payload)
+                    .await
             })
             .await?
-            .ok_or_else(|| Self::wrong_kind(plugin, "recipients"))?
             .map_err(|e| Self::plan_error(plugin, "recipients", e))?;
         let size = r
             .iter()
@@ -684,19 +688,12 @@ impl PluginRuntime {
         let wr = v0_1_0::recipient_to_wit(recipient);
         let payload = payload.to_string();
         let r = self
-            .run(plugin, "channels", async |store, pre| {
-                let Pre::Notifier(pre) = pre else {
-                    return Ok(None);
-                };
-                let inst = pre.instantiate_async(&mut *store).await?;
-                Ok(Some(
-                    inst.belfry_plugin_notifications()
-                        .call_channels(&mut *store, &payload, &wr)
-                        .await?,
-                ))
+            .notifier_call(plugin, "channels", async |store, inst| {
+                inst.belfry_plugin_notifications()
+                    .call_channels(store, &payload, &wr)
+                    .await
             })
             .await?
-            .ok_or_else(|| Self::wrong_kind(plugin, "channels"))?
             .map_err(|e| Self::plan_error(plugin, "channels", e))?;
         Ok(r.into_iter().map(v0_1_0::channel_from_wit).collect())
     }
@@ -711,19 +708,12 @@ impl PluginRuntime {
         let wr = v0_1_0::recipient_to_wit(recipient);
         let payload = payload.to_string();
         let r = self
-            .run(plugin, "build", async |store, pre| {
-                let Pre::Notifier(pre) = pre else {
-                    return Ok(None);
-                };
-                let inst = pre.instantiate_async(&mut *store).await?;
-                Ok(Some(
-                    inst.belfry_plugin_notifications()
-                        .call_build(&mut *store, &payload, &wr, v0_1_0::channel_to_wit(channel))
-                        .await?,
-                ))
+            .notifier_call(plugin, "build", async |store, inst| {
+                inst.belfry_plugin_notifications()
+                    .call_build(store, &payload, &wr, v0_1_0::channel_to_wit(channel))
+                    .await
             })
             .await?
-            .ok_or_else(|| Self::wrong_kind(plugin, "build"))?
             .map_err(|e| Self::plan_error(plugin, "build", e))?;
         Self::check_output(plugin, "build", r.template.len() + r.data.len())?;
         Ok(v0_1_0::render_request_from_wit(r))
