@@ -78,6 +78,30 @@ enum Command {
         #[arg(long)]
         no_dispatch: bool,
     },
+    /// Run workers only: lease due jobs from the database and send them, until SIGTERM or
+    /// SIGINT (then stop leasing, let in-flight sends finish for --grace-secs, release the rest,
+    /// exit 0). Any number of `belfry worker` processes may share one PostgreSQL database.
+    Worker(WorkerArgs),
+    /// Cancel a pending or deferred delivery: its job is removed and nothing is sent.
+    Cancel {
+        delivery_id: String,
+        /// Why, for `explain`.
+        #[arg(long, default_value = "cancelled from the command line")]
+        reason: String,
+    },
+    /// Defer a pending or deferred delivery to a later time, with a reason.
+    Defer {
+        delivery_id: String,
+        /// When to send it: an RFC 3339 time (2026-11-23T18:00:00Z) or a delay from now (90s,
+        /// 15m, 2h).
+        #[arg(long)]
+        until: String,
+        /// Why, for `explain`.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Jobs in the queue by state.
+    Queue,
     /// Explain a delivery, notification or event: every decision, render, attempt and
     /// transition, in order, with plugin versions.
     Explain {
@@ -94,6 +118,55 @@ enum Command {
         #[command(subcommand)]
         command: BenchCommand,
     },
+}
+
+#[derive(Args)]
+struct WorkerArgs {
+    /// Jobs in flight at once in this process.
+    #[arg(long, env = "BELFRY_WORKER_CONCURRENCY", default_value_t = 8)]
+    concurrency: usize,
+    /// Lease length in seconds: a job whose worker died is taken over after this. It must
+    /// exceed the longest render plus send.
+    #[arg(long, env = "BELFRY_WORKER_LEASE_SECS", default_value_t = 120.0)]
+    lease_secs: f64,
+    /// Seconds shutdown waits for in-flight sends before releasing them.
+    #[arg(long, env = "BELFRY_WORKER_GRACE_SECS", default_value_t = 10.0)]
+    grace_secs: f64,
+    /// The polling backstop in milliseconds (wake-ups normally come sooner).
+    #[arg(long, env = "BELFRY_WORKER_POLL_MS", default_value_t = 1000)]
+    poll_ms: u64,
+    #[command(flatten)]
+    retry: RetryArgs,
+}
+
+#[derive(Args, Clone)]
+struct RetryArgs {
+    /// Attempts per delivery, the first included, before it is cancelled `retries_exhausted`.
+    #[arg(long, env = "BELFRY_RETRY_MAX_ATTEMPTS", default_value_t = 8)]
+    max_attempts: u32,
+    /// Seconds to wait after the first failure; doubled after each further one.
+    #[arg(long, env = "BELFRY_RETRY_BASE_SECS", default_value_t = 20.0)]
+    retry_base_secs: f64,
+    /// The longest wait between attempts, in seconds.
+    #[arg(long, env = "BELFRY_RETRY_MAX_SECS", default_value_t = 600.0)]
+    retry_max_secs: f64,
+}
+
+impl RetryArgs {
+    fn policy(&self) -> Result<belfry::host::dispatch::RetryPolicy> {
+        let secs = |name: &str, v: f64| {
+            std::time::Duration::try_from_secs_f64(v)
+                .map_err(|_| anyhow::anyhow!("--{name} must be a number of seconds ≥ 0, got {v}"))
+        };
+        let policy = belfry::host::dispatch::RetryPolicy {
+            max_attempts: self.max_attempts,
+            base: secs("retry-base-secs", self.retry_base_secs)?,
+            max_delay: secs("retry-max-secs", self.retry_max_secs)?,
+            ..Default::default()
+        };
+        policy.validate()?;
+        Ok(policy)
+    }
 }
 
 #[derive(Subcommand)]
@@ -166,6 +239,7 @@ fn engine_config(g: &Global) -> Result<EngineConfig> {
         plugin_config: belfry::config::plugin_config(&g.plugin_config)
             .map_err(anyhow::Error::msg)?,
         routes: Default::default(),
+        dispatch: Default::default(),
     })
 }
 
@@ -213,6 +287,39 @@ async fn run(cli: Cli) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&outcome)?);
             } else {
                 output::print_outcome(&outcome);
+            }
+            Ok(())
+        }
+        Command::Worker(args) => worker(&g, args).await,
+        Command::Cancel {
+            delivery_id,
+            reason,
+        } => {
+            let db = belfry::host::store::open(&g.database_url).await?;
+            let d = belfry::host::dispatch::executor::cancel(&db, &delivery_id, &reason).await?;
+            output::print_dispatched(&d, g.json)
+        }
+        Command::Defer {
+            delivery_id,
+            until,
+            reason,
+        } => {
+            let until = parse_when(&until)?;
+            let db = belfry::host::store::open(&g.database_url).await?;
+            let d =
+                belfry::host::dispatch::executor::defer(&db, &delivery_id, until, &reason).await?;
+            output::print_dispatched(&d, g.json)
+        }
+        Command::Queue => {
+            let db = belfry::host::store::open(&g.database_url).await?;
+            let stats = belfry::host::dispatch::queue::stats(&db).await?;
+            if g.json {
+                println!("{}", serde_json::to_string(&stats)?);
+            } else {
+                println!(
+                    "available {}  deferred {}  retrying {}  running {}",
+                    stats.available, stats.deferred, stats.retrying, stats.running
+                );
             }
             Ok(())
         }
@@ -267,4 +374,85 @@ fn runtime_config(g: &Global) -> Result<RuntimeConfig> {
         plugin_config: belfry::config::plugin_config(&g.plugin_config)
             .map_err(anyhow::Error::msg)?,
     })
+}
+
+/// `belfry worker`: workers until SIGTERM/SIGINT, then a graceful stop and exit 0.
+async fn worker(g: &Global, args: WorkerArgs) -> Result<()> {
+    use belfry::host::dispatch::WorkerConfig;
+    use tokio::signal::unix::{SignalKind, signal};
+    let secs = |name: &str, v: f64| {
+        std::time::Duration::try_from_secs_f64(v)
+            .map_err(|_| anyhow::anyhow!("--{name} must be a number of seconds ≥ 0, got {v}"))
+    };
+    if args.concurrency == 0 {
+        bail!("--concurrency must be at least 1");
+    }
+    let config = WorkerConfig {
+        concurrency: args.concurrency,
+        lease_for: secs("lease-secs", args.lease_secs)?,
+        grace: secs("grace-secs", args.grace_secs)?,
+        poll: std::time::Duration::from_millis(args.poll_ms.max(1)),
+        ..Default::default()
+    };
+    let mut engine_config = engine_config(g)?;
+    engine_config.dispatch.retry = args.retry.policy()?;
+    let engine = Engine::open(engine_config).await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::info!("signal received: stopping");
+        let _ = stop_tx.send(true);
+    });
+    eprintln!(
+        "belfry worker {} on {}: concurrency {}",
+        config.owner,
+        belfry::host::store::redact(&g.database_url),
+        config.concurrency
+    );
+    let report = engine.run_worker(config, stop_rx).await;
+    if g.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        eprintln!(
+            "belfry worker stopped: {} leased, {} succeeded, {} failed, {} to retry, {} cancelled, {} dropped, {} released, {} errors",
+            report.leased,
+            report.succeeded,
+            report.failed,
+            report.retried,
+            report.cancelled,
+            report.dropped,
+            report.released,
+            report.errors
+        );
+    }
+    Ok(())
+}
+
+/// An RFC 3339 time, or a delay from now such as `90s`, `15m`, `2h`, `1d`.
+fn parse_when(text: &str) -> Result<chrono::DateTime<chrono::Utc>> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: i64 = number.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "--until `{text}`: expected an RFC 3339 time or a delay like 90s, 15m, 2h, 1d"
+        )
+    })?;
+    let delay = match unit {
+        "s" => chrono::Duration::seconds(n),
+        "m" => chrono::Duration::minutes(n),
+        "h" => chrono::Duration::hours(n),
+        "d" => chrono::Duration::days(n),
+        _ => bail!("--until `{text}`: the unit must be s, m, h or d"),
+    };
+    Ok(chrono::Utc::now() + delay)
 }

@@ -185,3 +185,20 @@ pub fn print_check(p: &Plugin, json: bool) -> Result<()> {
     );
     Ok(())
 }
+
+/// Where a delivery stands after a cancel or a deferral.
+pub fn print_dispatched(d: &belfry::host::dispatch::Dispatched, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(d)?);
+        return Ok(());
+    }
+    print!("delivery {} is {}", d.delivery_id, d.status);
+    if let Some(reason) = &d.reason {
+        print!(" ({reason})");
+    }
+    if let Some(at) = &d.retry_at {
+        print!(" until {at}");
+    }
+    println!();
+    Ok(())
+}

@@ -5,7 +5,7 @@ mod common;
 
 use belfry::TriggerRequest;
 use belfry::receiver::Answer;
-use common::{count, world};
+use common::{Backend, count, world};
 use serde_json::json;
 
 fn order(order_id: &str) -> serde_json::Value {
@@ -21,9 +21,8 @@ fn order(order_id: &str) -> serde_json::Value {
     })
 }
 
-#[tokio::test]
-async fn a_trigger_is_planned_rendered_sent_and_recorded() {
-    let w = world().await;
+async fn a_trigger_is_planned_rendered_sent_and_recorded(b: Backend) {
+    let w = world(b).await;
     let e = &w.engine;
     let outcome = e
         .trigger(&TriggerRequest::new("order-shipped", order("A-1")).idempotency_key("k1"))
@@ -107,9 +106,8 @@ async fn a_trigger_is_planned_rendered_sent_and_recorded() {
     assert_eq!(body["tenant"], "default");
 }
 
-#[tokio::test]
-async fn a_repeated_idempotency_key_returns_the_original_and_writes_nothing() {
-    let w = world().await;
+async fn a_repeated_idempotency_key_returns_the_original_and_writes_nothing(b: Backend) {
+    let w = world(b).await;
     let e = &w.engine;
     let first = e
         .trigger(&TriggerRequest::new("order-shipped", order("B-1")).idempotency_key("same"))
@@ -150,9 +148,8 @@ async fn a_repeated_idempotency_key_returns_the_original_and_writes_nothing() {
     assert_ne!(other.event_id, first.event_id);
 }
 
-#[tokio::test]
-async fn concurrent_triggers_with_one_key_make_one_event() {
-    let w = world().await;
+async fn concurrent_triggers_with_one_key_make_one_event(b: Backend) {
+    let w = world(b).await;
     let mut tasks = Vec::new();
     for _ in 0..6 {
         let e = w.engine.clone();
@@ -177,9 +174,10 @@ async fn concurrent_triggers_with_one_key_make_one_event() {
     assert_eq!(count(&w.engine, "events").await, 1);
 }
 
-#[tokio::test]
-async fn invalid_content_fails_the_delivery_naming_the_field_and_never_reaches_an_adapter() {
-    let w = world().await;
+async fn invalid_content_fails_the_delivery_naming_the_field_and_never_reaches_an_adapter(
+    b: Backend,
+) {
+    let w = world(b).await;
     let e = &w.engine;
     let o = e
         .trigger(&TriggerRequest::new(
@@ -217,9 +215,8 @@ async fn invalid_content_fails_the_delivery_naming_the_field_and_never_reaches_a
     assert_eq!(hook.status, "succeeded");
 }
 
-#[tokio::test]
-async fn in_app_content_lands_in_the_inbox() {
-    let w = world().await;
+async fn in_app_content_lands_in_the_inbox(b: Backend) {
+    let w = world(b).await;
     let e = &w.engine;
     let o = e
         .trigger(&TriggerRequest::new(
@@ -244,9 +241,8 @@ async fn in_app_content_lands_in_the_inbox() {
     assert_eq!(e.inbox("default", "u9").await.unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn bad_triggers_are_rejected_with_a_reason_and_store_nothing() {
-    let w = world().await;
+async fn bad_triggers_are_rejected_with_a_reason_and_store_nothing(b: Backend) {
+    let w = world(b).await;
     let e = &w.engine;
     let err = e
         .trigger(&TriggerRequest::new("no-such-notifier", json!({})))
@@ -283,9 +279,8 @@ async fn bad_triggers_are_rejected_with_a_reason_and_store_nothing() {
     assert_eq!(count(e, "traces").await, 0);
 }
 
-#[tokio::test]
-async fn adapter_outcomes_are_recorded_as_attempts() {
-    let w = world().await;
+async fn adapter_outcomes_are_recorded_as_attempts(b: Backend) {
+    let w = world(b).await;
     let e = &w.engine;
     for (answer, reason, outcome) in [
         (Answer::Status(503), "send_transient", "transient"),
@@ -301,11 +296,25 @@ async fn adapter_outcomes_are_recorded_as_attempts() {
             ))
             .await
             .unwrap();
-        e.dispatch_event(&o.event_id).await.unwrap();
+        let before = chrono::Utc::now();
+        let ran = e.dispatch_event(&o.event_id).await.unwrap();
         let d = &e.event(&o.event_id).await.unwrap().notifications[0].deliveries[0];
         assert_eq!(d.channel, "webhook");
-        assert_eq!(d.status, "failed");
         assert_eq!(d.status_reason.as_deref(), Some(reason));
+        if outcome == "permanent" {
+            assert_eq!(d.status, "failed");
+            assert_eq!(ran[0].retry_at, None);
+        } else {
+            // Transient and rate-limited outcomes wait for another try.
+            assert_eq!(d.status, "pending");
+            let at: chrono::DateTime<chrono::Utc> =
+                ran[0].retry_at.as_deref().unwrap().parse().unwrap();
+            let floor = if outcome == "rate_limited" { 7 } else { 16 };
+            assert!(
+                at >= before + chrono::Duration::seconds(floor),
+                "{at} vs {before}"
+            );
+        }
         let x = e.explain(&d.id).await.unwrap();
         assert_eq!(x.attempts.len(), 1);
         assert_eq!(x.attempts[0].outcome, outcome);
@@ -320,9 +329,8 @@ async fn adapter_outcomes_are_recorded_as_attempts() {
     }
 }
 
-#[tokio::test]
-async fn explain_tells_the_story_in_order_with_plugin_versions() {
-    let w = world().await;
+async fn explain_tells_the_story_in_order_with_plugin_versions(b: Backend) {
+    let w = world(b).await;
     let e = &w.engine;
     let o = e
         .trigger(&TriggerRequest::new(
@@ -394,3 +402,14 @@ async fn explain_tells_the_story_in_order_with_plugin_versions() {
             .contains("`nope`")
     );
 }
+
+on_both_backends!(
+    a_trigger_is_planned_rendered_sent_and_recorded,
+    a_repeated_idempotency_key_returns_the_original_and_writes_nothing,
+    concurrent_triggers_with_one_key_make_one_event,
+    invalid_content_fails_the_delivery_naming_the_field_and_never_reaches_an_adapter,
+    in_app_content_lands_in_the_inbox,
+    bad_triggers_are_rejected_with_a_reason_and_store_nothing,
+    adapter_outcomes_are_recorded_as_attempts,
+    explain_tells_the_story_in_order_with_plugin_versions,
+);

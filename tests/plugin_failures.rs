@@ -4,11 +4,14 @@
 mod common;
 
 use belfry::host::content::{Channel, RenderRequest};
+use belfry::host::dispatch::{DispatchConfig, RetryPolicy};
 use belfry::host::plugins::{self, PluginRuntime, RuntimeConfig};
 use belfry::{Engine, EngineConfig, TriggerRequest};
+use common::Backend;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// A plugins directory holding copies of the named hostile fixtures.
 fn plugins_dir(cases: &[&str]) -> tempfile::TempDir {
@@ -25,22 +28,27 @@ fn plugins_dir(cases: &[&str]) -> tempfile::TempDir {
     dir
 }
 
-async fn engine(db: &Path, plugins: &Path, config: plugins::PluginConfig) -> Engine {
+async fn engine(
+    db: &common::TestDb,
+    plugins: &Path,
+    config: plugins::PluginConfig,
+    dispatch: DispatchConfig,
+) -> Engine {
     Engine::open(EngineConfig {
-        database_url: format!("sqlite://{}", db.join("f.db").display()),
+        database_url: db.url.clone(),
         bundled: belfry::BUNDLED,
         plugins_dir: Some(plugins.to_path_buf()),
         cache_dir: Some(common::cache_dir()),
         plugin_config: config,
         routes: Default::default(),
+        dispatch,
     })
     .await
     .unwrap()
 }
 
-#[tokio::test]
-async fn a_denied_adapter_call_is_recorded_on_the_delivery_and_its_attempt() {
-    let db = tempfile::tempdir().unwrap();
+async fn a_denied_adapter_call_is_recorded_on_the_delivery_and_its_attempt(b: Backend) {
+    let db = common::test_db(b).await;
     // forbidden-host serves the webhook channel; loaded after the bundled webhook adapter, it
     // takes the route.
     let dir = plugins_dir(&["forbidden-host"]);
@@ -49,7 +57,7 @@ async fn a_denied_adapter_call_is_recorded_on_the_delivery_and_its_attempt() {
         "forbidden-host".into(),
         BTreeMap::from([("url".into(), "http://127.0.0.1:9/x".into())]),
     );
-    let e = engine(db.path(), dir.path(), config).await;
+    let e = engine(&db, dir.path(), config, Default::default()).await;
     let o = e
         .trigger(&TriggerRequest::new(
             "order-shipped",
@@ -77,11 +85,23 @@ async fn a_denied_adapter_call_is_recorded_on_the_delivery_and_its_attempt() {
     assert!(x.attempts[0].adapter.starts_with("forbidden-host@0.1.0#"));
 }
 
-#[tokio::test]
-async fn a_runaway_renderer_fails_each_delivery_with_timeout_and_the_next_trigger_still_plans() {
-    let db = tempfile::tempdir().unwrap();
+async fn a_runaway_renderer_is_retried_as_transient_then_given_up_and_the_next_trigger_still_plans(
+    b: Backend,
+) {
+    let db = common::test_db(b).await;
     let dir = plugins_dir(&["infinite-loop"]);
-    let e = engine(db.path(), dir.path(), Default::default()).await;
+    // Two attempts with no wait between: `dispatch_event` runs the retry at once.
+    let retry = RetryPolicy {
+        max_attempts: 2,
+        base: Duration::ZERO,
+        max_delay: Duration::ZERO,
+        jitter: 0.0,
+    };
+    let dispatch = DispatchConfig {
+        retry,
+        ..Default::default()
+    };
+    let e = engine(&db, dir.path(), Default::default(), dispatch).await;
     let o = e
         .trigger(&TriggerRequest::new(
             "welcome",
@@ -89,16 +109,29 @@ async fn a_runaway_renderer_fails_each_delivery_with_timeout_and_the_next_trigge
         ))
         .await
         .unwrap();
-    e.dispatch_event(&o.event_id).await.unwrap();
+    let ran = e.dispatch_event(&o.event_id).await.unwrap();
+    // Each delivery: a timeout (transient, retried), another timeout, then given up.
+    assert_eq!(ran.len(), 4, "{ran:?}");
     let after = e.event(&o.event_id).await.unwrap();
     for d in &after.notifications[0].deliveries {
-        assert_eq!(d.status, "failed");
-        assert_eq!(d.status_reason.as_deref(), Some("render_failed"));
+        assert_eq!(d.status, "cancelled");
+        assert_eq!(d.status_reason.as_deref(), Some("retries_exhausted"));
         let detail = d.status_detail.as_deref().unwrap();
         assert!(
-            detail.contains("infinite-loop@0.1.0#") && detail.contains("(timeout)"),
+            detail.contains("after 2 attempts")
+                && detail.contains("render_failed")
+                && detail.contains("infinite-loop@0.1.0#")
+                && detail.contains("(timeout)"),
             "{detail}"
         );
+        let x = e.explain(&d.id).await.unwrap();
+        let kinds: Vec<&str> = x.timeline.iter().map(|t| t.kind.as_str()).collect();
+        assert_eq!(
+            kinds.iter().filter(|k| **k == "retry.scheduled").count(),
+            1,
+            "{kinds:?}"
+        );
+        assert_eq!(kinds.last(), Some(&"delivery.cancelled"));
     }
     // The notifier plugin and the database are unaffected.
     let next = e
@@ -210,3 +243,8 @@ async fn a_reused_renderer_instance_renders_like_a_fresh_one_and_is_dropped_afte
         assert!(err.message.contains("panicked on purpose"), "{err}");
     }
 }
+
+on_both_backends!(
+    a_denied_adapter_call_is_recorded_on_the_delivery_and_its_attempt,
+    a_runaway_renderer_is_retried_as_transient_then_given_up_and_the_next_trigger_still_plans,
+);

@@ -1,7 +1,10 @@
 //! The engine façade: one handle over the database, the plugin runtime and the registry.
 
 use crate::content::Channel;
-use crate::dispatch::{self, Dispatched};
+use crate::dispatch::{
+    self, ChangeError, DispatchConfig, Dispatched, Executor, QueueStats, Scope, Wakeup,
+    WorkerConfig, WorkerReport,
+};
 use crate::inbox::{self, InboxItem};
 use crate::plugins::{
     self, BundledPlugin, LoadError, Plugin, PluginConfig, PluginRuntime, Registry, RegistryError,
@@ -27,6 +30,8 @@ pub struct EngineConfig {
     pub plugin_config: PluginConfig,
     /// Channel → adapter plugin name, overriding the manifests' `channels`.
     pub routes: BTreeMap<Channel, String>,
+    /// Retries and leases.
+    pub dispatch: DispatchConfig,
 }
 
 impl Default for EngineConfig {
@@ -38,6 +43,7 @@ impl Default for EngineConfig {
             cache_dir: None,
             plugin_config: PluginConfig::default(),
             routes: BTreeMap::new(),
+            dispatch: DispatchConfig::default(),
         }
     }
 }
@@ -56,19 +62,27 @@ pub enum EngineError {
     Load(#[from] LoadError),
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    #[error("retry policy: {0}")]
+    RetryPolicy(#[from] dispatch::retry::RetryPolicyError),
 }
 
 /// A running engine. Cheap to clone.
 #[derive(Clone)]
 pub struct Engine {
     db: Db,
+    database_url: String,
     runtime: Arc<PluginRuntime>,
     registry: Arc<Registry>,
+    dispatch: DispatchConfig,
+    wake: Wakeup,
+    /// The lease owner for jobs run in the caller's task ([`Engine::dispatch_pending`]).
+    inline_owner: String,
 }
 
 impl Engine {
     /// Opens the database (applying migrations) and loads every plugin.
     pub async fn open(config: EngineConfig) -> Result<Engine, EngineError> {
+        config.dispatch.retry.validate()?;
         let db = store::open(&config.database_url).await?;
         let runtime = PluginRuntime::new(RuntimeConfig {
             cache_dir: config.cache_dir.clone(),
@@ -79,8 +93,12 @@ impl Engine {
         let registry = Registry::new(loaded, &config.routes)?;
         Ok(Engine {
             db,
+            database_url: config.database_url.clone(),
             runtime: Arc::new(runtime),
             registry: Arc::new(registry),
+            dispatch: config.dispatch.clone(),
+            wake: Wakeup::new(),
+            inline_owner: format!("{} (inline)", dispatch::worker::default_owner()),
         })
     }
 
@@ -100,25 +118,85 @@ impl Engine {
         &self.registry
     }
 
-    /// Plans an event into notifications and pending deliveries (one transaction).
+    /// Plans an event into notifications, deliveries and their jobs (one transaction), then
+    /// wakes the workers.
     pub async fn trigger(&self, req: &TriggerRequest) -> Result<TriggerOutcome, TriggerError> {
-        trigger::trigger(&self.db, &self.runtime, &self.registry, req).await
+        let outcome = trigger::trigger(&self.db, &self.runtime, &self.registry, req).await?;
+        if !outcome.duplicate {
+            self.wake.wake();
+        }
+        Ok(outcome)
     }
 
-    /// Dispatches every pending delivery to its final status.
+    fn executor(&self) -> Executor {
+        Executor {
+            db: self.db.clone(),
+            runtime: self.runtime.clone(),
+            registry: self.registry.clone(),
+            retry: Arc::new(self.dispatch.retry.clone()),
+        }
+    }
+
+    /// Runs every job due now in the calling task (no background worker needed); returns
+    /// where each delivery ended. Retries scheduled for later are not waited for.
     pub async fn dispatch_pending(&self) -> Result<Vec<Dispatched>, StoreError> {
-        dispatch::dispatch_pending(&self.db, &self.runtime, &self.registry).await
+        dispatch::run_due(
+            &self.executor(),
+            &self.inline_owner,
+            self.dispatch.lease_for,
+            Scope::All,
+        )
+        .await
     }
 
-    /// Dispatches the pending deliveries of one event.
+    /// Like [`Engine::dispatch_pending`], for the deliveries of one event only.
     pub async fn dispatch_event(&self, event_id: &str) -> Result<Vec<Dispatched>, StoreError> {
-        let ids = traces::deliveries_of_event(&self.db, event_id)
-            .await?
-            .into_iter()
-            .filter(|d| d.status == "pending")
-            .map(|d| d.id)
-            .collect();
-        dispatch::dispatch_many(&self.db, &self.runtime, &self.registry, ids).await
+        dispatch::run_due(
+            &self.executor(),
+            &self.inline_owner,
+            self.dispatch.lease_for,
+            Scope::Event(event_id),
+        )
+        .await
+    }
+
+    /// Runs a worker until `stop` turns true, then shuts it down gracefully (see
+    /// [`dispatch::worker`]). Several may run in one process, and in several processes.
+    pub async fn run_worker(
+        &self,
+        config: WorkerConfig,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> WorkerReport {
+        dispatch::worker::run(
+            self.executor(),
+            self.wake.clone(),
+            Some(self.database_url.clone()),
+            config,
+            stop,
+        )
+        .await
+    }
+
+    /// Cancels a pending or deferred delivery; its job is removed and nothing is sent.
+    pub async fn cancel(&self, delivery_id: &str, why: &str) -> Result<Dispatched, ChangeError> {
+        dispatch::executor::cancel(&self.db, delivery_id, why).await
+    }
+
+    /// Defers a pending or deferred delivery until `until`, with a reason.
+    pub async fn defer(
+        &self,
+        delivery_id: &str,
+        until: chrono::DateTime<chrono::Utc>,
+        why: &str,
+    ) -> Result<Dispatched, ChangeError> {
+        let out = dispatch::executor::defer(&self.db, delivery_id, until, why).await?;
+        self.wake.wake();
+        Ok(out)
+    }
+
+    /// Jobs by state.
+    pub async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
+        dispatch::queue::stats(&self.db).await
     }
 
     /// The current state of an event.

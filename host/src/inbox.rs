@@ -2,9 +2,10 @@
 //! keyed by delivery (a delivery lands at most once however often it is dispatched).
 
 use crate::content::Content;
+use crate::store::Conn;
 use crate::store::{self, StoreError};
 use serde::Serialize;
-use sqlx::{Row, SqliteConnection};
+use sqlx::Row;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct InboxItem {
@@ -22,7 +23,7 @@ pub struct InboxItem {
 
 /// Writes the item for an in-app delivery; returns its id (the existing one on a repeat).
 pub(crate) async fn write(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     tenant: &str,
     recipient_id: &str,
     notification_id: &str,

@@ -1,15 +1,28 @@
-//! Storage: the database pool, its settings and migrations.
+//! Storage: the database pool, its settings and migrations, on SQLite or PostgreSQL.
 //!
-//! SQLite (WAL) is the embedded default. Each concept module owns its tables and SQL; this
-//! module only opens the database and applies `migrations/`. SQL is written portably (`$N`
-//! placeholders, text ids, RFC 3339 UTC times) for the PostgreSQL backend to come.
+//! The backend is chosen by the URL scheme: `sqlite://PATH` (the embedded default, WAL) or
+//! `postgres://…` (several processes sharing one database). Each concept module owns its tables
+//! and SQL; this module only opens the database and applies `migrations/<backend>`.
+//!
+//! Both backends go through sqlx's `Any` driver so that every module has one copy of its SQL.
+//! That SQL is written to the common dialect: `$N` placeholders, text ids (UUIDv7), times as
+//! RFC 3339 UTC text with milliseconds (sortable as text, compared as text), 64-bit integers.
+//! The few statements that must differ (the job lease's `FOR UPDATE SKIP LOCKED`, `NOTIFY`) ask
+//! [`backend`] which one they run on.
 
-use sqlx::SqlitePool;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
 use std::str::FromStr;
 use std::time::Duration;
 
-pub type Db = SqlitePool;
+pub type Db = AnyPool;
+pub type Conn = sqlx::AnyConnection;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -23,36 +36,95 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+impl Backend {
+    /// The backend a database URL names, or why the URL is not one we accept.
+    pub fn of_url(url: &str) -> Result<Backend, StoreError> {
+        let bad = |message: &str| StoreError::BadUrl {
+            url: redact(url),
+            message: message.to_string(),
+        };
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            sqlx::postgres::PgConnectOptions::from_str(url).map_err(|e| bad(&e.to_string()))?;
+            Ok(Backend::Postgres)
+        } else if url.starts_with("sqlite:") {
+            sqlx::sqlite::SqliteConnectOptions::from_str(url).map_err(|e| bad(&e.to_string()))?;
+            Ok(Backend::Sqlite)
+        } else {
+            Err(bad(
+                "expected sqlite://PATH (embedded) or postgres://USER@HOST/DATABASE",
+            ))
+        }
+    }
+}
+
+/// The backend an open pool talks to.
+pub fn backend(db: &Db) -> Backend {
+    match db.connect_options().database_url.scheme() {
+        "postgres" | "postgresql" => Backend::Postgres,
+        _ => Backend::Sqlite,
+    }
+}
 
 /// Opens (creating if needed) the database at `url` and applies pending migrations.
 pub async fn open(url: &str) -> Result<Db, StoreError> {
-    let bad = |message: &str| StoreError::BadUrl {
-        url: url.to_string(),
-        message: message.to_string(),
+    sqlx::any::install_default_drivers();
+    let backend = Backend::of_url(url)?;
+    let pool = match backend {
+        Backend::Sqlite => {
+            // `mode=rwc` creates the file; the pragmas are per connection.
+            let url = if url.contains("mode=") || url.contains(":memory:") {
+                url.to_string()
+            } else if url.contains('?') {
+                format!("{url}&mode=rwc")
+            } else {
+                format!("{url}?mode=rwc")
+            };
+            let options = AnyConnectOptions::from_str(&url)?;
+            AnyPoolOptions::new()
+                .max_connections(8)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        // Writers queue behind each other instead of failing with SQLITE_BUSY;
+                        // WAL lets readers run beside the one writer.
+                        conn.execute(
+                            "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
+                             PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+                        )
+                        .await?;
+                        Ok(())
+                    })
+                })
+                .connect_with(options)
+                .await?
+        }
+        Backend::Postgres => {
+            let options = AnyConnectOptions::from_str(url)?;
+            AnyPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(options)
+                .await?
+        }
     };
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err(bad(
-            "PostgreSQL is not supported by this version yet; use sqlite://PATH",
-        ));
+    match backend {
+        Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
+        Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
     }
-    if !url.starts_with("sqlite:") {
-        return Err(bad("expected sqlite://PATH (or sqlite::memory:)"));
-    }
-    let options = SqliteConnectOptions::from_str(url)
-        .map_err(|e| bad(&e.to_string()))?
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
-        .foreign_keys(true)
-        // Writers queue behind each other instead of failing with SQLITE_BUSY.
-        .busy_timeout(Duration::from_secs(10));
-    let pool = SqlitePoolOptions::new()
-        .max_connections(8)
-        .connect_with(options)
-        .await?;
-    MIGRATOR.run(&pool).await?;
     Ok(pool)
+}
+
+/// The URL with any password replaced, for messages.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
 }
 
 /// Now, in UTC, at millisecond precision: the form every stored time takes.
@@ -64,6 +136,13 @@ pub fn now() -> chrono::DateTime<chrono::Utc> {
 /// The stored text form of a time (RFC 3339, milliseconds, `Z`), sortable as text.
 pub fn time_text(t: chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Reads back a stored time.
+pub fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, StoreError> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| StoreError::Corrupt(format!("stored time `{text}`: {e}")))
 }
 
 pub fn new_id() -> String {

@@ -4,9 +4,10 @@
 //! plugin build that made it. `explain` reads them back for a delivery, notification or
 //! event, together with the stored facts, as the ordered story of what happened and why.
 
+use crate::store::Conn;
 use crate::store::{self, StoreError};
 use serde::Serialize;
-use sqlx::{Row, SqliteConnection};
+use sqlx::Row;
 use std::fmt;
 
 /// Stable trace kinds (stored; do not rename).
@@ -24,6 +25,9 @@ pub mod kind {
     pub const DELIVERY_SUCCEEDED: &str = "delivery.succeeded";
     pub const DELIVERY_FAILED: &str = "delivery.failed";
     pub const DELIVERY_CANCELLED: &str = "delivery.cancelled";
+    pub const DELIVERY_DEFERRED: &str = "delivery.deferred";
+    pub const RETRY_SCHEDULED: &str = "retry.scheduled";
+    pub const LEASE_LOST: &str = "lease.lost";
 }
 
 /// A trace row to append.
@@ -38,9 +42,11 @@ pub(crate) struct NewTrace<'a> {
     pub detail: Option<String>,
     pub plugin: Option<String>,
     pub attempt: Option<i64>,
+    /// When it happened, if not now (steps recorded during a job are written at its commit).
+    pub at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-pub(crate) async fn append(conn: &mut SqliteConnection, t: NewTrace<'_>) -> Result<(), StoreError> {
+pub(crate) async fn append(conn: &mut Conn, t: NewTrace<'_>) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO traces (id, tenant, event_id, notification_id, delivery_id, at, kind, reason, detail, plugin, attempt)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
@@ -50,7 +56,7 @@ pub(crate) async fn append(conn: &mut SqliteConnection, t: NewTrace<'_>) -> Resu
     .bind(t.event_id)
     .bind(t.notification_id)
     .bind(t.delivery_id)
-    .bind(store::time_text(store::now()))
+    .bind(store::time_text(t.at.unwrap_or_else(store::now)))
     .bind(t.kind)
     .bind(t.reason)
     .bind(t.detail)
@@ -150,7 +156,7 @@ const DELIVERY_COLUMNS: &str =
     d.status_reason, d.status_detail, d.idempotency_key, d.planned_by, d.rendered_by, d.sent_by,
     d.provider_message_id, d.attempts, d.created_at, d.updated_at";
 
-pub(crate) fn delivery_from_row(r: &sqlx::sqlite::SqliteRow) -> DeliveryRecord {
+pub(crate) fn delivery_from_row(r: &sqlx::any::AnyRow) -> DeliveryRecord {
     DeliveryRecord {
         id: r.get("id"),
         notification_id: r.get("notification_id"),

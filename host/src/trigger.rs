@@ -8,6 +8,8 @@
 //! enforced by the database's unique indexes, not by look-ups.
 
 use crate::content::{Channel, Recipient};
+use crate::dispatch::executor::reason;
+use crate::dispatch::queue::{self, NewJob};
 use crate::plugins::{CallError, PluginRuntime, Registry, RegistryError};
 use crate::store::{self, Db, StoreError};
 use crate::traces::{self, DeliveryRecord, NewTrace, kind};
@@ -23,6 +25,9 @@ pub struct TriggerRequest {
     pub payload: serde_json::Value,
     pub tenant: String,
     pub idempotency_key: Option<String>,
+    /// Send no earlier than this: the deliveries are planned now and deferred until then
+    /// (reason `scheduled`). `None` or a past time sends as soon as a worker is free.
+    pub deliver_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl TriggerRequest {
@@ -32,6 +37,7 @@ impl TriggerRequest {
             payload,
             tenant: DEFAULT_TENANT.to_string(),
             idempotency_key: None,
+            deliver_at: None,
         }
     }
     pub fn tenant(mut self, tenant: impl Into<String>) -> Self {
@@ -40,6 +46,10 @@ impl TriggerRequest {
     }
     pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
         self.idempotency_key = Some(key.into());
+        self
+    }
+    pub fn deliver_at(mut self, at: chrono::DateTime<chrono::Utc>) -> Self {
+        self.deliver_at = Some(at);
         self
     }
 }
@@ -164,7 +174,14 @@ pub async fn trigger(
 
     let plugin = notifier.reference().to_string();
     let event_id = store::new_id();
-    let now = store::time_text(store::now());
+    let now_time = store::now();
+    let now = store::time_text(now_time);
+    // A send time in the future makes every delivery a deferred job until then.
+    let scheduled = req.deliver_at.filter(|at| *at > now_time);
+    let (status, run_at) = match scheduled {
+        Some(at) => ("deferred", at),
+        None => ("pending", now_time),
+    };
     let mut tx = db.begin().await?;
     let inserted = sqlx::query(
         "INSERT INTO events (id, tenant, notifier_key, notifier_plugin, payload, idempotency_key, created_at)
@@ -261,19 +278,34 @@ pub async fn trigger(
         for channel in &p.channels {
             let delivery_id = store::new_id();
             sqlx::query(
-                "INSERT INTO deliveries (id, notification_id, event_id, tenant, channel, status, idempotency_key,
-                                         planned_by, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8, $8)",
+                "INSERT INTO deliveries (id, notification_id, event_id, tenant, channel, status, status_reason,
+                                         status_detail, idempotency_key, planned_by, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
             )
             .bind(&delivery_id)
             .bind(&notification_id)
             .bind(&event_id)
             .bind(&req.tenant)
             .bind(channel.as_str())
+            .bind(status)
+            .bind(scheduled.map(|_| reason::SCHEDULED))
+            .bind(scheduled.map(|at| format!("until {}", store::time_text(at))))
             .bind(idempotency_key_for(&delivery_id))
             .bind(&plugin)
             .bind(&now)
             .execute(&mut *tx)
+            .await?;
+            // The job that will send it commits with it, or neither exists.
+            queue::enqueue(
+                &mut tx,
+                NewJob {
+                    kind: queue::job_kind::DELIVER,
+                    subject_id: &delivery_id,
+                    tenant: &req.tenant,
+                    run_at,
+                    deferred: scheduled.map(|_| reason::SCHEDULED),
+                },
+            )
             .await?;
             planned_trace(
                 &mut tx,
@@ -283,12 +315,19 @@ pub async fn trigger(
                     Some(&notification_id),
                     Some(&delivery_id),
                     Some("notifier_selected_channel"),
-                    Some(format!("{channel} for recipient {}", p.recipient.id)),
+                    Some(format!(
+                        "{channel} for recipient {}{}",
+                        p.recipient.id,
+                        scheduled
+                            .map(|at| format!(", scheduled for {}", store::time_text(at)))
+                            .unwrap_or_default()
+                    )),
                 ),
             )
             .await?;
         }
     }
+    queue::announce(&mut tx, store::backend(db)).await?;
     tx.commit().await?;
     tracing::info!(%event_id, notifications = planned.len(), "event triggered");
     summary(db, &event_id, false).await
@@ -304,7 +343,7 @@ type TraceFields<'a> = (
 
 /// Appends a planning trace attributed to the notifier plugin.
 async fn planned_trace(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut crate::store::Conn,
     (tenant, event_id, plugin): (&str, &str, &str),
     (kind, notification_id, delivery_id, reason, detail): TraceFields<'_>,
 ) -> Result<(), StoreError> {
@@ -319,7 +358,7 @@ async fn planned_trace(
             reason,
             detail,
             plugin: Some(plugin.to_string()),
-            attempt: None,
+            ..Default::default()
         },
     )
     .await

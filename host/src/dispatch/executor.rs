@@ -1,25 +1,36 @@
-//! The executor: one pending delivery through claim → build → render → validate → send (or
-//! inbox) → attempt row → final status, each step traced with the plugin build that did it.
+//! The executor: one leased delivery job through build → render → validate → send (or inbox),
+//! then its outcome committed together with the job's completion.
 //!
-//! Durability rule: the claim and the rendered content are committed before the provider is
-//! called, and the outcome is committed after, in one transaction with its attempt row and
-//! trace. The durable queue (leases, retries, crash recovery) replaces the claim next.
+//! Durability rule: [`execute`] writes nothing. It calls the plugins and returns a [`Work`]:
+//! everything that happened and what should follow. [`commit`] writes a batch of them in one
+//! transaction, each only if its job's lease still holds (else the outcome is recorded as a
+//! fact but changes nothing). A crash anywhere before that commit leaves the job leased; the
+//! lease expires, another worker repeats the send under the same idempotency key, and the
+//! provider drops the repeat.
 
-use crate::content::{Channel, Recipient};
+use super::queue::{self, Leased, job_state};
+use super::retry::RetryPolicy;
+use crate::content::{Channel, Content, Recipient};
 use crate::inbox;
-use crate::plugins::{CallError, OutgoingMessage, PluginRuntime, Registry, SendError};
-use crate::store::{self, Db, StoreError};
+use crate::plugins::{
+    CallError, FailureReason, OutgoingMessage, PluginRuntime, Registry, SendError,
+};
+use crate::store::{self, Conn, Db, StoreError};
 use crate::traces::{self, NewTrace, kind};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::Row;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-/// Where a delivery ended after one dispatch.
+/// Where a delivery stands after one job run.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Dispatched {
     pub delivery_id: String,
     pub status: String,
     pub reason: Option<String>,
+    /// When the next try is due, for a delivery waiting to be retried.
+    pub retry_at: Option<String>,
 }
 
 /// Stable status reasons (stored; do not rename).
@@ -30,294 +41,598 @@ pub mod reason {
     pub const CONTENT_INVALID: &str = "content_invalid";
     pub const NO_ADAPTER: &str = "no_adapter";
     pub const SEND_PERMANENT: &str = "send_permanent";
-    /// Until the durable queue retries them, transient failures end the delivery.
     pub const SEND_TRANSIENT: &str = "send_transient";
     pub const SEND_RATE_LIMITED: &str = "send_rate_limited";
     pub const ADAPTER_FAILED: &str = "adapter_failed";
+    pub const RETRIES_EXHAUSTED: &str = "retries_exhausted";
+    pub const CANCELLED: &str = "cancelled_by_request";
+    pub const SCHEDULED: &str = "scheduled";
 }
 
-struct Claimed {
+/// Everything a job run needs; cheap to clone into each job's task.
+#[derive(Clone)]
+pub struct Executor {
+    pub db: Db,
+    pub runtime: Arc<PluginRuntime>,
+    pub registry: Arc<Registry>,
+    pub retry: Arc<RetryPolicy>,
+}
+
+/// The delivery a job is about, as loaded when its job ran.
+struct Loaded {
     id: String,
     tenant: String,
     event_id: String,
     notification_id: String,
     channel: Channel,
     idempotency_key: String,
-    attempts: i64,
     notifier_key: String,
     payload: String,
     recipient: Recipient,
 }
 
-/// Dispatches one delivery if it is still pending; `None` if another dispatcher had it.
-#[tracing::instrument(skip(db, runtime, registry))]
-pub async fn dispatch(
-    db: &Db,
-    runtime: &PluginRuntime,
-    registry: &Registry,
-    delivery_id: &str,
-) -> Result<Option<Dispatched>, StoreError> {
-    let Some(d) = claim(db, delivery_id).await? else {
-        return Ok(None);
-    };
-    let trace =
-        |kind, reason: Option<&'static str>, detail: Option<String>, plugin: Option<String>| {
-            NewTrace {
-                tenant: &d.tenant,
-                event_id: &d.event_id,
-                notification_id: Some(&d.notification_id),
-                delivery_id: Some(&d.id),
-                kind,
-                reason,
-                detail,
-                plugin,
-                attempt: None,
-            }
+/// A step worth telling in `explain`, kept until the commit.
+struct Step {
+    at: DateTime<Utc>,
+    kind: &'static str,
+    detail: String,
+    plugin: Option<String>,
+}
+
+struct AttemptRow {
+    adapter: String,
+    started_at: DateTime<Utc>,
+    duration_ms: i64,
+    outcome: &'static str,
+    error: Option<String>,
+    provider_message_id: Option<String>,
+}
+
+enum Verdict {
+    Succeeded,
+    Failed {
+        reason: &'static str,
+        detail: String,
+        plugin: Option<String>,
+    },
+    /// A failure worth another try, no earlier than `retry_after` if the provider gave one.
+    Retry {
+        reason: &'static str,
+        detail: String,
+        plugin: Option<String>,
+        retry_after: Option<Duration>,
+    },
+    /// The delivery is no longer waiting (cancelled, finished, gone): drop the job.
+    Skip(String),
+}
+
+/// What one job run did and decided; written by [`commit`].
+pub struct Work {
+    job: Leased,
+    delivery: Option<Loaded>,
+    steps: Vec<Step>,
+    content: Option<(Content, String)>,
+    attempt: Option<AttemptRow>,
+    sent_by: Option<String>,
+    verdict: Verdict,
+}
+
+impl Work {
+    pub fn job(&self) -> &Leased {
+        &self.job
+    }
+}
+
+impl Executor {
+    /// Runs one leased delivery job: plugin calls only, no writes.
+    #[tracing::instrument(skip_all, fields(job = %job.id, delivery = %job.subject_id, attempt = job.attempt))]
+    pub async fn execute(&self, job: Leased) -> Result<Work, StoreError> {
+        let mut work = Work {
+            delivery: None,
+            steps: Vec::new(),
+            content: None,
+            attempt: None,
+            sent_by: None,
+            verdict: Verdict::Succeeded,
+            job,
         };
-
-    let notifier = match registry.notifier(&d.notifier_key) {
-        Ok(n) => n,
-        Err(e) => {
-            return finish_failed(db, &d, reason::NOTIFIER_MISSING, e.to_string(), None).await;
+        if work.job.kind != queue::job_kind::DELIVER {
+            work.verdict = Verdict::Skip(format!("unknown job kind `{}`", work.job.kind));
+            return Ok(work);
         }
-    };
-    let request = match runtime
-        .build(notifier, &d.payload, &d.recipient, d.channel)
-        .await
-    {
-        Ok(r) => r,
-        Err(e) => return fail_call(db, &d, reason::BUILD_FAILED, e).await,
-    };
-    let mut conn = db.acquire().await?;
-    traces::append(
-        &mut conn,
-        trace(
-            kind::DELIVERY_BUILT,
-            None,
-            Some(format!(
-                "template {} for {}",
-                request.template, request.channel
-            )),
-            Some(notifier.reference().to_string()),
-        ),
-    )
-    .await?;
-    drop(conn);
+        let Some(d) = load(&self.db, &work.job.subject_id).await? else {
+            work.verdict = Verdict::Skip("the delivery is no longer waiting to be sent".into());
+            return Ok(work);
+        };
+        work.verdict = self.run(&mut work, &d).await;
+        work.delivery = Some(d);
+        Ok(work)
+    }
 
-    let renderer = match registry.renderer() {
-        Ok(r) => r,
-        Err(e) => return finish_failed(db, &d, reason::RENDER_FAILED, e.to_string(), None).await,
-    };
-    let content = match runtime.render(renderer, &request).await {
-        Ok(c) => c,
-        Err(e) => return fail_call(db, &d, reason::RENDER_FAILED, e).await,
-    };
-    let rendered_by = renderer.reference().to_string();
-    let mut conn = db.acquire().await?;
-    traces::append(
-        &mut conn,
-        trace(
-            kind::DELIVERY_RENDERED,
-            None,
-            Some(format!(
+    async fn run(&self, work: &mut Work, d: &Loaded) -> Verdict {
+        let notifier = match self.registry.notifier(&d.notifier_key) {
+            Ok(n) => n,
+            Err(e) => return failed(reason::NOTIFIER_MISSING, e.to_string(), None),
+        };
+        let request = match self
+            .runtime
+            .build(notifier, &d.payload, &d.recipient, d.channel)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => return call_failed(reason::BUILD_FAILED, e),
+        };
+        work.steps.push(Step {
+            at: store::now(),
+            kind: kind::DELIVERY_BUILT,
+            detail: format!("template {} for {}", request.template, request.channel),
+            plugin: Some(notifier.reference().to_string()),
+        });
+
+        let renderer = match self.registry.renderer() {
+            Ok(r) => r,
+            Err(e) => return failed(reason::RENDER_FAILED, e.to_string(), None),
+        };
+        let content = match self.runtime.render(renderer, &request).await {
+            Ok(c) => c,
+            Err(e) => return call_failed(reason::RENDER_FAILED, e),
+        };
+        let rendered_by = renderer.reference().to_string();
+        work.steps.push(Step {
+            at: store::now(),
+            kind: kind::DELIVERY_RENDERED,
+            detail: format!(
                 "{} content, {} bytes",
                 content.channel(),
                 content.approx_size()
-            )),
-            Some(rendered_by.clone()),
-        ),
+            ),
+            plugin: Some(rendered_by.clone()),
+        });
+        if let Err(invalid) = content.validate(d.channel) {
+            return failed(
+                reason::CONTENT_INVALID,
+                format!("{} {}", invalid.field, invalid.problem),
+                Some(rendered_by),
+            );
+        }
+        work.steps.push(Step {
+            at: store::now(),
+            kind: kind::CONTENT_VALID,
+            detail: format!("{} contract satisfied", d.channel),
+            plugin: None,
+        });
+        work.content = Some((content.clone(), rendered_by));
+        if d.channel == Channel::InApp {
+            // The inbox row is written by the commit, with the job's completion.
+            return Verdict::Succeeded;
+        }
+
+        let Some(adapter) = self.registry.adapter_for(d.channel) else {
+            return failed(
+                reason::NO_ADAPTER,
+                format!("no channel-adapter plugin serves {}", d.channel),
+                None,
+            );
+        };
+        let message = OutgoingMessage {
+            delivery_id: d.id.clone(),
+            notification_id: d.notification_id.clone(),
+            tenant: d.tenant.clone(),
+            idempotency_key: d.idempotency_key.clone(),
+            attempt: work.job.attempt as u32,
+            channel: d.channel,
+            recipient: d.recipient.clone(),
+            content,
+        };
+        let started_at = store::now();
+        let clock = Instant::now();
+        let result = self.runtime.send(adapter, &message).await;
+        let duration_ms = clock.elapsed().as_millis() as i64;
+        let sent_by = adapter.reference().to_string();
+        work.sent_by = Some(sent_by.clone());
+        let mut row = AttemptRow {
+            adapter: sent_by.clone(),
+            started_at,
+            duration_ms,
+            outcome: "succeeded",
+            error: None,
+            provider_message_id: None,
+        };
+        let verdict = match result {
+            Ok(Ok(id)) => {
+                row.provider_message_id = Some(id);
+                Verdict::Succeeded
+            }
+            Ok(Err(e)) => {
+                let detail = e.to_string();
+                row.error = Some(detail.clone());
+                match e {
+                    SendError::Transient { .. } => {
+                        row.outcome = "transient";
+                        retry(reason::SEND_TRANSIENT, detail, Some(sent_by), None)
+                    }
+                    SendError::RateLimited { retry_after_ms, .. } => {
+                        row.outcome = "rate_limited";
+                        let after = Duration::from_millis(retry_after_ms);
+                        retry(
+                            reason::SEND_RATE_LIMITED,
+                            detail,
+                            Some(sent_by),
+                            Some(after),
+                        )
+                    }
+                    SendError::Permanent { .. } => {
+                        row.outcome = "permanent";
+                        failed(reason::SEND_PERMANENT, detail, Some(sent_by))
+                    }
+                }
+            }
+            Err(e) => {
+                row.outcome = e.reason.as_str();
+                row.error = Some(e.to_string());
+                call_failed(reason::ADAPTER_FAILED, e)
+            }
+        };
+        work.attempt = Some(row);
+        verdict
+    }
+
+    /// Writes a batch of job outcomes in one transaction; returns where each delivery stands.
+    #[tracing::instrument(skip_all, fields(jobs = works.len()))]
+    pub async fn commit(&self, works: Vec<Work>) -> Result<Vec<Dispatched>, StoreError> {
+        if works.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::with_capacity(works.len());
+        let mut tx = self.db.begin().await?;
+        let mut rescheduled = false;
+        for work in works {
+            let (dispatched, again) = commit_one(&mut tx, &self.retry, work).await?;
+            rescheduled |= again;
+            out.extend(dispatched);
+        }
+        if rescheduled {
+            queue::announce(&mut tx, store::backend(&self.db)).await?;
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+}
+
+fn failed(reason: &'static str, detail: String, plugin: Option<String>) -> Verdict {
+    Verdict::Failed {
+        reason,
+        detail,
+        plugin,
+    }
+}
+
+fn retry(
+    reason: &'static str,
+    detail: String,
+    plugin: Option<String>,
+    retry_after: Option<Duration>,
+) -> Verdict {
+    Verdict::Retry {
+        reason,
+        detail,
+        plugin,
+        retry_after,
+    }
+}
+
+/// A plugin that trapped, timed out, ran out of memory or could not start may do better next
+/// time: that is transient. Its own error or a denied capability will not change: permanent.
+fn call_failed(reason: &'static str, e: CallError) -> Verdict {
+    let transient = matches!(
+        e.reason,
+        FailureReason::Trap
+            | FailureReason::Timeout
+            | FailureReason::MemoryLimit
+            | FailureReason::Instantiate
+    );
+    let (detail, plugin) = (e.to_string(), Some(e.plugin));
+    if transient {
+        retry(reason, detail, plugin, None)
+    } else {
+        failed(reason, detail, plugin)
+    }
+}
+
+/// One job's outcome inside the batch transaction. Returns the delivery's new standing (none
+/// when the job was only dropped) and whether the job was put back in the queue.
+async fn commit_one(
+    tx: &mut Conn,
+    policy: &RetryPolicy,
+    work: Work,
+) -> Result<(Option<Dispatched>, bool), StoreError> {
+    let job = &work.job;
+    let now = store::now();
+    // First the lease: everything else is written only if this worker still holds the job.
+    let mut retry_at = None;
+    let verdict = match work.verdict {
+        Verdict::Retry {
+            reason,
+            detail,
+            plugin,
+            retry_after,
+        } => match policy.next_delay(job.attempt as u32, retry_after) {
+            Some(delay) => {
+                let at = now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+                retry_at = Some(at);
+                Verdict::Retry {
+                    reason,
+                    detail,
+                    plugin,
+                    retry_after,
+                }
+            }
+            None => Verdict::Failed {
+                reason: reason::RETRIES_EXHAUSTED,
+                detail: format!(
+                    "gave up after {} attempts; last: {reason}: {detail}",
+                    job.attempt
+                ),
+                plugin,
+            },
+        },
+        other => other,
+    };
+    let held = match retry_at {
+        Some(at) => {
+            let error = match &verdict {
+                Verdict::Retry { detail, .. } => Some(detail.as_str()),
+                _ => None,
+            };
+            queue::reschedule(tx, job, at, job_state::RETRYING, None, error).await?
+        }
+        None => queue::finish(tx, job).await?,
+    };
+
+    let Some(d) = &work.delivery else {
+        if let Verdict::Skip(why) = &verdict {
+            tracing::info!(job = %job.id, %why, "job dropped");
+        }
+        return Ok((None, false));
+    };
+    let trace = |kind, reason: Option<&'static str>, detail: Option<String>| NewTrace {
+        tenant: &d.tenant,
+        event_id: &d.event_id,
+        notification_id: Some(&d.notification_id),
+        delivery_id: Some(&d.id),
+        kind,
+        reason,
+        detail,
+        ..Default::default()
+    };
+    let attempt_no = job.attempt;
+
+    if !held {
+        // The lease expired and another worker took the job (or it was cancelled). What this
+        // worker did is still a fact worth keeping; its verdict is not.
+        if let Some(a) = &work.attempt {
+            insert_attempt(tx, &d.id, attempt_no, a).await?;
+        }
+        traces::append(
+            tx,
+            NewTrace {
+                attempt: Some(attempt_no),
+                ..trace(
+                    kind::LEASE_LOST,
+                    Some("lease_lost"),
+                    Some(format!(
+                        "worker {} lost its lease before committing; its outcome was not applied",
+                        job.owner
+                    )),
+                )
+            },
+        )
+        .await?;
+        tracing::warn!(job = %job.id, delivery = %d.id, "lease lost before commit");
+        return Ok((None, false));
+    }
+
+    let mut leased = format!("attempt {attempt_no} leased by {}", job.owner);
+    if let Some(previous) = &job.rescued_from {
+        leased.push_str(&format!(", taken over from {previous} whose lease expired"));
+    }
+    if job.from_state == job_state::DEFERRED {
+        leased.push_str(&format!(
+            ", due after deferral ({})",
+            job.reason.as_deref().unwrap_or("no reason")
+        ));
+    }
+    traces::append(
+        tx,
+        NewTrace {
+            at: Some(job.leased_at),
+            attempt: Some(attempt_no),
+            ..trace(kind::DELIVERY_DISPATCHED, None, Some(leased))
+        },
     )
     .await?;
-    drop(conn);
-    if let Err(invalid) = content.validate(d.channel) {
-        return finish_failed(
-            db,
-            &d,
-            reason::CONTENT_INVALID,
-            format!("{} {}", invalid.field, invalid.problem),
-            Some(rendered_by),
+    for step in &work.steps {
+        traces::append(
+            tx,
+            NewTrace {
+                at: Some(step.at),
+                plugin: step.plugin.clone(),
+                attempt: Some(attempt_no),
+                ..trace(step.kind, None, Some(step.detail.clone()))
+            },
         )
-        .await;
+        .await?;
     }
-    let content_json =
-        serde_json::to_string(&content).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    // The rendered content is committed before any provider sees it.
-    let mut tx = db.begin().await?;
+    if let Some((content, rendered_by)) = &work.content {
+        let json =
+            serde_json::to_string(content).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        sqlx::query(
+            "UPDATE deliveries SET content = $1, rendered_by = $2, updated_at = $3 WHERE id = $4",
+        )
+        .bind(json)
+        .bind(rendered_by)
+        .bind(store::time_text(now))
+        .bind(&d.id)
+        .execute(&mut *tx)
+        .await?;
+        if d.channel == Channel::InApp && matches!(verdict, Verdict::Succeeded) {
+            let item = inbox::write(
+                tx,
+                &d.tenant,
+                &d.recipient.id,
+                &d.notification_id,
+                &d.id,
+                content,
+            )
+            .await?;
+            traces::append(
+                tx,
+                trace(
+                    kind::INBOX_WRITTEN,
+                    None,
+                    Some(format!("inbox item {item}")),
+                ),
+            )
+            .await?;
+        }
+    }
+    if let Some(a) = &work.attempt {
+        insert_attempt(tx, &d.id, attempt_no, a).await?;
+        let summary = match (&a.provider_message_id, &a.error) {
+            (Some(id), _) => format!(
+                "{} in {} ms, provider message {id}",
+                a.outcome, a.duration_ms
+            ),
+            (None, Some(e)) => format!("{} in {} ms: {e}", a.outcome, a.duration_ms),
+            (None, None) => format!("{} in {} ms", a.outcome, a.duration_ms),
+        };
+        traces::append(
+            tx,
+            NewTrace {
+                at: Some(a.started_at),
+                attempt: Some(attempt_no),
+                plugin: Some(a.adapter.clone()),
+                ..trace(
+                    kind::ATTEMPT,
+                    Some(outcome_reason(a.outcome)),
+                    Some(summary),
+                )
+            },
+        )
+        .await?;
+    }
+    let provider_message_id = work
+        .attempt
+        .as_ref()
+        .and_then(|a| a.provider_message_id.clone());
+    let (status, status_reason, detail, final_kind, plugin) = match verdict {
+        Verdict::Succeeded => ("succeeded", None, None, kind::DELIVERY_SUCCEEDED, None),
+        Verdict::Failed {
+            reason,
+            detail,
+            plugin,
+        } if reason == reason::RETRIES_EXHAUSTED => (
+            "cancelled",
+            Some(reason),
+            Some(detail),
+            kind::DELIVERY_CANCELLED,
+            plugin,
+        ),
+        Verdict::Failed {
+            reason,
+            detail,
+            plugin,
+        } => (
+            "failed",
+            Some(reason),
+            Some(detail),
+            kind::DELIVERY_FAILED,
+            plugin,
+        ),
+        Verdict::Retry {
+            reason,
+            detail,
+            plugin,
+            ..
+        } => {
+            let at = retry_at.expect("a retry has a time");
+            (
+                "pending",
+                Some(reason),
+                Some(format!(
+                    "{detail}; attempt {} of {} at {}",
+                    attempt_no + 1,
+                    policy.max_attempts,
+                    store::time_text(at)
+                )),
+                kind::RETRY_SCHEDULED,
+                plugin,
+            )
+        }
+        Verdict::Skip(why) => {
+            tracing::info!(job = %job.id, %why, "job dropped");
+            return Ok((None, false));
+        }
+    };
     sqlx::query(
-        "UPDATE deliveries SET content = $1, rendered_by = $2, updated_at = $3 WHERE id = $4",
+        "UPDATE deliveries SET status = $1, status_reason = $2, status_detail = $3,
+                sent_by = COALESCE($4, sent_by), provider_message_id = COALESCE($5, provider_message_id),
+                attempts = attempts + $6, updated_at = $7
+         WHERE id = $8",
     )
-    .bind(&content_json)
-    .bind(&rendered_by)
-    .bind(store::time_text(store::now()))
+    .bind(status)
+    .bind(status_reason)
+    .bind(&detail)
+    .bind(&work.sent_by)
+    .bind(&provider_message_id)
+    .bind(work.attempt.is_some() as i64)
+    .bind(store::time_text(now))
     .bind(&d.id)
     .execute(&mut *tx)
     .await?;
     traces::append(
-        &mut tx,
-        trace(
-            kind::CONTENT_VALID,
-            None,
-            Some(format!("{} contract satisfied", d.channel)),
-            None,
-        ),
+        tx,
+        NewTrace {
+            plugin,
+            attempt: Some(attempt_no),
+            ..trace(final_kind, status_reason, detail)
+        },
     )
     .await?;
+    tracing::info!(delivery = %d.id, status, reason = ?status_reason, "delivery outcome");
+    Ok((
+        Some(Dispatched {
+            delivery_id: d.id.clone(),
+            status: status.into(),
+            reason: status_reason.map(str::to_string),
+            retry_at: retry_at.map(store::time_text),
+        }),
+        retry_at.is_some(),
+    ))
+}
 
-    if d.channel == Channel::InApp {
-        let item = inbox::write(
-            &mut tx,
-            &d.tenant,
-            &d.recipient.id,
-            &d.notification_id,
-            &d.id,
-            &content,
-        )
-        .await?;
-        traces::append(
-            &mut tx,
-            trace(
-                kind::INBOX_WRITTEN,
-                None,
-                Some(format!("inbox item {item}")),
-                None,
-            ),
-        )
-        .await?;
-        set_status(&mut tx, &d.id, "succeeded", None, None, None, None).await?;
-        traces::append(&mut tx, trace(kind::DELIVERY_SUCCEEDED, None, None, None)).await?;
-        tx.commit().await?;
-        return Ok(Some(Dispatched {
-            delivery_id: d.id,
-            status: "succeeded".into(),
-            reason: None,
-        }));
-    }
-    tx.commit().await?;
-
-    let Some(adapter) = registry.adapter_for(d.channel) else {
-        return finish_failed(
-            db,
-            &d,
-            reason::NO_ADAPTER,
-            format!("no channel-adapter plugin serves {}", d.channel),
-            None,
-        )
-        .await;
-    };
-    let attempt = d.attempts + 1;
-    let message = OutgoingMessage {
-        delivery_id: d.id.clone(),
-        notification_id: d.notification_id.clone(),
-        tenant: d.tenant.clone(),
-        idempotency_key: d.idempotency_key.clone(),
-        attempt: attempt as u32,
-        channel: d.channel,
-        recipient: d.recipient.clone(),
-        content,
-    };
-    let started_at = store::now();
-    let clock = Instant::now();
-    let result = runtime.send(adapter, &message).await;
-    let duration_ms = clock.elapsed().as_millis() as i64;
-    let sent_by = adapter.reference().to_string();
-
-    let (outcome, error, provider_id, status, status_reason) = match &result {
-        Ok(Ok(id)) => ("succeeded", None, Some(id.clone()), "succeeded", None),
-        Ok(Err(e @ SendError::Transient { .. })) => (
-            "transient",
-            Some(e.to_string()),
-            None,
-            "failed",
-            Some(reason::SEND_TRANSIENT),
-        ),
-        Ok(Err(e @ SendError::RateLimited { .. })) => (
-            "rate_limited",
-            Some(e.to_string()),
-            None,
-            "failed",
-            Some(reason::SEND_RATE_LIMITED),
-        ),
-        Ok(Err(e @ SendError::Permanent { .. })) => (
-            "permanent",
-            Some(e.to_string()),
-            None,
-            "failed",
-            Some(reason::SEND_PERMANENT),
-        ),
-        Err(e) => (
-            e.reason.as_str(),
-            Some(e.to_string()),
-            None,
-            "failed",
-            Some(reason::ADAPTER_FAILED),
-        ),
-    };
-    let mut tx = db.begin().await?;
+async fn insert_attempt(
+    tx: &mut Conn,
+    delivery_id: &str,
+    attempt: i64,
+    a: &AttemptRow,
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO attempts (id, delivery_id, attempt, adapter, started_at, duration_ms, outcome, error, provider_message_id)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(store::new_id())
-    .bind(&d.id)
+    .bind(delivery_id)
     .bind(attempt)
-    .bind(&sent_by)
-    .bind(store::time_text(started_at))
-    .bind(duration_ms)
-    .bind(outcome)
-    .bind(&error)
-    .bind(&provider_id)
+    .bind(&a.adapter)
+    .bind(store::time_text(a.started_at))
+    .bind(a.duration_ms)
+    .bind(a.outcome)
+    .bind(&a.error)
+    .bind(&a.provider_message_id)
     .execute(&mut *tx)
     .await?;
-    traces::append(
-        &mut tx,
-        NewTrace {
-            attempt: Some(attempt),
-            ..trace(
-                kind::ATTEMPT,
-                Some(outcome_reason(outcome)),
-                Some(match (&provider_id, &error) {
-                    (Some(id), _) => {
-                        format!("{outcome} in {duration_ms} ms, provider message {id}")
-                    }
-                    (None, Some(e)) => format!("{outcome} in {duration_ms} ms: {e}"),
-                    (None, None) => format!("{outcome} in {duration_ms} ms"),
-                }),
-                Some(sent_by.clone()),
-            )
-        },
-    )
-    .await?;
-    set_status(
-        &mut tx,
-        &d.id,
-        status,
-        status_reason,
-        error.as_deref(),
-        Some(&sent_by),
-        provider_id.as_deref(),
-    )
-    .await?;
-    sqlx::query("UPDATE deliveries SET attempts = $1 WHERE id = $2")
-        .bind(attempt)
-        .bind(&d.id)
-        .execute(&mut *tx)
-        .await?;
-    let final_kind = if status == "succeeded" {
-        kind::DELIVERY_SUCCEEDED
-    } else {
-        kind::DELIVERY_FAILED
-    };
-    traces::append(
-        &mut tx,
-        trace(final_kind, status_reason, error.clone(), None),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(Some(Dispatched {
-        delivery_id: d.id,
-        status: status.into(),
-        reason: status_reason.map(str::to_string),
-    }))
+    Ok(())
 }
 
 fn outcome_reason(outcome: &str) -> &'static str {
@@ -330,31 +645,23 @@ fn outcome_reason(outcome: &str) -> &'static str {
     }
 }
 
-/// Moves a pending delivery to `dispatched`; only one dispatcher can win.
-async fn claim(db: &Db, delivery_id: &str) -> Result<Option<Claimed>, StoreError> {
-    let mut tx = db.begin().await?;
-    let won = sqlx::query(
-        "UPDATE deliveries SET status = 'dispatched', updated_at = $1 WHERE id = $2 AND status = 'pending'",
-    )
-    .bind(store::time_text(store::now()))
-    .bind(delivery_id)
-    .execute(&mut *tx)
-    .await?;
-    if won.rows_affected() == 0 {
-        return Ok(None);
-    }
-    let r = sqlx::query(
-        "SELECT d.id, d.tenant, d.event_id, d.notification_id, d.channel, d.idempotency_key, d.attempts,
+/// The delivery behind a job, if it is still waiting to be sent.
+async fn load(db: &Db, delivery_id: &str) -> Result<Option<Loaded>, StoreError> {
+    let Some(r) = sqlx::query(
+        "SELECT d.id, d.tenant, d.event_id, d.notification_id, d.channel, d.idempotency_key,
                 e.notifier_key, e.payload, n.recipient
          FROM deliveries d JOIN notifications n ON n.id = d.notification_id JOIN events e ON e.id = d.event_id
-         WHERE d.id = $1",
+         WHERE d.id = $1 AND d.status IN ('pending', 'deferred')",
     )
     .bind(delivery_id)
-    .fetch_one(&mut *tx)
-    .await?;
+    .fetch_optional(db)
+    .await?
+    else {
+        return Ok(None);
+    };
     let channel: String = r.get("channel");
     let recipient: String = r.get("recipient");
-    let claimed = Claimed {
+    Ok(Some(Loaded {
         id: r.get("id"),
         tenant: r.get("tenant"),
         event_id: r.get("event_id"),
@@ -363,106 +670,168 @@ async fn claim(db: &Db, delivery_id: &str) -> Result<Option<Claimed>, StoreError
             .parse()
             .map_err(|e: crate::content::UnknownChannel| StoreError::Corrupt(e.to_string()))?,
         idempotency_key: r.get("idempotency_key"),
-        attempts: r.get("attempts"),
         notifier_key: r.get("notifier_key"),
         payload: r.get("payload"),
         recipient: serde_json::from_str(&recipient)
             .map_err(|e| StoreError::Corrupt(format!("recipient of {delivery_id}: {e}")))?,
-    };
-    traces::append(
-        &mut tx,
-        NewTrace {
-            tenant: &claimed.tenant,
-            event_id: &claimed.event_id,
-            notification_id: Some(&claimed.notification_id),
-            delivery_id: Some(&claimed.id),
-            kind: kind::DELIVERY_DISPATCHED,
-            reason: None,
-            detail: Some(format!("pending -> dispatched ({})", claimed.channel)),
-            plugin: None,
-            attempt: None,
-        },
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(Some(claimed))
-}
-
-async fn fail_call(
-    db: &Db,
-    d: &Claimed,
-    reason: &'static str,
-    e: CallError,
-) -> Result<Option<Dispatched>, StoreError> {
-    let plugin = e.plugin.clone();
-    finish_failed(db, d, reason, e.to_string(), Some(plugin)).await
-}
-
-async fn finish_failed(
-    db: &Db,
-    d: &Claimed,
-    reason: &'static str,
-    detail: String,
-    plugin: Option<String>,
-) -> Result<Option<Dispatched>, StoreError> {
-    tracing::info!(delivery_id = %d.id, reason, %detail, "delivery failed");
-    let mut tx = db.begin().await?;
-    set_status(
-        &mut tx,
-        &d.id,
-        "failed",
-        Some(reason),
-        Some(&detail),
-        None,
-        None,
-    )
-    .await?;
-    traces::append(
-        &mut tx,
-        NewTrace {
-            tenant: &d.tenant,
-            event_id: &d.event_id,
-            notification_id: Some(&d.notification_id),
-            delivery_id: Some(&d.id),
-            kind: kind::DELIVERY_FAILED,
-            reason: Some(reason),
-            detail: Some(detail),
-            plugin,
-            attempt: None,
-        },
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(Some(Dispatched {
-        delivery_id: d.id.clone(),
-        status: "failed".into(),
-        reason: Some(reason.into()),
     }))
 }
 
-async fn set_status(
-    conn: &mut sqlx::SqliteConnection,
-    id: &str,
+/// Why a delivery could not be cancelled or deferred.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    #[error("no delivery has the id `{0}`")]
+    NotFound(String),
+    #[error("delivery `{id}` is {status}; only a pending or deferred delivery can be {verb}")]
+    NotWaiting {
+        id: String,
+        status: String,
+        verb: &'static str,
+    },
+    #[error(
+        "delivery `{0}` is being sent right now (or has just been); look again when its attempt ends"
+    )]
+    InFlight(String),
+    #[error("a deferral needs a reason")]
+    NoReason,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for ChangeError {
+    fn from(e: sqlx::Error) -> Self {
+        ChangeError::Store(e.into())
+    }
+}
+
+/// Cancels a pending or deferred delivery: its job is removed, nothing is sent.
+#[tracing::instrument(skip(db))]
+pub async fn cancel(db: &Db, delivery_id: &str, why: &str) -> Result<Dispatched, ChangeError> {
+    let d = waiting(db, delivery_id, "cancelled").await?;
+    let mut tx = db.begin().await?;
+    // The job goes first: if a worker holds it, the send is under way and cannot be stopped.
+    if !queue::remove(&mut tx, queue::job_kind::DELIVER, &d.id).await? {
+        return Err(ChangeError::InFlight(d.id));
+    }
+    set_waiting_status(&mut tx, &d, "cancelled", reason::CANCELLED, why).await?;
+    traces::append(
+        &mut tx,
+        NewTrace {
+            reason: Some(reason::CANCELLED),
+            detail: Some(why.to_string()),
+            ..d.trace(kind::DELIVERY_CANCELLED)
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Dispatched {
+        delivery_id: d.id,
+        status: "cancelled".into(),
+        reason: Some(reason::CANCELLED.into()),
+        retry_at: None,
+    })
+}
+
+/// Defers a pending or deferred delivery until `until`, with a reason that `explain` shows.
+#[tracing::instrument(skip(db))]
+pub async fn defer(
+    db: &Db,
+    delivery_id: &str,
+    until: DateTime<Utc>,
+    why: &str,
+) -> Result<Dispatched, ChangeError> {
+    if why.trim().is_empty() {
+        return Err(ChangeError::NoReason);
+    }
+    let d = waiting(db, delivery_id, "deferred").await?;
+    let mut tx = db.begin().await?;
+    if !queue::defer(&mut tx, queue::job_kind::DELIVER, &d.id, until, why).await? {
+        return Err(ChangeError::InFlight(d.id));
+    }
+    let detail = format!("until {}", store::time_text(until));
+    set_waiting_status(&mut tx, &d, "deferred", why, &detail).await?;
+    traces::append(
+        &mut tx,
+        NewTrace {
+            reason: Some(why),
+            detail: Some(detail),
+            ..d.trace(kind::DELIVERY_DEFERRED)
+        },
+    )
+    .await?;
+    queue::announce(&mut tx, store::backend(db)).await?;
+    tx.commit().await?;
+    Ok(Dispatched {
+        delivery_id: d.id,
+        status: "deferred".into(),
+        reason: Some(why.to_string()),
+        retry_at: Some(store::time_text(until)),
+    })
+}
+
+/// A delivery that is still waiting to be sent.
+struct Waiting {
+    id: String,
+    tenant: String,
+    event_id: String,
+    notification_id: String,
+}
+
+impl Waiting {
+    fn trace(&self, kind: &'static str) -> NewTrace<'_> {
+        NewTrace {
+            tenant: &self.tenant,
+            event_id: &self.event_id,
+            notification_id: Some(&self.notification_id),
+            delivery_id: Some(&self.id),
+            kind,
+            ..Default::default()
+        }
+    }
+}
+
+/// The delivery, if it is pending or deferred; why not otherwise.
+async fn waiting(db: &Db, delivery_id: &str, verb: &'static str) -> Result<Waiting, ChangeError> {
+    let row = sqlx::query(
+        "SELECT id, tenant, event_id, notification_id, status FROM deliveries WHERE id = $1",
+    )
+    .bind(delivery_id)
+    .fetch_optional(db)
+    .await?
+    .ok_or_else(|| ChangeError::NotFound(delivery_id.to_string()))?;
+    let status: String = row.get("status");
+    if status != "pending" && status != "deferred" {
+        return Err(ChangeError::NotWaiting {
+            id: delivery_id.to_string(),
+            status,
+            verb,
+        });
+    }
+    Ok(Waiting {
+        id: row.get("id"),
+        tenant: row.get("tenant"),
+        event_id: row.get("event_id"),
+        notification_id: row.get("notification_id"),
+    })
+}
+
+async fn set_waiting_status(
+    tx: &mut Conn,
+    d: &Waiting,
     status: &str,
-    reason: Option<&str>,
-    detail: Option<&str>,
-    sent_by: Option<&str>,
-    provider_message_id: Option<&str>,
+    reason: &str,
+    detail: &str,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "UPDATE deliveries SET status = $1, status_reason = $2, status_detail = $3,
-                sent_by = COALESCE($4, sent_by), provider_message_id = COALESCE($5, provider_message_id),
-                updated_at = $6
-         WHERE id = $7",
+        "UPDATE deliveries SET status = $1, status_reason = $2, status_detail = $3, updated_at = $4
+         WHERE id = $5",
     )
     .bind(status)
     .bind(reason)
     .bind(detail)
-    .bind(sent_by)
-    .bind(provider_message_id)
     .bind(store::time_text(store::now()))
-    .bind(id)
-    .execute(conn)
+    .bind(&d.id)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }

@@ -1,72 +1,80 @@
-//! Dispatch: moving planned deliveries to their final status.
+//! Dispatch: moving planned deliveries to their final status through the durable job queue.
 //!
-//! In this version dispatch runs in-process right after a trigger commits
-//! ([`dispatch_pending`]); the durable job queue (leases, retries with backoff, deferral,
-//! crash recovery, several worker processes) takes its place in the next version, reusing
-//! [`executor::dispatch`] for the work on one delivery.
+//! - [`queue`]: the `jobs` table: enqueue in the planning transaction, lease, complete,
+//!   reschedule, defer, remove, wake-ups.
+//! - [`executor`]: one job run (build → render → validate → send) and the batch commit of
+//!   outcomes, guarded by the lease.
+//! - [`retry`]: backoff with jitter, retry-after, exhaustion.
+//! - [`worker`]: the long-running loop `belfry worker` (and later `belfry serve`) runs.
+//!
+//! [`run_due`] runs what is due right now in the calling task, through the same lease and
+//! commit path: it is how `belfry demo`, `belfry trigger --dispatch` and the tests drive
+//! dispatch without a background worker.
 
 pub mod executor;
+pub mod queue;
+pub mod retry;
+pub mod worker;
 
-pub use executor::{Dispatched, reason};
+pub use executor::{ChangeError, Dispatched, Executor, reason};
+pub use queue::{QueueStats, Scope, Wakeup};
+pub use retry::RetryPolicy;
+pub use worker::{WorkerConfig, WorkerReport};
 
-use crate::plugins::{PluginRuntime, Registry};
-use crate::store::{Db, StoreError};
-use sqlx::Row;
-use std::sync::Arc;
+use crate::store::StoreError;
+use std::time::Duration;
 
-/// How many deliveries one `dispatch_pending` works on at once. Plugin calls run on fresh
-/// instances and mostly wait on providers, so a little concurrency goes a long way; SQLite
-/// serialises the writes anyway.
-pub const CONCURRENCY: usize = 8;
-
-/// Dispatches every pending delivery (oldest first), `CONCURRENCY` at a time.
-pub async fn dispatch_pending(
-    db: &Db,
-    runtime: &Arc<PluginRuntime>,
-    registry: &Arc<Registry>,
-) -> Result<Vec<Dispatched>, StoreError> {
-    let ids: Vec<String> =
-        sqlx::query("SELECT id FROM deliveries WHERE status = 'pending' ORDER BY created_at, id")
-            .fetch_all(db)
-            .await?
-            .iter()
-            .map(|r| r.get("id"))
-            .collect();
-    dispatch_many(db, runtime, registry, ids).await
+/// Dispatch settings shared by every worker of an engine.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DispatchConfig {
+    pub retry: RetryPolicy,
+    /// The lease taken by [`run_due`]; workers have their own in [`WorkerConfig`].
+    pub lease_for: Duration,
 }
 
-/// Dispatches the given deliveries, `CONCURRENCY` at a time; results in the given order.
-pub async fn dispatch_many(
-    db: &Db,
-    runtime: &Arc<PluginRuntime>,
-    registry: &Arc<Registry>,
-    ids: Vec<String>,
-) -> Result<Vec<Dispatched>, StoreError> {
-    let permits = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
-    let mut tasks = tokio::task::JoinSet::new();
-    for (index, id) in ids.into_iter().enumerate() {
-        let permit = permits
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("semaphore is never closed");
-        let (db, runtime, registry) = (db.clone(), runtime.clone(), registry.clone());
-        tasks.spawn(async move {
-            let _permit = permit;
-            (
-                index,
-                executor::dispatch(&db, &runtime, &registry, &id).await,
-            )
-        });
-    }
-    let mut out = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
-        let (index, result) =
-            joined.map_err(|e| StoreError::Corrupt(format!("dispatch task: {e}")))?;
-        if let Some(d) = result? {
-            out.push((index, d));
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        DispatchConfig {
+            retry: RetryPolicy::default(),
+            lease_for: Duration::from_secs(120),
         }
     }
-    out.sort_by_key(|(i, _)| *i);
-    Ok(out.into_iter().map(|(_, d)| d).collect())
+}
+
+/// How many jobs [`run_due`] runs at once. Plugin calls mostly wait on providers, so a little
+/// concurrency goes a long way; the database serialises the writes anyway.
+pub const CONCURRENCY: usize = 8;
+
+/// Leases and runs every job in `scope` that is due now, `CONCURRENCY` at a time, until none
+/// is left; returns where each delivery ended, in lease order. Retries scheduled for later are
+/// not waited for.
+pub async fn run_due(
+    exec: &Executor,
+    owner: &str,
+    lease_for: Duration,
+    scope: Scope<'_>,
+) -> Result<Vec<Dispatched>, StoreError> {
+    let mut out = Vec::new();
+    loop {
+        let jobs = queue::lease(&exec.db, owner, CONCURRENCY, lease_for, scope).await?;
+        if jobs.is_empty() {
+            return Ok(out);
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for (index, job) in jobs.into_iter().enumerate() {
+            let exec = exec.clone();
+            tasks.spawn(async move { (index, exec.execute(job).await) });
+        }
+        let mut works = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            let (index, work) =
+                joined.map_err(|e| StoreError::Corrupt(format!("dispatch task: {e}")))?;
+            works.push((index, work?));
+        }
+        works.sort_by_key(|(i, _)| *i);
+        out.extend(
+            exec.commit(works.into_iter().map(|(_, w)| w).collect())
+                .await?,
+        );
+    }
 }

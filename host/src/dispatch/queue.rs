@@ -1,0 +1,350 @@
+//! The durable job queue: a `jobs` table in the application's own database, in the manner of
+//! River and Oban.
+//!
+//! - A job is written in the same transaction as the rows that need it ([`enqueue`]).
+//! - Workers lease due jobs in batches ([`lease`]): PostgreSQL with `FOR UPDATE SKIP LOCKED`,
+//!   SQLite in one short write statement. Leasing moves `run_at` to the lease's expiry, so a
+//!   job whose worker died or hung becomes due again by the same `run_at <= now` test.
+//! - Each lease carries a fresh token; [`finish`] and [`reschedule`] need it, so a worker that
+//!   lost its lease to expiry cannot complete the job a second time.
+//! - Wake-ups: an in-process [`Wakeup`] always, and on PostgreSQL a `NOTIFY` sent at commit
+//!   ([`announce`]) that workers in other processes `LISTEN` for. Polling is the backstop.
+
+use crate::store::{self, Backend, Conn, Db, StoreError};
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Job kinds (stored; do not rename).
+pub mod job_kind {
+    /// Send one delivery; the subject is the delivery id.
+    pub const DELIVER: &str = "deliver";
+}
+
+/// Job states (stored; do not rename). A running job whose lease expired stays `running`
+/// until another worker takes it over.
+pub mod job_state {
+    /// Due now (or at `run_at`), never tried.
+    pub const AVAILABLE: &str = "available";
+    /// Waiting, by an explicit decision with a reason, until `run_at`.
+    pub const DEFERRED: &str = "deferred";
+    /// A try failed transiently; waiting for the next try at `run_at`.
+    pub const RETRYING: &str = "retrying";
+    /// Leased by a worker until `run_at`.
+    pub const RUNNING: &str = "running";
+}
+
+/// The PostgreSQL notification channel workers listen on.
+pub const NOTIFY_CHANNEL: &str = "belfry_jobs";
+
+/// A job to write.
+#[derive(Clone, Debug)]
+pub(crate) struct NewJob<'a> {
+    pub kind: &'a str,
+    pub subject_id: &'a str,
+    pub tenant: &'a str,
+    pub run_at: DateTime<Utc>,
+    /// `None` for a job due as soon as possible; `Some(reason)` for a deferred one.
+    pub deferred: Option<&'a str>,
+}
+
+/// Writes a job inside the caller's transaction.
+pub(crate) async fn enqueue(conn: &mut Conn, job: NewJob<'_>) -> Result<(), StoreError> {
+    let now = store::time_text(store::now());
+    let state = if job.deferred.is_some() {
+        job_state::DEFERRED
+    } else {
+        job_state::AVAILABLE
+    };
+    sqlx::query(
+        "INSERT INTO jobs (id, kind, subject_id, tenant, state, run_at, reason, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+    )
+    .bind(store::new_id())
+    .bind(job.kind)
+    .bind(job.subject_id)
+    .bind(job.tenant)
+    .bind(state)
+    .bind(store::time_text(job.run_at))
+    .bind(job.deferred)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Tells workers in other processes, at commit, that jobs were written. Call once per
+/// transaction that enqueued or rescheduled something; a no-op on SQLite, where only one
+/// process writes and [`Wakeup`] reaches every worker.
+pub(crate) async fn announce(conn: &mut Conn, backend: Backend) -> Result<(), StoreError> {
+    if backend == Backend::Postgres {
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(NOTIFY_CHANNEL)
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The in-process wake-up shared by everything that enqueues and every worker of a process.
+#[derive(Clone, Default)]
+pub struct Wakeup(Arc<tokio::sync::Notify>);
+
+impl Wakeup {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Wakes every waiting worker, and leaves a permit for the next one that waits.
+    pub fn wake(&self) {
+        self.0.notify_waiters();
+        self.0.notify_one();
+    }
+    pub async fn woken(&self) {
+        self.0.notified().await
+    }
+}
+
+/// A leased job.
+#[derive(Clone, Debug)]
+pub struct Leased {
+    pub id: String,
+    pub kind: String,
+    pub subject_id: String,
+    pub tenant: String,
+    /// 1 for the first lease; every lease counts, including one lost to a crash.
+    pub attempt: i64,
+    pub token: String,
+    pub owner: String,
+    pub leased_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// The state the job was in when leased (`available`, `deferred`, `retrying`, `running`).
+    pub from_state: String,
+    /// The deferral reason, if the job was deferred.
+    pub reason: Option<String>,
+    /// The worker whose expired lease this one took over.
+    pub rescued_from: Option<String>,
+}
+
+/// Which due jobs a lease may take.
+#[derive(Clone, Copy, Debug)]
+pub enum Scope<'a> {
+    All,
+    /// Only the delivery jobs of one event (for running one trigger to completion in-process).
+    Event(&'a str),
+}
+
+/// Leases up to `limit` due jobs, oldest `run_at` first, for `lease_for`.
+#[tracing::instrument(skip(db))]
+pub async fn lease(
+    db: &Db,
+    owner: &str,
+    limit: usize,
+    lease_for: Duration,
+    scope: Scope<'_>,
+) -> Result<Vec<Leased>, StoreError> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let now = store::now();
+    let expires = now + chrono::Duration::from_std(lease_for).unwrap_or(chrono::Duration::MAX);
+    let token = store::new_id();
+    let scope_sql = match scope {
+        Scope::All => "",
+        Scope::Event(_) => {
+            " AND kind = 'deliver' AND subject_id IN (SELECT id FROM deliveries WHERE event_id = $6)"
+        }
+    };
+    // `leased_from` and `rescued_from` record the row as it was: SET expressions see the old
+    // values on both backends.
+    let lock = match store::backend(db) {
+        // Concurrent leasers skip each other's rows instead of queueing behind them.
+        Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        // One statement is one short write transaction: SQLite has a single writer.
+        Backend::Sqlite => "",
+    };
+    // The due set is chosen once (a materialised CTE), then updated.
+    let sql = format!(
+        "WITH due AS MATERIALIZED (
+             SELECT id FROM jobs WHERE run_at <= $3{scope_sql} ORDER BY run_at LIMIT $5{lock})
+         UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_owner = $1,
+                lease_token = $2, leased_at = $3, run_at = $4, updated_at = $3, leased_from = state,
+                rescued_from = CASE WHEN state = 'running' THEN lease_owner ELSE NULL END
+         WHERE id IN (SELECT id FROM due)
+         RETURNING id, kind, subject_id, tenant, attempt, reason, rescued_from, leased_from"
+    );
+    let mut q = sqlx::query(&sql)
+        .bind(owner)
+        .bind(&token)
+        .bind(store::time_text(now))
+        .bind(store::time_text(expires))
+        .bind(limit as i64);
+    if let Scope::Event(event_id) = scope {
+        q = q.bind(event_id);
+    }
+    let rows = q.fetch_all(db).await?;
+    let mut leased: Vec<Leased> = rows
+        .iter()
+        .map(|r| Leased {
+            id: r.get("id"),
+            kind: r.get("kind"),
+            subject_id: r.get("subject_id"),
+            tenant: r.get("tenant"),
+            attempt: r.get("attempt"),
+            token: token.clone(),
+            owner: owner.to_string(),
+            leased_at: now,
+            expires_at: expires,
+            from_state: r.get("leased_from"),
+            reason: r.get("reason"),
+            rescued_from: r.get("rescued_from"),
+        })
+        .collect();
+    leased.sort_by(|a, b| a.id.cmp(&b.id));
+    if !leased.is_empty() {
+        tracing::debug!(count = leased.len(), "leased jobs");
+    }
+    Ok(leased)
+}
+
+/// Deletes a finished job, if this lease still holds it. `false` means the lease was lost
+/// (it expired and another worker took the job, or the job was cancelled): the caller must not
+/// record the job's outcome as final.
+pub(crate) async fn finish(conn: &mut Conn, job: &Leased) -> Result<bool, StoreError> {
+    let done = sqlx::query("DELETE FROM jobs WHERE id = $1 AND lease_token = $2")
+        .bind(&job.id)
+        .bind(&job.token)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Releases a job to run again at `run_at` (a retry, or a deferral), if this lease still holds
+/// it; `false` as in [`finish`].
+pub(crate) async fn reschedule(
+    conn: &mut Conn,
+    job: &Leased,
+    run_at: DateTime<Utc>,
+    state: &str,
+    reason: Option<&str>,
+    error: Option<&str>,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE jobs SET state = $1, run_at = $2, reason = $3, last_error = $4,
+                lease_owner = NULL, lease_token = NULL, updated_at = $5
+         WHERE id = $6 AND lease_token = $7",
+    )
+    .bind(state)
+    .bind(store::time_text(run_at))
+    .bind(reason)
+    .bind(error)
+    .bind(store::time_text(store::now()))
+    .bind(&job.id)
+    .bind(&job.token)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Gives back leased jobs untouched (graceful shutdown): due again at once, and the attempt
+/// they were leased for is not counted.
+pub async fn release(db: &Db, jobs: &[Leased]) -> Result<usize, StoreError> {
+    let mut released = 0;
+    let mut tx = db.begin().await?;
+    for job in jobs {
+        let done = sqlx::query(
+            "UPDATE jobs SET state = $1, run_at = $2, attempt = attempt - 1,
+                    lease_owner = NULL, lease_token = NULL, updated_at = $2
+             WHERE id = $3 AND lease_token = $4",
+        )
+        .bind(&job.from_state)
+        .bind(store::time_text(store::now()))
+        .bind(&job.id)
+        .bind(&job.token)
+        .execute(&mut *tx)
+        .await?;
+        released += done.rows_affected() as usize;
+    }
+    announce(&mut tx, store::backend(db)).await?;
+    tx.commit().await?;
+    Ok(released)
+}
+
+/// Moves a waiting job of `kind` for `subject_id` to `run_at`, as deferred with `reason`.
+/// `false` when there is no such job or a live lease holds it.
+pub(crate) async fn defer(
+    conn: &mut Conn,
+    kind: &str,
+    subject_id: &str,
+    run_at: DateTime<Utc>,
+    reason: &str,
+) -> Result<bool, StoreError> {
+    let now = store::time_text(store::now());
+    let done = sqlx::query(
+        "UPDATE jobs SET state = 'deferred', run_at = $1, reason = $2, lease_owner = NULL,
+                lease_token = NULL, updated_at = $3
+         WHERE kind = $4 AND subject_id = $5 AND (state <> 'running' OR run_at <= $3)",
+    )
+    .bind(store::time_text(run_at))
+    .bind(reason)
+    .bind(&now)
+    .bind(kind)
+    .bind(subject_id)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Removes the waiting job of `kind` for `subject_id`. `false` when there is none or a live
+/// lease holds it (the work is in flight and cannot be taken back).
+pub(crate) async fn remove(
+    conn: &mut Conn,
+    kind: &str,
+    subject_id: &str,
+) -> Result<bool, StoreError> {
+    let now = store::time_text(store::now());
+    let done = sqlx::query(
+        "DELETE FROM jobs WHERE kind = $1 AND subject_id = $2 AND (state <> 'running' OR run_at <= $3)",
+    )
+    .bind(kind)
+    .bind(subject_id)
+    .bind(&now)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// When the next job not currently leased becomes due, if any.
+pub async fn next_due(db: &Db) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let next: Option<String> = sqlx::query_scalar("SELECT MIN(run_at) FROM jobs")
+        .fetch_one(db)
+        .await?;
+    next.map(|t| store::parse_time(&t)).transpose()
+}
+
+/// The queue as a whole, for operators and benchmarks.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct QueueStats {
+    pub available: i64,
+    pub deferred: i64,
+    pub retrying: i64,
+    pub running: i64,
+}
+
+pub async fn stats(db: &Db) -> Result<QueueStats, StoreError> {
+    let mut stats = QueueStats::default();
+    for r in sqlx::query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
+        .fetch_all(db)
+        .await?
+    {
+        let n: i64 = r.get("n");
+        match r.get::<String, _>("state").as_str() {
+            job_state::AVAILABLE => stats.available = n,
+            job_state::DEFERRED => stats.deferred = n,
+            job_state::RETRYING => stats.retrying = n,
+            job_state::RUNNING => stats.running = n,
+            other => return Err(StoreError::Corrupt(format!("job state `{other}`"))),
+        }
+    }
+    Ok(stats)
+}
