@@ -128,7 +128,8 @@ impl Engine {
         Ok(outcome)
     }
 
-    fn executor(&self) -> Executor {
+    /// What runs jobs: the database, plugins and retry policy of this engine.
+    pub fn executor(&self) -> Executor {
         Executor {
             db: self.db.clone(),
             runtime: self.runtime.clone(),
