@@ -1,15 +1,19 @@
 //! The `belfry` binary as a user runs it.
 
+mod common;
+
+use common::Backend;
 use std::path::Path;
 use std::process::{Command, Output};
 
 fn belfry(dir: &Path, args: &[&str]) -> Output {
+    belfry_on(&format!("sqlite://{}", dir.join("cli.db").display()), args)
+}
+
+fn belfry_on(database_url: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_belfry"))
         .args(args)
-        .env(
-            "BELFRY_DATABASE_URL",
-            format!("sqlite://{}", dir.join("cli.db").display()),
-        )
+        .env("BELFRY_DATABASE_URL", database_url)
         .env(
             "BELFRY_CACHE_DIR",
             Path::new(env!("CARGO_TARGET_TMPDIR")).join("belfry-test-cache"),
@@ -196,3 +200,66 @@ fn plugin_list_and_check() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("panic"), "{}", stdout(&o));
 }
+
+fn json(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "{}", stderr(o));
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(o)))
+}
+
+async fn deferring_and_cancelling_through_the_cli(b: Backend) {
+    let db = common::test_db(b).await;
+    let run = |args: &[&str]| belfry_on(&db.url, args);
+    let data = r#"{"user": {"id": "q", "email": "q@example.com"}}"#;
+    let planned = json(&run(&[
+        "trigger",
+        "welcome",
+        "--data",
+        data,
+        "--no-dispatch",
+        "--json",
+    ]));
+    let ids: Vec<&str> = planned["notifications"][0]["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert_eq!(json(&run(&["queue", "--json"]))["available"], 2);
+
+    let d = json(&run(&[
+        "defer",
+        ids[0],
+        "--until",
+        "1h",
+        "--reason",
+        "maintenance",
+        "--json",
+    ]));
+    assert_eq!(
+        (d["status"].as_str(), d["reason"].as_str()),
+        (Some("deferred"), Some("maintenance"))
+    );
+    let d = json(&run(&["cancel", ids[1], "--json"]));
+    assert_eq!(d["status"], "cancelled");
+    let q = json(&run(&["queue", "--json"]));
+    assert_eq!(
+        (q["available"].as_i64(), q["deferred"].as_i64()),
+        (Some(0), Some(1))
+    );
+    let out = stdout(&run(&["explain", ids[0]]));
+    assert!(
+        out.contains("delivery.deferred") && out.contains("maintenance"),
+        "{out}"
+    );
+
+    // Refusals name what was wrong.
+    let o = run(&["cancel", ids[1]]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("is cancelled"), "{}", stderr(&o));
+    let o = run(&["defer", ids[0], "--until", "soon", "--reason", "x"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--until `soon`"), "{}", stderr(&o));
+}
+
+on_both_backends!(deferring_and_cancelling_through_the_cli);
