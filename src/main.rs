@@ -3,6 +3,7 @@
 mod bench;
 mod demo;
 mod output;
+mod queue_bench;
 
 use anyhow::{Context, Result, bail};
 use belfry::host::plugins::{PluginRuntime, RuntimeConfig};
@@ -190,6 +191,35 @@ enum BenchCommand {
         #[arg(long, default_value_t = 2000)]
         iterations: u32,
     },
+    /// Triggers/s from 1 and 4 callers, engine vs raw SQL writing the same rows.
+    Trigger(QueueBenchArgs),
+    /// Burn-down of a pre-filled queue by 1, 2 and 4 workers, engine vs raw SQL leasing and
+    /// completing the same rows in batches.
+    Dispatch(QueueBenchArgs),
+    /// Trigger commit → adapter call at 100 triggers/s: p50, p90, p99.
+    Latency(QueueBenchArgs),
+    /// Lateness of jobs scheduled over the next second.
+    Schedule(QueueBenchArgs),
+    /// All four queue scenarios.
+    Queue(QueueBenchArgs),
+}
+
+#[derive(Args)]
+struct QueueBenchArgs {
+    #[arg(long, value_enum, default_value = "sqlite")]
+    backend: queue_bench::BenchBackend,
+    /// The PostgreSQL server for --backend postgres (a fresh schema is used and dropped).
+    #[arg(
+        long,
+        env = "BELFRY_BENCH_POSTGRES_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/test"
+    )]
+    postgres_url: String,
+    #[arg(long, default_value_t = 5)]
+    repetitions: usize,
+    /// Triggers or jobs per repetition.
+    #[arg(long, default_value_t = 500)]
+    size: usize,
 }
 
 fn main() {
@@ -358,6 +388,13 @@ async fn run(cli: Cli) -> Result<()> {
         },
         Command::Bench { command } => match command {
             BenchCommand::Plugins { iterations } => bench::plugins(iterations, g.json).await,
+            BenchCommand::Trigger(a) => queue_bench_run(&["trigger"], a, g.json).await,
+            BenchCommand::Dispatch(a) => queue_bench_run(&["dispatch"], a, g.json).await,
+            BenchCommand::Latency(a) => queue_bench_run(&["latency"], a, g.json).await,
+            BenchCommand::Schedule(a) => queue_bench_run(&["schedule"], a, g.json).await,
+            BenchCommand::Queue(a) => {
+                queue_bench_run(&["trigger", "dispatch", "latency", "schedule"], a, g.json).await
+            }
         },
     }
 }
@@ -455,4 +492,21 @@ fn parse_when(text: &str) -> Result<chrono::DateTime<chrono::Utc>> {
         _ => bail!("--until `{text}`: the unit must be s, m, h or d"),
     };
     Ok(chrono::Utc::now() + delay)
+}
+
+async fn queue_bench_run(scenarios: &[&str], a: QueueBenchArgs, json: bool) -> Result<()> {
+    if a.repetitions == 0 || a.size == 0 {
+        bail!("--repetitions and --size must be at least 1");
+    }
+    queue_bench::run(
+        scenarios,
+        queue_bench::Options {
+            backend: a.backend,
+            postgres_url: a.postgres_url,
+            repetitions: a.repetitions,
+            size: a.size,
+            json,
+        },
+    )
+    .await
 }

@@ -47,23 +47,42 @@ pub(crate) struct NewTrace<'a> {
 }
 
 pub(crate) async fn append(conn: &mut Conn, t: NewTrace<'_>) -> Result<(), StoreError> {
-    sqlx::query(
+    append_all(conn, vec![t]).await
+}
+
+/// Appends several rows in one statement (one round trip), in order: ids are UUIDv7, made here
+/// one after another, so `explain` reads them back in the order given.
+pub(crate) async fn append_all(conn: &mut Conn, rows: Vec<NewTrace<'_>>) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let values: Vec<String> = (0..rows.len())
+        .map(|r| {
+            let cols: Vec<String> = (1..=11).map(|c| format!("${}", r * 11 + c)).collect();
+            format!("({})", cols.join(", "))
+        })
+        .collect();
+    let sql = format!(
         "INSERT INTO traces (id, tenant, event_id, notification_id, delivery_id, at, kind, reason, detail, plugin, attempt)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    )
-    .bind(store::new_id())
-    .bind(t.tenant)
-    .bind(t.event_id)
-    .bind(t.notification_id)
-    .bind(t.delivery_id)
-    .bind(store::time_text(t.at.unwrap_or_else(store::now)))
-    .bind(t.kind)
-    .bind(t.reason)
-    .bind(t.detail)
-    .bind(t.plugin)
-    .bind(t.attempt)
-    .execute(conn)
-    .await?;
+         VALUES {}",
+        values.join(", ")
+    );
+    let mut q = sqlx::query(&sql);
+    for t in rows {
+        q = q
+            .bind(store::new_id())
+            .bind(t.tenant)
+            .bind(t.event_id)
+            .bind(t.notification_id)
+            .bind(t.delivery_id)
+            .bind(store::time_text(t.at.unwrap_or_else(store::now)))
+            .bind(t.kind)
+            .bind(t.reason)
+            .bind(t.detail)
+            .bind(t.plugin)
+            .bind(t.attempt);
+    }
+    q.execute(conn).await?;
     Ok(())
 }
 

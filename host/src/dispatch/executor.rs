@@ -442,39 +442,26 @@ async fn commit_one(
             job.reason.as_deref().unwrap_or("no reason")
         ));
     }
-    traces::append(
-        tx,
-        NewTrace {
-            at: Some(job.leased_at),
-            attempt: Some(attempt_no),
-            ..trace(kind::DELIVERY_DISPATCHED, None, Some(leased))
-        },
-    )
-    .await?;
+    // The whole story of this run goes in with one statement at the end.
+    let mut story = vec![NewTrace {
+        at: Some(job.leased_at),
+        attempt: Some(attempt_no),
+        ..trace(kind::DELIVERY_DISPATCHED, None, Some(leased))
+    }];
     for step in &work.steps {
-        traces::append(
-            tx,
-            NewTrace {
-                at: Some(step.at),
-                plugin: step.plugin.clone(),
-                attempt: Some(attempt_no),
-                ..trace(step.kind, None, Some(step.detail.clone()))
-            },
-        )
-        .await?;
+        story.push(NewTrace {
+            at: Some(step.at),
+            plugin: step.plugin.clone(),
+            attempt: Some(attempt_no),
+            ..trace(step.kind, None, Some(step.detail.clone()))
+        });
     }
+    let mut content_json = None;
     if let Some((content, rendered_by)) = &work.content {
-        let json =
-            serde_json::to_string(content).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        sqlx::query(
-            "UPDATE deliveries SET content = $1, rendered_by = $2, updated_at = $3 WHERE id = $4",
-        )
-        .bind(json)
-        .bind(rendered_by)
-        .bind(store::time_text(now))
-        .bind(&d.id)
-        .execute(&mut *tx)
-        .await?;
+        content_json = Some((
+            serde_json::to_string(content).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            rendered_by.clone(),
+        ));
         if d.channel == Channel::InApp && matches!(verdict, Verdict::Succeeded) {
             let item = inbox::write(
                 tx,
@@ -485,15 +472,11 @@ async fn commit_one(
                 content,
             )
             .await?;
-            traces::append(
-                tx,
-                trace(
-                    kind::INBOX_WRITTEN,
-                    None,
-                    Some(format!("inbox item {item}")),
-                ),
-            )
-            .await?;
+            story.push(trace(
+                kind::INBOX_WRITTEN,
+                None,
+                Some(format!("inbox item {item}")),
+            ));
         }
     }
     if let Some(a) = &work.attempt {
@@ -506,20 +489,16 @@ async fn commit_one(
             (None, Some(e)) => format!("{} in {} ms: {e}", a.outcome, a.duration_ms),
             (None, None) => format!("{} in {} ms", a.outcome, a.duration_ms),
         };
-        traces::append(
-            tx,
-            NewTrace {
-                at: Some(a.started_at),
-                attempt: Some(attempt_no),
-                plugin: Some(a.adapter.clone()),
-                ..trace(
-                    kind::ATTEMPT,
-                    Some(outcome_reason(a.outcome)),
-                    Some(summary),
-                )
-            },
-        )
-        .await?;
+        story.push(NewTrace {
+            at: Some(a.started_at),
+            attempt: Some(attempt_no),
+            plugin: Some(a.adapter.clone()),
+            ..trace(
+                kind::ATTEMPT,
+                Some(outcome_reason(a.outcome)),
+                Some(summary),
+            )
+        });
     }
     let provider_message_id = work
         .attempt
@@ -574,11 +553,13 @@ async fn commit_one(
             return Ok((None, false));
         }
     };
+    let (content, rendered_by) = content_json.unzip();
     sqlx::query(
         "UPDATE deliveries SET status = $1, status_reason = $2, status_detail = $3,
                 sent_by = COALESCE($4, sent_by), provider_message_id = COALESCE($5, provider_message_id),
-                attempts = attempts + $6, updated_at = $7
-         WHERE id = $8",
+                attempts = attempts + $6, updated_at = $7,
+                content = COALESCE($8, content), rendered_by = COALESCE($9, rendered_by)
+         WHERE id = $10",
     )
     .bind(status)
     .bind(status_reason)
@@ -587,18 +568,17 @@ async fn commit_one(
     .bind(&provider_message_id)
     .bind(work.attempt.is_some() as i64)
     .bind(store::time_text(now))
+    .bind(content)
+    .bind(rendered_by)
     .bind(&d.id)
     .execute(&mut *tx)
     .await?;
-    traces::append(
-        tx,
-        NewTrace {
-            plugin,
-            attempt: Some(attempt_no),
-            ..trace(final_kind, status_reason, detail)
-        },
-    )
-    .await?;
+    story.push(NewTrace {
+        plugin,
+        attempt: Some(attempt_no),
+        ..trace(final_kind, status_reason, detail)
+    });
+    traces::append_all(tx, story).await?;
     tracing::info!(delivery = %d.id, status, reason = ?status_reason, "delivery outcome");
     Ok((
         Some(Dispatched {
