@@ -91,6 +91,9 @@ impl From<sqlx::Error> for TriggerError {
 struct PlannedRecipient {
     recipient: Recipient,
     channels: Vec<Channel>,
+    notification_id: String,
+    /// One per channel, in the same order.
+    delivery_ids: Vec<String>,
 }
 
 #[tracing::instrument(skip_all, fields(notifier = %req.notifier, tenant = %req.tenant))]
@@ -167,6 +170,8 @@ pub async fn trigger(
             }));
         }
         planned.push(PlannedRecipient {
+            notification_id: store::new_id(),
+            delivery_ids: channels.iter().map(|_| store::new_id()).collect(),
             recipient,
             channels,
         });
@@ -205,15 +210,25 @@ pub async fn trigger(
             .ok_or_else(|| StoreError::Corrupt("idempotency conflict without a row".into()))?;
         return summary(db, &existing, true).await;
     }
-    planned_trace(
-        &mut tx,
-        (&req.tenant, &event_id, &plugin),
-        (
+    // Every planning decision, attributed to the notifier build, written in one statement.
+    let by = |kind, notification_id, delivery_id, reason, detail| NewTrace {
+        tenant: &req.tenant,
+        event_id: &event_id,
+        notification_id,
+        delivery_id,
+        kind,
+        reason,
+        detail: Some(detail),
+        plugin: Some(plugin.clone()),
+        ..Default::default()
+    };
+    let mut story = vec![
+        by(
             kind::EVENT_RECEIVED,
             None,
             None,
             None,
-            Some(format!(
+            format!(
                 "notifier {} ({} category){}",
                 req.notifier,
                 description.category,
@@ -221,19 +236,14 @@ pub async fn trigger(
                     .as_ref()
                     .map(|k| format!(", idempotency key {k}"))
                     .unwrap_or_default()
-            )),
+            ),
         ),
-    )
-    .await?;
-    planned_trace(
-        &mut tx,
-        (&req.tenant, &event_id, &plugin),
-        (
+        by(
             kind::RECIPIENTS_PLANNED,
             None,
             None,
             None,
-            Some(format!(
+            format!(
                 "{} recipient(s): {}",
                 planned.len(),
                 planned
@@ -241,20 +251,20 @@ pub async fn trigger(
                     .map(|p| p.recipient.id.as_str())
                     .collect::<Vec<_>>()
                     .join(", ")
-            )),
+            ),
         ),
-    )
-    .await?;
-
+    ];
+    let status_reason = scheduled.map(|_| reason::SCHEDULED);
+    let status_detail = scheduled.map(|at| format!("until {}", store::time_text(at)));
+    let mut notifications = Vec::with_capacity(planned.len());
     for p in &planned {
-        let notification_id = store::new_id();
         let recipient_json =
             serde_json::to_string(&p.recipient).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         sqlx::query(
             "INSERT INTO notifications (id, event_id, tenant, recipient_id, recipient, category, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
-        .bind(&notification_id)
+        .bind(&p.notification_id)
         .bind(&event_id)
         .bind(&req.tenant)
         .bind(&p.recipient.id)
@@ -263,34 +273,30 @@ pub async fn trigger(
         .bind(&now)
         .execute(&mut *tx)
         .await?;
-        planned_trace(
-            &mut tx,
-            (&req.tenant, &event_id, &plugin),
-            (
-                kind::NOTIFICATION_CREATED,
-                Some(&notification_id),
-                None,
-                None,
-                Some(format!("recipient {}", p.recipient.id)),
-            ),
-        )
-        .await?;
-        for channel in &p.channels {
-            let delivery_id = store::new_id();
+        story.push(by(
+            kind::NOTIFICATION_CREATED,
+            Some(&p.notification_id),
+            None,
+            None,
+            format!("recipient {}", p.recipient.id),
+        ));
+        let mut deliveries = Vec::with_capacity(p.channels.len());
+        for (channel, delivery_id) in p.channels.iter().zip(&p.delivery_ids) {
+            let idempotency_key = idempotency_key_for(delivery_id);
             sqlx::query(
                 "INSERT INTO deliveries (id, notification_id, event_id, tenant, channel, status, status_reason,
                                          status_detail, idempotency_key, planned_by, created_at, updated_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
             )
-            .bind(&delivery_id)
-            .bind(&notification_id)
+            .bind(delivery_id)
+            .bind(&p.notification_id)
             .bind(&event_id)
             .bind(&req.tenant)
             .bind(channel.as_str())
             .bind(status)
-            .bind(scheduled.map(|_| reason::SCHEDULED))
-            .bind(scheduled.map(|at| format!("until {}", store::time_text(at))))
-            .bind(idempotency_key_for(&delivery_id))
+            .bind(status_reason)
+            .bind(&status_detail)
+            .bind(&idempotency_key)
             .bind(&plugin)
             .bind(&now)
             .execute(&mut *tx)
@@ -300,68 +306,64 @@ pub async fn trigger(
                 &mut tx,
                 NewJob {
                     kind: queue::job_kind::DELIVER,
-                    subject_id: &delivery_id,
+                    subject_id: delivery_id,
                     tenant: &req.tenant,
                     run_at,
-                    deferred: scheduled.map(|_| reason::SCHEDULED),
+                    deferred: status_reason,
                 },
             )
             .await?;
-            planned_trace(
-                &mut tx,
-                (&req.tenant, &event_id, &plugin),
-                (
-                    kind::DELIVERY_PLANNED,
-                    Some(&notification_id),
-                    Some(&delivery_id),
-                    Some("notifier_selected_channel"),
-                    Some(format!(
-                        "{channel} for recipient {}{}",
-                        p.recipient.id,
-                        scheduled
-                            .map(|at| format!(", scheduled for {}", store::time_text(at)))
-                            .unwrap_or_default()
-                    )),
+            story.push(by(
+                kind::DELIVERY_PLANNED,
+                Some(&p.notification_id),
+                Some(delivery_id),
+                Some("notifier_selected_channel"),
+                format!(
+                    "{channel} for recipient {}{}",
+                    p.recipient.id,
+                    scheduled
+                        .map(|at| format!(", scheduled for {}", store::time_text(at)))
+                        .unwrap_or_default()
                 ),
-            )
-            .await?;
+            ));
+            deliveries.push(DeliveryRecord {
+                id: delivery_id.clone(),
+                notification_id: p.notification_id.clone(),
+                event_id: event_id.clone(),
+                tenant: req.tenant.clone(),
+                recipient_id: p.recipient.id.clone(),
+                channel: channel.as_str().to_string(),
+                status: status.to_string(),
+                status_reason: status_reason.map(str::to_string),
+                status_detail: status_detail.clone(),
+                idempotency_key,
+                planned_by: plugin.clone(),
+                rendered_by: None,
+                sent_by: None,
+                provider_message_id: None,
+                attempts: 0,
+                created_at: now.clone(),
+                updated_at: now.clone(),
+            });
         }
+        // The order `summary` reads them back in.
+        deliveries.sort_by(|a, b| a.channel.cmp(&b.channel));
+        notifications.push(NotificationSummary {
+            id: p.notification_id.clone(),
+            recipient_id: p.recipient.id.clone(),
+            deliveries,
+        });
     }
+    traces::append_all(&mut tx, story).await?;
     queue::announce(&mut tx, store::backend(db)).await?;
     tx.commit().await?;
     tracing::info!(%event_id, notifications = planned.len(), "event triggered");
-    summary(db, &event_id, false).await
-}
-
-type TraceFields<'a> = (
-    &'static str,
-    Option<&'a str>,
-    Option<&'a str>,
-    Option<&'static str>,
-    Option<String>,
-);
-
-/// Appends a planning trace attributed to the notifier plugin.
-async fn planned_trace(
-    conn: &mut crate::store::Conn,
-    (tenant, event_id, plugin): (&str, &str, &str),
-    (kind, notification_id, delivery_id, reason, detail): TraceFields<'_>,
-) -> Result<(), StoreError> {
-    traces::append(
-        conn,
-        NewTrace {
-            tenant,
-            event_id,
-            notification_id,
-            delivery_id,
-            kind,
-            reason,
-            detail,
-            plugin: Some(plugin.to_string()),
-            ..Default::default()
-        },
-    )
-    .await
+    // What was just committed, without reading it back.
+    Ok(TriggerOutcome {
+        event_id,
+        duplicate: false,
+        notifications,
+    })
 }
 
 /// The idempotency key every send of a delivery carries: stable across attempts, so a
