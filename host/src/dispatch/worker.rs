@@ -1,4 +1,5 @@
-//! A worker: leases due jobs, runs them a few at a time, commits their outcomes in batches,
+//! A worker: leases due jobs, runs them a few at a time, commits their outcomes in batches
+//! (in a task of its own, beside the leasing),
 //! and sleeps until there is work (a wake-up, the next scheduled job, or the polling backstop).
 //!
 //! Any number of workers, in any number of processes sharing the database, can run at once:
@@ -10,7 +11,7 @@ use super::queue::{self, Leased, Scope, Wakeup};
 use crate::store::{self, Backend, StoreError};
 use std::collections::HashMap;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 #[derive(Clone, Debug)]
@@ -66,6 +67,17 @@ pub struct WorkerReport {
 }
 
 impl WorkerReport {
+    fn add(&mut self, other: &WorkerReport) {
+        self.leased += other.leased;
+        self.succeeded += other.succeeded;
+        self.failed += other.failed;
+        self.retried += other.retried;
+        self.cancelled += other.cancelled;
+        self.dropped += other.dropped;
+        self.released += other.released;
+        self.errors += other.errors;
+    }
+
     fn count(&mut self, committed: usize, out: &[Dispatched]) {
         self.dropped += (committed - out.len()) as u64;
         for d in out {
@@ -96,14 +108,16 @@ pub async fn run(
     let concurrency = config.concurrency.max(1);
     let mut tasks: JoinSet<Result<Work, StoreError>> = JoinSet::new();
     let mut in_flight: HashMap<tokio::task::Id, Leased> = HashMap::new();
-    let mut finished: Vec<Work> = Vec::new();
+    // Outcomes are committed by their own task, so leasing and running go on while a batch
+    // commits, and a batch is whatever finished during the previous commit.
+    let (finished, outcomes) = mpsc::unbounded_channel::<Work>();
+    let committer = tokio::spawn(commit_loop(exec.clone(), outcomes));
     tracing::info!(concurrency, "worker started");
 
     loop {
         while let Some(joined) = tasks.try_join_next_with_id() {
-            collect(joined, &mut in_flight, &mut finished, &mut report);
+            collect(joined, &mut in_flight, &finished, &mut report);
         }
-        commit(&exec, &mut finished, &mut report).await;
         if *stop.borrow() {
             break;
         }
@@ -140,7 +154,7 @@ pub async fn run(
         };
         tokio::select! {
             Some(joined) = tasks.join_next_with_id(), if !tasks.is_empty() => {
-                collect(joined, &mut in_flight, &mut finished, &mut report);
+                collect(joined, &mut in_flight, &finished, &mut report);
             }
             _ = wake.woken(), if tasks.len() < concurrency => {}
             _ = tokio::time::sleep(nap) => {}
@@ -152,12 +166,20 @@ pub async fn run(
     let deadline = tokio::time::Instant::now() + config.grace;
     while !tasks.is_empty() {
         match tokio::time::timeout_at(deadline, tasks.join_next_with_id()).await {
-            Ok(Some(joined)) => collect(joined, &mut in_flight, &mut finished, &mut report),
+            Ok(Some(joined)) => collect(joined, &mut in_flight, &finished, &mut report),
             Ok(None) | Err(_) => break,
         }
     }
-    commit(&exec, &mut finished, &mut report).await;
     tasks.abort_all();
+    // Everything finished is committed before the leftovers are released.
+    drop(finished);
+    match committer.await {
+        Ok(committed) => report.add(&committed),
+        Err(e) => {
+            report.errors += 1;
+            tracing::error!(error = %e, "the commit task failed");
+        }
+    }
     let left: Vec<Leased> = in_flight.into_values().collect();
     if !left.is_empty() {
         match queue::release(&exec.db, &left).await {
@@ -178,13 +200,14 @@ pub async fn run(
 fn collect(
     joined: Result<(tokio::task::Id, Result<Work, StoreError>), tokio::task::JoinError>,
     in_flight: &mut HashMap<tokio::task::Id, Leased>,
-    finished: &mut Vec<Work>,
+    finished: &mpsc::UnboundedSender<Work>,
     report: &mut WorkerReport,
 ) {
     match joined {
         Ok((id, Ok(work))) => {
             in_flight.remove(&id);
-            finished.push(work);
+            // The committer lives until this worker drops the sender.
+            let _ = finished.send(work);
         }
         Ok((id, Err(e))) => {
             // The job stays leased; its lease expires and another try follows.
@@ -200,20 +223,24 @@ fn collect(
     }
 }
 
-async fn commit(exec: &Executor, finished: &mut Vec<Work>, report: &mut WorkerReport) {
-    if finished.is_empty() {
-        return;
-    }
-    let batch = std::mem::take(finished);
-    let n = batch.len();
-    match exec.commit(batch).await {
-        Ok(out) => report.count(n, &out),
-        Err(e) => {
-            // Nothing of the batch was written; the jobs' leases expire and they run again.
-            report.errors += 1;
-            tracing::error!(error = %e, jobs = n, "committing a batch failed");
+/// Commits finished jobs in batches: each batch is everything that finished while the
+/// previous one was being written (at most `MAX_BATCH`). Ends when the worker drops its sender.
+async fn commit_loop(exec: Executor, mut outcomes: mpsc::UnboundedReceiver<Work>) -> WorkerReport {
+    const MAX_BATCH: usize = 100;
+    let mut report = WorkerReport::default();
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while outcomes.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let n = batch.len();
+        match exec.commit(std::mem::take(&mut batch)).await {
+            Ok(out) => report.count(n, &out),
+            Err(e) => {
+                // Nothing of the batch was written; the jobs' leases expire and they run again.
+                report.errors += 1;
+                tracing::error!(error = %e, jobs = n, "committing a batch failed");
+            }
         }
     }
+    report
 }
 
 /// How long to sleep before the next job not leased becomes due, at most `poll`.
