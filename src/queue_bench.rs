@@ -2,7 +2,8 @@
 //! measured against the best plain SQL writing or leasing the same rows, in the same run, on
 //! the same database.
 //!
-//! - **trigger**: triggers/s from 1 and 4 concurrent callers. The engine asks the notifier
+//! - **trigger**: triggers/s from 1 and 4 concurrent callers, and in bulk (`trigger_many` of
+//!   100 from one caller; raw: 100 triggers' rows per transaction). The engine asks the notifier
 //!   plugin for recipients and channels, then writes the event, notification, delivery, job and
 //!   four traces in one transaction. Raw: the same rows in one transaction per trigger with
 //!   native sqlx (no plugin call).
@@ -198,28 +199,32 @@ const TRACE_SQL: &str = "INSERT INTO traces (id, tenant, event_id, notification_
 
 /// One trigger's rows, the raw way: one transaction, the same rows the engine writes.
 async fn raw_trigger(raw: &Raw, i: usize) -> Result<()> {
-    let (event, notification, delivery) = (
-        belfry::host::store::new_id(),
-        belfry::host::store::new_id(),
-        belfry::host::store::new_id(),
-    );
-    let now = belfry::host::store::time_text(belfry::host::store::now());
-    let payload = payload(i).to_string();
+    raw_triggers(raw, i, 1).await
+}
+
+/// The rows of `n` triggers (numbered from `first`) in one transaction.
+async fn raw_triggers(raw: &Raw, first: usize, n: usize) -> Result<()> {
+    use belfry::host::store::{new_id, now, time_text};
     on_raw!(raw, pool => {
         let mut tx = pool.begin().await?;
-        sqlx::query("INSERT INTO events (id, tenant, notifier_key, notifier_plugin, payload, created_at) VALUES ($1, 'default', 'order-shipped', 'raw', $2, $3)")
-            .bind(&event).bind(&payload).bind(&now).execute(&mut *tx).await?;
-        sqlx::query("INSERT INTO notifications (id, event_id, tenant, recipient_id, recipient, category, created_at) VALUES ($1, $2, 'default', $3, '{}', 'orders', $4)")
-            .bind(&notification).bind(&event).bind(format!("u-{i}")).bind(&now).execute(&mut *tx).await?;
-        sqlx::query("INSERT INTO deliveries (id, notification_id, event_id, tenant, channel, status, idempotency_key, planned_by, created_at, updated_at) VALUES ($1, $2, $3, 'default', 'webhook', 'pending', $4, 'raw', $5, $5)")
-            .bind(&delivery).bind(&notification).bind(&event).bind(format!("belfry-{delivery}")).bind(&now).execute(&mut *tx).await?;
-        sqlx::query("INSERT INTO jobs (id, kind, subject_id, tenant, state, run_at, created_at, updated_at) VALUES ($1, 'deliver', $2, 'default', 'available', $3, $3, $3)")
-            .bind(belfry::host::store::new_id()).bind(&delivery).bind(&now).execute(&mut *tx).await?;
-        for (kind, n, d) in [("event.received", None, None), ("recipients.planned", None, None),
-                             ("notification.created", Some(&notification), None),
-                             ("delivery.planned", Some(&notification), Some(&delivery))] {
-            sqlx::query(TRACE_SQL).bind(belfry::host::store::new_id()).bind(&event).bind(n).bind(d)
-                .bind(&now).bind(kind).execute(&mut *tx).await?;
+        for i in first..first + n {
+            let (event, notification, delivery) = (new_id(), new_id(), new_id());
+            let now = time_text(now());
+            let payload = payload(i).to_string();
+            sqlx::query("INSERT INTO events (id, tenant, notifier_key, notifier_plugin, payload, created_at) VALUES ($1, 'default', 'order-shipped', 'raw', $2, $3)")
+                .bind(&event).bind(&payload).bind(&now).execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO notifications (id, event_id, tenant, recipient_id, recipient, category, created_at) VALUES ($1, $2, 'default', $3, '{}', 'orders', $4)")
+                .bind(&notification).bind(&event).bind(format!("u-{i}")).bind(&now).execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO deliveries (id, notification_id, event_id, tenant, channel, status, idempotency_key, planned_by, created_at, updated_at) VALUES ($1, $2, $3, 'default', 'webhook', 'pending', $4, 'raw', $5, $5)")
+                .bind(&delivery).bind(&notification).bind(&event).bind(format!("belfry-{delivery}")).bind(&now).execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO jobs (id, kind, subject_id, tenant, state, run_at, created_at, updated_at) VALUES ($1, 'deliver', $2, 'default', 'available', $3, $3, $3)")
+                .bind(new_id()).bind(&delivery).bind(&now).execute(&mut *tx).await?;
+            for (kind, n, d) in [("event.received", None, None), ("recipients.planned", None, None),
+                                 ("notification.created", Some(&notification), None),
+                                 ("delivery.planned", Some(&notification), Some(&delivery))] {
+                sqlx::query(TRACE_SQL).bind(new_id()).bind(&event).bind(n).bind(d)
+                    .bind(&now).bind(kind).execute(&mut *tx).await?;
+            }
         }
         tx.commit().await?;
     });
@@ -300,6 +305,43 @@ async fn bench_trigger(o: &Options) -> Result<Vec<Row>> {
             "≥ 0.8× raw",
         ));
     }
+    // Bulk: `trigger_many` of 100 from one caller; raw writes 100 triggers' rows per transaction.
+    const BULK: usize = 100;
+    let batches = o.size.div_ceil(BULK);
+    let (mut engine_rates, mut raw_rates) = (Vec::new(), Vec::new());
+    for _ in 0..o.repetitions {
+        let place = Place::new(o).await?;
+        let engine = place.engine().await?;
+        let start = Instant::now();
+        for b in 0..batches {
+            let reqs: Vec<TriggerRequest> = (b * BULK..(b + 1) * BULK)
+                .map(|i| TriggerRequest::new("order-shipped", payload(i)))
+                .collect();
+            engine.trigger_many(&reqs).await?;
+        }
+        engine_rates.push((batches * BULK) as f64 / start.elapsed().as_secs_f64());
+        let raw = raw_pool(&place).await?;
+        let start = Instant::now();
+        for b in 0..batches {
+            raw_triggers(&raw, o_size_offset(b * BULK), BULK).await?;
+        }
+        raw_rates.push((batches * BULK) as f64 / start.elapsed().as_secs_f64());
+        let n = count(&engine, "SELECT COUNT(*) FROM jobs").await?;
+        ensure!(
+            n == 2 * (batches * BULK) as i64,
+            "bulk trigger check: {n} jobs, expected {}",
+            2 * batches * BULK
+        );
+        place.drop_schema().await;
+    }
+    rows.push(row(
+        "trigger",
+        "trigger_many 100",
+        "triggers/s",
+        &engine_rates,
+        Some(&raw_rates),
+        "≥ 0.8× raw",
+    ));
     Ok(rows)
 }
 
@@ -356,27 +398,15 @@ async fn bench_dispatch(o: &Options) -> Result<Vec<Row>> {
             let start = Instant::now();
             let mut running = Vec::new();
             for w in 0..workers {
-                let (stop, rx) = tokio::sync::watch::channel(false);
-                let e = engine.clone();
-                let config = WorkerConfig {
-                    owner: format!("bench-{w}"),
-                    concurrency: 10,
-                    poll: Duration::from_millis(50),
-                    ..Default::default()
-                };
-                running.push((
-                    stop,
-                    tokio::spawn(async move { e.run_worker(config, rx).await }),
-                ));
+                running.push(Worker::start(&engine, &format!("bench-{w}"), 10));
             }
             while count(&engine, "SELECT COUNT(*) FROM jobs").await? > 0 {
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
             engine_rates.push(o.size as f64 / start.elapsed().as_secs_f64());
             let mut leased = 0;
-            for (stop, handle) in running {
-                stop.send(true)?;
-                leased += handle.await?.leased;
+            for worker in running {
+                leased += worker.stop().await?.leased;
             }
             let ok = count(
                 &engine,
@@ -494,6 +524,41 @@ async fn raw_worker(raw: &Raw, owner: &str) -> Result<usize> {
     }
 }
 
+/// One worker of `concurrency` jobs in flight, in this process.
+struct Worker {
+    stop: tokio::sync::watch::Sender<bool>,
+    handle: tokio::task::JoinHandle<belfry::host::dispatch::WorkerReport>,
+}
+
+impl Worker {
+    fn start(engine: &Engine, owner: &str, concurrency: usize) -> Worker {
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        let e = engine.clone();
+        let config = WorkerConfig {
+            owner: owner.to_string(),
+            concurrency,
+            ..Default::default()
+        };
+        let handle = tokio::spawn(async move { e.run_worker(config, rx).await });
+        Worker { stop, handle }
+    }
+
+    async fn stop(self) -> Result<belfry::host::dispatch::WorkerReport> {
+        self.stop.send(true)?;
+        Ok(self.handle.await?)
+    }
+}
+
+/// When each delivery's (first) adapter call started.
+async fn started_at(engine: &Engine, id: &str) -> Result<chrono::DateTime<Utc>> {
+    let started: String =
+        sqlx::query_scalar("SELECT started_at FROM attempts WHERE delivery_id = $1")
+            .bind(id)
+            .fetch_one(engine.db())
+            .await?;
+    Ok(started.parse()?)
+}
+
 /// Trigger commit → adapter call, open loop at `rate_per_sec`, one worker (concurrency 10).
 async fn bench_latency(o: &Options) -> Result<Vec<Row>> {
     let rate_per_sec = 100.0;
@@ -501,18 +566,7 @@ async fn bench_latency(o: &Options) -> Result<Vec<Row>> {
     for _ in 0..o.repetitions {
         let place = Place::new(o).await?;
         let engine = place.engine().await?;
-        let (stop, rx) = tokio::sync::watch::channel(false);
-        let e = engine.clone();
-        let worker = tokio::spawn(async move {
-            e.run_worker(
-                WorkerConfig {
-                    concurrency: 10,
-                    ..Default::default()
-                },
-                rx,
-            )
-            .await
-        });
+        let worker = Worker::start(&engine, "bench", 10);
         let n = (rate_per_sec * 2.0) as usize;
         let mut committed = Vec::with_capacity(n);
         let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate_per_sec));
@@ -536,16 +590,10 @@ async fn bench_latency(o: &Options) -> Result<Vec<Row>> {
         while count(&engine, "SELECT COUNT(*) FROM jobs").await? > 0 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        stop.send(true)?;
-        worker.await?;
+        worker.stop().await?;
         let mut lat = Vec::new();
         for (id, at) in &committed {
-            let started: String =
-                sqlx::query_scalar("SELECT started_at FROM attempts WHERE delivery_id = $1")
-                    .bind(id)
-                    .fetch_one(engine.db())
-                    .await?;
-            let started: chrono::DateTime<Utc> = started.parse()?;
+            let started = started_at(&engine, id).await?;
             // Stored times have millisecond precision: clamp the rounding below zero.
             lat.push(((started - *at).num_microseconds().unwrap_or(0) as f64 / 1000.0).max(0.0));
         }
@@ -574,18 +622,7 @@ async fn bench_schedule(o: &Options) -> Result<Vec<Row>> {
     for _ in 0..o.repetitions {
         let place = Place::new(o).await?;
         let engine = place.engine().await?;
-        let (stop, rx) = tokio::sync::watch::channel(false);
-        let e = engine.clone();
-        let worker = tokio::spawn(async move {
-            e.run_worker(
-                WorkerConfig {
-                    concurrency: 10,
-                    ..Default::default()
-                },
-                rx,
-            )
-            .await
-        });
+        let worker = Worker::start(&engine, "bench", 10);
         let n = 50;
         let base = Utc::now() + chrono::Duration::milliseconds(500);
         let mut due = Vec::new();
@@ -599,16 +636,10 @@ async fn bench_schedule(o: &Options) -> Result<Vec<Row>> {
         while count(&engine, "SELECT COUNT(*) FROM jobs").await? > 0 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        stop.send(true)?;
-        worker.await?;
+        worker.stop().await?;
         let mut late = Vec::new();
         for (id, at) in &due {
-            let started: String =
-                sqlx::query_scalar("SELECT started_at FROM attempts WHERE delivery_id = $1")
-                    .bind(id)
-                    .fetch_one(engine.db())
-                    .await?;
-            let started: chrono::DateTime<Utc> = started.parse()?;
+            let started = started_at(&engine, id).await?;
             let ms = (started - *at).num_milliseconds() as f64;
             ensure!(ms >= 0.0, "schedule check: delivery {id} ran {ms} ms early");
             late.push(ms);

@@ -403,6 +403,52 @@ async fn explain_tells_the_story_in_order_with_plugin_versions(b: Backend) {
     );
 }
 
+async fn a_batch_of_triggers_is_written_all_or_nothing(b: Backend) {
+    let w = world(b).await;
+    let e = &w.engine;
+    let welcome = |id: &str| json!({"user": {"id": id, "email": format!("{id}@example.com")}});
+    let before = e
+        .trigger(&TriggerRequest::new("welcome", welcome("old")).idempotency_key("seen"))
+        .await
+        .unwrap();
+
+    // One bad request fails the batch, naming it, and nothing of the others is written.
+    let events = count(e, "events").await;
+    let bad = [
+        TriggerRequest::new("welcome", welcome("a1")),
+        TriggerRequest::new("welcome", json!({"user": {}})),
+    ];
+    let err = e.trigger_many(&bad).await.unwrap_err().to_string();
+    assert!(
+        err.starts_with("request 1 of the batch:") && err.contains("user.id"),
+        "{err}"
+    );
+    assert_eq!(count(e, "events").await, events);
+    assert_eq!(count(e, "jobs").await, 2, "only the first trigger's jobs");
+
+    // Keys seen before, and keys repeated within the batch, come back as duplicates.
+    let batch = [
+        TriggerRequest::new("welcome", welcome("b1")).idempotency_key("k1"),
+        TriggerRequest::new("welcome", welcome("b2")).idempotency_key("seen"),
+        TriggerRequest::new("welcome", welcome("b3")).idempotency_key("k1"),
+        TriggerRequest::new("welcome", welcome("b4")),
+    ];
+    let out = e.trigger_many(&batch).await.unwrap();
+    let dup: Vec<bool> = out.iter().map(|o| o.duplicate).collect();
+    assert_eq!(dup, [false, true, true, false]);
+    assert_eq!(out[1].event_id, before.event_id);
+    assert_eq!(out[2].event_id, out[0].event_id);
+    assert_eq!(out[3].notifications[0].recipient_id, "b4");
+    assert_eq!(count(e, "events").await, events + 2);
+    assert_eq!(count(e, "jobs").await, 2 + 4);
+    let sent = e.dispatch_pending().await.unwrap();
+    assert_eq!(sent.len(), 6);
+    assert!(sent.iter().all(|d| d.status == "succeeded"), "{sent:?}");
+    let too_many = vec![TriggerRequest::new("welcome", welcome("x")); 1001];
+    let err = e.trigger_many(&too_many).await.unwrap_err().to_string();
+    assert!(err.contains("at most 1000"), "{err}");
+}
+
 on_both_backends!(
     a_trigger_is_planned_rendered_sent_and_recorded,
     a_repeated_idempotency_key_returns_the_original_and_writes_nothing,
@@ -412,4 +458,5 @@ on_both_backends!(
     bad_triggers_are_rejected_with_a_reason_and_store_nothing,
     adapter_outcomes_are_recorded_as_attempts,
     explain_tells_the_story_in_order_with_plugin_versions,
+    a_batch_of_triggers_is_written_all_or_nothing,
 );

@@ -362,18 +362,24 @@ async fn a_rate_limited_send_waits_for_the_retry_after(b: Backend) {
 
 fn infinite_loop_plugins() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    for ext in ["wasm", "toml"] {
-        std::fs::copy(
-            Path::new(belfry::FIXTURE_PLUGINS_DIR).join(format!("infinite-loop.{ext}")),
-            dir.path().join(format!("infinite-loop.{ext}")),
-        )
-        .unwrap();
-    }
+    std::fs::copy(
+        Path::new(belfry::FIXTURE_PLUGINS_DIR).join("infinite-loop.wasm"),
+        dir.path().join("infinite-loop.wasm"),
+    )
+    .unwrap();
+    // A 3 s limit: long enough that a stop sent once the job is seen running always lands
+    // while it still runs.
+    let manifest =
+        std::fs::read_to_string(Path::new(belfry::FIXTURE_PLUGINS_DIR).join("infinite-loop.toml"))
+            .unwrap()
+            .replace("timeout_ms = 500", "timeout_ms = 3000");
+    assert!(manifest.contains("timeout_ms = 3000"));
+    std::fs::write(dir.path().join("infinite-loop.toml"), manifest).unwrap();
     dir
 }
 
 async fn shutdown_finishes_what_it_can_and_releases_the_rest(b: Backend) {
-    // The infinite-loop renderer makes every job take its 2 s time limit.
+    // The infinite-loop renderer makes every job take its whole time limit.
     let plugins = infinite_loop_plugins();
     let dir = plugins.path().to_path_buf();
     let w = world_with(b, move |c| c.plugins_dir = Some(dir)).await;

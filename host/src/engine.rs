@@ -128,6 +128,19 @@ impl Engine {
         Ok(outcome)
     }
 
+    /// Plans up to 1000 events and writes them in one transaction (all or none; an invalid
+    /// request fails the batch, naming its index), then wakes the workers.
+    pub async fn trigger_many(
+        &self,
+        reqs: &[TriggerRequest],
+    ) -> Result<Vec<TriggerOutcome>, TriggerError> {
+        let outcomes = trigger::trigger_many(&self.db, &self.runtime, &self.registry, reqs).await?;
+        if outcomes.iter().any(|o| !o.duplicate) {
+            self.wake.wake();
+        }
+        Ok(outcomes)
+    }
+
     /// What runs jobs: the database, plugins and retry policy of this engine.
     pub fn executor(&self) -> Executor {
         Executor {

@@ -78,6 +78,11 @@ pub enum TriggerError {
     UnknownNotifier(#[from] RegistryError),
     #[error("notifier `{notifier}` rejected the payload: {source}")]
     Plan { notifier: String, source: CallError },
+    #[error("request {index} of the batch: {source}")]
+    InBatch {
+        index: usize,
+        source: Box<TriggerError>,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -96,6 +101,27 @@ struct PlannedRecipient {
     delivery_ids: Vec<String>,
 }
 
+/// The most requests one [`trigger_many`] takes.
+pub const MAX_BATCH: usize = 1000;
+
+/// An event planned by its notifier, ready to be written.
+struct PlannedEvent<'r> {
+    req: &'r TriggerRequest,
+    /// The notifier build, `name@version#hash12`.
+    plugin: String,
+    category: String,
+    payload: String,
+    recipients: Vec<PlannedRecipient>,
+}
+
+enum Plan<'r> {
+    New(PlannedEvent<'r>),
+    /// The idempotency key was used before: the original event's id.
+    Duplicate(String),
+}
+
+/// Plans an event and writes it in one transaction: the event, a notification per distinct
+/// recipient, a delivery and its job per (notification, channel), and the traces.
 #[tracing::instrument(skip_all, fields(notifier = %req.notifier, tenant = %req.tenant))]
 pub async fn trigger(
     db: &Db,
@@ -103,6 +129,85 @@ pub async fn trigger(
     registry: &Registry,
     req: &TriggerRequest,
 ) -> Result<TriggerOutcome, TriggerError> {
+    let planned = match plan(db, runtime, registry, req).await? {
+        Plan::Duplicate(existing) => return summary(db, &existing, true).await,
+        Plan::New(p) => p,
+    };
+    let mut tx = db.begin().await?;
+    let written = write(&mut tx, &planned).await?;
+    queue::announce(&mut tx, store::backend(db)).await?;
+    tx.commit().await?;
+    match written {
+        Some(outcome) => Ok(outcome),
+        None => duplicate_of(db, req).await,
+    }
+}
+
+/// Plans every request, then writes them all in one transaction: all are written or none.
+/// A request whose idempotency key was used before (or earlier in the batch) comes back as a
+/// duplicate of the original. Any invalid request fails the batch, naming its index.
+#[tracing::instrument(skip_all, fields(requests = reqs.len()))]
+pub async fn trigger_many(
+    db: &Db,
+    runtime: &PluginRuntime,
+    registry: &Registry,
+    reqs: &[TriggerRequest],
+) -> Result<Vec<TriggerOutcome>, TriggerError> {
+    if reqs.len() > MAX_BATCH {
+        return Err(TriggerError::Invalid(format!(
+            "a batch holds at most {MAX_BATCH} requests, got {}",
+            reqs.len()
+        )));
+    }
+    let mut plans = Vec::with_capacity(reqs.len());
+    for (index, req) in reqs.iter().enumerate() {
+        let planned =
+            plan(db, runtime, registry, req)
+                .await
+                .map_err(|e| TriggerError::InBatch {
+                    index,
+                    source: Box::new(e),
+                })?;
+        plans.push(planned);
+    }
+    let mut tx = db.begin().await?;
+    let mut written = Vec::with_capacity(plans.len());
+    for p in &plans {
+        written.push(match p {
+            Plan::New(p) => write(&mut tx, p).await?,
+            Plan::Duplicate(_) => None,
+        });
+    }
+    queue::announce(&mut tx, store::backend(db)).await?;
+    tx.commit().await?;
+    let mut out = Vec::with_capacity(plans.len());
+    for ((p, w), req) in plans.iter().zip(written).zip(reqs) {
+        out.push(match (p, w) {
+            (_, Some(outcome)) => outcome,
+            (Plan::Duplicate(existing), None) => summary(db, existing, true).await?,
+            (Plan::New(_), None) => duplicate_of(db, req).await?,
+        });
+    }
+    Ok(out)
+}
+
+/// The original of a request whose idempotency key turned out to be taken.
+async fn duplicate_of(db: &Db, req: &TriggerRequest) -> Result<TriggerOutcome, TriggerError> {
+    let key = req.idempotency_key.as_deref().unwrap_or_default();
+    let existing = find_by_key(db, &req.tenant, key)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt("idempotency conflict without a row".into()))?;
+    summary(db, &existing, true).await
+}
+
+/// Validates a request and asks the notifier plugin for its recipients and channels. Writes
+/// nothing: plugin calls may take milliseconds and must not hold a write transaction.
+async fn plan<'r>(
+    db: &Db,
+    runtime: &PluginRuntime,
+    registry: &Registry,
+    req: &'r TriggerRequest,
+) -> Result<Plan<'r>, TriggerError> {
     if req.tenant.trim().is_empty() {
         return Err(TriggerError::Invalid("tenant must not be empty".into()));
     }
@@ -119,7 +224,7 @@ pub async fn trigger(
         }
         if let Some(existing) = find_by_key(db, &req.tenant, key).await? {
             tracing::info!(event_id = %existing, "duplicate trigger");
-            return summary(db, &existing, true).await;
+            return Ok(Plan::Duplicate(existing));
         }
     }
 
@@ -177,7 +282,22 @@ pub async fn trigger(
         });
     }
 
-    let plugin = notifier.reference().to_string();
+    Ok(Plan::New(PlannedEvent {
+        req,
+        plugin: notifier.reference().to_string(),
+        category: description.category.clone(),
+        payload,
+        recipients: planned,
+    }))
+}
+
+/// Writes one planned event inside `tx`. `None` when its idempotency key was taken since it
+/// was planned: then nothing was written.
+async fn write(
+    tx: &mut crate::store::Conn,
+    p: &PlannedEvent<'_>,
+) -> Result<Option<TriggerOutcome>, TriggerError> {
+    let (req, plugin, category, planned) = (p.req, &p.plugin, &p.category, &p.recipients);
     let event_id = store::new_id();
     let now_time = store::now();
     let now = store::time_text(now_time);
@@ -187,7 +307,6 @@ pub async fn trigger(
         Some(at) => ("deferred", at),
         None => ("pending", now_time),
     };
-    let mut tx = db.begin().await?;
     let inserted = sqlx::query(
         "INSERT INTO events (id, tenant, notifier_key, notifier_plugin, payload, idempotency_key, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
@@ -195,20 +314,15 @@ pub async fn trigger(
     .bind(&event_id)
     .bind(&req.tenant)
     .bind(&req.notifier)
-    .bind(&plugin)
-    .bind(&payload)
+    .bind(plugin)
+    .bind(&p.payload)
     .bind(&req.idempotency_key)
     .bind(&now)
     .execute(&mut *tx)
     .await?;
     if inserted.rows_affected() == 0 {
-        // Another trigger with the same key committed while we were planning.
-        tx.rollback().await?;
-        let key = req.idempotency_key.as_deref().unwrap_or_default();
-        let existing = find_by_key(db, &req.tenant, key)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("idempotency conflict without a row".into()))?;
-        return summary(db, &existing, true).await;
+        // Another trigger with the same key committed while this one was planning.
+        return Ok(None);
     }
     // Every planning decision, attributed to the notifier build, written in one statement.
     let by = |kind, notification_id, delivery_id, reason, detail| NewTrace {
@@ -231,7 +345,7 @@ pub async fn trigger(
             format!(
                 "notifier {} ({} category){}",
                 req.notifier,
-                description.category,
+                category,
                 req.idempotency_key
                     .as_ref()
                     .map(|k| format!(", idempotency key {k}"))
@@ -257,7 +371,7 @@ pub async fn trigger(
     let status_reason = scheduled.map(|_| reason::SCHEDULED);
     let status_detail = scheduled.map(|at| format!("until {}", store::time_text(at)));
     let mut notifications = Vec::with_capacity(planned.len());
-    for p in &planned {
+    for p in planned {
         let recipient_json =
             serde_json::to_string(&p.recipient).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         sqlx::query(
@@ -269,7 +383,7 @@ pub async fn trigger(
         .bind(&req.tenant)
         .bind(&p.recipient.id)
         .bind(&recipient_json)
-        .bind(&description.category)
+        .bind(category)
         .bind(&now)
         .execute(&mut *tx)
         .await?;
@@ -297,13 +411,13 @@ pub async fn trigger(
             .bind(status_reason)
             .bind(&status_detail)
             .bind(&idempotency_key)
-            .bind(&plugin)
+            .bind(plugin)
             .bind(&now)
             .execute(&mut *tx)
             .await?;
             // The job that will send it commits with it, or neither exists.
             queue::enqueue(
-                &mut tx,
+                tx,
                 NewJob {
                     kind: queue::job_kind::DELIVER,
                     subject_id: delivery_id,
@@ -327,7 +441,7 @@ pub async fn trigger(
                 ),
             ));
             deliveries.push(DeliveryRecord {
-                id: delivery_id.clone(),
+                id: delivery_id.to_string(),
                 notification_id: p.notification_id.clone(),
                 event_id: event_id.clone(),
                 tenant: req.tenant.clone(),
@@ -337,7 +451,7 @@ pub async fn trigger(
                 status_reason: status_reason.map(str::to_string),
                 status_detail: status_detail.clone(),
                 idempotency_key,
-                planned_by: plugin.clone(),
+                planned_by: plugin.to_string(),
                 rendered_by: None,
                 sent_by: None,
                 provider_message_id: None,
@@ -354,16 +468,14 @@ pub async fn trigger(
             deliveries,
         });
     }
-    traces::append_all(&mut tx, story).await?;
-    queue::announce(&mut tx, store::backend(db)).await?;
-    tx.commit().await?;
-    tracing::info!(%event_id, notifications = planned.len(), "event triggered");
-    // What was just committed, without reading it back.
-    Ok(TriggerOutcome {
+    traces::append_all(tx, story).await?;
+    tracing::info!(%event_id, notifications = planned.len(), "event planned");
+    // What was just written, without reading it back.
+    Ok(Some(TriggerOutcome {
         event_id,
         duplicate: false,
         notifications,
-    })
+    }))
 }
 
 /// The idempotency key every send of a delivery carries: stable across attempts, so a

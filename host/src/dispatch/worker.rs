@@ -131,7 +131,11 @@ pub async fn run(
                     for job in jobs {
                         let exec = exec.clone();
                         let run = job.clone();
-                        let handle = tasks.spawn(async move { exec.execute(run).await });
+                        // A job runs on a blocking-pool thread of its own: a plugin burning
+                        // its whole CPU budget must not stall this loop, its timers or the
+                        // commit task on a shared runtime thread.
+                        let rt = tokio::runtime::Handle::current();
+                        let handle = tasks.spawn_blocking(move || rt.block_on(exec.execute(run)));
                         in_flight.insert(handle.id(), job);
                     }
                 }
@@ -170,7 +174,9 @@ pub async fn run(
             Ok(None) | Err(_) => break,
         }
     }
-    tasks.abort_all();
+    // Jobs still running are left to end on their own (their plugin time limits bound them);
+    // what they return is dropped, and their jobs are released below.
+    tasks.detach_all();
     // Everything finished is committed before the leftovers are released.
     drop(finished);
     match committer.await {
