@@ -155,10 +155,6 @@ struct RetryArgs {
 
 impl RetryArgs {
     fn policy(&self) -> Result<belfry::host::dispatch::RetryPolicy> {
-        let secs = |name: &str, v: f64| {
-            std::time::Duration::try_from_secs_f64(v)
-                .map_err(|_| anyhow::anyhow!("--{name} must be a number of seconds ≥ 0, got {v}"))
-        };
         let policy = belfry::host::dispatch::RetryPolicy {
             max_attempts: self.max_attempts,
             base: secs("retry-base-secs", self.retry_base_secs)?,
@@ -417,10 +413,6 @@ fn runtime_config(g: &Global) -> Result<RuntimeConfig> {
 async fn worker(g: &Global, args: WorkerArgs) -> Result<()> {
     use belfry::host::dispatch::WorkerConfig;
     use tokio::signal::unix::{SignalKind, signal};
-    let secs = |name: &str, v: f64| {
-        std::time::Duration::try_from_secs_f64(v)
-            .map_err(|_| anyhow::anyhow!("--{name} must be a number of seconds ≥ 0, got {v}"))
-    };
     if args.concurrency == 0 {
         bail!("--concurrency must be at least 1");
     }
@@ -509,4 +501,10 @@ async fn queue_bench_run(scenarios: &[&str], a: QueueBenchArgs, json: bool) -> R
         },
     )
     .await
+}
+
+/// A `--NAME` option given in seconds.
+fn secs(name: &str, v: f64) -> Result<std::time::Duration> {
+    std::time::Duration::try_from_secs_f64(v)
+        .map_err(|_| anyhow::anyhow!("--{name} must be a number of seconds ≥ 0, got {v}"))
 }

@@ -74,6 +74,8 @@ pub struct Engine {
     runtime: Arc<PluginRuntime>,
     registry: Arc<Registry>,
     dispatch: DispatchConfig,
+    /// Shared by every executor this engine hands out.
+    retry: Arc<dispatch::RetryPolicy>,
     wake: Wakeup,
     /// The lease owner for jobs run in the caller's task ([`Engine::dispatch_pending`]).
     inline_owner: String,
@@ -96,6 +98,7 @@ impl Engine {
             database_url: config.database_url.clone(),
             runtime: Arc::new(runtime),
             registry: Arc::new(registry),
+            retry: Arc::new(config.dispatch.retry.clone()),
             dispatch: config.dispatch.clone(),
             wake: Wakeup::new(),
             inline_owner: format!("{} (inline)", dispatch::worker::default_owner()),
@@ -147,7 +150,7 @@ impl Engine {
             db: self.db.clone(),
             runtime: self.runtime.clone(),
             registry: self.registry.clone(),
-            retry: Arc::new(self.dispatch.retry.clone()),
+            retry: self.retry.clone(),
         }
     }
 

@@ -117,12 +117,6 @@ pub struct Work {
     verdict: Verdict,
 }
 
-impl Work {
-    pub fn job(&self) -> &Leased {
-        &self.job
-    }
-}
-
 impl Executor {
     /// Runs one leased delivery job: plugin calls only, no writes.
     #[tracing::instrument(skip_all, fields(job = %job.id, delivery = %job.subject_id, attempt = job.attempt))]

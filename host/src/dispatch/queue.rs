@@ -117,7 +117,6 @@ pub struct Leased {
     pub token: String,
     pub owner: String,
     pub leased_at: DateTime<Utc>,
-    pub expires_at: DateTime<Utc>,
     /// The state the job was in when leased (`available`, `deferred`, `retrying`, `running`).
     pub from_state: String,
     /// The deferral reason, if the job was deferred.
@@ -194,7 +193,6 @@ pub async fn lease(
             token: token.clone(),
             owner: owner.to_string(),
             leased_at: now,
-            expires_at: expires,
             from_state: r.get("leased_from"),
             reason: r.get("reason"),
             rescued_from: r.get("rescued_from"),
