@@ -3,6 +3,7 @@
 mod bench;
 mod demo;
 mod output;
+mod policy_cli;
 mod queue_bench;
 
 use anyhow::{Context, Result, bail};
@@ -78,6 +79,28 @@ enum Command {
         /// Only plan: leave the deliveries pending.
         #[arg(long)]
         no_dispatch: bool,
+        /// Plan and run the plan-time policy, print what would happen and why, write nothing.
+        #[arg(long, conflicts_with = "no_dispatch")]
+        dry_run: bool,
+        /// low, normal, high or critical (critical bypasses preferences, cooldowns, caps and
+        /// quiet hours, never a suppression).
+        #[arg(long, default_value = "normal")]
+        severity: belfry::host::policy::Severity,
+    },
+    /// Recipients' preferences per channel, category, notifier, or notifier on a channel.
+    Prefs {
+        #[command(subcommand)]
+        command: policy_cli::PrefsCommand,
+    },
+    /// Recipients' time zone, quiet hours, severity floor, caps and cooldowns.
+    Settings {
+        #[command(subcommand)]
+        command: policy_cli::SettingsCommand,
+    },
+    /// Addresses, or recipients on a channel, that must never be sent to.
+    Suppressions {
+        #[command(subcommand)]
+        command: policy_cli::SuppressionsCommand,
     },
     /// Run workers only: lease due jobs from the database and send them, until SIGTERM or
     /// SIGINT (then stop leasing, let in-flight sends finish for --grace-secs, release the rest,
@@ -293,13 +316,21 @@ async fn run(cli: Cli) -> Result<()> {
             tenant,
             idempotency_key,
             no_dispatch,
+            dry_run,
+            severity,
         } => {
             let payload: serde_json::Value = serde_json::from_str(&data)
                 .with_context(|| format!("--data is not valid JSON ({data})"))?;
             let engine = Engine::open(engine_config(&g)?).await?;
-            let mut req = TriggerRequest::new(notifier, payload).tenant(tenant);
+            let mut req = TriggerRequest::new(notifier, payload)
+                .tenant(tenant)
+                .severity(severity);
             if let Some(k) = idempotency_key {
                 req = req.idempotency_key(k);
+            }
+            if dry_run {
+                let plan = engine.dry_run(&req).await?;
+                return output::print_dry_run(&plan, g.json);
             }
             let mut outcome = engine.trigger(&req).await?;
             if !no_dispatch && !outcome.duplicate {
@@ -317,6 +348,18 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Worker(args) => worker(&g, args).await,
+        Command::Prefs { command } => {
+            let db = belfry::host::store::open(&g.database_url).await?;
+            policy_cli::prefs(&db, command, g.json).await
+        }
+        Command::Settings { command } => {
+            let db = belfry::host::store::open(&g.database_url).await?;
+            policy_cli::settings(&db, command, g.json).await
+        }
+        Command::Suppressions { command } => {
+            let db = belfry::host::store::open(&g.database_url).await?;
+            policy_cli::suppressions(&db, command, g.json).await
+        }
         Command::Cancel {
             delivery_id,
             reason,
@@ -448,12 +491,14 @@ async fn worker(g: &Global, args: WorkerArgs) -> Result<()> {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         eprintln!(
-            "belfry worker stopped: {} leased, {} succeeded, {} failed, {} to retry, {} cancelled, {} dropped, {} released, {} errors",
+            "belfry worker stopped: {} leased, {} succeeded, {} failed, {} to retry, {} cancelled, {} suppressed, {} deferred, {} dropped, {} released, {} errors",
             report.leased,
             report.succeeded,
             report.failed,
             report.retried,
             report.cancelled,
+            report.suppressed,
+            report.deferred,
             report.dropped,
             report.released,
             report.errors

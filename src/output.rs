@@ -202,3 +202,37 @@ pub fn print_dispatched(d: &belfry::host::dispatch::Dispatched, json: bool) -> R
     println!();
     Ok(())
 }
+
+/// What a trigger would do, per recipient and channel, with every rule the policy looked at.
+pub fn print_dry_run(plan: &belfry::host::trigger::DryRun, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(plan)?);
+        return Ok(());
+    }
+    if let Some(existing) = &plan.duplicate_of {
+        println!("dry run: a duplicate of event {existing}; a trigger would write nothing");
+        return Ok(());
+    }
+    println!("dry run of {} (nothing written):", plan.notifier);
+    for r in &plan.recipients {
+        println!("  recipient {}", r.recipient_id);
+        for c in &r.channels {
+            let why = match &c.decision.outcome {
+                belfry::host::policy::Outcome::Allow => String::new(),
+                belfry::host::policy::Outcome::Suppress { reason } => format!(" ({reason})"),
+                belfry::host::policy::Outcome::Defer { reason, until } => format!(
+                    " ({reason} until {})",
+                    belfry::host::store::time_text(*until)
+                ),
+            };
+            println!("    {:<8} would {}{why}", c.channel.as_str(), c.would);
+            for check in &c.decision.checks {
+                println!(
+                    "      {:<14} {} → {}",
+                    check.rule, check.inputs, check.result
+                );
+            }
+        }
+    }
+    Ok(())
+}

@@ -263,3 +263,161 @@ async fn deferring_and_cancelling_through_the_cli(b: Backend) {
 }
 
 on_both_backends!(deferring_and_cancelling_through_the_cli);
+
+#[test]
+fn policy_inputs_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let o = belfry(dir.path(), args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        stdout(&o)
+    };
+    run(&[
+        "prefs",
+        "set",
+        "--recipient",
+        "u-1",
+        "--channel",
+        "email",
+        "--disabled",
+    ]);
+    run(&[
+        "prefs",
+        "set",
+        "--recipient",
+        "*",
+        "--tenant",
+        "acme",
+        "--category",
+        "orders",
+        "--disabled",
+    ]);
+    let prefs: serde_json::Value =
+        serde_json::from_str(&run(&["prefs", "get", "--recipient", "u-1", "--json"])).unwrap();
+    assert_eq!(
+        prefs,
+        serde_json::json!([{"recipient_id": "u-1", "scope": "channel", "target": "email",
+                            "enabled": false, "updated_at": prefs[0]["updated_at"]}])
+    );
+    // Tenant-scoped: acme's default is not the default tenant's.
+    let acme = run(&["prefs", "get", "--recipient", "*", "--tenant", "acme"]);
+    assert!(
+        acme.contains("category") && acme.contains("orders") && acme.contains("disabled"),
+        "{acme}"
+    );
+    let none = run(&["prefs", "get", "--recipient", "*"]);
+    assert!(none.contains("no preferences stored"), "{none}");
+
+    let out = run(&[
+        "settings",
+        "set",
+        "--recipient",
+        "u-1",
+        "--time-zone",
+        "Asia/Kolkata",
+        "--quiet-start",
+        "22:00",
+        "--quiet-end",
+        "06:59",
+        "--cap",
+        "sms=3/1h",
+        "--cooldown",
+        "order-shipped=10m",
+        "--severity-floor",
+        "high",
+        "--json",
+    ]);
+    let stored: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(stored["time_zone"], "Asia/Kolkata");
+    assert_eq!(stored["quiet_start"], 1320);
+    assert_eq!(stored["quiet_end"], 419);
+    assert_eq!(
+        stored["caps"]["sms"],
+        serde_json::json!({"max": 3, "window_secs": 3600})
+    );
+    assert_eq!(stored["cooldowns"]["order-shipped"], 600);
+    assert_eq!(stored["severity_floor"], "high");
+
+    // Bad values: a non-zero exit, the field named, and nothing changed.
+    for (args, needle) in [
+        (vec!["--time-zone", "Mars/Olympus"], "time_zone"),
+        (
+            vec!["--quiet-start", "1440", "--quiet-end", "60"],
+            "quiet_hours.start",
+        ),
+        (vec!["--cap", "sms=0/1h"], "cap.max"),
+        (vec!["--cap", "sms=-2/1h"], "cap.max"),
+    ] {
+        let mut all = vec!["settings", "set", "--recipient", "u-1"];
+        all.extend(args.iter());
+        let o = belfry(dir.path(), &all);
+        assert!(!o.status.success(), "{all:?} succeeded");
+        assert!(stderr(&o).contains(needle), "{all:?}: {}", stderr(&o));
+    }
+    let got: serde_json::Value =
+        serde_json::from_str(&run(&["settings", "get", "--recipient", "u-1", "--json"])).unwrap();
+    assert_eq!(got["own"], stored);
+
+    let added: serde_json::Value = serde_json::from_str(&run(&[
+        "suppressions",
+        "add",
+        "--address",
+        "Bounced@Example.com",
+        "--reason",
+        "bounce",
+        "--expires",
+        "30d",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(added["address"], "bounced@example.com");
+    let o = belfry(
+        dir.path(),
+        &[
+            "suppressions",
+            "add",
+            "--address",
+            "x@example.com",
+            "--reason",
+            "spite",
+        ],
+    );
+    assert!(
+        !o.status.success() && stderr(&o).contains("reason"),
+        "{}",
+        stderr(&o)
+    );
+    let list = run(&["suppressions", "list"]);
+    assert!(
+        list.contains("address bounced@example.com suppressed (bounce until"),
+        "{list}"
+    );
+    run(&["suppressions", "remove", added["id"].as_str().unwrap()]);
+    assert!(run(&["suppressions", "list"]).contains("no suppressions"));
+
+    // A dry run shows the decision and writes nothing.
+    let data = r#"{"order_id": "o1", "carrier": "c", "tracking_url": "https://t.example.com",
+                   "customer": {"id": "u-1", "email": "u-1@example.com"}}"#;
+    let out = run(&["trigger", "order-shipped", "--data", data, "--dry-run"]);
+    assert!(
+        out.contains("email    would suppress (channel_disabled)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("webhook  would suppress (below_severity)"),
+        "{out}"
+    );
+    let out = run(&[
+        "trigger",
+        "order-shipped",
+        "--data",
+        data,
+        "--dry-run",
+        "--severity",
+        "critical",
+    ]);
+    assert!(out.contains("webhook  would send"), "{out}");
+    assert!(out.contains("bypassed (critical)"), "{out}");
+    let q: serde_json::Value = serde_json::from_str(&run(&["queue", "--json"])).unwrap();
+    assert_eq!(q["available"], 0, "a dry run enqueues nothing");
+}

@@ -10,9 +10,13 @@ use crate::plugins::{
     self, BundledPlugin, LoadError, Plugin, PluginConfig, PluginRuntime, Registry, RegistryError,
     RuntimeConfig,
 };
+use crate::policy::{
+    self, PolicyError, PrefScope, Preference, Settings, SettingsPatch, Suppression,
+    SuppressionReason, SuppressionTarget,
+};
 use crate::store::{self, Db, StoreError};
 use crate::traces::{self, DeliveryRecord, ExplainError, Explanation};
-use crate::trigger::{self, TriggerError, TriggerOutcome, TriggerRequest};
+use crate::trigger::{self, DryRun, TriggerError, TriggerOutcome, TriggerRequest};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -236,5 +240,76 @@ impl Engine {
         recipient_id: &str,
     ) -> Result<Vec<InboxItem>, StoreError> {
         inbox::list(&self.db, tenant, recipient_id).await
+    }
+
+    /// Plans a trigger and runs the plan-time policy for every recipient and channel, writing
+    /// nothing: what would be sent, deferred or suppressed, and why.
+    pub async fn dry_run(&self, req: &TriggerRequest) -> Result<DryRun, TriggerError> {
+        trigger::dry_run(&self.db, &self.runtime, &self.registry, req).await
+    }
+
+    /// Sets (`Some`) or clears (`None`) a preference of a recipient, or of the tenant for `*`.
+    pub async fn set_preference(
+        &self,
+        tenant: &str,
+        recipient_id: &str,
+        scope: &PrefScope,
+        enabled: Option<bool>,
+    ) -> Result<(), PolicyError> {
+        policy::inputs::set_preference(&self.db, tenant, recipient_id, scope, enabled).await
+    }
+
+    /// The stored preferences of a recipient, or of the tenant for `*`.
+    pub async fn preferences(
+        &self,
+        tenant: &str,
+        recipient_id: &str,
+    ) -> Result<Vec<Preference>, PolicyError> {
+        policy::inputs::preferences(&self.db, tenant, recipient_id).await
+    }
+
+    /// Changes a recipient's settings (or the tenant's, for `*`); all values are checked first.
+    pub async fn set_settings(
+        &self,
+        tenant: &str,
+        recipient_id: &str,
+        patch: &SettingsPatch,
+    ) -> Result<Settings, PolicyError> {
+        policy::inputs::set_settings(&self.db, tenant, recipient_id, patch).await
+    }
+
+    /// A recipient's own settings and what applies to them (over the tenant's defaults).
+    pub async fn settings(
+        &self,
+        tenant: &str,
+        recipient_id: &str,
+    ) -> Result<(Settings, Settings), PolicyError> {
+        let own = policy::inputs::settings(&self.db, tenant, recipient_id).await?;
+        let effective = policy::inputs::effective_settings(&self.db, tenant, recipient_id).await?;
+        Ok((own, effective))
+    }
+
+    pub async fn add_suppression(
+        &self,
+        tenant: &str,
+        target: &SuppressionTarget,
+        reason: SuppressionReason,
+        note: Option<&str>,
+        expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<Suppression, PolicyError> {
+        policy::inputs::add_suppression(&self.db, tenant, target, reason, note, expires_at).await
+    }
+
+    /// A tenant's suppressions, newest first; expired ones only when asked for.
+    pub async fn suppressions(
+        &self,
+        tenant: &str,
+        include_expired: bool,
+    ) -> Result<Vec<Suppression>, PolicyError> {
+        policy::inputs::suppressions(&self.db, tenant, include_expired).await
+    }
+
+    pub async fn remove_suppression(&self, tenant: &str, id: &str) -> Result<(), PolicyError> {
+        policy::inputs::remove_suppression(&self.db, tenant, id).await
     }
 }

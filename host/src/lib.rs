@@ -15,6 +15,7 @@ pub mod dispatch;
 pub mod engine;
 pub mod inbox;
 pub mod plugins;
+pub mod policy;
 pub mod store;
 pub mod traces;
 pub mod trigger;

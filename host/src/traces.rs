@@ -28,6 +28,8 @@ pub mod kind {
     pub const DELIVERY_DEFERRED: &str = "delivery.deferred";
     pub const RETRY_SCHEDULED: &str = "retry.scheduled";
     pub const LEASE_LOST: &str = "lease.lost";
+    pub const POLICY_CHECKED: &str = "policy.checked";
+    pub const DELIVERY_SUPPRESSED: &str = "delivery.suppressed";
 }
 
 /// A trace row to append.

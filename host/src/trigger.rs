@@ -11,6 +11,7 @@ use crate::content::{Channel, Recipient};
 use crate::dispatch::executor::reason;
 use crate::dispatch::queue::{self, NewJob};
 use crate::plugins::{CallError, PluginRuntime, Registry, RegistryError};
+use crate::policy::{self, Checkpoint, Decision, Outcome, Severity};
 use crate::store::{self, Db, StoreError};
 use crate::traces::{self, DeliveryRecord, NewTrace, kind};
 use serde::Serialize;
@@ -28,6 +29,9 @@ pub struct TriggerRequest {
     /// Send no earlier than this: the deliveries are planned now and deferred until then
     /// (reason `scheduled`). `None` or a past time sends as soon as a worker is free.
     pub deliver_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// How much it matters (default `normal`): a recipient's severity floor suppresses what is
+    /// below it, and `critical` bypasses preferences, cooldowns, caps and quiet hours.
+    pub severity: Severity,
 }
 
 impl TriggerRequest {
@@ -38,7 +42,12 @@ impl TriggerRequest {
             tenant: DEFAULT_TENANT.to_string(),
             idempotency_key: None,
             deliver_at: None,
+            severity: Severity::Normal,
         }
+    }
+    pub fn severity(mut self, severity: Severity) -> Self {
+        self.severity = severity;
+        self
     }
     pub fn tenant(mut self, tenant: impl Into<String>) -> Self {
         self.tenant = tenant.into();
@@ -191,6 +200,94 @@ pub async fn trigger_many(
     Ok(out)
 }
 
+/// What a trigger would do, per recipient and channel, with the plan-time policy's reasons.
+#[derive(Clone, Debug, Serialize)]
+pub struct DryRun {
+    pub notifier: String,
+    /// The event an earlier trigger with the same idempotency key created: a real trigger
+    /// would do nothing.
+    pub duplicate_of: Option<String>,
+    pub recipients: Vec<DryRunRecipient>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct DryRunRecipient {
+    pub recipient_id: String,
+    pub channels: Vec<DryRunChannel>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct DryRunChannel {
+    pub channel: Channel,
+    /// `send`, `defer` or `suppress`.
+    pub would: &'static str,
+    pub decision: Decision,
+}
+
+/// Plans a trigger and runs the plan-time policy, writing nothing.
+#[tracing::instrument(skip_all, fields(notifier = %req.notifier, tenant = %req.tenant))]
+pub async fn dry_run(
+    db: &Db,
+    runtime: &PluginRuntime,
+    registry: &Registry,
+    req: &TriggerRequest,
+) -> Result<DryRun, TriggerError> {
+    let planned = match plan(db, runtime, registry, req).await? {
+        Plan::Duplicate(existing) => {
+            return Ok(DryRun {
+                notifier: req.notifier.clone(),
+                duplicate_of: Some(existing),
+                recipients: Vec::new(),
+            });
+        }
+        Plan::New(p) => p,
+    };
+    let now = store::now();
+    let scheduled = req.deliver_at.filter(|at| *at > now);
+    let mut conn = db.acquire().await?;
+    let mut recipients = Vec::with_capacity(planned.recipients.len());
+    for p in &planned.recipients {
+        let inputs =
+            policy::decide::Inputs::load(&mut conn, &req.tenant, &p.recipient, now).await?;
+        let mut channels = Vec::with_capacity(p.channels.len());
+        for (channel, delivery_id) in p.channels.iter().zip(&p.delivery_ids) {
+            let subject = policy::decide::Subject {
+                tenant: &req.tenant,
+                recipient: &p.recipient,
+                notifier_key: &req.notifier,
+                category: &planned.category,
+                channel: *channel,
+                severity: req.severity,
+                notification_id: &p.notification_id,
+                notification_created_at: now,
+                delivery_id,
+                send_at: scheduled.unwrap_or(now),
+            };
+            let decision =
+                policy::decide::decide(&mut conn, Checkpoint::Plan, &inputs, &subject, now).await?;
+            let would = match decision.outcome {
+                Outcome::Allow if scheduled.is_none() => "send",
+                Outcome::Allow | Outcome::Defer { .. } => "defer",
+                Outcome::Suppress { .. } => "suppress",
+            };
+            channels.push(DryRunChannel {
+                channel: *channel,
+                would,
+                decision,
+            });
+        }
+        recipients.push(DryRunRecipient {
+            recipient_id: p.recipient.id.clone(),
+            channels,
+        });
+    }
+    Ok(DryRun {
+        notifier: req.notifier.clone(),
+        duplicate_of: None,
+        recipients,
+    })
+}
+
 /// The original of a request whose idempotency key turned out to be taken.
 async fn duplicate_of(db: &Db, req: &TriggerRequest) -> Result<TriggerOutcome, TriggerError> {
     let key = req.idempotency_key.as_deref().unwrap_or_default();
@@ -303,10 +400,6 @@ async fn write(
     let now = store::time_text(now_time);
     // A send time in the future makes every delivery a deferred job until then.
     let scheduled = req.deliver_at.filter(|at| *at > now_time);
-    let (status, run_at) = match scheduled {
-        Some(at) => ("deferred", at),
-        None => ("pending", now_time),
-    };
     let inserted = sqlx::query(
         "INSERT INTO events (id, tenant, notifier_key, notifier_plugin, payload, idempotency_key, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
@@ -368,15 +461,13 @@ async fn write(
             ),
         ),
     ];
-    let status_reason = scheduled.map(|_| reason::SCHEDULED);
-    let status_detail = scheduled.map(|at| format!("until {}", store::time_text(at)));
     let mut notifications = Vec::with_capacity(planned.len());
     for p in planned {
         let recipient_json =
             serde_json::to_string(&p.recipient).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         sqlx::query(
-            "INSERT INTO notifications (id, event_id, tenant, recipient_id, recipient, category, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO notifications (id, event_id, tenant, recipient_id, recipient, category, severity, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&p.notification_id)
         .bind(&event_id)
@@ -384,6 +475,7 @@ async fn write(
         .bind(&p.recipient.id)
         .bind(&recipient_json)
         .bind(category)
+        .bind(req.severity.as_str())
         .bind(&now)
         .execute(&mut *tx)
         .await?;
@@ -392,10 +484,27 @@ async fn write(
             Some(&p.notification_id),
             None,
             None,
-            format!("recipient {}", p.recipient.id),
+            format!("recipient {} ({} severity)", p.recipient.id, req.severity),
         ));
+        // Policy checkpoint 1, inside this transaction: what was planned before it counts.
+        let inputs = policy::decide::Inputs::load(tx, &req.tenant, &p.recipient, now_time).await?;
         let mut deliveries = Vec::with_capacity(p.channels.len());
         for (channel, delivery_id) in p.channels.iter().zip(&p.delivery_ids) {
+            let subject = policy::decide::Subject {
+                tenant: &req.tenant,
+                recipient: &p.recipient,
+                notifier_key: &req.notifier,
+                category,
+                channel: *channel,
+                severity: req.severity,
+                notification_id: &p.notification_id,
+                notification_created_at: now_time,
+                delivery_id,
+                send_at: scheduled.unwrap_or(now_time),
+            };
+            let decision =
+                policy::decide::decide(tx, Checkpoint::Plan, &inputs, &subject, now_time).await?;
+            let standing = Standing::of(&decision, scheduled, now_time);
             let idempotency_key = idempotency_key_for(delivery_id);
             sqlx::query(
                 "INSERT INTO deliveries (id, notification_id, event_id, tenant, channel, status, status_reason,
@@ -407,39 +516,57 @@ async fn write(
             .bind(&event_id)
             .bind(&req.tenant)
             .bind(channel.as_str())
-            .bind(status)
-            .bind(status_reason)
-            .bind(&status_detail)
+            .bind(standing.status)
+            .bind(standing.reason)
+            .bind(&standing.detail)
             .bind(&idempotency_key)
             .bind(plugin)
             .bind(&now)
             .execute(&mut *tx)
             .await?;
             // The job that will send it commits with it, or neither exists.
-            queue::enqueue(
-                tx,
-                NewJob {
-                    kind: queue::job_kind::DELIVER,
-                    subject_id: delivery_id,
-                    tenant: &req.tenant,
-                    run_at,
-                    deferred: status_reason,
-                },
-            )
-            .await?;
+            if let Some(run_at) = standing.run_at {
+                queue::enqueue(
+                    tx,
+                    NewJob {
+                        kind: queue::job_kind::DELIVER,
+                        subject_id: delivery_id,
+                        tenant: &req.tenant,
+                        run_at,
+                        deferred: standing.reason,
+                    },
+                )
+                .await?;
+            }
             story.push(by(
                 kind::DELIVERY_PLANNED,
                 Some(&p.notification_id),
                 Some(delivery_id),
                 Some("notifier_selected_channel"),
-                format!(
-                    "{channel} for recipient {}{}",
-                    p.recipient.id,
-                    scheduled
-                        .map(|at| format!(", scheduled for {}", store::time_text(at)))
-                        .unwrap_or_default()
-                ),
+                format!("{channel} for recipient {}", p.recipient.id),
             ));
+            story.push(NewTrace {
+                plugin: None,
+                ..by(
+                    kind::POLICY_CHECKED,
+                    Some(&p.notification_id),
+                    Some(delivery_id),
+                    Some(decision.code()),
+                    decision.to_string(),
+                )
+            });
+            if let Some(k) = standing.trace {
+                story.push(NewTrace {
+                    plugin: None,
+                    ..by(
+                        k,
+                        Some(&p.notification_id),
+                        Some(delivery_id),
+                        standing.reason,
+                        standing.detail.clone().unwrap_or_default(),
+                    )
+                });
+            }
             deliveries.push(DeliveryRecord {
                 id: delivery_id.to_string(),
                 notification_id: p.notification_id.clone(),
@@ -447,9 +574,9 @@ async fn write(
                 tenant: req.tenant.clone(),
                 recipient_id: p.recipient.id.clone(),
                 channel: channel.as_str().to_string(),
-                status: status.to_string(),
-                status_reason: status_reason.map(str::to_string),
-                status_detail: status_detail.clone(),
+                status: standing.status.to_string(),
+                status_reason: standing.reason.map(str::to_string),
+                status_detail: standing.detail.clone(),
                 idempotency_key,
                 planned_by: plugin.to_string(),
                 rendered_by: None,
@@ -476,6 +603,63 @@ async fn write(
         duplicate: false,
         notifications,
     }))
+}
+
+/// Where a planned delivery starts, from its policy decision and any scheduled time.
+struct Standing {
+    status: &'static str,
+    reason: Option<&'static str>,
+    detail: Option<String>,
+    /// When its job is due; `None`: no job (suppressed).
+    run_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// A trace telling the start, beyond `delivery.planned` and `policy.checked`.
+    trace: Option<&'static str>,
+}
+
+impl Standing {
+    fn of(
+        decision: &Decision,
+        scheduled: Option<chrono::DateTime<chrono::Utc>>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Standing {
+        match (&decision.outcome, scheduled) {
+            (Outcome::Suppress { reason }, _) => Standing {
+                status: "suppressed",
+                reason: Some(reason),
+                detail: Some(format!(
+                    "at plan time: {}",
+                    decision
+                        .checks
+                        .last()
+                        .map(|c| c.inputs.as_str())
+                        .unwrap_or("")
+                )),
+                run_at: None,
+                trace: Some(kind::DELIVERY_SUPPRESSED),
+            },
+            (Outcome::Defer { reason, until }, _) => Standing {
+                status: "deferred",
+                reason: Some(reason),
+                detail: Some(format!("until {}", store::time_text(*until))),
+                run_at: Some(*until),
+                trace: Some(kind::DELIVERY_DEFERRED),
+            },
+            (Outcome::Allow, Some(at)) => Standing {
+                status: "deferred",
+                reason: Some(reason::SCHEDULED),
+                detail: Some(format!("until {}", store::time_text(at))),
+                run_at: Some(at),
+                trace: Some(kind::DELIVERY_DEFERRED),
+            },
+            (Outcome::Allow, None) => Standing {
+                status: "pending",
+                reason: None,
+                detail: None,
+                run_at: Some(now),
+                trace: None,
+            },
+        }
+    }
 }
 
 /// The idempotency key every send of a delivery carries: stable across attempts, so a

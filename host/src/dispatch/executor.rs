@@ -15,6 +15,7 @@ use crate::inbox;
 use crate::plugins::{
     CallError, FailureReason, OutgoingMessage, PluginRuntime, Registry, SendError,
 };
+use crate::policy::{self, Checkpoint, Decision, Outcome, Severity};
 use crate::store::{self, Conn, Db, StoreError};
 use crate::traces::{self, NewTrace, kind};
 use chrono::{DateTime, Utc};
@@ -69,6 +70,9 @@ struct Loaded {
     notifier_key: String,
     payload: String,
     recipient: Recipient,
+    category: String,
+    severity: Severity,
+    notification_created_at: DateTime<Utc>,
 }
 
 /// A step worth telling in `explain`, kept until the commit.
@@ -104,6 +108,17 @@ enum Verdict {
     },
     /// The delivery is no longer waiting (cancelled, finished, gone): drop the job.
     Skip(String),
+    /// The send-time policy said no: no attempt, the adapter is not called.
+    Suppressed {
+        reason: &'static str,
+        detail: String,
+    },
+    /// The send-time policy said not yet (quiet hours): the job waits until `until`, and this
+    /// lease does not count as an attempt.
+    Deferred {
+        reason: &'static str,
+        until: DateTime<Utc>,
+    },
 }
 
 /// What one job run did and decided; written by [`commit`].
@@ -114,6 +129,8 @@ pub struct Work {
     content: Option<(Content, String)>,
     attempt: Option<AttemptRow>,
     sent_by: Option<String>,
+    /// Policy checkpoint 2, taken before any plugin ran.
+    policy: Option<Decision>,
     verdict: Verdict,
 }
 
@@ -127,6 +144,7 @@ impl Executor {
             content: None,
             attempt: None,
             sent_by: None,
+            policy: None,
             verdict: Verdict::Succeeded,
             job,
         };
@@ -138,9 +156,49 @@ impl Executor {
             work.verdict = Verdict::Skip("the delivery is no longer waiting to be sent".into());
             return Ok(work);
         };
-        work.verdict = self.run(&mut work, &d).await;
+        let decision = self.check_policy(&d).await?;
+        work.verdict = match &decision.outcome {
+            Outcome::Allow => self.run(&mut work, &d).await,
+            Outcome::Suppress { reason } => Verdict::Suppressed {
+                reason,
+                detail: format!(
+                    "at send time: {}",
+                    decision
+                        .checks
+                        .last()
+                        .map(|c| c.inputs.as_str())
+                        .unwrap_or_default()
+                ),
+            },
+            Outcome::Defer { reason, until } => Verdict::Deferred {
+                reason,
+                until: *until,
+            },
+        };
+        work.policy = Some(decision);
         work.delivery = Some(d);
         Ok(work)
+    }
+
+    /// Policy checkpoint 2: every input read again, since any may have changed while the
+    /// delivery waited.
+    async fn check_policy(&self, d: &Loaded) -> Result<Decision, StoreError> {
+        let now = store::now();
+        let mut conn = self.db.acquire().await?;
+        let inputs = policy::decide::Inputs::load(&mut conn, &d.tenant, &d.recipient, now).await?;
+        let subject = policy::decide::Subject {
+            tenant: &d.tenant,
+            recipient: &d.recipient,
+            notifier_key: &d.notifier_key,
+            category: &d.category,
+            channel: d.channel,
+            severity: d.severity,
+            notification_id: &d.notification_id,
+            notification_created_at: d.notification_created_at,
+            delivery_id: &d.id,
+            send_at: now,
+        };
+        policy::decide::decide(&mut conn, Checkpoint::Send, &inputs, &subject, now).await
     }
 
     async fn run(&self, work: &mut Work, d: &Loaded) -> Verdict {
@@ -372,15 +430,23 @@ async fn commit_one(
         },
         other => other,
     };
-    let held = match retry_at {
-        Some(at) => {
-            let error = match &verdict {
-                Verdict::Retry { detail, .. } => Some(detail.as_str()),
-                _ => None,
-            };
-            queue::reschedule(tx, job, at, job_state::RETRYING, None, error).await?
+    let held = match (&verdict, retry_at) {
+        (Verdict::Retry { detail, .. }, Some(at)) => {
+            queue::reschedule(tx, job, at, job_state::RETRYING, None, Some(detail), false).await?
         }
-        None => queue::finish(tx, job).await?,
+        (Verdict::Deferred { reason, until }, _) => {
+            queue::reschedule(
+                tx,
+                job,
+                *until,
+                job_state::DEFERRED,
+                Some(reason),
+                None,
+                true,
+            )
+            .await?
+        }
+        _ => queue::finish(tx, job).await?,
     };
 
     let Some(d) = &work.delivery else {
@@ -442,6 +508,16 @@ async fn commit_one(
         attempt: Some(attempt_no),
         ..trace(kind::DELIVERY_DISPATCHED, None, Some(leased))
     }];
+    if let Some(decision) = &work.policy {
+        story.push(NewTrace {
+            attempt: Some(attempt_no),
+            ..trace(
+                kind::POLICY_CHECKED,
+                Some(decision.code()),
+                Some(decision.to_string()),
+            )
+        });
+    }
     for step in &work.steps {
         story.push(NewTrace {
             at: Some(step.at),
@@ -542,17 +618,36 @@ async fn commit_one(
                 plugin,
             )
         }
+        Verdict::Suppressed { reason, detail } => (
+            "suppressed",
+            Some(reason),
+            Some(detail),
+            kind::DELIVERY_SUPPRESSED,
+            None,
+        ),
+        Verdict::Deferred { reason, until } => {
+            retry_at = Some(until);
+            (
+                "deferred",
+                Some(reason),
+                Some(format!("until {}", store::time_text(until))),
+                kind::DELIVERY_DEFERRED,
+                None,
+            )
+        }
         Verdict::Skip(why) => {
             tracing::info!(job = %job.id, %why, "job dropped");
             return Ok((None, false));
         }
     };
+    let sent_at = (status == "succeeded" && work.attempt.is_some()).then(|| store::time_text(now));
     let (content, rendered_by) = content_json.unzip();
     sqlx::query(
         "UPDATE deliveries SET status = $1, status_reason = $2, status_detail = $3,
                 sent_by = COALESCE($4, sent_by), provider_message_id = COALESCE($5, provider_message_id),
                 attempts = attempts + $6, updated_at = $7,
-                content = COALESCE($8, content), rendered_by = COALESCE($9, rendered_by)
+                content = COALESCE($8, content), rendered_by = COALESCE($9, rendered_by),
+                sent_at = COALESCE($11, sent_at)
          WHERE id = $10",
     )
     .bind(status)
@@ -565,6 +660,7 @@ async fn commit_one(
     .bind(content)
     .bind(rendered_by)
     .bind(&d.id)
+    .bind(sent_at)
     .execute(&mut *tx)
     .await?;
     story.push(NewTrace {
@@ -623,7 +719,7 @@ fn outcome_reason(outcome: &str) -> &'static str {
 async fn load(db: &Db, delivery_id: &str) -> Result<Option<Loaded>, StoreError> {
     let Some(r) = sqlx::query(
         "SELECT d.id, d.tenant, d.event_id, d.notification_id, d.channel, d.idempotency_key,
-                e.notifier_key, e.payload, n.recipient
+                e.notifier_key, e.payload, n.recipient, n.category, n.severity, n.created_at
          FROM deliveries d JOIN notifications n ON n.id = d.notification_id JOIN events e ON e.id = d.event_id
          WHERE d.id = $1 AND d.status IN ('pending', 'deferred')",
     )
@@ -648,6 +744,12 @@ async fn load(db: &Db, delivery_id: &str) -> Result<Option<Loaded>, StoreError> 
         payload: r.get("payload"),
         recipient: serde_json::from_str(&recipient)
             .map_err(|e| StoreError::Corrupt(format!("recipient of {delivery_id}: {e}")))?,
+        category: r.get("category"),
+        severity: r
+            .get::<String, _>("severity")
+            .parse()
+            .map_err(|e: policy::UnknownSeverity| StoreError::Corrupt(e.to_string()))?,
+        notification_created_at: store::parse_time(&r.get::<String, _>("created_at"))?,
     }))
 }
 

@@ -218,7 +218,8 @@ pub(crate) async fn finish(conn: &mut Conn, job: &Leased) -> Result<bool, StoreE
 }
 
 /// Releases a job to run again at `run_at` (a retry, or a deferral), if this lease still holds
-/// it; `false` as in [`finish`].
+/// it; `false` as in [`finish`]. `uncount` gives back the attempt the lease took: a deferral
+/// by policy tried nothing.
 pub(crate) async fn reschedule(
     conn: &mut Conn,
     job: &Leased,
@@ -226,10 +227,11 @@ pub(crate) async fn reschedule(
     state: &str,
     reason: Option<&str>,
     error: Option<&str>,
+    uncount: bool,
 ) -> Result<bool, StoreError> {
     let done = sqlx::query(
         "UPDATE jobs SET state = $1, run_at = $2, reason = $3, last_error = $4,
-                lease_owner = NULL, lease_token = NULL, updated_at = $5
+                lease_owner = NULL, lease_token = NULL, updated_at = $5, attempt = attempt - $8
          WHERE id = $6 AND lease_token = $7",
     )
     .bind(state)
@@ -239,6 +241,7 @@ pub(crate) async fn reschedule(
     .bind(store::time_text(store::now()))
     .bind(&job.id)
     .bind(&job.token)
+    .bind(uncount as i64)
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)

@@ -58,6 +58,10 @@ pub struct WorkerReport {
     pub failed: u64,
     pub retried: u64,
     pub cancelled: u64,
+    /// Stopped by the send-time policy (no attempt made).
+    pub suppressed: u64,
+    /// Put off by the send-time policy (quiet hours) without an attempt.
+    pub deferred: u64,
     /// Jobs finished without a delivery outcome (delivery no longer waiting, lease lost).
     pub dropped: u64,
     /// Jobs still running at the end of the grace period, given back to the queue.
@@ -73,6 +77,8 @@ impl WorkerReport {
         self.failed += other.failed;
         self.retried += other.retried;
         self.cancelled += other.cancelled;
+        self.suppressed += other.suppressed;
+        self.deferred += other.deferred;
         self.dropped += other.dropped;
         self.released += other.released;
         self.errors += other.errors;
@@ -85,6 +91,8 @@ impl WorkerReport {
                 "succeeded" => self.succeeded += 1,
                 "failed" => self.failed += 1,
                 "cancelled" => self.cancelled += 1,
+                "suppressed" => self.suppressed += 1,
+                "deferred" => self.deferred += 1,
                 _ => self.retried += 1,
             }
         }

@@ -1,0 +1,672 @@
+//! Policy at both checkpoints on SQLite and PostgreSQL: preferences (recipient over tenant
+//! default, tenant isolation), severity floor and critical bypass, suppressions (address and
+//! recipient, expiry), cooldowns, caps, quiet hours (defer, re-checked when due), validation
+//! that writes nothing, dry runs, and what `explain` says. The quiet-hours maths itself is
+//! tested table-driven in `host/src/policy/quiet_hours.rs`.
+//!
+//! Real parts only: the bundled plugins, the webhook adapter sending to a receiver on
+//! 127.0.0.1, and the `log` adapter for email.
+
+mod common;
+
+use belfry::host::content::Channel;
+use belfry::host::policy::{
+    Cap, PolicyError, PrefScope, SettingsPatch, Severity, SuppressionReason, SuppressionTarget,
+};
+use belfry::{Engine, TriggerRequest};
+use chrono::Timelike;
+use common::{Backend, count, world};
+use serde_json::json;
+
+/// `order-shipped` plans `email` (the `log` adapter) and `webhook` (the receiver) for a
+/// customer with an address.
+fn order(order_id: &str, customer: &str) -> serde_json::Value {
+    json!({"order_id": order_id, "carrier": "c", "tracking_url": "https://t.example.com",
+           "customer": {"id": customer, "email": format!("{customer}@Example.com")}})
+}
+
+struct Planned {
+    event_id: String,
+    email: String,
+    webhook: String,
+}
+
+async fn trigger(e: &Engine, req: TriggerRequest) -> Planned {
+    let o = e.trigger(&req).await.unwrap();
+    let ds = &o.notifications[0].deliveries;
+    let id = |c: &str| ds.iter().find(|d| d.channel == c).unwrap().id.clone();
+    Planned {
+        event_id: o.event_id.clone(),
+        email: id("email"),
+        webhook: id("webhook"),
+    }
+}
+
+async fn standing(e: &Engine, id: &str) -> (String, Option<String>) {
+    let d = e.delivery(id).await.unwrap().unwrap();
+    (d.status, d.status_reason)
+}
+
+fn is(status: &str, reason: Option<&str>) -> (String, Option<String>) {
+    (status.to_string(), reason.map(str::to_string))
+}
+
+async fn jobs_for(e: &Engine, delivery: &str) -> i64 {
+    sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM jobs WHERE subject_id = $1")
+        .bind(delivery)
+        .fetch_one(e.db())
+        .await
+        .unwrap()
+}
+
+async fn attempts_for(e: &Engine, delivery: &str) -> i64 {
+    sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM attempts WHERE delivery_id = $1")
+        .bind(delivery)
+        .fetch_one(e.db())
+        .await
+        .unwrap()
+}
+
+/// The `policy.checked` traces of a delivery, as (reason, detail), in order.
+async fn policy_traces(e: &Engine, delivery: &str) -> Vec<(String, String)> {
+    let x = e.explain(delivery).await.unwrap();
+    let v = serde_json::to_value(&x).unwrap();
+    v["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["kind"] == "policy.checked" && s["delivery_id"] == delivery)
+        .map(|s| {
+            (
+                s["reason"].as_str().unwrap_or_default().to_string(),
+                s["detail"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+async fn preference_disabled_at_plan_time_suppresses_without_a_job(b: Backend) {
+    let w = world(b).await;
+    let e = &w.engine;
+    e.set_preference(
+        "default",
+        "u-1",
+        &PrefScope::Channel(Channel::Email),
+        Some(false),
+    )
+    .await
+    .unwrap();
+    let p = trigger(e, TriggerRequest::new("order-shipped", order("o1", "u-1"))).await;
+    assert_eq!(
+        standing(e, &p.email).await,
+        is("suppressed", Some("channel_disabled"))
+    );
+    assert_eq!(standing(e, &p.webhook).await, is("pending", None));
+    assert_eq!(
+        jobs_for(e, &p.email).await,
+        0,
+        "a suppressed delivery has no job"
+    );
+    e.dispatch_event(&p.event_id).await.unwrap();
+    assert_eq!(standing(e, &p.webhook).await, is("succeeded", None));
+    assert_eq!(attempts_for(e, &p.email).await, 0);
+
+    // explain names the checkpoint, the rule, the input and where it came from.
+    let traces = policy_traces(e, &p.email).await;
+    assert_eq!(traces.len(), 1);
+    assert_eq!(traces[0].0, "channel_disabled");
+    assert!(
+        traces[0].1.starts_with("plan checkpoint: suppression")
+            && traces[0].1.contains("email: disabled (recipient setting)"),
+        "{}",
+        traces[0].1
+    );
+    let text = e.explain(&p.email).await.unwrap().to_string();
+    assert!(text.contains("policy.checked"), "{text}");
+    assert!(text.contains("delivery.suppressed"), "{text}");
+    // The webhook delivery was checked twice (plan and send) and allowed both times.
+    let traces = policy_traces(e, &p.webhook).await;
+    assert_eq!(
+        traces.iter().map(|t| t.0.as_str()).collect::<Vec<_>>(),
+        ["allowed", "allowed"]
+    );
+    assert!(
+        traces[1].1.starts_with("send checkpoint:"),
+        "{}",
+        traces[1].1
+    );
+}
+
+async fn recipient_setting_overrides_tenant_default_and_tenants_are_isolated(b: Backend) {
+    let w = world(b).await;
+    let e = &w.engine;
+    let orders = PrefScope::Category("orders".into());
+    e.set_preference("acme", "*", &orders, Some(false))
+        .await
+        .unwrap();
+    e.set_preference("acme", "u-2", &orders, Some(true))
+        .await
+        .unwrap();
+
+    let p1 = trigger(
+        e,
+        TriggerRequest::new("order-shipped", order("o1", "u-1")).tenant("acme"),
+    )
+    .await;
+    assert_eq!(
+        standing(e, &p1.webhook).await,
+        is("suppressed", Some("category_disabled"))
+    );
+    let (_, detail) = &policy_traces(e, &p1.webhook).await[0];
+    assert!(
+        detail.contains("orders: disabled (tenant default)"),
+        "{detail}"
+    );
+    let p2 = trigger(
+        e,
+        TriggerRequest::new("order-shipped", order("o2", "u-2")).tenant("acme"),
+    )
+    .await;
+    assert_eq!(standing(e, &p2.webhook).await, is("pending", None));
+    // The same recipient id in another tenant is not touched by acme's settings.
+    let p3 = trigger(
+        e,
+        TriggerRequest::new("order-shipped", order("o3", "u-1")).tenant("globex"),
+    )
+    .await;
+    assert_eq!(standing(e, &p3.webhook).await, is("pending", None));
+    assert_eq!(standing(e, &p3.email).await, is("pending", None));
+
+    // Clearing the override brings the tenant default back.
+    e.set_preference("acme", "u-2", &orders, None)
+        .await
+        .unwrap();
+    let p4 = trigger(
+        e,
+        TriggerRequest::new("order-shipped", order("o4", "u-2")).tenant("acme"),
+    )
+    .await;
+    assert_eq!(
+        standing(e, &p4.webhook).await,
+        is("suppressed", Some("category_disabled"))
+    );
+}
+
+async fn a_preference_changed_after_planning_suppresses_at_send_time(b: Backend) {
+    let w = world(b).await;
+    let e = &w.engine;
+    let p = trigger(e, TriggerRequest::new("order-shipped", order("o1", "u-1"))).await;
+    assert_eq!(standing(e, &p.webhook).await, is("pending", None));
+    e.set_preference(
+        "default",
+        "u-1",
+        &PrefScope::NotifierChannel("order-shipped".into(), Channel::Webhook),
+        Some(false),
+    )
+    .await
+    .unwrap();
+    e.dispatch_event(&p.event_id).await.unwrap();
+    assert_eq!(
+        standing(e, &p.webhook).await,
+        is("suppressed", Some("notifier_disabled"))
+    );
+    assert_eq!(attempts_for(e, &p.webhook).await, 0, "no attempt row");
+    assert_eq!(w.receiver.received().len(), 0, "the adapter was not called");
+    assert_eq!(jobs_for(e, &p.webhook).await, 0);
+    assert_eq!(standing(e, &p.email).await, is("succeeded", None));
+    let traces = policy_traces(e, &p.webhook).await;
+    assert_eq!(traces[0].0, "allowed");
+    assert_eq!(traces[1].0, "notifier_disabled");
+    assert!(
+        traces[1].1.starts_with("send checkpoint:"),
+        "{}",
+        traces[1].1
+    );
+}
+
+async fn severity_floor_suppresses_and_critical_bypasses_all_but_suppressions(b: Backend) {
+    let w = world(b).await;
+    let e = &w.engine;
+    e.set_settings(
+        "default",
+        "u-1",
+        &SettingsPatch {
+            severity_floor: Some(Some(Severity::High)),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let low = trigger(e, TriggerRequest::new("order-shipped", order("o1", "u-1"))).await;
+    assert_eq!(
+        standing(e, &low.webhook).await,
+        is("suppressed", Some("below_severity"))
+    );
+    let high = trigger(
+        e,
+        TriggerRequest::new("order-shipped", order("o2", "u-1")).severity(Severity::High),
+    )
+    .await;
+    assert_eq!(standing(e, &high.webhook).await, is("pending", None));
+
+    // Critical goes through a disabled channel, quiet hours all day long and a cap of one…
+    e.set_preference(
+        "default",
+        "u-1",
+        &PrefScope::Channel(Channel::Webhook),
+        Some(false),
+    )
+    .await
+    .unwrap();
+    let minute = chrono::Utc::now().hour() as i64 * 60 + chrono::Utc::now().minute() as i64;
+    e.set_settings(
+        "default",
+        "u-1",
+        &SettingsPatch {
+            quiet_hours: Some(Some(((minute + 1380) % 1440, (minute + 60) % 1440))),
+            caps: vec![(Channel::Webhook, Some(Cap::new(1, 3600).unwrap()))],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let critical = trigger(
+        e,
+        TriggerRequest::new("order-shipped", order("o3", "u-1")).severity(Severity::Critical),
+    )
+    .await;
+    assert_eq!(standing(e, &critical.webhook).await, is("pending", None));
+    let (_, detail) = &policy_traces(e, &critical.webhook).await[0];
+    assert!(detail.contains("bypassed (critical)"), "{detail}");
+    e.dispatch_event(&critical.event_id).await.unwrap();
+    assert_eq!(standing(e, &critical.webhook).await, is("succeeded", None));
+
+    // …but never through a suppression of the address.
+    e.add_suppression(
+        "default",
+        &SuppressionTarget::Address("U-1@example.com ".into()),
+        SuppressionReason::Complaint,
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    let blocked = trigger(
+        e,
+        TriggerRequest::new("order-shipped", order("o4", "u-1")).severity(Severity::Critical),
+    )
+    .await;
+    assert_eq!(
+        standing(e, &blocked.email).await,
+        is("suppressed", Some("address_suppressed"))
+    );
+    assert_eq!(standing(e, &blocked.webhook).await, is("pending", None));
+}
+
+async fn suppressions_by_address_and_recipient_expire_and_can_be_removed(b: Backend) {
+    let w = world(b).await;
+    let e = &w.engine;
+    let by_recipient = e
+        .add_suppression(
+            "default",
+            &SuppressionTarget::Recipient {
+                id: "u-1".into(),
+                channel: Channel::Webhook,
+            },
+            SuppressionReason::Unsubscribe,
+            Some("asked by mail"),
+            None,
+        )
+        .await
+        .unwrap();
+    let p = trigger(e, TriggerRequest::new("order-shipped", order("o1", "u-1"))).await;
+    assert_eq!(
+        standing(e, &p.webhook).await,
+        is("suppressed", Some("recipient_suppressed"))
+    );
+    assert_eq!(standing(e, &p.email).await, is("pending", None));
+
+    // An expired suppression stops applying (and is listed only on request).
+    let soon = chrono::Utc::now() + chrono::Duration::hours(1);
+    let by_address = e
+        .add_suppression(
+            "default",
+            &SuppressionTarget::Address("u-2@example.com".into()),
+            SuppressionReason::Bounce,
+            None,
+            Some(soon),
+        )
+        .await
+        .unwrap();
+    let p2 = trigger(e, TriggerRequest::new("order-shipped", order("o2", "u-2"))).await;
+    assert_eq!(
+        standing(e, &p2.email).await,
+        is("suppressed", Some("address_suppressed"))
+    );
+    sqlx::query("UPDATE suppressions SET expires_at = '2000-01-01T00:00:00.000Z' WHERE id = $1")
+        .bind(&by_address.id)
+        .execute(e.db())
+        .await
+        .unwrap();
+    let p3 = trigger(e, TriggerRequest::new("order-shipped", order("o3", "u-2"))).await;
+    assert_eq!(standing(e, &p3.email).await, is("pending", None));
+    assert_eq!(e.suppressions("default", false).await.unwrap().len(), 1);
+    assert_eq!(e.suppressions("default", true).await.unwrap().len(), 2);
+
+    // Removing is tenant-scoped: another tenant cannot remove it.
+    assert!(matches!(
+        e.remove_suppression("other", &by_recipient.id).await,
+        Err(PolicyError::NotFound { .. })
+    ));
+    e.remove_suppression("default", &by_recipient.id)
+        .await
+        .unwrap();
+    let p4 = trigger(e, TriggerRequest::new("order-shipped", order("o4", "u-1"))).await;
+    assert_eq!(standing(e, &p4.webhook).await, is("pending", None));
+
+    // A suppression added while a delivery waits stops it at send time.
+    e.add_suppression(
+        "default",
+        &SuppressionTarget::Address("u-1@example.com".into()),
+        SuppressionReason::Manual,
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    e.dispatch_event(&p4.event_id).await.unwrap();
+    assert_eq!(
+        standing(e, &p4.email).await,
+        is("suppressed", Some("address_suppressed"))
+    );
+    assert_eq!(attempts_for(e, &p4.email).await, 0);
+}
+
+async fn cooldown_drops_repeats_of_a_notifier_to_a_recipient(b: Backend) {
+    let w = world(b).await;
+    let e = &w.engine;
+    e.set_settings(
+        "default",
+        "u-1",
+        &SettingsPatch {
+            cooldowns: vec![("order-shipped".into(), Some(600))],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let first = trigger(e, TriggerRequest::new("order-shipped", order("o1", "u-1"))).await;
+    assert_eq!(standing(e, &first.webhook).await, is("pending", None));
+    let repeat = trigger(e, TriggerRequest::new("order-shipped", order("o2", "u-1"))).await;
+    assert_eq!(
+        standing(e, &repeat.webhook).await,
+        is("suppressed", Some("cooldown"))
+    );
+    assert_eq!(
+        standing(e, &repeat.email).await,
+        is("suppressed", Some("cooldown"))
+    );
+    // Another recipient is not affected; a critical repeat goes through.
+    let other = trigger(e, TriggerRequest::new("order-shipped", order("o3", "u-2"))).await;
+    assert_eq!(standing(e, &other.webhook).await, is("pending", None));
+    let critical = trigger(
+        e,
+        TriggerRequest::new("order-shipped", order("o4", "u-1")).severity(Severity::Critical),
+    )
+    .await;
+    assert_eq!(standing(e, &critical.webhook).await, is("pending", None));
+    // The first one, re-checked at send time, is not a repeat of the later ones.
+    e.dispatch_event(&first.event_id).await.unwrap();
+    assert_eq!(standing(e, &first.webhook).await, is("succeeded", None));
+}
+
+async fn cap_counts_sent_and_in_flight_deliveries_on_a_channel(b: Backend) {
+    let w = world(b).await;
+    let e = &w.engine;
+    e.set_settings(
+        "default",
+        "*",
+        &SettingsPatch {
+            caps: vec![(Channel::Webhook, Some(Cap::new(2, 3600).unwrap()))],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let a = trigger(e, TriggerRequest::new("order-shipped", order("o1", "u-1"))).await;
+    e.dispatch_event(&a.event_id).await.unwrap();
+    assert_eq!(standing(e, &a.webhook).await, is("succeeded", None));
+    let b2 = trigger(e, TriggerRequest::new("order-shipped", order("o2", "u-1"))).await;
+    assert_eq!(standing(e, &b2.webhook).await, is("pending", None));
+    // One sent and one in flight: the third is over the cap of two per hour.
+    let c = trigger(e, TriggerRequest::new("order-shipped", order("o3", "u-1"))).await;
+    assert_eq!(
+        standing(e, &c.webhook).await,
+        is("suppressed", Some("cap_reached"))
+    );
+    let (_, detail) = &policy_traces(e, &c.webhook).await[0];
+    assert!(
+        detail.contains("2 sent or in flight on webhook in the last 3600 s, cap 2"),
+        "{detail}"
+    );
+    // The cap is per channel: email is uncapped.
+    assert_eq!(standing(e, &c.email).await, is("pending", None));
+    // The in-flight one, re-checked at send time, does not count itself or later ones.
+    e.dispatch_event(&b2.event_id).await.unwrap();
+    assert_eq!(standing(e, &b2.webhook).await, is("succeeded", None));
+    // Suppressed deliveries do not count: another recipient's cap is their own.
+    let d = trigger(e, TriggerRequest::new("order-shipped", order("o4", "u-2"))).await;
+    assert_eq!(standing(e, &d.webhook).await, is("pending", None));
+}
+
+async fn quiet_hours_defer_to_the_window_end_and_are_rechecked_when_due(b: Backend) {
+    let w = world(b).await;
+    let e = &w.engine;
+    // Quiet from two hours ago to two hours ahead in Kolkata (UTC+5:30, no DST): the end is
+    // the first minute after the window, in UTC.
+    let now = chrono::Utc::now();
+    let local = now.with_timezone(&chrono_tz::Asia::Kolkata);
+    let m = (local.hour() * 60 + local.minute()) as i64;
+    let (start, end) = ((m + 1440 - 120) % 1440, (m + 120) % 1440);
+    e.set_settings(
+        "default",
+        "u-1",
+        &SettingsPatch {
+            time_zone: Some(Some("Asia/Kolkata".into())),
+            quiet_hours: Some(Some((start, end))),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let p = trigger(e, TriggerRequest::new("order-shipped", order("o1", "u-1"))).await;
+    let d = e.delivery(&p.webhook).await.unwrap().unwrap();
+    assert_eq!(
+        (d.status.as_str(), d.status_reason.as_deref()),
+        ("deferred", Some("quiet_hours"))
+    );
+    // The window ends 121 minutes after the current minute began.
+    let minute_start = now
+        - chrono::Duration::seconds(now.second() as i64)
+        - chrono::Duration::nanoseconds(now.nanosecond() as i64);
+    let expected = minute_start + chrono::Duration::minutes(121);
+    let until = belfry::host::store::time_text(expected);
+    assert_eq!(
+        d.status_detail.as_deref(),
+        Some(format!("until {until}").as_str())
+    );
+    let run_at: String = sqlx::query_scalar("SELECT run_at FROM jobs WHERE subject_id = $1")
+        .bind(&p.webhook)
+        .fetch_one(e.db())
+        .await
+        .unwrap();
+    assert_eq!(run_at, until, "the job waits exactly until the window ends");
+
+    // Pretend the time came while it is still quiet (the recipient moved their window): the
+    // send-time checkpoint runs quiet hours again and defers again, without an attempt.
+    sqlx::query("UPDATE jobs SET run_at = $1 WHERE subject_id = $2")
+        .bind(belfry::host::store::time_text(chrono::Utc::now()))
+        .bind(&p.webhook)
+        .execute(e.db())
+        .await
+        .unwrap();
+    e.dispatch_event(&p.event_id).await.unwrap();
+    assert_eq!(
+        standing(e, &p.webhook).await,
+        is("deferred", Some("quiet_hours"))
+    );
+    assert_eq!(attempts_for(e, &p.webhook).await, 0);
+    let job_attempt: i64 = sqlx::query_scalar("SELECT attempt FROM jobs WHERE subject_id = $1")
+        .bind(&p.webhook)
+        .fetch_one(e.db())
+        .await
+        .unwrap();
+    assert_eq!(
+        job_attempt, 0,
+        "a policy deferral does not use up an attempt"
+    );
+
+    // Quiet hours lifted, the job due: it is sent.
+    e.set_settings(
+        "default",
+        "u-1",
+        &SettingsPatch {
+            quiet_hours: Some(None),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    sqlx::query("UPDATE jobs SET run_at = $1 WHERE subject_id = $2")
+        .bind(belfry::host::store::time_text(chrono::Utc::now()))
+        .bind(&p.webhook)
+        .execute(e.db())
+        .await
+        .unwrap();
+    e.dispatch_event(&p.event_id).await.unwrap();
+    assert_eq!(standing(e, &p.webhook).await, is("succeeded", None));
+    let reasons: Vec<String> = policy_traces(e, &p.webhook)
+        .await
+        .into_iter()
+        .map(|t| t.0)
+        .collect();
+    assert_eq!(reasons, ["quiet_hours", "quiet_hours", "allowed"]);
+}
+
+async fn invalid_settings_are_rejected_naming_the_field_and_nothing_is_written(b: Backend) {
+    let w = world(b).await;
+    let e = &w.engine;
+    e.set_settings(
+        "default",
+        "u-1",
+        &SettingsPatch {
+            time_zone: Some(Some("Europe/London".into())),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let before = e.settings("default", "u-1").await.unwrap().0;
+    let bad = [
+        (
+            SettingsPatch {
+                time_zone: Some(Some("Mars/Olympus".into())),
+                severity_floor: Some(Some(Severity::High)),
+                ..Default::default()
+            },
+            "time_zone",
+        ),
+        (
+            SettingsPatch {
+                quiet_hours: Some(Some((1320, 1440))),
+                severity_floor: Some(Some(Severity::High)),
+                ..Default::default()
+            },
+            "quiet_hours.end",
+        ),
+        (
+            SettingsPatch {
+                quiet_hours: Some(Some((-1, 60))),
+                ..Default::default()
+            },
+            "quiet_hours.start",
+        ),
+        (
+            SettingsPatch {
+                cooldowns: vec![("order-shipped".into(), Some(0))],
+                severity_floor: Some(Some(Severity::High)),
+                ..Default::default()
+            },
+            "cooldown",
+        ),
+    ];
+    for (patch, field) in bad {
+        let err = e.set_settings("default", "u-1", &patch).await.unwrap_err();
+        assert!(err.to_string().contains(field), "{field}: {err}");
+    }
+    let cap = Cap::new(0, 3600).unwrap_err().to_string();
+    assert!(cap.contains("cap.max"), "{cap}");
+    let cap = Cap::new(3, 0).unwrap_err().to_string();
+    assert!(cap.contains("cap.window"), "{cap}");
+    assert_eq!(e.settings("default", "u-1").await.unwrap().0, before);
+    let past = chrono::Utc::now() - chrono::Duration::minutes(1);
+    let err = e
+        .add_suppression(
+            "default",
+            &SuppressionTarget::Address("a@example.com".into()),
+            SuppressionReason::Manual,
+            None,
+            Some(past),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("expires_at"), "{err}");
+    assert_eq!(count(e, "suppressions").await, 0);
+}
+
+async fn dry_run_says_what_would_happen_and_writes_nothing(b: Backend) {
+    let w = world(b).await;
+    let e = &w.engine;
+    e.set_preference(
+        "default",
+        "u-1",
+        &PrefScope::Channel(Channel::Email),
+        Some(false),
+    )
+    .await
+    .unwrap();
+    let tables = ["events", "notifications", "deliveries", "jobs", "traces"];
+    let mut before = Vec::new();
+    for t in tables {
+        before.push(count(e, t).await);
+    }
+    let plan = e
+        .dry_run(&TriggerRequest::new("order-shipped", order("o1", "u-1")))
+        .await
+        .unwrap();
+    let mut after = Vec::new();
+    for t in tables {
+        after.push(count(e, t).await);
+    }
+    assert_eq!(before, after, "a dry run writes nothing");
+    let channels = &plan.recipients[0].channels;
+    let would: Vec<(&str, &str)> = channels
+        .iter()
+        .map(|c| (c.channel.as_str(), c.would))
+        .collect();
+    assert_eq!(would, [("email", "suppress"), ("webhook", "send")]);
+    assert_eq!(channels[0].decision.code(), "channel_disabled");
+}
+
+on_both_backends!(
+    preference_disabled_at_plan_time_suppresses_without_a_job,
+    recipient_setting_overrides_tenant_default_and_tenants_are_isolated,
+    a_preference_changed_after_planning_suppresses_at_send_time,
+    severity_floor_suppresses_and_critical_bypasses_all_but_suppressions,
+    suppressions_by_address_and_recipient_expire_and_can_be_removed,
+    cooldown_drops_repeats_of_a_notifier_to_a_recipient,
+    cap_counts_sent_and_in_flight_deliveries_on_a_channel,
+    quiet_hours_defer_to_the_window_end_and_are_rechecked_when_due,
+    invalid_settings_are_rejected_naming_the_field_and_nothing_is_written,
+    dry_run_says_what_would_happen_and_writes_nothing,
+);
