@@ -658,7 +658,72 @@ async fn dry_run_says_what_would_happen_and_writes_nothing(b: Backend) {
     assert_eq!(channels[0].decision.code(), "channel_disabled");
 }
 
+async fn a_bulk_trigger_reads_each_recipients_policy_and_counts_its_own_batch(b: Backend) {
+    let w = world(b).await;
+    let e = &w.engine;
+    e.set_settings(
+        "default",
+        "u-1",
+        &SettingsPatch {
+            caps: vec![(Channel::Webhook, Some(Cap::new(2, 3600).unwrap()))],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    e.add_suppression(
+        "default",
+        &SuppressionTarget::Address("u-2@example.com".into()),
+        SuppressionReason::Bounce,
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    e.set_preference(
+        "other",
+        "u-1",
+        &PrefScope::Channel(Channel::Webhook),
+        Some(false),
+    )
+    .await
+    .unwrap();
+    let reqs = vec![
+        TriggerRequest::new("order-shipped", order("o1", "u-1")),
+        TriggerRequest::new("order-shipped", order("o2", "u-2")),
+        TriggerRequest::new("order-shipped", order("o3", "u-1")),
+        TriggerRequest::new("order-shipped", order("o4", "u-1")),
+        TriggerRequest::new("order-shipped", order("o5", "u-1")).tenant("other"),
+    ];
+    let outcomes = e.trigger_many(&reqs).await.unwrap();
+    let got: Vec<(String, String, Option<String>)> = outcomes
+        .iter()
+        .flat_map(|o| o.notifications[0].deliveries.iter())
+        .map(|d| (d.channel.clone(), d.status.clone(), d.status_reason.clone()))
+        .collect();
+    let s =
+        |c: &str, st: &str, r: Option<&str>| (c.to_string(), st.to_string(), r.map(str::to_string));
+    assert_eq!(
+        got,
+        [
+            s("email", "pending", None),
+            s("webhook", "pending", None),
+            s("email", "suppressed", Some("address_suppressed")),
+            s("webhook", "pending", None),
+            s("email", "pending", None),
+            s("webhook", "pending", None),
+            // The cap of two counts the two planned earlier in the same batch.
+            s("email", "pending", None),
+            s("webhook", "suppressed", Some("cap_reached")),
+            // Another tenant: its own preference, not the default tenant's cap.
+            s("email", "pending", None),
+            s("webhook", "suppressed", Some("channel_disabled")),
+        ]
+    );
+}
+
 on_both_backends!(
+    a_bulk_trigger_reads_each_recipients_policy_and_counts_its_own_batch,
     preference_disabled_at_plan_time_suppresses_without_a_job,
     recipient_setting_overrides_tenant_default_and_tenants_are_isolated,
     a_preference_changed_after_planning_suppresses_at_send_time,

@@ -16,6 +16,7 @@ use crate::store::{self, Db, StoreError};
 use crate::traces::{self, DeliveryRecord, NewTrace, kind};
 use serde::Serialize;
 use sqlx::Row;
+use std::collections::HashMap;
 
 /// The tenant used when none is given.
 pub const DEFAULT_TENANT: &str = "default";
@@ -142,8 +143,9 @@ pub async fn trigger(
         Plan::Duplicate(existing) => return summary(db, &existing, true).await,
         Plan::New(p) => p,
     };
+    let inputs = policy_inputs(db, &[&planned]).await?;
     let mut tx = db.begin().await?;
-    let written = write(&mut tx, &planned).await?;
+    let written = write(&mut tx, &planned, &inputs).await?;
     queue::announce(&mut tx, store::backend(db)).await?;
     tx.commit().await?;
     match written {
@@ -179,11 +181,19 @@ pub async fn trigger_many(
                 })?;
         plans.push(planned);
     }
+    let new: Vec<&PlannedEvent> = plans
+        .iter()
+        .filter_map(|p| match p {
+            Plan::New(p) => Some(p),
+            Plan::Duplicate(_) => None,
+        })
+        .collect();
+    let inputs = policy_inputs(db, &new).await?;
     let mut tx = db.begin().await?;
     let mut written = Vec::with_capacity(plans.len());
     for p in &plans {
         written.push(match p {
-            Plan::New(p) => write(&mut tx, p).await?,
+            Plan::New(p) => write(&mut tx, p, &inputs).await?,
             Plan::Duplicate(_) => None,
         });
     }
@@ -288,6 +298,37 @@ pub async fn dry_run(
     })
 }
 
+/// Policy inputs by (tenant, recipient id) for every recipient of the planned events.
+type PolicyInputs = HashMap<(String, String), policy::decide::Inputs>;
+
+/// Reads the policy inputs of all planned recipients, a query per tenant, just before the
+/// write transaction begins: that is what a read inside it would see under PostgreSQL's READ
+/// COMMITTED, and it keeps SQLite's single writer lock shorter. The decisions themselves, and
+/// the counts behind cooldowns and caps, are taken inside the transaction.
+async fn policy_inputs(
+    db: &Db,
+    planned: &[&PlannedEvent<'_>],
+) -> Result<PolicyInputs, TriggerError> {
+    let mut by_tenant: HashMap<&str, Vec<&Recipient>> = HashMap::new();
+    for p in planned {
+        by_tenant
+            .entry(p.req.tenant.as_str())
+            .or_default()
+            .extend(p.recipients.iter().map(|r| &r.recipient));
+    }
+    let now = store::now();
+    let mut out = HashMap::new();
+    let mut conn = db.acquire().await?;
+    for (tenant, recipients) in by_tenant {
+        for (id, inputs) in
+            policy::decide::Inputs::load_many(&mut conn, tenant, &recipients, now).await?
+        {
+            out.insert((tenant.to_string(), id), inputs);
+        }
+    }
+    Ok(out)
+}
+
 /// The original of a request whose idempotency key turned out to be taken.
 async fn duplicate_of(db: &Db, req: &TriggerRequest) -> Result<TriggerOutcome, TriggerError> {
     let key = req.idempotency_key.as_deref().unwrap_or_default();
@@ -355,6 +396,12 @@ async fn plan<'r>(
             req.notifier
         )));
     }
+    if recipients.iter().any(|r| r.id == policy::TENANT_DEFAULT) {
+        return Err(TriggerError::Invalid(format!(
+            "notifier `{}` returned a recipient with the id `*`, which names a tenant's policy defaults",
+            req.notifier
+        )));
+    }
     let mut planned = Vec::with_capacity(recipients.len());
     for recipient in recipients {
         let mut channels = runtime
@@ -393,6 +440,7 @@ async fn plan<'r>(
 async fn write(
     tx: &mut crate::store::Conn,
     p: &PlannedEvent<'_>,
+    policy_inputs: &PolicyInputs,
 ) -> Result<Option<TriggerOutcome>, TriggerError> {
     let (req, plugin, category, planned) = (p.req, &p.plugin, &p.category, &p.recipients);
     let event_id = store::new_id();
@@ -487,7 +535,10 @@ async fn write(
             format!("recipient {} ({} severity)", p.recipient.id, req.severity),
         ));
         // Policy checkpoint 1, inside this transaction: what was planned before it counts.
-        let inputs = policy::decide::Inputs::load(tx, &req.tenant, &p.recipient, now_time).await?;
+        let no_inputs = policy::decide::Inputs::default();
+        let inputs = policy_inputs
+            .get(&(req.tenant.clone(), p.recipient.id.clone()))
+            .unwrap_or(&no_inputs);
         let mut deliveries = Vec::with_capacity(p.channels.len());
         for (channel, delivery_id) in p.channels.iter().zip(&p.delivery_ids) {
             let subject = policy::decide::Subject {
@@ -503,7 +554,7 @@ async fn write(
                 send_at: scheduled.unwrap_or(now_time),
             };
             let decision =
-                policy::decide::decide(tx, Checkpoint::Plan, &inputs, &subject, now_time).await?;
+                policy::decide::decide(tx, Checkpoint::Plan, inputs, &subject, now_time).await?;
             let standing = Standing::of(&decision, scheduled, now_time);
             let idempotency_key = idempotency_key_for(delivery_id);
             sqlx::query(

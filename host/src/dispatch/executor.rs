@@ -640,7 +640,8 @@ async fn commit_one(
             return Ok((None, false));
         }
     };
-    let sent_at = (status == "succeeded" && work.attempt.is_some()).then(|| store::time_text(now));
+    // In-app deliveries are "sent" when their inbox item is written: caps count them too.
+    let sent_at = (status == "succeeded").then(|| store::time_text(now));
     let (content, rendered_by) = content_json.unzip();
     sqlx::query(
         "UPDATE deliveries SET status = $1, status_reason = $2, status_detail = $3,

@@ -6,7 +6,7 @@
 //! 7. cap per channel; 8. quiet hours, which defer rather than suppress.
 //!
 //! Rules 2–8 do not apply to a critical notification; the record says they were bypassed.
-//! The inputs are read in one query per recipient ([`Inputs::load`]); cooldowns and caps,
+//! The inputs are read in one query for many recipients ([`Inputs::load_many`]); cooldowns and caps,
 //! which count past deliveries, query only when one is configured.
 
 use super::inputs::{self, Settings, Suppression, TENANT_DEFAULT};
@@ -16,6 +16,7 @@ use crate::store::{self, Conn, StoreError};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::Row;
+use std::collections::HashMap;
 use std::fmt;
 
 /// When a decision is taken.
@@ -132,78 +133,23 @@ impl Inputs {
         recipient: &Recipient,
         now: DateTime<Utc>,
     ) -> Result<Inputs, StoreError> {
-        let addresses: Vec<String> = [&recipient.email, &recipient.phone]
-            .into_iter()
-            .flatten()
-            .map(|a| inputs::normalise_address(a))
-            .collect();
-        // Columns are typed by CAST so both backends agree on the union's types.
-        let rows = sqlx::query(
-            "SELECT 'pref' AS src, recipient_id AS who, scope AS a, target AS b,
-                    CAST(NULL AS TEXT) AS c, CAST(NULL AS TEXT) AS d, CAST(NULL AS TEXT) AS e,
-                    CAST(NULL AS TEXT) AS f, CAST(NULL AS TEXT) AS g,
-                    enabled AS n1, CAST(NULL AS BIGINT) AS n2
-             FROM preferences WHERE tenant = $1 AND recipient_id IN ($2, '*')
-             UNION ALL
-             SELECT 'settings', recipient_id, time_zone, severity_floor, caps, cooldowns, updated_at,
-                    CAST(NULL AS TEXT), CAST(NULL AS TEXT), quiet_start, quiet_end
-             FROM recipient_settings WHERE tenant = $1 AND recipient_id IN ($2, '*')
-             UNION ALL
-             SELECT 'supp', id, address, recipient_id, channel, reason, note, expires_at, created_at,
-                    CAST(NULL AS BIGINT), CAST(NULL AS BIGINT)
-             FROM suppressions
-             WHERE tenant = $1 AND (recipient_id = $2 OR address IN ($3, $4))
-               AND (expires_at IS NULL OR expires_at > $5)",
-        )
-        .bind(tenant)
-        .bind(&recipient.id)
-        .bind(addresses.first().map(String::as_str).unwrap_or(""))
-        .bind(addresses.get(1).map(String::as_str).unwrap_or(""))
-        .bind(store::time_text(now))
-        .fetch_all(&mut *conn)
-        .await?;
-        let mut out = Inputs::default();
-        let (mut own, mut defaults) = (None, None);
-        for r in &rows {
-            let src: String = r.get("src");
-            let who: String = r.get("who");
-            match src.as_str() {
-                "pref" => out.prefs.push((
-                    who != TENANT_DEFAULT,
-                    r.get("a"),
-                    r.get("b"),
-                    r.get::<Option<i64>, _>("n1").unwrap_or(1) != 0,
-                )),
-                "settings" => {
-                    let s = inputs::settings_from_columns(
-                        r.get("a"),
-                        r.get("n1"),
-                        r.get("n2"),
-                        r.get("b"),
-                        r.get("c"),
-                        r.get("d"),
-                        r.get("e"),
-                    )?;
-                    if who == TENANT_DEFAULT {
-                        defaults = Some(s);
-                    } else {
-                        own = Some(s);
-                    }
-                }
-                _ => out.suppressions.push(Suppression {
-                    id: who,
-                    tenant: tenant.to_string(),
-                    address: r.get("a"),
-                    recipient_id: r.get("b"),
-                    channel: r.get("c"),
-                    reason: r.get::<Option<String>, _>("d").unwrap_or_default(),
-                    note: r.get("e"),
-                    expires_at: r.get("f"),
-                    created_at: r.get::<Option<String>, _>("g").unwrap_or_default(),
-                }),
-            }
+        let mut all = Inputs::load_many(conn, tenant, &[recipient], now).await?;
+        Ok(all.remove(&recipient.id).unwrap_or_default())
+    }
+
+    /// The inputs of many recipients of one tenant, by recipient id, in one query per
+    /// [`LOAD_CHUNK`] recipients: a bulk trigger reads its policy in a statement or two, not
+    /// one per recipient.
+    pub async fn load_many(
+        conn: &mut Conn,
+        tenant: &str,
+        recipients: &[&Recipient],
+        now: DateTime<Utc>,
+    ) -> Result<HashMap<String, Inputs>, StoreError> {
+        let mut out: HashMap<String, Inputs> = HashMap::with_capacity(recipients.len());
+        for chunk in recipients.chunks(LOAD_CHUNK) {
+            load_chunk(conn, tenant, chunk, now, &mut out).await?;
         }
-        out.settings = own.unwrap_or_default().over(&defaults.unwrap_or_default());
         Ok(out)
     }
 
@@ -222,6 +168,134 @@ impl Inputs {
             (None, None) => (true, "no setting"),
         }
     }
+}
+
+/// Recipients per loading query; with two addresses each that is 1,500 bind parameters, far
+/// below SQLite's and PostgreSQL's limits.
+pub const LOAD_CHUNK: usize = 500;
+
+fn addresses_of(r: &Recipient) -> impl Iterator<Item = String> + '_ {
+    [&r.email, &r.phone]
+        .into_iter()
+        .flatten()
+        .map(|a| inputs::normalise_address(a))
+}
+
+async fn load_chunk(
+    conn: &mut Conn,
+    tenant: &str,
+    recipients: &[&Recipient],
+    now: DateTime<Utc>,
+    out: &mut HashMap<String, Inputs>,
+) -> Result<(), StoreError> {
+    let ids: Vec<&str> = recipients.iter().map(|r| r.id.as_str()).collect();
+    let addresses: Vec<String> = recipients.iter().flat_map(|r| addresses_of(r)).collect();
+    // $1 tenant, $2 now, then the ids, then the addresses.
+    let list = |from: usize, n: usize| {
+        (from..from + n)
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let id_list = list(3, ids.len());
+    let by_address = if addresses.is_empty() {
+        String::new()
+    } else {
+        format!(" OR address IN ({})", list(3 + ids.len(), addresses.len()))
+    };
+    // Columns are typed by CAST so both backends agree on the union's types.
+    let sql = format!(
+        "SELECT 'pref' AS src, recipient_id AS who, scope AS a, target AS b,
+                CAST(NULL AS TEXT) AS c, CAST(NULL AS TEXT) AS d, CAST(NULL AS TEXT) AS e,
+                CAST(NULL AS TEXT) AS f, CAST(NULL AS TEXT) AS g,
+                enabled AS n1, CAST(NULL AS BIGINT) AS n2
+         FROM preferences WHERE tenant = $1 AND recipient_id IN ('*', {id_list})
+         UNION ALL
+         SELECT 'settings', recipient_id, time_zone, severity_floor, caps, cooldowns, updated_at,
+                CAST(NULL AS TEXT), CAST(NULL AS TEXT), quiet_start, quiet_end
+         FROM recipient_settings WHERE tenant = $1 AND recipient_id IN ('*', {id_list})
+         UNION ALL
+         SELECT 'supp', id, address, recipient_id, channel, reason, note, expires_at, created_at,
+                CAST(NULL AS BIGINT), CAST(NULL AS BIGINT)
+         FROM suppressions
+         WHERE tenant = $1 AND (recipient_id IN ({id_list}){by_address})
+           AND (expires_at IS NULL OR expires_at > $2)"
+    );
+    let mut q = sqlx::query(&sql).bind(tenant).bind(store::time_text(now));
+    for id in &ids {
+        q = q.bind(*id);
+    }
+    for a in &addresses {
+        q = q.bind(a.as_str());
+    }
+    let rows = q.fetch_all(&mut *conn).await?;
+
+    let mut prefs = Vec::new();
+    let mut settings: HashMap<String, Settings> = HashMap::new();
+    let mut suppressions = Vec::new();
+    for r in &rows {
+        let src: String = r.get("src");
+        let who: String = r.get("who");
+        match src.as_str() {
+            "pref" => prefs.push((
+                who,
+                r.get::<String, _>("a"),
+                r.get::<String, _>("b"),
+                r.get::<Option<i64>, _>("n1").unwrap_or(1) != 0,
+            )),
+            "settings" => {
+                let s = inputs::settings_from_columns(
+                    r.get("a"),
+                    r.get("n1"),
+                    r.get("n2"),
+                    r.get("b"),
+                    r.get("c"),
+                    r.get("d"),
+                    r.get("e"),
+                )?;
+                settings.insert(who, s);
+            }
+            _ => suppressions.push(Suppression {
+                id: who,
+                tenant: tenant.to_string(),
+                address: r.get("a"),
+                recipient_id: r.get("b"),
+                channel: r.get("c"),
+                reason: r.get::<Option<String>, _>("d").unwrap_or_default(),
+                note: r.get("e"),
+                expires_at: r.get("f"),
+                created_at: r.get::<Option<String>, _>("g").unwrap_or_default(),
+            }),
+        }
+    }
+    let defaults = settings.get(TENANT_DEFAULT).cloned().unwrap_or_default();
+    for r in recipients {
+        let mine: Vec<String> = addresses_of(r).collect();
+        out.insert(
+            r.id.clone(),
+            Inputs {
+                prefs: prefs
+                    .iter()
+                    .filter(|p| p.0 == r.id || p.0 == TENANT_DEFAULT)
+                    .map(|p| (p.0 != TENANT_DEFAULT, p.1.clone(), p.2.clone(), p.3))
+                    .collect(),
+                settings: settings
+                    .get(&r.id)
+                    .cloned()
+                    .unwrap_or_default()
+                    .over(&defaults),
+                suppressions: suppressions
+                    .iter()
+                    .filter(|x| {
+                        x.recipient_id.as_deref() == Some(r.id.as_str())
+                            || x.address.as_ref().is_some_and(|a| mine.contains(a))
+                    })
+                    .cloned()
+                    .collect(),
+            },
+        );
+    }
+    Ok(())
 }
 
 /// Decides for one delivery. Reads the past (cooldown, cap) through `conn`, which may be the
