@@ -722,7 +722,47 @@ async fn a_bulk_trigger_reads_each_recipients_policy_and_counts_its_own_batch(b:
     );
 }
 
+async fn concurrent_triggers_for_one_recipient_never_exceed_a_cap(b: Backend) {
+    let w = world(b).await;
+    let e = &w.engine;
+    e.set_settings(
+        "default",
+        "u-1",
+        &SettingsPatch {
+            caps: vec![(Channel::Webhook, Some(Cap::new(2, 3600).unwrap()))],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    // Eight callers at once; each must count what the others planned.
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let e = e.clone();
+        tasks.push(tokio::spawn(async move {
+            trigger(
+                &e,
+                TriggerRequest::new("order-shipped", order(&format!("o{i}"), "u-1")),
+            )
+            .await
+            .webhook
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        let id = t.await.unwrap();
+        statuses.push(standing(e, &id).await);
+    }
+    let pending = statuses.iter().filter(|s| s.0 == "pending").count();
+    let capped = statuses
+        .iter()
+        .filter(|s| s.1.as_deref() == Some("cap_reached"))
+        .count();
+    assert_eq!((pending, capped), (2, 6), "{statuses:?}");
+}
+
 on_both_backends!(
+    concurrent_triggers_for_one_recipient_never_exceed_a_cap,
     a_bulk_trigger_reads_each_recipients_policy_and_counts_its_own_batch,
     preference_disabled_at_plan_time_suppresses_without_a_job,
     recipient_setting_overrides_tenant_default_and_tenants_are_isolated,

@@ -145,6 +145,7 @@ pub async fn trigger(
     };
     let inputs = policy_inputs(db, &[&planned]).await?;
     let mut tx = db.begin().await?;
+    lock_counted_recipients(&mut tx, store::backend(db), &inputs).await?;
     let written = write(&mut tx, &planned, &inputs).await?;
     queue::announce(&mut tx, store::backend(db)).await?;
     tx.commit().await?;
@@ -190,6 +191,7 @@ pub async fn trigger_many(
         .collect();
     let inputs = policy_inputs(db, &new).await?;
     let mut tx = db.begin().await?;
+    lock_counted_recipients(&mut tx, store::backend(db), &inputs).await?;
     let mut written = Vec::with_capacity(plans.len());
     for p in &plans {
         written.push(match p {
@@ -327,6 +329,34 @@ async fn policy_inputs(
         }
     }
     Ok(out)
+}
+
+/// On PostgreSQL, takes a transaction-scoped advisory lock per recipient whose caps or
+/// cooldowns count past deliveries, so two triggers for the same recipient plan one after the
+/// other and each counts what the other wrote (READ COMMITTED would otherwise let both pass a
+/// cap of one). Locks are taken in sorted order, so concurrent batches cannot deadlock. SQLite
+/// needs none: its single writer already serialises planning.
+async fn lock_counted_recipients(
+    tx: &mut crate::store::Conn,
+    backend: store::Backend,
+    inputs: &PolicyInputs,
+) -> Result<(), TriggerError> {
+    if backend != store::Backend::Postgres {
+        return Ok(());
+    }
+    let mut keys: Vec<String> = inputs
+        .iter()
+        .filter(|(_, i)| i.counts_history())
+        .map(|((tenant, recipient), _)| format!("{tenant}\u{1f}{recipient}"))
+        .collect();
+    keys.sort();
+    for key in keys {
+        sqlx::query("SELECT 1 FROM pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(key)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
 }
 
 /// The original of a request whose idempotency key turned out to be taken.

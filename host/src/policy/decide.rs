@@ -153,6 +153,11 @@ impl Inputs {
         Ok(out)
     }
 
+    /// Whether deciding for this recipient counts past deliveries (a cap or a cooldown).
+    pub fn counts_history(&self) -> bool {
+        !self.settings.caps.is_empty() || !self.settings.cooldowns.is_empty()
+    }
+
     /// The preference for (scope, target): the recipient's own, else the tenant's default,
     /// else enabled. Returns it with where it came from.
     fn preference(&self, scope: &str, target: &str) -> (bool, &'static str) {
@@ -309,7 +314,7 @@ pub async fn decide(
     now: DateTime<Utc>,
 ) -> Result<Decision, StoreError> {
     let mut checks = Vec::new();
-    let outcome = evaluate(conn, inputs, s, now, &mut checks).await?;
+    let outcome = evaluate(conn, checkpoint, inputs, s, now, &mut checks).await?;
     let decision = Decision {
         checkpoint,
         outcome,
@@ -321,6 +326,7 @@ pub async fn decide(
 
 async fn evaluate(
     conn: &mut Conn,
+    checkpoint: Checkpoint,
     inputs: &Inputs,
     s: &Subject<'_>,
     now: DateTime<Utc>,
@@ -444,19 +450,28 @@ async fn evaluate(
         None => check("severity", format!("{}, no floor", s.severity), "pass"),
     }
 
+    // Which other deliveries came "before" this one. At plan time: every one already
+    // written, since planning is serialised per recipient (SQLite's writer lock, PostgreSQL's
+    // advisory lock) while ids were drawn before it. At send time: only those planned before it
+    // (by time-ordered id), so two deliveries that both passed planning cannot stop each other.
+    let before = match checkpoint {
+        Checkpoint::Plan => "<>",
+        Checkpoint::Send => "<",
+    };
+
     // 6. Cooldown: an earlier notification of this notifier to this recipient that is
     // still going out (or went out) inside the cooldown makes this one a repeat.
     match settings.cooldown_for(s.notifier_key) {
         Some(secs) => {
             let since = s.notification_created_at - chrono::Duration::seconds(secs as i64);
-            let earlier: Option<String> = sqlx::query_scalar(
+            let earlier: Option<String> = sqlx::query_scalar(&format!(
                 "SELECT n.id FROM notifications n JOIN events e ON e.id = n.event_id
                  WHERE n.tenant = $1 AND n.recipient_id = $2 AND e.notifier_key = $3
-                   AND n.id < $4 AND n.created_at >= $5
+                   AND n.id {before} $4 AND n.created_at >= $5
                    AND EXISTS (SELECT 1 FROM deliveries d WHERE d.notification_id = n.id
                                AND d.status IN ('pending', 'deferred', 'succeeded'))
-                 ORDER BY n.id DESC LIMIT 1",
-            )
+                 ORDER BY n.id DESC LIMIT 1"
+            ))
             .bind(s.tenant)
             .bind(&s.recipient.id)
             .bind(s.notifier_key)
@@ -487,13 +502,13 @@ async fn evaluate(
     match settings.caps.get(&s.channel) {
         Some(cap) => {
             let since = now - chrono::Duration::seconds(cap.window_secs as i64);
-            let used: i64 = sqlx::query_scalar(
+            let used: i64 = sqlx::query_scalar(&format!(
                 "SELECT COUNT(*) FROM deliveries d JOIN notifications n ON n.id = d.notification_id
                  WHERE n.tenant = $1 AND n.recipient_id = $2 AND d.channel = $3
                    AND d.notification_id <> $4
                    AND ((d.status = 'succeeded' AND d.sent_at >= $5)
-                        OR (d.status = 'pending' AND d.id < $6))",
-            )
+                        OR (d.status = 'pending' AND d.id {before} $6))"
+            ))
             .bind(s.tenant)
             .bind(&s.recipient.id)
             .bind(s.channel.as_str())
