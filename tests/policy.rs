@@ -761,7 +761,134 @@ async fn concurrent_triggers_for_one_recipient_never_exceed_a_cap(b: Backend) {
     assert_eq!((pending, capped), (2, 6), "{statuses:?}");
 }
 
+/// Every rule at the send checkpoint: the delivery passed planning, then its input changed
+/// while it waited; the worker suppresses (or defers) it without an attempt.
+async fn every_rule_applies_again_at_send_time(b: Backend) {
+    let w = world(b).await;
+    let e = &w.engine;
+    let t = "default";
+    // (recipient, expected status, expected reason) once its input changed after planning
+    let cases: Vec<(&str, &str, &str)> = vec![
+        ("u-sup", "suppressed", "recipient_suppressed"),
+        ("u-chan", "suppressed", "channel_disabled"),
+        ("u-cat", "suppressed", "category_disabled"),
+        ("u-notif", "suppressed", "notifier_disabled"),
+        ("u-sev", "suppressed", "below_severity"),
+        ("u-cool", "suppressed", "cooldown"),
+        ("u-cap", "suppressed", "cap_reached"),
+        ("u-quiet", "deferred", "quiet_hours"),
+    ];
+    // Plan everything first (all allowed), twice for the two rules that look at history.
+    let mut planned = Vec::new();
+    for (who, _, _) in &cases {
+        if *who == "u-cool" || *who == "u-cap" {
+            trigger(
+                e,
+                TriggerRequest::new("order-shipped", order(&format!("{who}-0"), who)),
+            )
+            .await;
+        }
+        let p = trigger(
+            e,
+            TriggerRequest::new("order-shipped", order(&format!("{who}-1"), who)),
+        )
+        .await;
+        assert_eq!(standing(e, &p.webhook).await, is("pending", None), "{who}");
+        planned.push(p);
+    }
+    // Then change each recipient's inputs.
+    e.add_suppression(
+        t,
+        &SuppressionTarget::Recipient {
+            id: "u-sup".into(),
+            channel: Channel::Webhook,
+        },
+        SuppressionReason::Manual,
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    e.set_preference(
+        t,
+        "u-chan",
+        &PrefScope::Channel(Channel::Webhook),
+        Some(false),
+    )
+    .await
+    .unwrap();
+    e.set_preference(
+        t,
+        "u-cat",
+        &PrefScope::Category("orders".into()),
+        Some(false),
+    )
+    .await
+    .unwrap();
+    e.set_preference(
+        t,
+        "u-notif",
+        &PrefScope::Notifier("order-shipped".into()),
+        Some(false),
+    )
+    .await
+    .unwrap();
+    let patches = [
+        (
+            "u-sev",
+            SettingsPatch {
+                severity_floor: Some(Some(Severity::High)),
+                ..Default::default()
+            },
+        ),
+        (
+            "u-cool",
+            SettingsPatch {
+                cooldowns: vec![("*".into(), Some(3600))],
+                ..Default::default()
+            },
+        ),
+        (
+            "u-cap",
+            SettingsPatch {
+                caps: vec![(Channel::Webhook, Some(Cap::new(1, 3600).unwrap()))],
+                ..Default::default()
+            },
+        ),
+        (
+            "u-quiet",
+            SettingsPatch {
+                quiet_hours: Some(Some((
+                    (chrono::Utc::now().hour() as i64 * 60 + 1380) % 1440,
+                    (chrono::Utc::now().hour() as i64 * 60 + 120) % 1440,
+                ))),
+                ..Default::default()
+            },
+        ),
+    ];
+    for (who, patch) in &patches {
+        e.set_settings(t, who, patch).await.unwrap();
+    }
+    for ((who, status, reason), p) in cases.iter().zip(&planned) {
+        e.dispatch_event(&p.event_id).await.unwrap();
+        assert_eq!(
+            standing(e, &p.webhook).await,
+            is(status, Some(reason)),
+            "{who}"
+        );
+        assert_eq!(attempts_for(e, &p.webhook).await, 0, "{who}: no attempt");
+        let traces = policy_traces(e, &p.webhook).await;
+        assert_eq!(traces.len(), 2, "{who}: {traces:?}");
+        assert_eq!(traces[0].0, "allowed", "{who}");
+        assert_eq!(traces[1].0, *reason, "{who}");
+        assert!(traces[1].1.starts_with("send checkpoint:"), "{who}");
+    }
+    // None of them reached the receiver's webhook endpoint.
+    assert_eq!(w.receiver.received().len(), 0);
+}
+
 on_both_backends!(
+    every_rule_applies_again_at_send_time,
     concurrent_triggers_for_one_recipient_never_exceed_a_cap,
     a_bulk_trigger_reads_each_recipients_policy_and_counts_its_own_batch,
     preference_disabled_at_plan_time_suppresses_without_a_job,

@@ -365,8 +365,17 @@ impl fmt::Display for Explanation {
             if let Some(r) = &t.reason {
                 write!(f, " [{r}]")?;
             }
-            if let Some(d) = &t.detail {
-                write!(f, " {d}")?;
+            match &t.detail {
+                // A policy decision lists one rule after another: one line each reads better.
+                Some(d) if t.kind == kind::POLICY_CHECKED => {
+                    let mut rules = d.split("; ");
+                    write!(f, " {}", rules.next().unwrap_or_default())?;
+                    for rule in rules {
+                        write!(f, "\n{:<50}{rule}", "")?;
+                    }
+                }
+                Some(d) => write!(f, " {d}")?,
+                None => {}
             }
             if let Some(p) = &t.plugin {
                 write!(f, "  by {p}")?;

@@ -83,7 +83,8 @@ impl Decision {
 }
 
 impl fmt::Display for Decision {
-    /// One line per rule, as `explain` shows it.
+    /// The checkpoint, then each rule as `rule [inputs] → result`, separated by `; ` (which
+    /// `explain` turns into one line per rule; inputs never contain it).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} checkpoint: ", self.checkpoint.as_str())?;
         let parts: Vec<String> = self
@@ -483,14 +484,14 @@ async fn evaluate(
             if let Some(previous) = earlier {
                 check(
                     "cooldown",
-                    format!("{window}; notification {previous} came within it"),
+                    format!("{window}, notification {previous} came within it"),
                     reason::COOLDOWN,
                 );
                 return Ok(suppress(reason::COOLDOWN));
             }
             check(
                 "cooldown",
-                format!("{window}; no earlier one within it"),
+                format!("{window}, none other within it"),
                 "pass",
             );
         }
