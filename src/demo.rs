@@ -68,6 +68,42 @@ pub async fn run(cache_dir: &Option<PathBuf>, database: Option<PathBuf>, json: b
         println!();
     }
 
+    // Policy: Alan keeps quiet hours in Tokyo around this very moment (so the demo shows a
+    // deferral), and Grace's phone number is suppressed after a complaint.
+    let tokyo = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Tokyo);
+    let minute = i64::from(chrono::Timelike::hour(&tokyo) * 60 + chrono::Timelike::minute(&tokyo));
+    let quiet = ((minute + 1380) % 1440, (minute + 59) % 1440);
+    engine
+        .set_settings(
+            "default",
+            "alan",
+            &belfry::host::policy::SettingsPatch {
+                time_zone: Some(Some("Asia/Tokyo".into())),
+                quiet_hours: Some(Some(quiet)),
+                ..Default::default()
+            },
+        )
+        .await?;
+    engine
+        .add_suppression(
+            "default",
+            &belfry::host::policy::SuppressionTarget::Address("+1 555 555 0100".into()),
+            belfry::host::policy::SuppressionReason::Complaint,
+            Some("replied STOP"),
+            None,
+        )
+        .await?;
+    if !json {
+        let hm = |m: i64| format!("{:02}:{:02}", m / 60, m % 60);
+        println!(
+            "policy: alan's quiet hours are {}–{} in Asia/Tokyo (now {}); grace's phone +15555550100 is suppressed (complaint)",
+            hm(quiet.0),
+            hm(quiet.1),
+            tokyo.format("%H:%M")
+        );
+        println!();
+    }
+
     let order = json!({
         "order_id": "1042",
         "carrier": "DHL",
@@ -117,6 +153,7 @@ pub async fn run(cache_dir: &Option<PathBuf>, database: Option<PathBuf>, json: b
     let mut rows = Vec::new();
     let mut log = Vec::new();
     let mut invalid_delivery = None;
+    let mut deferred_delivery = None;
     for (label, req) in &steps {
         match engine.trigger(req).await {
             Ok(outcome) => {
@@ -149,8 +186,10 @@ pub async fn run(cache_dir: &Option<PathBuf>, database: Option<PathBuf>, json: b
                 log.push(json!({"step": label, "event_id": outcome.event_id, "duplicate": false}));
                 for n in outcome.notifications {
                     for d in n.deliveries {
-                        if d.status_reason.as_deref() == Some("content_invalid") {
-                            invalid_delivery = Some(d.id.clone());
+                        match d.status_reason.as_deref() {
+                            Some("content_invalid") => invalid_delivery = Some(d.id.clone()),
+                            Some("quiet_hours") => deferred_delivery = Some(d.id.clone()),
+                            _ => {}
                         }
                         rows.push((output::short(&outcome.event_id), d));
                     }
@@ -197,6 +236,12 @@ pub async fn run(cache_dir: &Option<PathBuf>, database: Option<PathBuf>, json: b
         println!();
         println!("Why did a delivery fail? `belfry explain {}`:", e.id);
         print!("{e}");
+    }
+    if let Some(id) = deferred_delivery {
+        println!();
+        println!(
+            "Why is a delivery waiting? `belfry explain {id}` shows its policy check, rule by rule."
+        );
     }
     if tmp.path().starts_with(std::env::temp_dir()) && db_path.starts_with(tmp.path()) {
         println!();

@@ -35,12 +35,12 @@ pub fn print_outcome(outcome: &TriggerOutcome) {
 /// A fixed-width table of deliveries.
 pub fn print_deliveries(rows: &[(String, DeliveryRecord)]) {
     println!(
-        "{:<14} {:<10} {:<8} {:<10} {:<16} {:<22} EVENT",
+        "{:<14} {:<10} {:<8} {:<10} {:<20} {:<22} EVENT",
         "DELIVERY", "RECIPIENT", "CHANNEL", "STATUS", "REASON", "SENT BY"
     );
     for (label, d) in rows {
         println!(
-            "{:<14} {:<10} {:<8} {:<10} {:<16} {:<22} {}",
+            "{:<14} {:<10} {:<8} {:<10} {:<20} {:<22} {}",
             short(&d.id),
             d.recipient_id,
             d.channel,

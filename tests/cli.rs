@@ -42,7 +42,20 @@ fn demo_runs_the_whole_lifecycle() {
     assert!(deliveries.len() >= 8);
     let status = |s: &str| deliveries.iter().filter(|d| d["status"] == s).count();
     assert_eq!(status("failed"), 1, "one delivery fails validation");
-    assert_eq!(status("succeeded"), deliveries.len() - 1);
+    // Alan's quiet hours defer his email and webhook; Grace's suppressed phone stops her sms.
+    assert_eq!(status("deferred"), 2, "{v}");
+    assert_eq!(status("suppressed"), 1, "{v}");
+    assert_eq!(status("succeeded"), deliveries.len() - 4);
+    let reason = |r: &str| {
+        deliveries
+            .iter()
+            .filter(|d| d["status_reason"] == r)
+            .count()
+    };
+    assert_eq!(
+        (reason("quiet_hours"), reason("address_suppressed")),
+        (2, 1)
+    );
     assert!(v["webhooks_received"].as_u64().unwrap() >= 2);
     assert_eq!(v["webhooks_received"], v["webhooks_verified"]);
     let steps = v["steps"].as_array().unwrap();

@@ -152,11 +152,14 @@ impl Executor {
             work.verdict = Verdict::Skip(format!("unknown job kind `{}`", work.job.kind));
             return Ok(work);
         }
-        let Some(d) = load(&self.db, &work.job.subject_id).await? else {
+        // One connection for both reads, returned to the pool before any plugin runs.
+        let mut conn = self.db.acquire().await?;
+        let Some(d) = load(&mut conn, &work.job.subject_id).await? else {
             work.verdict = Verdict::Skip("the delivery is no longer waiting to be sent".into());
             return Ok(work);
         };
-        let decision = self.check_policy(&d).await?;
+        let decision = check_policy(&mut conn, &d).await?;
+        drop(conn);
         work.verdict = match &decision.outcome {
             Outcome::Allow => self.run(&mut work, &d).await,
             Outcome::Suppress { reason } => Verdict::Suppressed {
@@ -178,27 +181,6 @@ impl Executor {
         work.policy = Some(decision);
         work.delivery = Some(d);
         Ok(work)
-    }
-
-    /// Policy checkpoint 2: every input read again, since any may have changed while the
-    /// delivery waited.
-    async fn check_policy(&self, d: &Loaded) -> Result<Decision, StoreError> {
-        let now = store::now();
-        let mut conn = self.db.acquire().await?;
-        let inputs = policy::decide::Inputs::load(&mut conn, &d.tenant, &d.recipient, now).await?;
-        let subject = policy::decide::Subject {
-            tenant: &d.tenant,
-            recipient: &d.recipient,
-            notifier_key: &d.notifier_key,
-            category: &d.category,
-            channel: d.channel,
-            severity: d.severity,
-            notification_id: &d.notification_id,
-            notification_created_at: d.notification_created_at,
-            delivery_id: &d.id,
-            send_at: now,
-        };
-        policy::decide::decide(&mut conn, Checkpoint::Send, &inputs, &subject, now).await
     }
 
     async fn run(&self, work: &mut Work, d: &Loaded) -> Verdict {
@@ -716,8 +698,28 @@ fn outcome_reason(outcome: &str) -> &'static str {
     }
 }
 
+/// Policy checkpoint 2: every input read again, since any may have changed while the delivery
+/// waited.
+async fn check_policy(conn: &mut Conn, d: &Loaded) -> Result<Decision, StoreError> {
+    let now = store::now();
+    let inputs = policy::decide::Inputs::load(conn, &d.tenant, &d.recipient, now).await?;
+    let subject = policy::decide::Subject {
+        tenant: &d.tenant,
+        recipient: &d.recipient,
+        notifier_key: &d.notifier_key,
+        category: &d.category,
+        channel: d.channel,
+        severity: d.severity,
+        notification_id: &d.notification_id,
+        notification_created_at: d.notification_created_at,
+        delivery_id: &d.id,
+        send_at: now,
+    };
+    policy::decide::decide(conn, Checkpoint::Send, &inputs, &subject, now).await
+}
+
 /// The delivery behind a job, if it is still waiting to be sent.
-async fn load(db: &Db, delivery_id: &str) -> Result<Option<Loaded>, StoreError> {
+async fn load(conn: &mut Conn, delivery_id: &str) -> Result<Option<Loaded>, StoreError> {
     let Some(r) = sqlx::query(
         "SELECT d.id, d.tenant, d.event_id, d.notification_id, d.channel, d.idempotency_key,
                 e.notifier_key, e.payload, n.recipient, n.category, n.severity, n.created_at
@@ -725,7 +727,7 @@ async fn load(db: &Db, delivery_id: &str) -> Result<Option<Loaded>, StoreError> 
          WHERE d.id = $1 AND d.status IN ('pending', 'deferred')",
     )
     .bind(delivery_id)
-    .fetch_optional(db)
+    .fetch_optional(&mut *conn)
     .await?
     else {
         return Ok(None);
