@@ -373,7 +373,7 @@ async fn run(cli: Cli) -> Result<()> {
             until,
             reason,
         } => {
-            let until = parse_when(&until)?;
+            let until = parse_when("--until", &until)?;
             let db = belfry::host::store::open(&g.database_url).await?;
             let d =
                 belfry::host::dispatch::executor::defer(&db, &delivery_id, until, &reason).await?;
@@ -507,28 +507,43 @@ async fn worker(g: &Global, args: WorkerArgs) -> Result<()> {
     Ok(())
 }
 
-/// An RFC 3339 time, or a delay from now such as `90s`, `15m`, `2h`, `1d`.
-fn parse_when(text: &str) -> Result<chrono::DateTime<chrono::Utc>> {
+/// An RFC 3339 time, or a delay from now such as `90s`, `15m`, `2h`, `1d`, given as `flag`.
+fn parse_when(flag: &str, text: &str) -> Result<chrono::DateTime<chrono::Utc>> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
         return Ok(t.with_timezone(&chrono::Utc));
     }
-    let (number, unit) = text.split_at(
-        text.find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len()),
-    );
+    // A delay here is from now, forward, and names its unit.
+    if text.ends_with(|c: char| c.is_ascii_digit()) {
+        bail!("{flag} `{text}`: the unit must be s, m, h or d");
+    }
+    let secs = duration_secs(flag, text)
+        .ok()
+        .filter(|s| *s >= 0)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "{flag} `{text}`: expected an RFC 3339 time or a delay like 90s, 15m, 2h, 1d"
+            )
+        })?;
+    Ok(chrono::Utc::now() + chrono::Duration::seconds(secs))
+}
+
+/// `90s`, `15m`, `2h`, `1d` or plain seconds, as seconds given as `flag`. The sign is kept:
+/// whether a value makes sense is for its consumer to say.
+fn duration_secs(flag: &str, text: &str) -> Result<i64> {
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '-'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
     let n: i64 = number.parse().map_err(|_| {
-        anyhow::anyhow!(
-            "--until `{text}`: expected an RFC 3339 time or a delay like 90s, 15m, 2h, 1d"
-        )
+        anyhow::anyhow!("{flag} `{text}`: expected a duration like 90s, 15m, 2h or 1d")
     })?;
-    let delay = match unit {
-        "s" => chrono::Duration::seconds(n),
-        "m" => chrono::Duration::minutes(n),
-        "h" => chrono::Duration::hours(n),
-        "d" => chrono::Duration::days(n),
-        _ => bail!("--until `{text}`: the unit must be s, m, h or d"),
-    };
-    Ok(chrono::Utc::now() + delay)
+    Ok(match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => bail!("{flag} `{text}`: the unit must be s, m, h or d"),
+    })
 }
 
 async fn queue_bench_run(scenarios: &[&str], a: QueueBenchArgs, json: bool) -> Result<()> {

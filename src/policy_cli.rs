@@ -249,7 +249,7 @@ pub async fn settings(db: &Db, command: SettingsCommand, json: bool) -> Result<(
                 let max: i64 = max
                     .parse()
                     .map_err(|_| anyhow::anyhow!("--cap `{c}`: MAX must be a whole number"))?;
-                let cap = Cap::new(max, duration_secs("--cap", window)?)?;
+                let cap = Cap::new(max, crate::duration_secs("--cap", window)?)?;
                 patch.caps.push((channel, Some(cap)));
             }
             patch.caps.extend(a.no_cap.iter().map(|c| (*c, None)));
@@ -257,9 +257,10 @@ pub async fn settings(db: &Db, command: SettingsCommand, json: bool) -> Result<(
                 let Some((notifier, d)) = c.split_once('=') else {
                     bail!("--cooldown `{c}`: expected NOTIFIER=DURATION, e.g. order-shipped=10m");
                 };
-                patch
-                    .cooldowns
-                    .push((notifier.to_string(), Some(duration_secs("--cooldown", d)?)));
+                patch.cooldowns.push((
+                    notifier.to_string(),
+                    Some(crate::duration_secs("--cooldown", d)?),
+                ));
             }
             patch
                 .cooldowns
@@ -296,7 +297,9 @@ pub async fn suppressions(db: &Db, command: SuppressionsCommand, json: bool) -> 
                 _ => bail!("give --address, or --recipient with --channel"),
             };
             let reason: SuppressionReason = reason.parse()?;
-            let expires = expires.map(|e| crate::parse_when(&e)).transpose()?;
+            let expires = expires
+                .map(|e| crate::parse_when("--expires", &e))
+                .transpose()?;
             let s = inputs::add_suppression(db, &tenant, &target, reason, note.as_deref(), expires)
                 .await?;
             if json {
@@ -386,22 +389,4 @@ fn minute(flag: &str, text: &str) -> Result<i64> {
     }
     text.parse()
         .map_err(|_| anyhow::anyhow!("{flag} `{text}`: expected a minute of the day or HH:MM"))
-}
-
-/// `90s`, `15m`, `2h`, `1d` or plain seconds, as seconds (sign kept for the engine to judge).
-fn duration_secs(flag: &str, text: &str) -> Result<i64> {
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '-'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: i64 = number.parse().map_err(|_| {
-        anyhow::anyhow!("{flag} `{text}`: expected a duration like 90s, 15m, 2h or 1d")
-    })?;
-    Ok(match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        _ => bail!("{flag} `{text}`: the unit must be s, m, h or d"),
-    })
 }

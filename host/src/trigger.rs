@@ -256,27 +256,22 @@ pub async fn dry_run(
     };
     let now = store::now();
     let scheduled = req.deliver_at.filter(|at| *at > now);
+    let inputs = policy_inputs(db, &[&planned]).await?;
     let mut conn = db.acquire().await?;
     let mut recipients = Vec::with_capacity(planned.recipients.len());
     for p in &planned.recipients {
-        let inputs =
-            policy::decide::Inputs::load(&mut conn, &req.tenant, &p.recipient, now).await?;
+        let decisions = plan_time_decisions(
+            &mut conn,
+            p,
+            req,
+            &planned.category,
+            &inputs,
+            now,
+            scheduled,
+        )
+        .await?;
         let mut channels = Vec::with_capacity(p.channels.len());
-        for (channel, delivery_id) in p.channels.iter().zip(&p.delivery_ids) {
-            let subject = policy::decide::Subject {
-                tenant: &req.tenant,
-                recipient: &p.recipient,
-                notifier_key: &req.notifier,
-                category: &planned.category,
-                channel: *channel,
-                severity: req.severity,
-                notification_id: &p.notification_id,
-                notification_created_at: now,
-                delivery_id,
-                send_at: scheduled.unwrap_or(now),
-            };
-            let decision =
-                policy::decide::decide(&mut conn, Checkpoint::Plan, &inputs, &subject, now).await?;
+        for (channel, decision) in p.channels.iter().zip(decisions) {
             let would = match decision.outcome {
                 Outcome::Allow if scheduled.is_none() => "send",
                 Outcome::Allow | Outcome::Defer { .. } => "defer",
@@ -329,6 +324,42 @@ async fn policy_inputs(
         }
     }
     Ok(out)
+}
+
+/// Policy checkpoint 1 for each channel of one planned recipient, in channel order. The
+/// channels of one notification never count against each other (caps and cooldowns leave the
+/// notification's own deliveries out), so all can be decided before any is written.
+async fn plan_time_decisions(
+    conn: &mut crate::store::Conn,
+    p: &PlannedRecipient,
+    req: &TriggerRequest,
+    category: &str,
+    inputs: &PolicyInputs,
+    now: chrono::DateTime<chrono::Utc>,
+    scheduled: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<Vec<Decision>, TriggerError> {
+    let none = policy::decide::Inputs::default();
+    let inputs = inputs
+        .get(&(req.tenant.clone(), p.recipient.id.clone()))
+        .unwrap_or(&none);
+    let mut decisions = Vec::with_capacity(p.channels.len());
+    for (channel, delivery_id) in p.channels.iter().zip(&p.delivery_ids) {
+        let subject = policy::decide::Subject {
+            tenant: &req.tenant,
+            recipient: &p.recipient,
+            notifier_key: &req.notifier,
+            category,
+            channel: *channel,
+            severity: req.severity,
+            notification_id: &p.notification_id,
+            notification_created_at: now,
+            delivery_id,
+            send_at: scheduled.unwrap_or(now),
+        };
+        decisions
+            .push(policy::decide::decide(conn, Checkpoint::Plan, inputs, &subject, now).await?);
+    }
+    Ok(decisions)
 }
 
 /// On PostgreSQL, takes a transaction-scoped advisory lock per recipient whose caps or
@@ -565,26 +596,12 @@ async fn write(
             format!("recipient {} ({} severity)", p.recipient.id, req.severity),
         ));
         // Policy checkpoint 1, inside this transaction: what was planned before it counts.
-        let no_inputs = policy::decide::Inputs::default();
-        let inputs = policy_inputs
-            .get(&(req.tenant.clone(), p.recipient.id.clone()))
-            .unwrap_or(&no_inputs);
+        let decisions =
+            plan_time_decisions(tx, p, req, category, policy_inputs, now_time, scheduled).await?;
         let mut deliveries = Vec::with_capacity(p.channels.len());
-        for (channel, delivery_id) in p.channels.iter().zip(&p.delivery_ids) {
-            let subject = policy::decide::Subject {
-                tenant: &req.tenant,
-                recipient: &p.recipient,
-                notifier_key: &req.notifier,
-                category,
-                channel: *channel,
-                severity: req.severity,
-                notification_id: &p.notification_id,
-                notification_created_at: now_time,
-                delivery_id,
-                send_at: scheduled.unwrap_or(now_time),
-            };
-            let decision =
-                policy::decide::decide(tx, Checkpoint::Plan, inputs, &subject, now_time).await?;
+        for ((channel, delivery_id), decision) in
+            p.channels.iter().zip(&p.delivery_ids).zip(decisions)
+        {
             let standing = Standing::of(&decision, scheduled, now_time);
             let idempotency_key = idempotency_key_for(delivery_id);
             sqlx::query(
@@ -707,14 +724,7 @@ impl Standing {
             (Outcome::Suppress { reason }, _) => Standing {
                 status: "suppressed",
                 reason: Some(reason),
-                detail: Some(format!(
-                    "at plan time: {}",
-                    decision
-                        .checks
-                        .last()
-                        .map(|c| c.inputs.as_str())
-                        .unwrap_or("")
-                )),
+                detail: Some(format!("at plan time: {}", decision.why())),
                 run_at: None,
                 trace: Some(kind::DELIVERY_SUPPRESSED),
             },

@@ -164,14 +164,7 @@ impl Executor {
             Outcome::Allow => self.run(&mut work, &d).await,
             Outcome::Suppress { reason } => Verdict::Suppressed {
                 reason,
-                detail: format!(
-                    "at send time: {}",
-                    decision
-                        .checks
-                        .last()
-                        .map(|c| c.inputs.as_str())
-                        .unwrap_or_default()
-                ),
+                detail: format!("at send time: {}", decision.why()),
             },
             Outcome::Defer { reason, until } => Verdict::Deferred {
                 reason,

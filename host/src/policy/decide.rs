@@ -80,6 +80,11 @@ impl Decision {
             Outcome::Suppress { reason } | Outcome::Defer { reason, .. } => reason,
         }
     }
+
+    /// The inputs of the rule that decided (the last one looked at), for a status detail.
+    pub fn why(&self) -> &str {
+        self.checks.last().map_or("", |c| c.inputs.as_str())
+    }
 }
 
 impl fmt::Display for Decision {
