@@ -2,6 +2,7 @@
 
 mod bench;
 mod demo;
+mod inbox_cli;
 mod output;
 mod policy_cli;
 mod queue_bench;
@@ -83,9 +84,9 @@ enum Command {
         #[arg(long, conflicts_with = "no_dispatch")]
         dry_run: bool,
         /// low, normal, high or critical (critical bypasses preferences, cooldowns, caps and
-        /// quiet hours, never a suppression).
-        #[arg(long, default_value = "normal")]
-        severity: belfry::host::policy::Severity,
+        /// quiet hours, never a suppression). Default: the notifier's declared severity.
+        #[arg(long)]
+        severity: Option<belfry::host::policy::Severity>,
     },
     /// Recipients' preferences per channel, category, notifier, or notifier on a channel.
     Prefs {
@@ -101,6 +102,11 @@ enum Command {
     Suppressions {
         #[command(subcommand)]
         command: policy_cli::SuppressionsCommand,
+    },
+    /// A recipient's in-app inbox: list items, mark one read.
+    Inbox {
+        #[command(subcommand)]
+        command: inbox_cli::InboxCommand,
     },
     /// Run workers only: lease due jobs from the database and send them, until SIGTERM or
     /// SIGINT (then stop leasing, let in-flight sends finish for --grace-secs, release the rest,
@@ -322,9 +328,8 @@ async fn run(cli: Cli) -> Result<()> {
             let payload: serde_json::Value = serde_json::from_str(&data)
                 .with_context(|| format!("--data is not valid JSON ({data})"))?;
             let engine = Engine::open(engine_config(&g)?).await?;
-            let mut req = TriggerRequest::new(notifier, payload)
-                .tenant(tenant)
-                .severity(severity);
+            let mut req = TriggerRequest::new(notifier, payload).tenant(tenant);
+            req.severity = severity;
             if let Some(k) = idempotency_key {
                 req = req.idempotency_key(k);
             }
@@ -359,6 +364,10 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Suppressions { command } => {
             let db = belfry::host::store::open(&g.database_url).await?;
             policy_cli::suppressions(&db, command, g.json).await
+        }
+        Command::Inbox { command } => {
+            let db = belfry::host::store::open(&g.database_url).await?;
+            inbox_cli::run(&db, command, g.json).await
         }
         Command::Cancel {
             delivery_id,

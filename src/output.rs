@@ -84,8 +84,8 @@ pub fn print_plugins(plugins: &[Plugin], json: bool) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:<16} {:<9} {:<16} {:<14} {:<30} ORIGIN",
-        "NAME", "VERSION", "KIND", "HASH", "SERVES"
+        "{:<16} {:<9} {:<16} {:<6} {:<14} {:<30} ORIGIN",
+        "NAME", "VERSION", "KIND", "WIT", "HASH", "SERVES"
     );
     for p in plugins {
         let serves = match p.kind() {
@@ -103,10 +103,12 @@ pub fn print_plugins(plugins: &[Plugin], json: bool) -> Result<()> {
             PluginKind::Renderer => "templates".into(),
         };
         println!(
-            "{:<16} {:<9} {:<16} {:<14} {:<30} {}",
+            "{:<16} {:<9} {:<16} {:<6} {:<14} {:<30} {}",
             p.name(),
             p.reference().version,
-            p.kind(),
+            // `as_str`: the kind's Display ignores width.
+            p.kind().as_str(),
+            p.manifest().wit,
             &p.reference().hash[..12],
             serves,
             p.origin()

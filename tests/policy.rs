@@ -887,7 +887,250 @@ async fn every_rule_applies_again_at_send_time(b: Backend) {
     assert_eq!(w.receiver.received().len(), 0);
 }
 
+/// `security-alert` (WIT 0.2.0) declares its notifications critical: they pass a disabled
+/// channel and quiet hours, never a suppression; a trigger that names a severity decides it.
+async fn a_notifier_declared_critical_bypasses_all_but_suppressions(b: Backend) {
+    let w = world(b).await;
+    let e = &w.engine;
+    let alert = |id: &str| {
+        json!({"user": {"id": "u-1", "email": "u-1@example.com", "phone": "+1 555 0100"},
+               "what": format!("a new sign-in ({id})")})
+    };
+    e.set_preference(
+        "default",
+        "u-1",
+        &PrefScope::Channel(Channel::Email),
+        Some(false),
+    )
+    .await
+    .unwrap();
+    let minute = chrono::Utc::now().hour() as i64 * 60 + chrono::Utc::now().minute() as i64;
+    e.set_settings(
+        "default",
+        "u-1",
+        &SettingsPatch {
+            quiet_hours: Some(Some(((minute + 1380) % 1440, (minute + 60) % 1440))),
+            severity_floor: Some(Some(Severity::Normal)),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    e.add_suppression(
+        "default",
+        &SuppressionTarget::Address("+1 (555) 0100".into()),
+        SuppressionReason::Bounce,
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    let o = e
+        .trigger(&TriggerRequest::new("security-alert", alert("1")))
+        .await
+        .unwrap();
+    let ds = &o.notifications[0].deliveries;
+    let by = |c: &str| ds.iter().find(|d| d.channel == c).unwrap().id.clone();
+    let (email, sms) = (by("email"), by("sms"));
+    assert_eq!(standing(e, &email).await, is("pending", None));
+    assert_eq!(
+        standing(e, &sms).await,
+        is("suppressed", Some("address_suppressed"))
+    );
+    let x = serde_json::to_value(e.explain(&email).await.unwrap()).unwrap();
+    let created = x["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "notification.created")
+        .unwrap();
+    assert!(
+        created["detail"]
+            .as_str()
+            .unwrap()
+            .contains("critical severity, the notifier's default"),
+        "{created}"
+    );
+    assert!(policy_traces(e, &email).await[0].1.contains("bypassed (critical)"));
+    e.dispatch_event(&o.event_id).await.unwrap();
+    assert_eq!(standing(e, &email).await, is("succeeded", None));
+    assert!(policy_traces(e, &email).await[1].1.starts_with("send checkpoint:"));
+
+    // The trigger's own severity wins over the declared one: low is below the floor (with
+    // the channel enabled again, since preferences come before the floor).
+    e.set_preference("default", "u-1", &PrefScope::Channel(Channel::Email), None)
+        .await
+        .unwrap();
+    let low = e
+        .trigger(&TriggerRequest::new("security-alert", alert("2")).severity(Severity::Low))
+        .await
+        .unwrap();
+    let email = &low.notifications[0].deliveries[0];
+    assert_eq!(email.channel, "email");
+    assert_eq!(
+        standing(e, &email.id).await,
+        is("suppressed", Some("below_severity"))
+    );
+}
+
+/// `mention` puts a mentioned person marked urgent at critical for that recipient only.
+async fn a_notifier_raises_the_severity_for_one_recipient(b: Backend) {
+    let w = world(b).await;
+    let e = &w.engine;
+    e.set_preference("default", "*", &PrefScope::Category("activity".into()), Some(false))
+        .await
+        .unwrap();
+    let o = e
+        .trigger(&TriggerRequest::new(
+            "mention",
+            json!({"author": "Ada", "document": "Q3 plan",
+                   "mentioned": [{"id": "u-1"}, {"id": "u-2", "urgent": true}]}),
+        ))
+        .await
+        .unwrap();
+    let in_app = |i: usize| o.notifications[i].deliveries[0].id.clone();
+    assert_eq!(o.notifications[0].recipient_id, "u-1");
+    assert_eq!(
+        standing(e, &in_app(0)).await,
+        is("suppressed", Some("category_disabled"))
+    );
+    assert_eq!(standing(e, &in_app(1)).await, is("pending", None));
+    let severity: String = sqlx::query_scalar("SELECT severity FROM notifications WHERE id = $1")
+        .bind(&o.notifications[1].id)
+        .fetch_one(e.db())
+        .await
+        .unwrap();
+    assert_eq!(severity, "critical");
+    let x = format!("{}", e.explain(&in_app(1)).await.unwrap());
+    assert!(
+        x.contains("critical severity, raised by the notifier for this recipient"),
+        "{x}"
+    );
+}
+
+/// `mention` sends its email only if the in-app item is still unread 15 minutes later.
+async fn a_fallback_is_sent_only_if_the_in_app_item_stays_unread(b: Backend) {
+    let w = world(b).await;
+    let e = &w.engine;
+    let payload = json!({"author": "Ada", "document": "Q3 plan",
+        "url": "https://app.example.com/d/42",
+        "mentioned": [{"id": "u-1", "email": "u-1@example.com"},
+                      {"id": "u-2", "email": "u-2@example.com"}]});
+    let dry = e
+        .dry_run(&TriggerRequest::new("mention", payload.clone()))
+        .await
+        .unwrap();
+    let would: Vec<(Channel, &str)> = dry.recipients[0]
+        .channels
+        .iter()
+        .map(|c| (c.channel, c.would))
+        .collect();
+    assert_eq!(would, [(Channel::Email, "defer"), (Channel::InApp, "send")]);
+
+    let before = chrono::Utc::now();
+    let o = e
+        .trigger(&TriggerRequest::new("mention", payload))
+        .await
+        .unwrap();
+    let ids = |i: usize| {
+        let ds = &o.notifications[i].deliveries;
+        (ds[0].id.clone(), ds[1].id.clone())
+    };
+    let ((email1, in_app1), (email2, in_app2)) = (ids(0), ids(1));
+    let d = e.delivery(&email1).await.unwrap().unwrap();
+    assert_eq!(
+        (d.status.as_str(), d.status_reason.as_deref()),
+        ("deferred", Some("fallback_wait"))
+    );
+    assert!(
+        d.status_detail
+            .as_deref()
+            .unwrap()
+            .ends_with(&format!("unless in-app delivery {in_app1} is read by then")),
+        "{:?}",
+        d.status_detail
+    );
+    let run_at: String = sqlx::query_scalar("SELECT run_at FROM jobs WHERE subject_id = $1")
+        .bind(&email1)
+        .fetch_one(e.db())
+        .await
+        .unwrap();
+    let run_at = belfry::host::store::parse_time(&run_at).unwrap();
+    let wait = run_at - before;
+    assert!(
+        wait >= chrono::Duration::minutes(15) && wait < chrono::Duration::minutes(16),
+        "the email waits 15 minutes, not {wait}"
+    );
+
+    // The in-app items land now; the emails are not due yet.
+    e.dispatch_event(&o.event_id).await.unwrap();
+    assert_eq!(standing(e, &in_app1).await, is("succeeded", None));
+    assert_eq!(
+        standing(e, &email1).await,
+        is("deferred", Some("fallback_wait"))
+    );
+
+    // u-1 reads their item (reading twice keeps the first time); u-2 does not.
+    let item = &e.inbox("default", "u-1").await.unwrap()[0];
+    assert_eq!(item.delivery_id, in_app1);
+    assert_eq!(item.read_at, None);
+    let read = e.mark_read("default", "u-1", &item.id).await.unwrap();
+    let again = e.mark_read("default", "u-1", &item.id).await.unwrap();
+    assert!(read.read_at.is_some());
+    assert_eq!(read.read_at, again.read_at);
+    // Someone else's item, or another tenant's, reads as missing and changes nothing.
+    for (tenant, who) in [("default", "u-2"), ("other", "u-1")] {
+        let err = e.mark_read(tenant, who, &item.id).await.unwrap_err();
+        assert!(
+            matches!(err, belfry::host::inbox::InboxError::NotFound { .. }),
+            "{err}"
+        );
+    }
+    assert_eq!(e.inbox("default", "u-2").await.unwrap()[0].read_at, None);
+
+    // Fifteen minutes later (the jobs made due): u-1's email is dropped, u-2's is sent.
+    sqlx::query("UPDATE jobs SET run_at = $1 WHERE subject_id IN ($2, $3)")
+        .bind(belfry::host::store::time_text(chrono::Utc::now()))
+        .bind(&email1)
+        .bind(&email2)
+        .execute(e.db())
+        .await
+        .unwrap();
+    e.dispatch_event(&o.event_id).await.unwrap();
+    assert_eq!(
+        standing(e, &email1).await,
+        is("suppressed", Some("already_read"))
+    );
+    assert_eq!(attempts_for(e, &email1).await, 0, "the adapter was not called");
+    assert_eq!(standing(e, &email2).await, is("succeeded", None));
+    assert_eq!(attempts_for(e, &email2).await, 1);
+
+    let traces = policy_traces(e, &email1).await;
+    assert_eq!(traces[1].0, "already_read");
+    assert!(
+        traces[1]
+            .1
+            .starts_with(&format!("send checkpoint: fallback [in-app delivery {in_app1} read at ")),
+        "{}",
+        traces[1].1
+    );
+    let traces = policy_traces(e, &email2).await;
+    assert!(
+        traces[1]
+            .1
+            .contains(&format!("fallback [in-app delivery {in_app2} not read] → pass")),
+        "{}",
+        traces[1].1
+    );
+    // The read itself is part of the in-app delivery's story.
+    let x = format!("{}", e.explain(&in_app1).await.unwrap());
+    assert!(x.contains("inbox.read"), "{x}");
+}
+
 on_both_backends!(
+    a_notifier_declared_critical_bypasses_all_but_suppressions,
+    a_notifier_raises_the_severity_for_one_recipient,
+    a_fallback_is_sent_only_if_the_in_app_item_stays_unread,
     every_rule_applies_again_at_send_time,
     concurrent_triggers_for_one_recipient_never_exceed_a_cap,
     a_bulk_trigger_reads_each_recipients_policy_and_counts_its_own_batch,

@@ -242,6 +242,17 @@ impl Engine {
         inbox::list(&self.db, tenant, recipient_id).await
     }
 
+    /// Marks one of a recipient's inbox items read; a pending fallback of its notification
+    /// (say, the email sent only if this item stays unread) is then suppressed `already_read`.
+    pub async fn mark_read(
+        &self,
+        tenant: &str,
+        recipient_id: &str,
+        item_id: &str,
+    ) -> Result<InboxItem, inbox::InboxError> {
+        inbox::mark_read(&self.db, tenant, recipient_id, item_id).await
+    }
+
     /// Plans a trigger and runs the plan-time policy for every recipient and channel, writing
     /// nothing: what would be sent, deferred or suppressed, and why.
     pub async fn dry_run(&self, req: &TriggerRequest) -> Result<DryRun, TriggerError> {

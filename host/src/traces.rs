@@ -22,6 +22,7 @@ pub mod kind {
     pub const CONTENT_VALID: &str = "content.valid";
     pub const ATTEMPT: &str = "attempt";
     pub const INBOX_WRITTEN: &str = "inbox.written";
+    pub const INBOX_READ: &str = "inbox.read";
     pub const DELIVERY_SUCCEEDED: &str = "delivery.succeeded";
     pub const DELIVERY_FAILED: &str = "delivery.failed";
     pub const DELIVERY_CANCELLED: &str = "delivery.cancelled";

@@ -30,9 +30,11 @@ pub struct TriggerRequest {
     /// Send no earlier than this: the deliveries are planned now and deferred until then
     /// (reason `scheduled`). `None` or a past time sends as soon as a worker is free.
     pub deliver_at: Option<chrono::DateTime<chrono::Utc>>,
-    /// How much it matters (default `normal`): a recipient's severity floor suppresses what is
-    /// below it, and `critical` bypasses preferences, cooldowns, caps and quiet hours.
-    pub severity: Severity,
+    /// How much it matters: a recipient's severity floor suppresses what is below it, and
+    /// `critical` bypasses preferences, cooldowns, caps and quiet hours. `None` takes the
+    /// notifier's declared severity (`normal` for WIT 0.1.0 notifiers); the notifier may still
+    /// raise it for a recipient, never lower it.
+    pub severity: Option<Severity>,
 }
 
 impl TriggerRequest {
@@ -43,11 +45,11 @@ impl TriggerRequest {
             tenant: DEFAULT_TENANT.to_string(),
             idempotency_key: None,
             deliver_at: None,
-            severity: Severity::Normal,
+            severity: None,
         }
     }
     pub fn severity(mut self, severity: Severity) -> Self {
-        self.severity = severity;
+        self.severity = Some(severity);
         self
     }
     pub fn tenant(mut self, tenant: impl Into<String>) -> Self {
@@ -109,6 +111,19 @@ struct PlannedRecipient {
     notification_id: String,
     /// One per channel, in the same order.
     delivery_ids: Vec<String>,
+    /// The notification's severity and where it came from.
+    severity: Severity,
+    severity_from: &'static str,
+    /// Per channel, in the same order: for a fallback channel, the in-app delivery it waits on
+    /// and for how long.
+    fallbacks: Vec<Option<(String, chrono::Duration)>>,
+}
+
+impl PlannedRecipient {
+    /// When the delivery on channel `i` would go out: its fallback wait after `start`.
+    fn send_at(&self, i: usize, start: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+        self.fallbacks[i].as_ref().map_or(start, |(_, wait)| start + *wait)
+    }
 }
 
 /// The most requests one [`trigger_many`] takes.
@@ -271,9 +286,9 @@ pub async fn dry_run(
         )
         .await?;
         let mut channels = Vec::with_capacity(p.channels.len());
-        for (channel, decision) in p.channels.iter().zip(decisions) {
+        for (i, (channel, decision)) in p.channels.iter().zip(decisions).enumerate() {
             let would = match decision.outcome {
-                Outcome::Allow if scheduled.is_none() => "send",
+                Outcome::Allow if scheduled.is_none() && p.fallbacks[i].is_none() => "send",
                 Outcome::Allow | Outcome::Defer { .. } => "defer",
                 Outcome::Suppress { .. } => "suppress",
             };
@@ -343,18 +358,19 @@ async fn plan_time_decisions(
         .get(&(req.tenant.clone(), p.recipient.id.clone()))
         .unwrap_or(&none);
     let mut decisions = Vec::with_capacity(p.channels.len());
-    for (channel, delivery_id) in p.channels.iter().zip(&p.delivery_ids) {
+    for (i, (channel, delivery_id)) in p.channels.iter().zip(&p.delivery_ids).enumerate() {
         let subject = policy::decide::Subject {
             tenant: &req.tenant,
             recipient: &p.recipient,
             notifier_key: &req.notifier,
             category,
             channel: *channel,
-            severity: req.severity,
+            severity: p.severity,
             notification_id: &p.notification_id,
             notification_created_at: now,
             delivery_id,
-            send_at: scheduled.unwrap_or(now),
+            send_at: p.send_at(i, scheduled.unwrap_or(now)),
+            fallback_of: None,
         };
         decisions
             .push(policy::decide::decide(conn, Checkpoint::Plan, inputs, &subject, now).await?);
@@ -463,12 +479,17 @@ async fn plan<'r>(
             req.notifier
         )));
     }
+    let (base_severity, base_from) = match req.severity {
+        Some(s) => (s, "from the trigger"),
+        None => (description.severity, "the notifier's default"),
+    };
     let mut planned = Vec::with_capacity(recipients.len());
     for recipient in recipients {
-        let mut channels = runtime
+        let plan = runtime
             .channels(notifier, &payload, &recipient)
             .await
             .map_err(plan_err)?;
+        let mut channels = plan.channels;
         channels.sort();
         channels.dedup();
         if let Some(c) = channels.iter().find(|c| !description.channels.contains(c)) {
@@ -479,11 +500,34 @@ async fn plan<'r>(
                 message: format!("returned channel {c}, which its describe() does not declare"),
             }));
         }
+        // The notifier may raise the severity for this recipient, never lower it.
+        let (severity, severity_from) = match plan.severity {
+            Some(s) if s > base_severity => (s, "raised by the notifier for this recipient"),
+            _ => (base_severity, base_from),
+        };
+        let delivery_ids: Vec<String> = channels.iter().map(|_| store::new_id()).collect();
+        // A fallback waits on this recipient's in-app delivery; without one it is not a
+        // fallback, just a channel.
+        let in_app = channels
+            .iter()
+            .position(|c| *c == Channel::InApp)
+            .map(|i| delivery_ids[i].clone());
+        let fallbacks = channels
+            .iter()
+            .map(|c| {
+                let f = description.fallback_for(*c)?;
+                let wait = chrono::Duration::milliseconds(f.after_ms as i64);
+                in_app.clone().map(|id| (id, wait))
+            })
+            .collect();
         planned.push(PlannedRecipient {
             notification_id: store::new_id(),
-            delivery_ids: channels.iter().map(|_| store::new_id()).collect(),
+            delivery_ids,
             recipient,
             channels,
+            severity,
+            severity_from,
+            fallbacks,
         });
     }
 
@@ -584,7 +628,7 @@ async fn write(
         .bind(&p.recipient.id)
         .bind(&recipient_json)
         .bind(category)
-        .bind(req.severity.as_str())
+        .bind(p.severity.as_str())
         .bind(&now)
         .execute(&mut *tx)
         .await?;
@@ -593,21 +637,43 @@ async fn write(
             Some(&p.notification_id),
             None,
             None,
-            format!("recipient {} ({} severity)", p.recipient.id, req.severity),
+            format!(
+                "recipient {} ({} severity, {})",
+                p.recipient.id, p.severity, p.severity_from
+            ),
         ));
         // Policy checkpoint 1, inside this transaction: what was planned before it counts.
         let decisions =
             plan_time_decisions(tx, p, req, category, policy_inputs, now_time, scheduled).await?;
         let mut deliveries = Vec::with_capacity(p.channels.len());
-        for ((channel, delivery_id), decision) in
-            p.channels.iter().zip(&p.delivery_ids).zip(decisions)
+        for (i, ((channel, delivery_id), decision)) in p
+            .channels
+            .iter()
+            .zip(&p.delivery_ids)
+            .zip(decisions)
+            .enumerate()
         {
-            let standing = Standing::of(&decision, scheduled, now_time);
+            let wait = match (&p.fallbacks[i], scheduled) {
+                (Some((in_app, _)), _) => Some(Wait {
+                    until: p.send_at(i, scheduled.unwrap_or(now_time)),
+                    reason: policy::reason::FALLBACK_WAIT,
+                    unless: Some(format!(" unless in-app delivery {in_app} is read by then")),
+                }),
+                (None, Some(at)) => Some(Wait {
+                    until: at,
+                    reason: reason::SCHEDULED,
+                    unless: None,
+                }),
+                (None, None) => None,
+            };
+            let fallback_of = p.fallbacks[i].as_ref().map(|(id, _)| id.as_str());
+            let standing = Standing::of(&decision, wait, now_time);
             let idempotency_key = idempotency_key_for(delivery_id);
             sqlx::query(
                 "INSERT INTO deliveries (id, notification_id, event_id, tenant, channel, status, status_reason,
-                                         status_detail, idempotency_key, planned_by, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
+                                         status_detail, idempotency_key, planned_by, created_at, updated_at,
+                                         fallback_of)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12)",
             )
             .bind(delivery_id)
             .bind(&p.notification_id)
@@ -620,6 +686,7 @@ async fn write(
             .bind(&idempotency_key)
             .bind(plugin)
             .bind(&now)
+            .bind(fallback_of)
             .execute(&mut *tx)
             .await?;
             // The job that will send it commits with it, or neither exists.
@@ -714,13 +781,18 @@ struct Standing {
     trace: Option<&'static str>,
 }
 
+/// Why a delivery that the policy allows still waits: a scheduled send, or a fallback's wait
+/// for the in-app item to be read.
+struct Wait {
+    until: chrono::DateTime<chrono::Utc>,
+    reason: &'static str,
+    /// Said after the time in the status detail.
+    unless: Option<String>,
+}
+
 impl Standing {
-    fn of(
-        decision: &Decision,
-        scheduled: Option<chrono::DateTime<chrono::Utc>>,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Standing {
-        match (&decision.outcome, scheduled) {
+    fn of(decision: &Decision, wait: Option<Wait>, now: chrono::DateTime<chrono::Utc>) -> Standing {
+        match (&decision.outcome, wait) {
             (Outcome::Suppress { reason }, _) => Standing {
                 status: "suppressed",
                 reason: Some(reason),
@@ -735,11 +807,15 @@ impl Standing {
                 run_at: Some(*until),
                 trace: Some(kind::DELIVERY_DEFERRED),
             },
-            (Outcome::Allow, Some(at)) => Standing {
+            (Outcome::Allow, Some(w)) => Standing {
                 status: "deferred",
-                reason: Some(reason::SCHEDULED),
-                detail: Some(format!("until {}", store::time_text(at))),
-                run_at: Some(at),
+                reason: Some(w.reason),
+                detail: Some(format!(
+                    "until {}{}",
+                    store::time_text(w.until),
+                    w.unless.unwrap_or_default()
+                )),
+                run_at: Some(w.until),
                 trace: Some(kind::DELIVERY_DEFERRED),
             },
             (Outcome::Allow, None) => Standing {

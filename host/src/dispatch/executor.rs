@@ -73,6 +73,8 @@ struct Loaded {
     category: String,
     severity: Severity,
     notification_created_at: DateTime<Utc>,
+    /// A fallback's in-app delivery, and when its inbox item was read.
+    fallback_of: Option<(String, Option<DateTime<Utc>>)>,
 }
 
 /// A step worth telling in `explain`, kept until the commit.
@@ -707,6 +709,7 @@ async fn check_policy(conn: &mut Conn, d: &Loaded) -> Result<Decision, StoreErro
         notification_created_at: d.notification_created_at,
         delivery_id: &d.id,
         send_at: now,
+        fallback_of: d.fallback_of.as_ref().map(|(id, at)| (id.as_str(), *at)),
     };
     policy::decide::decide(conn, Checkpoint::Send, &inputs, &subject, now).await
 }
@@ -715,8 +718,10 @@ async fn check_policy(conn: &mut Conn, d: &Loaded) -> Result<Decision, StoreErro
 async fn load(conn: &mut Conn, delivery_id: &str) -> Result<Option<Loaded>, StoreError> {
     let Some(r) = sqlx::query(
         "SELECT d.id, d.tenant, d.event_id, d.notification_id, d.channel, d.idempotency_key,
-                e.notifier_key, e.payload, n.recipient, n.category, n.severity, n.created_at
+                e.notifier_key, e.payload, n.recipient, n.category, n.severity, n.created_at,
+                d.fallback_of, i.read_at
          FROM deliveries d JOIN notifications n ON n.id = d.notification_id JOIN events e ON e.id = d.event_id
+              LEFT JOIN inbox_items i ON i.delivery_id = d.fallback_of
          WHERE d.id = $1 AND d.status IN ('pending', 'deferred')",
     )
     .bind(delivery_id)
@@ -746,6 +751,16 @@ async fn load(conn: &mut Conn, delivery_id: &str) -> Result<Option<Loaded>, Stor
             .parse()
             .map_err(|e: policy::UnknownSeverity| StoreError::Corrupt(e.to_string()))?,
         notification_created_at: store::parse_time(&r.get::<String, _>("created_at"))?,
+        fallback_of: match r.get::<Option<String>, _>("fallback_of") {
+            None => None,
+            Some(id) => {
+                let read_at = r
+                    .get::<Option<String>, _>("read_at")
+                    .map(|t| store::parse_time(&t))
+                    .transpose()?;
+                Some((id, read_at))
+            }
+        },
     }))
 }
 

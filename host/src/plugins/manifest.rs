@@ -123,7 +123,13 @@ const KNOWN_KEYS: &[&str] = &[
 ];
 
 /// WIT package versions this host can load.
-pub const SUPPORTED_WIT: &[&str] = &["0.1.0"];
+pub fn supported_wit(kind: PluginKind) -> &'static [&'static str] {
+    // 0.2.0 changed only the notifier world; renderers and adapters stay on 0.1.0.
+    match kind {
+        PluginKind::Notifier => &[super::v0_1_0::VERSION, super::v0_2_0::VERSION],
+        PluginKind::Renderer | PluginKind::ChannelAdapter => &[super::v0_1_0::VERSION],
+    }
+}
 
 impl Manifest {
     /// Parses manifest text; `origin` names it in errors and `base_dir` anchors file grants.
@@ -154,11 +160,13 @@ impl Manifest {
                 raw.name
             )));
         }
-        if !SUPPORTED_WIT.contains(&raw.wit.as_str()) {
+        let supported = supported_wit(raw.kind);
+        if !supported.contains(&raw.wit.as_str()) {
             return Err(invalid(format!(
-                "wit version `{}` is not supported by this host (supported: {})",
+                "wit version `{}` is not supported by this host for a {} (supported: {})",
                 raw.wit,
-                SUPPORTED_WIT.join(", ")
+                raw.kind,
+                supported.join(", ")
             )));
         }
         if raw.kind != PluginKind::ChannelAdapter && !raw.channels.is_empty() {

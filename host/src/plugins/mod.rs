@@ -18,11 +18,13 @@ pub mod manifest;
 mod registry;
 mod state;
 mod v0_1_0;
+mod v0_2_0;
 
 pub use manifest::{FileGrant, Manifest, ManifestError, PluginKind};
 pub use registry::{Registry, RegistryError};
 
 use crate::content::{Channel, Content, Recipient, RenderRequest};
+use crate::policy::Severity;
 use sha2::{Digest, Sha256};
 use state::PluginState;
 use std::collections::{BTreeMap, HashMap};
@@ -185,12 +187,114 @@ pub struct NotifierDescription {
     pub category: String,
     pub channels: Vec<Channel>,
     pub description: String,
+    /// The severity of its notifications when the trigger names none (`normal` before WIT
+    /// 0.2.0).
+    pub severity: Severity,
+    /// Channels sent only if the in-app item is still unread after a while (WIT 0.2.0).
+    pub fallbacks: Vec<Fallback>,
+}
+
+/// "Send on `channel` only if the in-app item is unread `after_ms` after planning."
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Fallback {
+    pub channel: Channel,
+    pub after_ms: u64,
+}
+
+/// The longest a fallback may wait.
+pub const MAX_FALLBACK_MS: u64 = 30 * 24 * 3600 * 1000;
+
+impl NotifierDescription {
+    /// The fallback for `channel`, if it is one.
+    pub fn fallback_for(&self, channel: Channel) -> Option<Fallback> {
+        self.fallbacks.iter().find(|f| f.channel == channel).copied()
+    }
+
+    /// What `describe` must satisfy before the notifier is accepted: a load-time check, so a
+    /// bad declaration fails the load with its field named, not a trigger later.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.key.trim().is_empty() {
+            return Err("describe().key is empty".into());
+        }
+        if self.channels.is_empty() {
+            return Err("describe().channels is empty".into());
+        }
+        let mut seen = Vec::new();
+        for f in &self.fallbacks {
+            let c = f.channel;
+            if c == Channel::InApp {
+                return Err("describe().fallbacks: in-app cannot be its own fallback".into());
+            }
+            if !self.channels.contains(&c) {
+                return Err(format!(
+                    "describe().fallbacks: {c} is not among describe().channels"
+                ));
+            }
+            if !self.channels.contains(&Channel::InApp) {
+                return Err(format!(
+                    "describe().fallbacks: {c} falls back from in-app, which is not among describe().channels"
+                ));
+            }
+            if f.after_ms == 0 || f.after_ms > MAX_FALLBACK_MS {
+                return Err(format!(
+                    "describe().fallbacks: {c} after-ms must be 1 to {MAX_FALLBACK_MS} (30 days), got {}",
+                    f.after_ms
+                ));
+            }
+            if seen.contains(&c) {
+                return Err(format!("describe().fallbacks: {c} appears twice"));
+            }
+            seen.push(c);
+        }
+        Ok(())
+    }
+}
+
+/// What a notifier's `channels` says about one recipient.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecipientPlan {
+    pub channels: Vec<Channel>,
+    /// Raises the notification's severity for this recipient (WIT 0.2.0).
+    pub severity: Option<Severity>,
 }
 
 enum Pre {
     Notifier(v0_1_0::NotifierPre<PluginState>),
+    NotifierV0_2(v0_2_0::NotifierPre<PluginState>),
     Renderer(v0_1_0::RendererPre<PluginState>),
     Adapter(v0_1_0::ChannelAdapterPre<PluginState>),
+}
+
+/// A fresh notifier instance, of the WIT version its component was built against.
+enum NotifierInstance {
+    V0_1(v0_1_0::Notifier),
+    V0_2(v0_2_0::Notifier),
+}
+
+/// A notifier's `plan-error`, the same in every WIT version so far.
+enum PlanError {
+    InvalidPayload(String),
+    Failed(String),
+}
+
+impl From<v0_1_0::wit_notifications::PlanError> for PlanError {
+    fn from(e: v0_1_0::wit_notifications::PlanError) -> Self {
+        use v0_1_0::wit_notifications::PlanError as W;
+        match e {
+            W::InvalidPayload(m) => PlanError::InvalidPayload(m),
+            W::Failed(m) => PlanError::Failed(m),
+        }
+    }
+}
+
+impl From<v0_2_0::wit_notifications::PlanError> for PlanError {
+    fn from(e: v0_2_0::wit_notifications::PlanError) -> Self {
+        use v0_2_0::wit_notifications::PlanError as W;
+        match e {
+            W::InvalidPayload(m) => PlanError::InvalidPayload(m),
+            W::Failed(m) => PlanError::Failed(m),
+        }
+    }
 }
 
 /// A loaded, pre-instantiated plugin. Cheap to clone.
@@ -302,6 +406,8 @@ impl PluginRuntime {
             .map_err(|e| fail(format!("linking WASI: {e:#}")))?;
         v0_1_0::Notifier::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)
             .map_err(|e| fail(format!("linking host imports: {e:#}")))?;
+        v0_2_0::Notifier::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)
+            .map_err(|e| fail(format!("linking host imports of 0.2.0: {e:#}")))?;
         let mut adapter_linker = linker.clone();
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut adapter_linker)
             .map_err(|e| fail(format!("linking wasi:http: {e:#}")))?;
@@ -440,6 +546,9 @@ impl PluginRuntime {
             ))
         };
         let pre = match manifest.kind {
+            PluginKind::Notifier if manifest.wit == v0_2_0::VERSION => {
+                Pre::NotifierV0_2(v0_2_0::NotifierPre::new(instance_pre).map_err(typed)?)
+            }
             PluginKind::Notifier => {
                 Pre::Notifier(v0_1_0::NotifierPre::new(instance_pre).map_err(typed)?)
             }
@@ -482,6 +591,7 @@ impl PluginRuntime {
                     origin: origin.clone(),
                     source,
                 })?;
+            description.validate().map_err(invalid)?;
             plugin = Arc::into_inner(p.0).expect("no other handle to a plugin being loaded");
             plugin.description = Some(description);
         }
@@ -525,11 +635,6 @@ impl PluginRuntime {
             return Err(format!(
                 "manifest says wit = \"{}\" but the component was built against belfry:plugin@{version}",
                 manifest.wit
-            ));
-        }
-        if version != v0_1_0::VERSION {
-            return Err(format!(
-                "belfry:plugin@{version} is not supported by this host"
             ));
         }
         Ok(())
@@ -605,18 +710,22 @@ impl PluginRuntime {
         }
     }
 
-    /// Runs `call` on a fresh instance of a notifier (the shape every notifier export shares).
+    /// Runs `call` on a fresh instance of a notifier (the shape every notifier export shares),
+    /// whichever WIT version it was built against.
     async fn notifier_call<R>(
         &self,
         plugin: &Plugin,
         function: &'static str,
-        call: impl AsyncFnOnce(&mut Store<PluginState>, v0_1_0::Notifier) -> wasmtime::Result<R>,
+        call: impl AsyncFnOnce(&mut Store<PluginState>, NotifierInstance) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
         self.run(plugin, function, async move |store, pre| {
-            let Pre::Notifier(pre) = pre else {
-                return Ok(None);
+            let inst = match pre {
+                Pre::Notifier(pre) => NotifierInstance::V0_1(pre.instantiate_async(&mut *store).await?),
+                Pre::NotifierV0_2(pre) => {
+                    NotifierInstance::V0_2(pre.instantiate_async(&mut *store).await?)
+                }
+                _ => return Ok(None),
             };
-            let inst = pre.instantiate_async(&mut *store).await?;
             Ok(Some(call(store, inst).await?))
         })
         .await?
@@ -624,32 +733,32 @@ impl PluginRuntime {
     }
 
     pub async fn describe(&self, plugin: &Plugin) -> Result<NotifierDescription, CallError> {
-        let d = self
-            .notifier_call(plugin, "describe", async |store, inst| {
-                inst.belfry_plugin_notifications()
-                    .call_describe(store)
-                    .await
-            })
-            .await?;
-        Ok(NotifierDescription {
-            key: d.key,
-            version: d.version,
-            category: d.category,
-            channels: d
-                .channels
-                .into_iter()
-                .map(v0_1_0::channel_from_wit)
-                .collect(),
-            description: d.description,
+        self.notifier_call(plugin, "describe", async |store, inst| match inst {
+            NotifierInstance::V0_1(i) => {
+                let d = i.belfry_plugin_notifications().call_describe(store).await?;
+                Ok(NotifierDescription {
+                    key: d.key,
+                    version: d.version,
+                    category: d.category,
+                    channels: d
+                        .channels
+                        .into_iter()
+                        .map(v0_1_0::channel_from_wit)
+                        .collect(),
+                    description: d.description,
+                    severity: Severity::Normal,
+                    fallbacks: Vec::new(),
+                })
+            }
+            NotifierInstance::V0_2(i) => Ok(v0_2_0::description_from_wit(
+                i.belfry_plugin_notifications().call_describe(store).await?,
+            )),
         })
+        .await
     }
 
-    fn plan_error(
-        plugin: &Plugin,
-        function: &'static str,
-        e: v0_1_0::wit_notifications::PlanError,
-    ) -> CallError {
-        use v0_1_0::wit_notifications::PlanError;
+    /// A notifier's own error, whatever its WIT version, as a call error.
+    fn plan_error(plugin: &Plugin, function: &'static str, e: PlanError) -> CallError {
         let message = match e {
             PlanError::InvalidPayload(m) => format!("invalid payload: {m}"),
             PlanError::Failed(m) => m,
@@ -665,9 +774,18 @@ impl PluginRuntime {
         let payload = payload.to_string();
         let r = self
             .notifier_call(plugin, "recipients", async |store, inst| {
-                inst.belfry_plugin_notifications()
-                    .call_recipients(store, &payload)
-                    .await
+                Ok(match inst {
+                    NotifierInstance::V0_1(i) => i
+                        .belfry_plugin_notifications()
+                        .call_recipients(store, &payload)
+                        .await?
+                        .map_err(PlanError::from),
+                    NotifierInstance::V0_2(i) => i
+                        .belfry_plugin_notifications()
+                        .call_recipients(store, &payload)
+                        .await?
+                        .map_err(PlanError::from),
+                })
             })
             .await?
             .map_err(|e| Self::plan_error(plugin, "recipients", e))?;
@@ -684,18 +802,32 @@ impl PluginRuntime {
         plugin: &Plugin,
         payload: &str,
         recipient: &Recipient,
-    ) -> Result<Vec<Channel>, CallError> {
+    ) -> Result<RecipientPlan, CallError> {
         let wr = v0_1_0::recipient_to_wit(recipient);
         let payload = payload.to_string();
-        let r = self
+        let (channels, severity) = self
             .notifier_call(plugin, "channels", async |store, inst| {
-                inst.belfry_plugin_notifications()
-                    .call_channels(store, &payload, &wr)
-                    .await
+                Ok(match inst {
+                    NotifierInstance::V0_1(i) => i
+                        .belfry_plugin_notifications()
+                        .call_channels(store, &payload, &wr)
+                        .await?
+                        .map(|c| (c, None))
+                        .map_err(PlanError::from),
+                    NotifierInstance::V0_2(i) => i
+                        .belfry_plugin_notifications()
+                        .call_channels(store, &payload, &wr)
+                        .await?
+                        .map(|p| (p.channels, p.severity.map(v0_2_0::severity_from_wit)))
+                        .map_err(PlanError::from),
+                })
             })
             .await?
             .map_err(|e| Self::plan_error(plugin, "channels", e))?;
-        Ok(r.into_iter().map(v0_1_0::channel_from_wit).collect())
+        Ok(RecipientPlan {
+            channels: channels.into_iter().map(v0_1_0::channel_from_wit).collect(),
+            severity,
+        })
     }
 
     pub async fn build(
@@ -706,12 +838,22 @@ impl PluginRuntime {
         channel: Channel,
     ) -> Result<RenderRequest, CallError> {
         let wr = v0_1_0::recipient_to_wit(recipient);
+        let wc = v0_1_0::channel_to_wit(channel);
         let payload = payload.to_string();
         let r = self
             .notifier_call(plugin, "build", async |store, inst| {
-                inst.belfry_plugin_notifications()
-                    .call_build(store, &payload, &wr, v0_1_0::channel_to_wit(channel))
-                    .await
+                Ok(match inst {
+                    NotifierInstance::V0_1(i) => i
+                        .belfry_plugin_notifications()
+                        .call_build(store, &payload, &wr, wc)
+                        .await?
+                        .map_err(PlanError::from),
+                    NotifierInstance::V0_2(i) => i
+                        .belfry_plugin_notifications()
+                        .call_build(store, &payload, &wr, wc)
+                        .await?
+                        .map_err(PlanError::from),
+                })
             })
             .await?
             .map_err(|e| Self::plan_error(plugin, "build", e))?;
@@ -958,4 +1100,59 @@ pub async fn load_all(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mention() -> NotifierDescription {
+        NotifierDescription {
+            key: "mention".into(),
+            version: "1".into(),
+            category: "activity".into(),
+            channels: vec![Channel::Email, Channel::InApp],
+            description: String::new(),
+            severity: Severity::Normal,
+            fallbacks: vec![Fallback {
+                channel: Channel::Email,
+                after_ms: 900_000,
+            }],
+        }
+    }
+
+    #[test]
+    fn a_description_is_checked_at_load_naming_what_is_wrong() {
+        assert_eq!(mention().validate(), Ok(()));
+        let cases: [(fn(&mut NotifierDescription), &str); 6] = [
+            (|d| d.key = " ".into(), "describe().key is empty"),
+            (|d| d.channels.clear(), "describe().channels is empty"),
+            (
+                |d| d.fallbacks[0].channel = Channel::InApp,
+                "in-app cannot be its own fallback",
+            ),
+            (
+                |d| d.fallbacks[0].channel = Channel::Sms,
+                "sms is not among describe().channels",
+            ),
+            (
+                |d| d.channels.retain(|c| *c != Channel::InApp),
+                "email falls back from in-app, which is not among describe().channels",
+            ),
+            (|d| d.fallbacks[0].after_ms = 0, "after-ms must be 1 to"),
+        ];
+        for (break_it, expected) in cases {
+            let mut d = mention();
+            break_it(&mut d);
+            let err = d.validate().unwrap_err();
+            assert!(err.contains(expected), "{err} should say {expected}");
+        }
+        let mut d = mention();
+        d.fallbacks[0].after_ms = MAX_FALLBACK_MS + 1;
+        assert!(d.validate().unwrap_err().contains("after-ms"));
+        d.fallbacks = vec![d.fallbacks[0]; 2];
+        d.fallbacks[0].after_ms = 1;
+        d.fallbacks[1].after_ms = 1;
+        assert!(d.validate().unwrap_err().contains("email appears twice"));
+    }
 }

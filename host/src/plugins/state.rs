@@ -136,3 +136,16 @@ impl wit_config::Host for PluginState {
         self.config.get(&key).cloned()
     }
 }
+
+// WIT 0.2.0 links the same host functions under its own versioned names.
+impl super::v0_2_0::wit_log::Host for PluginState {
+    fn log(&mut self, level: super::v0_2_0::wit_log::Level, message: String) {
+        wit_log::Host::log(self, super::v0_2_0::level_to_v0_1_0(level), message)
+    }
+}
+
+impl super::v0_2_0::wit_config::Host for PluginState {
+    fn get(&mut self, key: String) -> Option<String> {
+        wit_config::Host::get(self, key)
+    }
+}

@@ -1,5 +1,6 @@
 //! The policy decision for one delivery, in a fixed order where the first failure wins:
 //!
+//! 0. at send time, for a fallback delivery: was the in-app item already read? (`already_read`);
 //! 1. suppression list (an address or the recipient on this channel) — even for critical;
 //! 2. channel preference; 3. category preference; 4. notifier preferences (the notifier, then
 //!    the notifier on this channel); 5. severity floor; 6. cooldown per (recipient, notifier);
@@ -119,6 +120,9 @@ pub struct Subject<'a> {
     pub delivery_id: &'a str,
     /// When the delivery would go out: now, or a later scheduled time.
     pub send_at: DateTime<Utc>,
+    /// For a fallback delivery at send time: the in-app delivery it waits on, and when its
+    /// inbox item was read (`None`: unread or not in the inbox).
+    pub fallback_of: Option<(&'a str, Option<DateTime<Utc>>)>,
 }
 
 /// One recipient's policy inputs, read at one instant.
@@ -346,6 +350,26 @@ async fn evaluate(
         })
     };
     let suppress = |reason| Outcome::Suppress { reason };
+
+    // 0. A fallback is for a recipient who did not read the in-app item; one who did is done.
+    // Nothing else can make it worth sending, so this comes before everything, critical too.
+    if let (Checkpoint::Send, Some((in_app, read_at))) = (checkpoint, s.fallback_of) {
+        match read_at {
+            Some(at) => {
+                check(
+                    "fallback",
+                    format!("in-app delivery {in_app} read at {}", store::time_text(at)),
+                    reason::ALREADY_READ,
+                );
+                return Ok(suppress(reason::ALREADY_READ));
+            }
+            None => check(
+                "fallback",
+                format!("in-app delivery {in_app} not read"),
+                "pass",
+            ),
+        }
+    }
 
     // 1. Suppressions: nothing overrides them, not even critical.
     let address = match s.channel {

@@ -35,6 +35,10 @@ pub mod reason {
     pub const COOLDOWN: &str = "cooldown";
     pub const CAP_REACHED: &str = "cap_reached";
     pub const QUIET_HOURS: &str = "quiet_hours";
+    /// A fallback delivery whose in-app item was read before it came due.
+    pub const ALREADY_READ: &str = "already_read";
+    /// A fallback delivery waiting to see whether the in-app item is read (a deferral).
+    pub const FALLBACK_WAIT: &str = "fallback_wait";
 }
 
 /// How much a notification matters. `critical` bypasses preferences, the severity floor,

@@ -1,0 +1,217 @@
+//! The `security-alert` notifier (category `security`, severity `critical`).
+//!
+//! Payload:
+//! `{"user": {"id": "...", "email": "...", "phone": "..."}, "what": "...", "at": "..."}`.
+//! `user.id` and `what` (what happened, as a phrase: "a new sign-in from Firefox on Linux")
+//! are required; the user needs an `email`, a `phone` or both; `at` (when it happened, any
+//! string, for example an RFC 3339 time) is optional.
+//!
+//! One recipient, the user; channels `email` if they have an address and `sms` if they have a
+//! phone number. Being `critical`, the alert bypasses preferences, quiet hours and caps.
+
+wit_bindgen::generate!({
+    world: "notifier",
+    path: "../../wit/plugin@0.2.0",
+});
+
+use belfry::plugin::types::{Channel, Recipient, RenderRequest};
+use exports::belfry::plugin::notifications::{
+    Description, Guest, PlanError, RecipientPlan, Severity,
+};
+use serde_json::{Map, Value, json};
+
+const KEY: &str = "security-alert";
+/// What the templates call the user: the payload carries no name.
+const DEFAULT_NAME: &str = "there";
+
+struct SecurityAlert;
+
+impl Guest for SecurityAlert {
+    fn describe() -> Description {
+        Description {
+            key: KEY.to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            category: "security".to_string(),
+            channels: vec![Channel::Email, Channel::Sms],
+            description: "Alerts a user to security-relevant activity on their account".to_string(),
+            severity: Severity::Critical,
+            fallbacks: Vec::new(),
+        }
+    }
+
+    fn recipients(payload: String) -> Result<Vec<Recipient>, PlanError> {
+        let alert = Alert::parse(&payload)?;
+        Ok(vec![alert.user.recipient()])
+    }
+
+    fn channels(payload: String, recipient: Recipient) -> Result<RecipientPlan, PlanError> {
+        Alert::parse(&payload)?;
+        let mut channels = Vec::with_capacity(2);
+        if recipient.email.as_deref().is_some_and(|e| !e.is_empty()) {
+            channels.push(Channel::Email);
+        }
+        if recipient.phone.as_deref().is_some_and(|p| !p.is_empty()) {
+            channels.push(Channel::Sms);
+        }
+        Ok(RecipientPlan {
+            channels,
+            severity: None,
+        })
+    }
+
+    fn build(
+        payload: String,
+        recipient: Recipient,
+        channel: Channel,
+    ) -> Result<RenderRequest, PlanError> {
+        let alert = Alert::parse(&payload)?;
+        let user = &alert.user;
+        let has_email = recipient.email.as_deref().is_some_and(|e| !e.is_empty())
+            || (user.id == recipient.id && user.email.is_some());
+        let has_phone = recipient.phone.as_deref().is_some_and(|p| !p.is_empty())
+            || (user.id == recipient.id && user.phone.is_some());
+        match channel {
+            Channel::Email if !has_email => {
+                return Err(PlanError::InvalidPayload(
+                    "missing field `user.email` (needed for the email channel)".to_string(),
+                ));
+            }
+            Channel::Sms if !has_phone => {
+                return Err(PlanError::InvalidPayload(
+                    "missing field `user.phone` (needed for the sms channel)".to_string(),
+                ));
+            }
+            Channel::Email | Channel::Sms => {}
+            other => {
+                return Err(PlanError::Failed(format!(
+                    "the security-alert notifier does not use the {} channel",
+                    channel_name(other)
+                )));
+            }
+        }
+        let data = json!({
+            "what": alert.what,
+            "at": alert.at,
+            "name": DEFAULT_NAME,
+        });
+        Ok(RenderRequest {
+            template: KEY.to_string(),
+            channel,
+            data: data.to_string(),
+            locale: None,
+        })
+    }
+}
+
+struct Alert {
+    user: User,
+    what: String,
+    at: Option<String>,
+}
+
+/// The fields of `payload.user` this notifier uses.
+struct User {
+    id: String,
+    email: Option<String>,
+    phone: Option<String>,
+}
+
+impl Alert {
+    fn parse(payload: &str) -> Result<Self, PlanError> {
+        let payload = match serde_json::from_str::<Value>(payload) {
+            Ok(Value::Object(map)) => map,
+            Ok(_) => {
+                return Err(PlanError::InvalidPayload(
+                    "the payload must be a JSON object".to_string(),
+                ));
+            }
+            Err(err) => {
+                return Err(PlanError::InvalidPayload(format!(
+                    "the payload is not valid JSON: {err}"
+                )));
+            }
+        };
+        let user = User::from_payload(&payload)?;
+        let what = required_string(&payload, "what", "what")?;
+        let at = optional_string(&payload, "at", "at")?.filter(|s| !s.is_empty());
+        Ok(Alert { user, what, at })
+    }
+}
+
+impl User {
+    fn from_payload(payload: &Map<String, Value>) -> Result<Self, PlanError> {
+        let user = match payload.get("user") {
+            None | Some(Value::Null) => {
+                return Err(PlanError::InvalidPayload(
+                    "missing field `user`".to_string(),
+                ));
+            }
+            Some(Value::Object(user)) => user,
+            Some(_) => return Err(wrong_type("user", "an object")),
+        };
+        let id = required_string(user, "id", "user.id")?;
+        let email = optional_string(user, "email", "user.email")?.filter(|e| !e.is_empty());
+        let phone = optional_string(user, "phone", "user.phone")?.filter(|p| !p.is_empty());
+        if email.is_none() && phone.is_none() {
+            return Err(PlanError::InvalidPayload(
+                "missing field `user.email` or `user.phone` (the alert needs at least one)"
+                    .to_string(),
+            ));
+        }
+        Ok(User { id, email, phone })
+    }
+
+    fn recipient(&self) -> Recipient {
+        Recipient {
+            id: self.id.clone(),
+            email: self.email.clone(),
+            phone: self.phone.clone(),
+            data: None,
+        }
+    }
+}
+
+/// `object[key]` as a non-empty string, or an error naming `path`.
+fn required_string(
+    object: &Map<String, Value>,
+    key: &str,
+    path: &str,
+) -> Result<String, PlanError> {
+    match optional_string(object, key, path)? {
+        None => Err(PlanError::InvalidPayload(format!("missing field `{path}`"))),
+        Some(s) if s.is_empty() => Err(PlanError::InvalidPayload(format!(
+            "field `{path}` must not be empty"
+        ))),
+        Some(s) => Ok(s),
+    }
+}
+
+/// `object[key]` as a string; absent or null is `None`, any other type an error naming `path`.
+fn optional_string(
+    object: &Map<String, Value>,
+    key: &str,
+    path: &str,
+) -> Result<Option<String>, PlanError> {
+    match object.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(wrong_type(path, "a string")),
+    }
+}
+
+fn wrong_type(path: &str, expected: &str) -> PlanError {
+    PlanError::InvalidPayload(format!("field `{path}` must be {expected}"))
+}
+
+fn channel_name(channel: Channel) -> &'static str {
+    match channel {
+        Channel::Email => "email",
+        Channel::Sms => "sms",
+        Channel::Push => "push",
+        Channel::Chat => "chat",
+        Channel::InApp => "in-app",
+        Channel::Webhook => "webhook",
+    }
+}
+
+export!(SecurityAlert);
