@@ -145,6 +145,24 @@ pub async fn run(cache_dir: &Option<PathBuf>, database: Option<PathBuf>, json: b
             .idempotency_key("order-1043"),
         ),
         (
+            "Ada mentioned in the Q3 plan (the email only if the in-app item is unread in 15 min)",
+            TriggerRequest::new(
+                "mention",
+                json!({"author": "Grace", "document": "Q3 plan", "url": "https://app.example.com/d/42",
+                       "mentioned": {"id": "ada", "name": "Ada Lovelace", "email": "ada@example.com"}}),
+            )
+            .idempotency_key("mention-ada-q3"),
+        ),
+        (
+            "security alert for Alan in his quiet hours (critical: sent anyway)",
+            TriggerRequest::new(
+                "security-alert",
+                json!({"user": {"id": "alan", "email": "alan@example.com"},
+                       "what": "a new sign-in from Firefox on Linux"}),
+            )
+            .idempotency_key("alert-alan-1"),
+        ),
+        (
             "welcome without a user id",
             TriggerRequest::new("welcome", json!({"user": {"email": "nobody@example.com"}})),
         ),

@@ -74,6 +74,7 @@ pub fn print_plugins(plugins: &[Plugin], json: bool) -> Result<()> {
                     "version": p.reference().version,
                     "hash": p.reference().hash,
                     "kind": p.kind(),
+                    "wit": p.manifest().wit,
                     "origin": p.origin(),
                     "notifier": p.description(),
                     "channels": p.manifest().channels,

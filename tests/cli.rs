@@ -42,10 +42,11 @@ fn demo_runs_the_whole_lifecycle() {
     assert!(deliveries.len() >= 8);
     let status = |s: &str| deliveries.iter().filter(|d| d["status"] == s).count();
     assert_eq!(status("failed"), 1, "one delivery fails validation");
-    // Alan's quiet hours defer his email and webhook; Grace's suppressed phone stops her sms.
-    assert_eq!(status("deferred"), 2, "{v}");
+    // Alan's quiet hours defer his email and webhook (not his critical security alert); Grace's
+    // suppressed phone stops her sms; Ada's mention email waits to see if she reads it in-app.
+    assert_eq!(status("deferred"), 3, "{v}");
     assert_eq!(status("suppressed"), 1, "{v}");
-    assert_eq!(status("succeeded"), deliveries.len() - 4);
+    assert_eq!(status("succeeded"), deliveries.len() - 5);
     let reason = |r: &str| {
         deliveries
             .iter()
@@ -53,8 +54,12 @@ fn demo_runs_the_whole_lifecycle() {
             .count()
     };
     assert_eq!(
-        (reason("quiet_hours"), reason("address_suppressed")),
-        (2, 1)
+        (
+            reason("quiet_hours"),
+            reason("address_suppressed"),
+            reason("fallback_wait")
+        ),
+        (2, 1, 1)
     );
     assert!(v["webhooks_received"].as_u64().unwrap() >= 2);
     assert_eq!(v["webhooks_received"], v["webhooks_verified"]);
@@ -183,7 +188,28 @@ fn plugin_list_and_check() {
         .collect();
     assert_eq!(
         names,
-        ["log", "order-shipped", "templates", "webhook", "welcome"]
+        [
+            "log",
+            "mention",
+            "order-shipped",
+            "security-alert",
+            "templates",
+            "webhook",
+            "welcome"
+        ]
+    );
+    // Notifiers of both WIT versions load side by side.
+    let wit = |name: &str| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap()["wit"]
+            .clone()
+    };
+    assert_eq!(
+        (wit("welcome"), wit("mention")),
+        ("0.1.0".into(), "0.2.0".into())
     );
 
     let fixture = Path::new(belfry::FIXTURE_PLUGINS_DIR).join("forbidden-host.wasm");
@@ -433,4 +459,62 @@ fn policy_inputs_through_the_cli() {
     assert!(out.contains("bypassed (critical)"), "{out}");
     let q: serde_json::Value = serde_json::from_str(&run(&["queue", "--json"])).unwrap();
     assert_eq!(q["available"], 0, "a dry run enqueues nothing");
+}
+
+/// `belfry inbox`: list a recipient's items and mark one read; the read is what a fallback
+/// channel looks at (its own tests are in `tests/policy.rs`).
+#[test]
+fn inbox_list_and_read_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = r#"{"author": "Ada", "document": "Q3 plan", "mentioned": {"id": "u-1", "email": "u-1@example.com"}}"#;
+    let o = belfry(
+        dir.path(),
+        &["trigger", "mention", "--data", data, "--json"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let planned: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let ds = planned["notifications"][0]["deliveries"]
+        .as_array()
+        .unwrap();
+    let status: Vec<(&str, &str)> = ds
+        .iter()
+        .map(|d| {
+            (
+                d["channel"].as_str().unwrap(),
+                d["status_reason"]
+                    .as_str()
+                    .unwrap_or(d["status"].as_str().unwrap()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        status,
+        [("email", "fallback_wait"), ("in-app", "succeeded")]
+    );
+
+    let o = belfry(
+        dir.path(),
+        &["inbox", "list", "--recipient", "u-1", "--json"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let items: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(items.as_array().unwrap().len(), 1);
+    assert_eq!(items[0]["headline"], "Ada mentioned you in Q3 plan");
+    assert_eq!(items[0]["read_at"], serde_json::Value::Null);
+    let item = items[0]["id"].as_str().unwrap();
+
+    let o = belfry(dir.path(), &["inbox", "read", item, "--recipient", "u-1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("read 20"), "{}", stdout(&o));
+
+    // Another recipient cannot read it: the error names what was not found.
+    let o = belfry(dir.path(), &["inbox", "read", item, "--recipient", "u-2"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains(&format!(
+            "recipient `u-2` of tenant `default` has no inbox item `{item}`"
+        )),
+        "{}",
+        stderr(&o)
+    );
 }

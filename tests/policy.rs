@@ -951,10 +951,18 @@ async fn a_notifier_declared_critical_bypasses_all_but_suppressions(b: Backend) 
             .contains("critical severity, the notifier's default"),
         "{created}"
     );
-    assert!(policy_traces(e, &email).await[0].1.contains("bypassed (critical)"));
+    assert!(
+        policy_traces(e, &email).await[0]
+            .1
+            .contains("bypassed (critical)")
+    );
     e.dispatch_event(&o.event_id).await.unwrap();
     assert_eq!(standing(e, &email).await, is("succeeded", None));
-    assert!(policy_traces(e, &email).await[1].1.starts_with("send checkpoint:"));
+    assert!(
+        policy_traces(e, &email).await[1]
+            .1
+            .starts_with("send checkpoint:")
+    );
 
     // The trigger's own severity wins over the declared one: low is below the floor (with
     // the channel enabled again, since preferences come before the floor).
@@ -977,9 +985,14 @@ async fn a_notifier_declared_critical_bypasses_all_but_suppressions(b: Backend) 
 async fn a_notifier_raises_the_severity_for_one_recipient(b: Backend) {
     let w = world(b).await;
     let e = &w.engine;
-    e.set_preference("default", "*", &PrefScope::Category("activity".into()), Some(false))
-        .await
-        .unwrap();
+    e.set_preference(
+        "default",
+        "*",
+        &PrefScope::Category("activity".into()),
+        Some(false),
+    )
+    .await
+    .unwrap();
     let o = e
         .trigger(&TriggerRequest::new(
             "mention",
@@ -1101,24 +1114,28 @@ async fn a_fallback_is_sent_only_if_the_in_app_item_stays_unread(b: Backend) {
         standing(e, &email1).await,
         is("suppressed", Some("already_read"))
     );
-    assert_eq!(attempts_for(e, &email1).await, 0, "the adapter was not called");
+    assert_eq!(
+        attempts_for(e, &email1).await,
+        0,
+        "the adapter was not called"
+    );
     assert_eq!(standing(e, &email2).await, is("succeeded", None));
     assert_eq!(attempts_for(e, &email2).await, 1);
 
     let traces = policy_traces(e, &email1).await;
     assert_eq!(traces[1].0, "already_read");
     assert!(
-        traces[1]
-            .1
-            .starts_with(&format!("send checkpoint: fallback [in-app delivery {in_app1} read at ")),
+        traces[1].1.starts_with(&format!(
+            "send checkpoint: fallback [in-app delivery {in_app1} read at "
+        )),
         "{}",
         traces[1].1
     );
     let traces = policy_traces(e, &email2).await;
     assert!(
-        traces[1]
-            .1
-            .contains(&format!("fallback [in-app delivery {in_app2} not read] → pass")),
+        traces[1].1.contains(&format!(
+            "fallback [in-app delivery {in_app2} not read] → pass"
+        )),
         "{}",
         traces[1].1
     );

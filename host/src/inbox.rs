@@ -48,7 +48,8 @@ impl From<sqlx::Error> for InboxError {
     }
 }
 
-const COLUMNS: &str = "id, tenant, recipient_id, delivery_id, notification_id, headline, body, action_label,
+const COLUMNS: &str =
+    "id, tenant, recipient_id, delivery_id, notification_id, headline, body, action_label,
                        action_url, created_at, read_at";
 
 fn item(r: &sqlx::any::AnyRow) -> InboxItem {

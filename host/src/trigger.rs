@@ -121,8 +121,14 @@ struct PlannedRecipient {
 
 impl PlannedRecipient {
     /// When the delivery on channel `i` would go out: its fallback wait after `start`.
-    fn send_at(&self, i: usize, start: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
-        self.fallbacks[i].as_ref().map_or(start, |(_, wait)| start + *wait)
+    fn send_at(
+        &self,
+        i: usize,
+        start: chrono::DateTime<chrono::Utc>,
+    ) -> chrono::DateTime<chrono::Utc> {
+        self.fallbacks[i]
+            .as_ref()
+            .map_or(start, |(_, wait)| start + *wait)
     }
 }
 

@@ -207,7 +207,10 @@ pub const MAX_FALLBACK_MS: u64 = 30 * 24 * 3600 * 1000;
 impl NotifierDescription {
     /// The fallback for `channel`, if it is one.
     pub fn fallback_for(&self, channel: Channel) -> Option<Fallback> {
-        self.fallbacks.iter().find(|f| f.channel == channel).copied()
+        self.fallbacks
+            .iter()
+            .find(|f| f.channel == channel)
+            .copied()
     }
 
     /// What `describe` must satisfy before the notifier is accepted: a load-time check, so a
@@ -720,7 +723,9 @@ impl PluginRuntime {
     ) -> Result<R, CallError> {
         self.run(plugin, function, async move |store, pre| {
             let inst = match pre {
-                Pre::Notifier(pre) => NotifierInstance::V0_1(pre.instantiate_async(&mut *store).await?),
+                Pre::Notifier(pre) => {
+                    NotifierInstance::V0_1(pre.instantiate_async(&mut *store).await?)
+                }
                 Pre::NotifierV0_2(pre) => {
                     NotifierInstance::V0_2(pre.instantiate_async(&mut *store).await?)
                 }
