@@ -196,9 +196,10 @@ pub async fn run(cache_dir: &Option<PathBuf>, database: Option<PathBuf>, json: b
                     .sum();
                 if !json {
                     println!(
-                        "- {label}: event {}, {} notification(s), {count} deliveries",
+                        "- {label}: event {}, {} notification(s), {count} {}",
                         output::short(&outcome.event_id),
-                        outcome.notifications.len()
+                        outcome.notifications.len(),
+                        if count == 1 { "delivery" } else { "deliveries" }
                     );
                 }
                 log.push(json!({"step": label, "event_id": outcome.event_id, "duplicate": false}));
