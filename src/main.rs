@@ -2,6 +2,7 @@
 
 mod bench;
 mod demo;
+mod digests_cli;
 mod inbox_cli;
 mod output;
 mod policy_cli;
@@ -102,6 +103,11 @@ enum Command {
     Suppressions {
         #[command(subcommand)]
         command: policy_cli::SuppressionsCommand,
+    },
+    /// Digest rules: upsert, get, list, match.
+    Digests {
+        #[command(subcommand)]
+        command: digests_cli::DigestsCommand,
     },
     /// A recipient's in-app inbox: list items, mark one read.
     Inbox {
@@ -365,6 +371,10 @@ async fn run(cli: Cli) -> Result<()> {
             let db = belfry::host::store::open(&g.database_url).await?;
             policy_cli::suppressions(&db, command, g.json).await
         }
+        Command::Digests { command } => {
+            let db = belfry::host::store::open(&g.database_url).await?;
+            digests_cli::run(&db, command, g.json).await
+        }
         Command::Inbox { command } => {
             let db = belfry::host::store::open(&g.database_url).await?;
             inbox_cli::run(&db, command, g.json).await
@@ -538,7 +548,7 @@ fn parse_when(flag: &str, text: &str) -> Result<chrono::DateTime<chrono::Utc>> {
 
 /// `90s`, `15m`, `2h`, `1d` or plain seconds, as seconds given as `flag`. The sign is kept:
 /// whether a value makes sense is for its consumer to say.
-fn duration_secs(flag: &str, text: &str) -> Result<i64> {
+pub(crate) fn duration_secs(flag: &str, text: &str) -> Result<i64> {
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '-'))
         .unwrap_or(text.len());

@@ -379,7 +379,7 @@ fn print_settings(s: &Settings) {
 }
 
 /// A minute of the day as given: `1320` or `22:00`. Range checks are the engine's.
-fn minute(flag: &str, text: &str) -> Result<i64> {
+pub(crate) fn minute(flag: &str, text: &str) -> Result<i64> {
     if let Some((h, m)) = text.split_once(':') {
         let (h, m): (i64, i64) = match (h.parse(), m.parse()) {
             (Ok(h), Ok(m)) if (0..24).contains(&h) && (0..60).contains(&m) => (h, m),

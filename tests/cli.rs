@@ -518,3 +518,103 @@ fn inbox_list_and_read_through_the_cli() {
         stderr(&o)
     );
 }
+
+/// `belfry digests rules`: publish, republish unchanged, refuse a change to a published
+/// version, get, list and match (the precedence itself is tested in `tests/digests.rs`).
+#[test]
+fn digest_rules_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let upsert = |extra: &[&str]| {
+        let mut args = vec![
+            "digests",
+            "rules",
+            "upsert",
+            "--key",
+            "orders",
+            "--channel",
+            "email",
+            "--category",
+            "orders",
+            "--group-by",
+            "category",
+        ];
+        args.extend_from_slice(extra);
+        belfry(dir.path(), &args)
+    };
+    let o = upsert(&["--version", "1", "--every", "1h"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("published"), "{}", stdout(&o));
+    let o = upsert(&["--version", "1", "--every", "1h"]);
+    assert!(
+        stdout(&o).starts_with("already published"),
+        "{}",
+        stdout(&o)
+    );
+    let o = upsert(&["--version", "1", "--every", "30m"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("cannot change (window)"),
+        "{}",
+        stderr(&o)
+    );
+    let o = upsert(&[
+        "--version",
+        "2",
+        "--daily-at",
+        "09:00",
+        "--zone",
+        "Europe/London",
+        "--first-now",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = upsert(&[
+        "--version",
+        "3",
+        "--daily-at",
+        "09:00",
+        "--zone",
+        "Mars/Base",
+    ]);
+    assert!(stderr(&o).contains("window.zone"), "{}", stderr(&o));
+
+    let o = belfry(dir.path(), &["digests", "rules", "get", "orders", "--json"]);
+    let rule: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (rule["version"].as_i64(), rule["first_now"].as_bool()),
+        (Some(2), Some(true))
+    );
+    let o = belfry(dir.path(), &["digests", "rules", "list", "--json"]);
+    let all: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(all.as_array().unwrap().len(), 2);
+
+    let o = belfry(
+        dir.path(),
+        &[
+            "digests",
+            "rules",
+            "match",
+            "--channel",
+            "email",
+            "--category",
+            "orders",
+        ],
+    );
+    assert!(stdout(&o).contains("orders v2 on email"), "{}", stdout(&o));
+    let o = belfry(
+        dir.path(),
+        &[
+            "digests",
+            "rules",
+            "match",
+            "--channel",
+            "email",
+            "--category",
+            "billing",
+        ],
+    );
+    assert!(
+        stdout(&o).contains("no digest rule matches"),
+        "{}",
+        stdout(&o)
+    );
+}

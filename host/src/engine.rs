@@ -1,6 +1,7 @@
 //! The engine façade: one handle over the database, the plugin runtime and the registry.
 
 use crate::content::Channel;
+use crate::digests::rules::{self, DigestRule, Lookup, RuleError, RuleFilter, RuleSpec, Upserted};
 use crate::dispatch::{
     self, ChangeError, DispatchConfig, Dispatched, Executor, QueueStats, Scope, Wakeup,
     WorkerConfig, WorkerReport,
@@ -298,6 +299,43 @@ impl Engine {
         let own = policy::inputs::settings(&self.db, tenant, recipient_id).await?;
         let effective = policy::inputs::effective_settings(&self.db, tenant, recipient_id).await?;
         Ok((own, effective))
+    }
+
+    /// Publishes a digest rule version; the same content again is `Unchanged`, different
+    /// content under a published version is refused ([`RuleError::Immutable`]).
+    pub async fn upsert_digest_rule(
+        &self,
+        tenant: &str,
+        spec: &RuleSpec,
+    ) -> Result<(DigestRule, Upserted), RuleError> {
+        rules::upsert(&self.db, tenant, spec).await
+    }
+
+    /// A digest rule's version, or its highest when `version` is `None`.
+    pub async fn digest_rule(
+        &self,
+        tenant: &str,
+        key: &str,
+        version: Option<i64>,
+    ) -> Result<DigestRule, RuleError> {
+        rules::get(&self.db, tenant, key, version).await
+    }
+
+    pub async fn digest_rules(
+        &self,
+        tenant: &str,
+        filter: &RuleFilter,
+    ) -> Result<Vec<DigestRule>, RuleError> {
+        rules::list(&self.db, tenant, filter).await
+    }
+
+    /// The digest rule that would take a held delivery with these attributes.
+    pub async fn match_digest_rule(
+        &self,
+        tenant: &str,
+        lookup: &Lookup<'_>,
+    ) -> Result<Option<DigestRule>, RuleError> {
+        rules::find_matching(&self.db, tenant, lookup).await
     }
 
     pub async fn add_suppression(

@@ -11,6 +11,7 @@
 //! - [`engine`]: the façade embedding programs use.
 
 pub mod content;
+pub mod digests;
 pub mod dispatch;
 pub mod engine;
 pub mod inbox;

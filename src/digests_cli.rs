@@ -1,0 +1,247 @@
+//! `belfry digests rules upsert|get|list|match`: digest rules from the command line. Values are
+//! parsed here only as far as their syntax; the engine validates them and names the field.
+
+use anyhow::{Result, bail};
+use belfry::host::content::Channel;
+use belfry::host::digests::rules::{self, Upserted};
+use belfry::host::digests::{DigestRule, GroupBy, Lookup, RuleFilter, RuleSpec, Window};
+use belfry::host::store::Db;
+use belfry::host::trigger::DEFAULT_TENANT;
+use clap::{Args, Subcommand};
+
+#[derive(Subcommand)]
+pub enum DigestsCommand {
+    /// Digest rules: which held deliveries collapse into one message, grouped how, per window.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum RulesCommand {
+    /// Publish a rule version (the same content again changes nothing; different content under
+    /// a published version is refused: publish a new version).
+    Upsert(UpsertArgs),
+    /// One rule: its highest version, or --version N.
+    Get {
+        key: String,
+        #[arg(long)]
+        version: Option<i64>,
+        #[arg(long, default_value = DEFAULT_TENANT)]
+        tenant: String,
+    },
+    /// Rules by key and version, filtered by exact matches (`--category ''` finds rules that
+    /// match any category).
+    List {
+        #[arg(long)]
+        key: Option<String>,
+        #[arg(long)]
+        channel: Option<Channel>,
+        #[arg(long)]
+        notifier: Option<String>,
+        #[arg(long)]
+        category: Option<String>,
+        #[arg(long)]
+        digest_key: Option<String>,
+        #[arg(long)]
+        group_by: Option<String>,
+        /// Only each key's highest version (the one lookups use).
+        #[arg(long)]
+        latest: bool,
+        #[arg(long, default_value = DEFAULT_TENANT)]
+        tenant: String,
+    },
+    /// The rule that would take a held delivery with these attributes, and why.
+    Match {
+        #[arg(long)]
+        channel: Channel,
+        #[arg(long)]
+        notifier: Option<String>,
+        #[arg(long)]
+        category: Option<String>,
+        #[arg(long)]
+        digest_key: Option<String>,
+        #[arg(long, default_value = DEFAULT_TENANT)]
+        tenant: String,
+    },
+}
+
+#[derive(Args)]
+pub struct UpsertArgs {
+    #[arg(long)]
+    key: String,
+    #[arg(long)]
+    version: i64,
+    #[arg(long)]
+    channel: Channel,
+    /// Match only this notifier key.
+    #[arg(long)]
+    notifier: Option<String>,
+    /// Match only this category.
+    #[arg(long)]
+    category: Option<String>,
+    /// Match only deliveries held with this digest key.
+    #[arg(long)]
+    digest_key: Option<String>,
+    /// notifier, category or digest_key.
+    #[arg(long)]
+    group_by: String,
+    /// A fixed window: 15m, 1h, 1d (aligned to the Unix epoch, UTC).
+    #[arg(long, conflicts_with_all = ["daily_at", "zone"], required_unless_present = "daily_at")]
+    every: Option<String>,
+    /// A window from one local time of day to the next: HH:MM, with --zone.
+    #[arg(long, requires = "zone")]
+    daily_at: Option<String>,
+    /// The IANA time zone of --daily-at.
+    #[arg(long)]
+    zone: Option<String>,
+    /// Close a bucket early when it holds this many items.
+    #[arg(long)]
+    max_items: Option<i64>,
+    /// Send the first item of each window at once; digest the rest.
+    #[arg(long)]
+    first_now: bool,
+    #[arg(long, default_value = DEFAULT_TENANT)]
+    tenant: String,
+}
+
+pub async fn run(db: &Db, command: DigestsCommand, json: bool) -> Result<()> {
+    let DigestsCommand::Rules { command } = command;
+    match command {
+        RulesCommand::Upsert(a) => {
+            let window = match (&a.every, &a.daily_at, &a.zone) {
+                (Some(every), _, _) => {
+                    let secs = crate::duration_secs("--every", every)?;
+                    if secs % 60 != 0 {
+                        bail!("--every `{every}`: a window is a whole number of minutes");
+                    }
+                    Window::fixed(secs / 60)?
+                }
+                (None, Some(at), Some(zone)) => {
+                    Window::boundary(crate::policy_cli::minute("--daily-at", at)?, zone)?
+                }
+                _ => bail!("give --every DURATION, or --daily-at HH:MM with --zone"),
+            };
+            let spec = RuleSpec {
+                key: a.key,
+                version: a.version,
+                channel: a.channel,
+                notifier_key: a.notifier,
+                category: a.category,
+                digest_key: a.digest_key,
+                group_by: a.group_by.parse()?,
+                window,
+                max_items: a.max_items,
+                first_now: a.first_now,
+            };
+            let (rule, upserted) = rules::upsert(db, &a.tenant, &spec).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"rule": rule, "upserted": upserted})
+                    )?
+                );
+            } else {
+                let said = match upserted {
+                    Upserted::Created => "published",
+                    Upserted::Unchanged => "already published with this content; nothing changed",
+                };
+                println!("{said}");
+                print_rule(&rule);
+            }
+        }
+        RulesCommand::Get {
+            key,
+            version,
+            tenant,
+        } => {
+            let rule = rules::get(db, &tenant, &key, version).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rule)?);
+            } else {
+                print_rule(&rule);
+            }
+        }
+        RulesCommand::List {
+            key,
+            channel,
+            notifier,
+            category,
+            digest_key,
+            group_by,
+            latest,
+            tenant,
+        } => {
+            let filter = RuleFilter {
+                key,
+                channel,
+                notifier_key: notifier,
+                category,
+                digest_key,
+                group_by: group_by.map(|g| g.parse::<GroupBy>()).transpose()?,
+                latest_only: latest,
+            };
+            let found = rules::list(db, &tenant, &filter).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&found)?);
+            } else if found.is_empty() {
+                println!("no digest rules match in tenant {tenant}");
+            } else {
+                for rule in &found {
+                    print_rule(rule);
+                }
+            }
+        }
+        RulesCommand::Match {
+            channel,
+            notifier,
+            category,
+            digest_key,
+            tenant,
+        } => {
+            let lookup = Lookup {
+                channel,
+                notifier_key: notifier.as_deref(),
+                category: category.as_deref(),
+                digest_key: digest_key.as_deref(),
+            };
+            let found = rules::find_matching(db, &tenant, &lookup).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&found)?);
+            } else {
+                match found {
+                    Some(rule) => print_rule(&rule),
+                    None => println!(
+                        "no digest rule matches; a held delivery would be sent on its own (no_digest_rule)"
+                    ),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_rule(r: &DigestRule) {
+    let s = &r.spec;
+    let any = |v: &Option<String>| v.clone().unwrap_or_else(|| "any".into());
+    println!(
+        "{} v{} on {} (tenant {})",
+        s.key, s.version, s.channel, r.tenant
+    );
+    println!(
+        "  matches   notifier {}, category {}, digest key {}",
+        any(&s.notifier_key),
+        any(&s.category),
+        any(&s.digest_key)
+    );
+    println!("  groups by {}", s.group_by);
+    println!("  window    {}", s.window.describe());
+    if let Some(n) = s.max_items {
+        println!("  closes    early at {n} items");
+    }
+    if s.first_now {
+        println!("  first     item of a window sent at once");
+    }
+}
