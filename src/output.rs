@@ -221,7 +221,10 @@ pub fn print_dry_run(plan: &belfry::host::trigger::DryRun, json: bool) -> Result
         println!("  recipient {}", r.recipient_id);
         for c in &r.channels {
             let why = match &c.decision.outcome {
-                belfry::host::policy::Outcome::Allow => String::new(),
+                belfry::host::policy::Outcome::Allow => match (c.wait_reason, &c.wait_until) {
+                    (Some(reason), Some(until)) => format!(" ({reason} until {until})"),
+                    _ => String::new(),
+                },
                 belfry::host::policy::Outcome::Suppress { reason } => format!(" ({reason})"),
                 belfry::host::policy::Outcome::Defer { reason, until } => format!(
                     " ({reason} until {})",

@@ -120,6 +120,29 @@ struct PlannedRecipient {
 }
 
 impl PlannedRecipient {
+    /// Why the delivery on channel `i` waits even when the policy allows it: a fallback's
+    /// wait for the in-app item to be read, or a scheduled send.
+    fn wait(
+        &self,
+        i: usize,
+        scheduled: Option<chrono::DateTime<chrono::Utc>>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<Wait> {
+        match (&self.fallbacks[i], scheduled) {
+            (Some((in_app, _)), _) => Some(Wait {
+                until: self.send_at(i, scheduled.unwrap_or(now)),
+                reason: policy::reason::FALLBACK_WAIT,
+                unless: Some(format!(" unless in-app delivery {in_app} is read by then")),
+            }),
+            (None, Some(at)) => Some(Wait {
+                until: at,
+                reason: reason::SCHEDULED,
+                unless: None,
+            }),
+            (None, None) => None,
+        }
+    }
+
     /// When the delivery on channel `i` would go out: its fallback wait after `start`.
     fn send_at(
         &self,
@@ -254,6 +277,10 @@ pub struct DryRunChannel {
     pub channel: Channel,
     /// `send`, `defer` or `suppress`.
     pub would: &'static str,
+    /// Why a delivery the policy allows would still wait (`fallback_wait`, `scheduled`), and
+    /// until when.
+    pub wait_reason: Option<&'static str>,
+    pub wait_until: Option<String>,
     pub decision: Decision,
 }
 
@@ -293,14 +320,20 @@ pub async fn dry_run(
         .await?;
         let mut channels = Vec::with_capacity(p.channels.len());
         for (i, (channel, decision)) in p.channels.iter().zip(decisions).enumerate() {
+            let wait = match decision.outcome {
+                Outcome::Allow => p.wait(i, scheduled, now),
+                _ => None,
+            };
             let would = match decision.outcome {
-                Outcome::Allow if scheduled.is_none() && p.fallbacks[i].is_none() => "send",
+                Outcome::Allow if wait.is_none() => "send",
                 Outcome::Allow | Outcome::Defer { .. } => "defer",
                 Outcome::Suppress { .. } => "suppress",
             };
             channels.push(DryRunChannel {
                 channel: *channel,
                 would,
+                wait_reason: wait.as_ref().map(|w| w.reason),
+                wait_until: wait.map(|w| store::time_text(w.until)),
                 decision,
             });
         }
@@ -659,19 +692,7 @@ async fn write(
             .zip(decisions)
             .enumerate()
         {
-            let wait = match (&p.fallbacks[i], scheduled) {
-                (Some((in_app, _)), _) => Some(Wait {
-                    until: p.send_at(i, scheduled.unwrap_or(now_time)),
-                    reason: policy::reason::FALLBACK_WAIT,
-                    unless: Some(format!(" unless in-app delivery {in_app} is read by then")),
-                }),
-                (None, Some(at)) => Some(Wait {
-                    until: at,
-                    reason: reason::SCHEDULED,
-                    unless: None,
-                }),
-                (None, None) => None,
-            };
+            let wait = p.wait(i, scheduled, now_time);
             let fallback_of = p.fallbacks[i].as_ref().map(|(id, _)| id.as_str());
             let standing = Standing::of(&decision, wait, now_time);
             let idempotency_key = idempotency_key_for(delivery_id);
