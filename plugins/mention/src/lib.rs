@@ -18,6 +18,10 @@ wit_bindgen::generate!({
 });
 
 use belfry::plugin::types::{Channel, Recipient, RenderRequest};
+use belfry_plugin_payload::{
+    as_object, empty, missing, name_from_recipient_data, optional_http_url,
+    optional_non_empty_string, parse_object, required_string, wrong_type,
+};
 use exports::belfry::plugin::notifications::{
     Description, Fallback, Guest, PlanError, RecipientPlan, Severity,
 };
@@ -50,12 +54,12 @@ impl Guest for MentionNotifier {
     }
 
     fn recipients(payload: String) -> Result<Vec<Recipient>, PlanError> {
-        let mention = Mention::parse(&payload)?;
+        let mention = Mention::parse(&payload).map_err(PlanError::InvalidPayload)?;
         Ok(mention.mentioned.iter().map(Mentioned::recipient).collect())
     }
 
     fn channels(payload: String, recipient: Recipient) -> Result<RecipientPlan, PlanError> {
-        let mention = Mention::parse(&payload)?;
+        let mention = Mention::parse(&payload).map_err(PlanError::InvalidPayload)?;
         let mut channels = Vec::with_capacity(2);
         channels.push(Channel::InApp);
         if recipient.email.as_deref().is_some_and(|e| !e.is_empty()) {
@@ -76,7 +80,7 @@ impl Guest for MentionNotifier {
         recipient: Recipient,
         channel: Channel,
     ) -> Result<RenderRequest, PlanError> {
-        let mention = Mention::parse(&payload)?;
+        let mention = Mention::parse(&payload).map_err(PlanError::InvalidPayload)?;
         let entry = mention.mentioned.iter().find(|m| m.id == recipient.id);
         match channel {
             Channel::InApp => {}
@@ -99,7 +103,7 @@ impl Guest for MentionNotifier {
         }
         let name = entry
             .and_then(|m| m.name.clone())
-            .or_else(|| name_from_recipient_data(&recipient))
+            .or_else(|| name_from_recipient_data(recipient.data.as_deref()))
             .unwrap_or_else(|| DEFAULT_NAME.to_string());
         let data = json!({
             "author": mention.author,
@@ -134,42 +138,19 @@ struct Mentioned {
 }
 
 impl Mention {
-    fn parse(payload: &str) -> Result<Self, PlanError> {
-        let payload = match serde_json::from_str::<Value>(payload) {
-            Ok(Value::Object(map)) => map,
-            Ok(_) => {
-                return Err(PlanError::InvalidPayload(
-                    "the payload must be a JSON object".to_string(),
-                ));
-            }
-            Err(err) => {
-                return Err(PlanError::InvalidPayload(format!(
-                    "the payload is not valid JSON: {err}"
-                )));
-            }
-        };
+    fn parse(payload: &str) -> Result<Self, String> {
+        let payload = parse_object(payload)?;
         let author = required_string(&payload, "author", "author")?;
         let document = required_string(&payload, "document", "document")?;
-        let url = optional_string(&payload, "url", "url")?.filter(|u| !u.is_empty());
-        if let Some(url) = &url
-            && !is_http_url(url)
-        {
-            return Err(wrong_type("url", "an absolute http(s) URL"));
-        }
+        let url = optional_http_url(&payload, "url", "url")?;
         let mentioned = match payload.get("mentioned") {
-            None | Some(Value::Null) => {
-                return Err(PlanError::InvalidPayload(
-                    "missing field `mentioned`".to_string(),
-                ));
-            }
+            None | Some(Value::Null) => return Err(missing("mentioned")),
             Some(single @ Value::Object(_)) => {
                 vec![Mentioned::parse(single, "mentioned".to_string())?]
             }
             Some(Value::Array(list)) => {
                 if list.is_empty() {
-                    return Err(PlanError::InvalidPayload(
-                        "field `mentioned` must not be empty".to_string(),
-                    ));
+                    return Err(empty("mentioned"));
                 }
                 list.iter()
                     .enumerate()
@@ -190,15 +171,11 @@ impl Mention {
 }
 
 impl Mentioned {
-    fn parse(value: &Value, path: String) -> Result<Self, PlanError> {
-        let Value::Object(object) = value else {
-            return Err(wrong_type(&path, "an object"));
-        };
+    fn parse(value: &Value, path: String) -> Result<Self, String> {
+        let object = as_object(value, &path)?;
         let id = required_string(object, "id", &format!("{path}.id"))?;
-        let email =
-            optional_string(object, "email", &format!("{path}.email"))?.filter(|s| !s.is_empty());
-        let name =
-            optional_string(object, "name", &format!("{path}.name"))?.filter(|s| !s.is_empty());
+        let email = optional_non_empty_string(object, "email", &format!("{path}.email"))?;
+        let name = optional_non_empty_string(object, "name", &format!("{path}.name"))?;
         let urgent = match object.get("urgent") {
             None | Some(Value::Null) => false,
             Some(Value::Bool(urgent)) => *urgent,
@@ -226,67 +203,6 @@ impl Mentioned {
             data: Some(Value::Object(data).to_string()),
         }
     }
-}
-
-/// Whether `url` is an absolute `http://` or `https://` URL with a host.
-fn is_http_url(url: &str) -> bool {
-    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return false;
-    }
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return false;
-    };
-    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
-        return false;
-    }
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host_and_port = authority.rsplit('@').next().unwrap_or("");
-    let host = match host_and_port.strip_prefix('[') {
-        // An IPv6 literal, `[::1]:8080`.
-        Some(literal) => literal.split(']').next().unwrap_or(""),
-        None => host_and_port.split(':').next().unwrap_or(""),
-    };
-    !host.is_empty()
-}
-
-/// `object[key]` as a non-empty string, or an error naming `path`.
-fn required_string(
-    object: &Map<String, Value>,
-    key: &str,
-    path: &str,
-) -> Result<String, PlanError> {
-    match optional_string(object, key, path)? {
-        None => Err(PlanError::InvalidPayload(format!("missing field `{path}`"))),
-        Some(s) if s.is_empty() => Err(PlanError::InvalidPayload(format!(
-            "field `{path}` must not be empty"
-        ))),
-        Some(s) => Ok(s),
-    }
-}
-
-/// `object[key]` as a string; absent or null is `None`, any other type an error naming `path`.
-fn optional_string(
-    object: &Map<String, Value>,
-    key: &str,
-    path: &str,
-) -> Result<Option<String>, PlanError> {
-    match object.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(wrong_type(path, "a string")),
-    }
-}
-
-fn name_from_recipient_data(recipient: &Recipient) -> Option<String> {
-    let data: Value = serde_json::from_str(recipient.data.as_deref()?).ok()?;
-    data.get("name")?
-        .as_str()
-        .filter(|n| !n.is_empty())
-        .map(str::to_string)
-}
-
-fn wrong_type(path: &str, expected: &str) -> PlanError {
-    PlanError::InvalidPayload(format!("field `{path}` must be {expected}"))
 }
 
 fn channel_name(channel: Channel) -> &'static str {

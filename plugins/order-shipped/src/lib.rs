@@ -12,8 +12,12 @@ wit_bindgen::generate!({
 });
 
 use belfry::plugin::types::{Channel, Recipient, RenderRequest};
+use belfry_plugin_payload::{
+    as_object, empty, name_from_recipient_data, optional_non_empty_string, parse_object,
+    required_string, wrong_type,
+};
 use exports::belfry::plugin::notifications::{Description, Guest, PlanError};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 const KEY: &str = "order-shipped";
 /// What the templates call a customer who gave no name ("Hi there,").
@@ -34,12 +38,12 @@ impl Guest for OrderShipped {
     }
 
     fn recipients(payload: String) -> Result<Vec<Recipient>, PlanError> {
-        let order = Order::parse(&payload)?;
+        let order = Order::parse(&payload).map_err(PlanError::InvalidPayload)?;
         Ok(order.customers.iter().map(Customer::recipient).collect())
     }
 
     fn channels(payload: String, recipient: Recipient) -> Result<Vec<Channel>, PlanError> {
-        Order::parse(&payload)?;
+        Order::parse(&payload).map_err(PlanError::InvalidPayload)?;
         let mut channels = Vec::with_capacity(3);
         if recipient.email.as_deref().is_some_and(|e| !e.is_empty()) {
             channels.push(Channel::Email);
@@ -56,7 +60,7 @@ impl Guest for OrderShipped {
         recipient: Recipient,
         channel: Channel,
     ) -> Result<RenderRequest, PlanError> {
-        let order = Order::parse(&payload)?;
+        let order = Order::parse(&payload).map_err(PlanError::InvalidPayload)?;
         let customer = order.customers.iter().find(|c| c.id == recipient.id);
         let path = customer.map_or("customer", |c| c.path.as_str());
         let email = recipient
@@ -88,7 +92,7 @@ impl Guest for OrderShipped {
         }
         let name = customer
             .and_then(|c| c.name.clone())
-            .or_else(|| name_from_recipient_data(&recipient))
+            .or_else(|| name_from_recipient_data(recipient.data.as_deref()))
             .unwrap_or_else(|| DEFAULT_NAME.to_string());
         let data = json!({
             "order_id": order.order_id,
@@ -127,20 +131,8 @@ struct Customer {
 }
 
 impl Order {
-    fn parse(payload: &str) -> Result<Self, PlanError> {
-        let payload = match serde_json::from_str::<Value>(payload) {
-            Ok(Value::Object(map)) => map,
-            Ok(_) => {
-                return Err(PlanError::InvalidPayload(
-                    "the payload must be a JSON object".to_string(),
-                ));
-            }
-            Err(err) => {
-                return Err(PlanError::InvalidPayload(format!(
-                    "the payload is not valid JSON: {err}"
-                )));
-            }
-        };
+    fn parse(payload: &str) -> Result<Self, String> {
+        let payload = parse_object(payload)?;
         let order_id = required_string(&payload, "order_id", "order_id")?;
         let carrier = required_string(&payload, "carrier", "carrier")?;
         let tracking_url = required_string(&payload, "tracking_url", "tracking_url")?;
@@ -149,21 +141,15 @@ impl Order {
         let many = payload.get("customers").filter(|v| !v.is_null());
         let customers = match (single, many) {
             (Some(_), Some(_)) => {
-                return Err(PlanError::InvalidPayload(
+                return Err(
                     "give either field `customer` or field `customers`, not both".to_string(),
-                ));
+                );
             }
-            (None, None) => {
-                return Err(PlanError::InvalidPayload(
-                    "missing field `customer` (or `customers`)".to_string(),
-                ));
-            }
+            (None, None) => return Err("missing field `customer` (or `customers`)".to_string()),
             (Some(customer), None) => vec![Customer::parse(customer, "customer".to_string())?],
             (None, Some(Value::Array(list))) => {
                 if list.is_empty() {
-                    return Err(PlanError::InvalidPayload(
-                        "field `customers` must not be empty".to_string(),
-                    ));
+                    return Err(empty("customers"));
                 }
                 list.iter()
                     .enumerate()
@@ -182,17 +168,12 @@ impl Order {
 }
 
 impl Customer {
-    fn parse(value: &Value, path: String) -> Result<Self, PlanError> {
-        let Value::Object(object) = value else {
-            return Err(wrong_type(&path, "an object"));
-        };
+    fn parse(value: &Value, path: String) -> Result<Self, String> {
+        let object = as_object(value, &path)?;
         let id = required_string(object, "id", &format!("{path}.id"))?;
-        let email =
-            optional_string(object, "email", &format!("{path}.email"))?.filter(|s| !s.is_empty());
-        let phone =
-            optional_string(object, "phone", &format!("{path}.phone"))?.filter(|s| !s.is_empty());
-        let name =
-            optional_string(object, "name", &format!("{path}.name"))?.filter(|s| !s.is_empty());
+        let email = optional_non_empty_string(object, "email", &format!("{path}.email"))?;
+        let phone = optional_non_empty_string(object, "phone", &format!("{path}.phone"))?;
+        let name = optional_non_empty_string(object, "name", &format!("{path}.name"))?;
         Ok(Customer {
             path,
             id,
@@ -214,46 +195,6 @@ impl Customer {
                 .map(|name| json!({ "name": name }).to_string()),
         }
     }
-}
-
-/// `object[key]` as a non-empty string, or an error naming `path`.
-fn required_string(
-    object: &Map<String, Value>,
-    key: &str,
-    path: &str,
-) -> Result<String, PlanError> {
-    match optional_string(object, key, path)? {
-        None => Err(PlanError::InvalidPayload(format!("missing field `{path}`"))),
-        Some(s) if s.is_empty() => Err(PlanError::InvalidPayload(format!(
-            "field `{path}` must not be empty"
-        ))),
-        Some(s) => Ok(s),
-    }
-}
-
-/// `object[key]` as a string; absent or null is `None`, any other type an error naming `path`.
-fn optional_string(
-    object: &Map<String, Value>,
-    key: &str,
-    path: &str,
-) -> Result<Option<String>, PlanError> {
-    match object.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(wrong_type(path, "a string")),
-    }
-}
-
-fn name_from_recipient_data(recipient: &Recipient) -> Option<String> {
-    let data: Value = serde_json::from_str(recipient.data.as_deref()?).ok()?;
-    data.get("name")?
-        .as_str()
-        .filter(|n| !n.is_empty())
-        .map(str::to_string)
-}
-
-fn wrong_type(path: &str, expected: &str) -> PlanError {
-    PlanError::InvalidPayload(format!("field `{path}` must be {expected}"))
 }
 
 fn channel_name(channel: Channel) -> &'static str {

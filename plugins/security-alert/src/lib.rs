@@ -15,10 +15,13 @@ wit_bindgen::generate!({
 });
 
 use belfry::plugin::types::{Channel, Recipient, RenderRequest};
+use belfry_plugin_payload::{
+    Object, optional_non_empty_string, parse_object, required_object, required_string,
+};
 use exports::belfry::plugin::notifications::{
     Description, Guest, PlanError, RecipientPlan, Severity,
 };
-use serde_json::{Map, Value, json};
+use serde_json::json;
 
 const KEY: &str = "security-alert";
 /// What the templates call the user: the payload carries no name.
@@ -40,12 +43,12 @@ impl Guest for SecurityAlert {
     }
 
     fn recipients(payload: String) -> Result<Vec<Recipient>, PlanError> {
-        let alert = Alert::parse(&payload)?;
+        let alert = Alert::parse(&payload).map_err(PlanError::InvalidPayload)?;
         Ok(vec![alert.user.recipient()])
     }
 
     fn channels(payload: String, recipient: Recipient) -> Result<RecipientPlan, PlanError> {
-        Alert::parse(&payload)?;
+        Alert::parse(&payload).map_err(PlanError::InvalidPayload)?;
         let mut channels = Vec::with_capacity(2);
         if recipient.email.as_deref().is_some_and(|e| !e.is_empty()) {
             channels.push(Channel::Email);
@@ -64,7 +67,7 @@ impl Guest for SecurityAlert {
         recipient: Recipient,
         channel: Channel,
     ) -> Result<RenderRequest, PlanError> {
-        let alert = Alert::parse(&payload)?;
+        let alert = Alert::parse(&payload).map_err(PlanError::InvalidPayload)?;
         let user = &alert.user;
         let has_email = recipient.email.as_deref().is_some_and(|e| !e.is_empty())
             || (user.id == recipient.id && user.email.is_some());
@@ -117,46 +120,26 @@ struct User {
 }
 
 impl Alert {
-    fn parse(payload: &str) -> Result<Self, PlanError> {
-        let payload = match serde_json::from_str::<Value>(payload) {
-            Ok(Value::Object(map)) => map,
-            Ok(_) => {
-                return Err(PlanError::InvalidPayload(
-                    "the payload must be a JSON object".to_string(),
-                ));
-            }
-            Err(err) => {
-                return Err(PlanError::InvalidPayload(format!(
-                    "the payload is not valid JSON: {err}"
-                )));
-            }
-        };
+    fn parse(payload: &str) -> Result<Self, String> {
+        let payload = parse_object(payload)?;
         let user = User::from_payload(&payload)?;
         let what = required_string(&payload, "what", "what")?;
-        let at = optional_string(&payload, "at", "at")?.filter(|s| !s.is_empty());
+        let at = optional_non_empty_string(&payload, "at", "at")?;
         Ok(Alert { user, what, at })
     }
 }
 
 impl User {
-    fn from_payload(payload: &Map<String, Value>) -> Result<Self, PlanError> {
-        let user = match payload.get("user") {
-            None | Some(Value::Null) => {
-                return Err(PlanError::InvalidPayload(
-                    "missing field `user`".to_string(),
-                ));
-            }
-            Some(Value::Object(user)) => user,
-            Some(_) => return Err(wrong_type("user", "an object")),
-        };
+    fn from_payload(payload: &Object) -> Result<Self, String> {
+        let user = required_object(payload, "user", "user")?;
         let id = required_string(user, "id", "user.id")?;
-        let email = optional_string(user, "email", "user.email")?.filter(|e| !e.is_empty());
-        let phone = optional_string(user, "phone", "user.phone")?.filter(|p| !p.is_empty());
+        let email = optional_non_empty_string(user, "email", "user.email")?;
+        let phone = optional_non_empty_string(user, "phone", "user.phone")?;
         if email.is_none() && phone.is_none() {
-            return Err(PlanError::InvalidPayload(
+            return Err(
                 "missing field `user.email` or `user.phone` (the alert needs at least one)"
                     .to_string(),
-            ));
+            );
         }
         Ok(User { id, email, phone })
     }
@@ -169,38 +152,6 @@ impl User {
             data: None,
         }
     }
-}
-
-/// `object[key]` as a non-empty string, or an error naming `path`.
-fn required_string(
-    object: &Map<String, Value>,
-    key: &str,
-    path: &str,
-) -> Result<String, PlanError> {
-    match optional_string(object, key, path)? {
-        None => Err(PlanError::InvalidPayload(format!("missing field `{path}`"))),
-        Some(s) if s.is_empty() => Err(PlanError::InvalidPayload(format!(
-            "field `{path}` must not be empty"
-        ))),
-        Some(s) => Ok(s),
-    }
-}
-
-/// `object[key]` as a string; absent or null is `None`, any other type an error naming `path`.
-fn optional_string(
-    object: &Map<String, Value>,
-    key: &str,
-    path: &str,
-) -> Result<Option<String>, PlanError> {
-    match object.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(wrong_type(path, "a string")),
-    }
-}
-
-fn wrong_type(path: &str, expected: &str) -> PlanError {
-    PlanError::InvalidPayload(format!("field `{path}` must be {expected}"))
 }
 
 fn channel_name(channel: Channel) -> &'static str {

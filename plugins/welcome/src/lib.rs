@@ -10,8 +10,12 @@ wit_bindgen::generate!({
 });
 
 use belfry::plugin::types::{Channel, Recipient, RenderRequest};
+use belfry_plugin_payload::{
+    Object, name_from_recipient_data, optional_non_empty_string, optional_string, parse_object,
+    required_object, required_string,
+};
 use exports::belfry::plugin::notifications::{Description, Guest, PlanError};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 const KEY: &str = "welcome";
 const DEFAULT_APP_NAME: &str = "belfry";
@@ -32,13 +36,13 @@ impl Guest for Welcome {
     }
 
     fn recipients(payload: String) -> Result<Vec<Recipient>, PlanError> {
-        let payload = parse(&payload)?;
-        let user = User::from_payload(&payload)?;
+        let payload = parse_object(&payload).map_err(PlanError::InvalidPayload)?;
+        let user = User::from_payload(&payload).map_err(PlanError::InvalidPayload)?;
         Ok(vec![user.recipient()])
     }
 
     fn channels(payload: String, recipient: Recipient) -> Result<Vec<Channel>, PlanError> {
-        parse(&payload)?;
+        parse_object(&payload).map_err(PlanError::InvalidPayload)?;
         let mut channels = Vec::with_capacity(2);
         if recipient.email.as_deref().is_some_and(|e| !e.is_empty()) {
             channels.push(Channel::Email);
@@ -52,8 +56,8 @@ impl Guest for Welcome {
         recipient: Recipient,
         channel: Channel,
     ) -> Result<RenderRequest, PlanError> {
-        let payload = parse(&payload)?;
-        let user = User::from_payload(&payload)?;
+        let payload = parse_object(&payload).map_err(PlanError::InvalidPayload)?;
+        let user = User::from_payload(&payload).map_err(PlanError::InvalidPayload)?;
         match channel {
             Channel::Email | Channel::InApp => {}
             other => {
@@ -69,12 +73,13 @@ impl Guest for Welcome {
                 "missing field `user.email` (needed for the email channel)".to_string(),
             ));
         }
-        let app_name = optional_string(&payload, "app_name", "app_name")?
+        let app_name = optional_string(&payload, "app_name", "app_name")
+            .map_err(PlanError::InvalidPayload)?
             .unwrap_or_else(|| DEFAULT_APP_NAME.to_string());
         let name = user
             .name
             .clone()
-            .or_else(|| name_from_recipient_data(&recipient))
+            .or_else(|| name_from_recipient_data(recipient.data.as_deref()))
             .unwrap_or_else(|| DEFAULT_NAME.to_string());
         let data = json!({
             "name": name,
@@ -100,20 +105,11 @@ struct User {
 }
 
 impl User {
-    fn from_payload(payload: &Map<String, Value>) -> Result<Self, PlanError> {
-        let user = match payload.get("user") {
-            None | Some(Value::Null) => return Err(missing("user")),
-            Some(Value::Object(user)) => user,
-            Some(_) => return Err(wrong_type("user", "an object")),
-        };
-        let id = optional_string(user, "id", "user.id")?.ok_or_else(|| missing("user.id"))?;
-        if id.is_empty() {
-            return Err(PlanError::InvalidPayload(
-                "field `user.id` must not be empty".to_string(),
-            ));
-        }
-        let email = optional_string(user, "email", "user.email")?.filter(|e| !e.is_empty());
-        let name = optional_string(user, "name", "user.name")?.filter(|n| !n.is_empty());
+    fn from_payload(payload: &Object) -> Result<Self, String> {
+        let user = required_object(payload, "user", "user")?;
+        let id = required_string(user, "id", "user.id")?;
+        let email = optional_non_empty_string(user, "email", "user.email")?;
+        let name = optional_non_empty_string(user, "name", "user.name")?;
         Ok(User { id, email, name })
     }
 
@@ -128,47 +124,6 @@ impl User {
                 .map(|name| json!({ "name": name }).to_string()),
         }
     }
-}
-
-fn parse(payload: &str) -> Result<Map<String, Value>, PlanError> {
-    match serde_json::from_str::<Value>(payload) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(PlanError::InvalidPayload(
-            "the payload must be a JSON object".to_string(),
-        )),
-        Err(err) => Err(PlanError::InvalidPayload(format!(
-            "the payload is not valid JSON: {err}"
-        ))),
-    }
-}
-
-/// `object[key]` as a string; absent or null is `None`, any other type an error naming `path`.
-fn optional_string(
-    object: &Map<String, Value>,
-    key: &str,
-    path: &str,
-) -> Result<Option<String>, PlanError> {
-    match object.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(wrong_type(path, "a string")),
-    }
-}
-
-fn name_from_recipient_data(recipient: &Recipient) -> Option<String> {
-    let data: Value = serde_json::from_str(recipient.data.as_deref()?).ok()?;
-    data.get("name")?
-        .as_str()
-        .filter(|n| !n.is_empty())
-        .map(str::to_string)
-}
-
-fn missing(path: &str) -> PlanError {
-    PlanError::InvalidPayload(format!("missing field `{path}`"))
-}
-
-fn wrong_type(path: &str, expected: &str) -> PlanError {
-    PlanError::InvalidPayload(format!("field `{path}` must be {expected}"))
 }
 
 fn channel_name(channel: Channel) -> &'static str {
