@@ -155,6 +155,13 @@ pub fn print_check(p: &Plugin, json: bool) -> Result<()> {
                 format!(" - {}", d.description)
             }
         );
+        println!("severity: {} unless the trigger names one", d.severity);
+        for f in &d.fallbacks {
+            println!(
+                "fallback: {} only if the in-app item is unread after {} ms",
+                f.channel, f.after_ms
+            );
+        }
     }
     if !m.channels.is_empty() {
         println!(

@@ -1039,7 +1039,10 @@ async fn a_fallback_is_sent_only_if_the_in_app_item_stays_unread(b: Backend) {
         .map(|c| (c.channel, c.would))
         .collect();
     assert_eq!(would, [(Channel::Email, "defer"), (Channel::InApp, "send")]);
-    assert_eq!(dry.recipients[0].channels[0].wait_reason, Some("fallback_wait"));
+    assert_eq!(
+        dry.recipients[0].channels[0].wait_reason,
+        Some("fallback_wait")
+    );
 
     let before = chrono::Utc::now();
     let o = e

@@ -1129,7 +1129,8 @@ mod tests {
     #[test]
     fn a_description_is_checked_at_load_naming_what_is_wrong() {
         assert_eq!(mention().validate(), Ok(()));
-        let cases: [(fn(&mut NotifierDescription), &str); 6] = [
+        type Break = fn(&mut NotifierDescription);
+        let cases: [(Break, &str); 6] = [
             (|d| d.key = " ".into(), "describe().key is empty"),
             (|d| d.channels.clear(), "describe().channels is empty"),
             (
