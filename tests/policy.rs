@@ -1148,7 +1148,54 @@ async fn a_fallback_is_sent_only_if_the_in_app_item_stays_unread(b: Backend) {
     assert!(x.contains("inbox.read"), "{x}");
 }
 
+/// No in-app item is coming when the in-app delivery is suppressed, so the fallback does not
+/// wait for one.
+async fn a_fallback_goes_at_once_when_the_in_app_delivery_is_suppressed(b: Backend) {
+    let w = world(b).await;
+    let e = &w.engine;
+    e.set_preference(
+        "default",
+        "u-1",
+        &PrefScope::Channel(Channel::InApp),
+        Some(false),
+    )
+    .await
+    .unwrap();
+    let o = e
+        .trigger(&TriggerRequest::new(
+            "mention",
+            json!({"author": "Ada", "document": "Q3 plan",
+                   "mentioned": [{"id": "u-1", "email": "u-1@example.com"},
+                                 {"id": "u-2", "email": "u-2@example.com"}]}),
+        ))
+        .await
+        .unwrap();
+    let ids = |i: usize| {
+        let ds = &o.notifications[i].deliveries;
+        (ds[0].id.clone(), ds[1].id.clone())
+    };
+    let ((email1, in_app1), (email2, _)) = (ids(0), ids(1));
+    assert_eq!(
+        standing(e, &in_app1).await,
+        is("suppressed", Some("channel_disabled"))
+    );
+    assert_eq!(standing(e, &email1).await, is("pending", None));
+    // u-2 still gets the in-app item first and the email as a fallback.
+    assert_eq!(
+        standing(e, &email2).await,
+        is("deferred", Some("fallback_wait"))
+    );
+    let x = format!("{}", e.explain(&email1).await.unwrap());
+    assert!(
+        x.contains("a fallback of in-app sent without waiting: the in-app delivery is suppressed"),
+        "{x}"
+    );
+    e.dispatch_event(&o.event_id).await.unwrap();
+    assert_eq!(standing(e, &email1).await, is("succeeded", None));
+}
+
 on_both_backends!(
+    a_fallback_goes_at_once_when_the_in_app_delivery_is_suppressed,
     a_notifier_declared_critical_bypasses_all_but_suppressions,
     a_notifier_raises_the_severity_for_one_recipient,
     a_fallback_is_sent_only_if_the_in_app_item_stays_unread,

@@ -115,43 +115,40 @@ struct PlannedRecipient {
     severity: Severity,
     severity_from: &'static str,
     /// Per channel, in the same order: for a fallback channel, the in-app delivery it waits on
-    /// and for how long.
-    fallbacks: Vec<Option<(String, chrono::Duration)>>,
+    /// and for how long (as declared; see [`plan_time_decisions`] for when it is dropped).
+    fallbacks: Vec<FallbackWait>,
 }
 
-impl PlannedRecipient {
-    /// Why the delivery on channel `i` waits even when the policy allows it: a fallback's
-    /// wait for the in-app item to be read, or a scheduled send.
-    fn wait(
-        &self,
-        i: usize,
-        scheduled: Option<chrono::DateTime<chrono::Utc>>,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Option<Wait> {
-        match (&self.fallbacks[i], scheduled) {
-            (Some((in_app, _)), _) => Some(Wait {
-                until: self.send_at(i, scheduled.unwrap_or(now)),
-                reason: policy::reason::FALLBACK_WAIT,
-                unless: Some(format!(" unless in-app delivery {in_app} is read by then")),
-            }),
-            (None, Some(at)) => Some(Wait {
-                until: at,
-                reason: reason::SCHEDULED,
-                unless: None,
-            }),
-            (None, None) => None,
-        }
-    }
+/// A fallback channel's wait: the in-app delivery it waits on, and for how long.
+type FallbackWait = Option<(String, chrono::Duration)>;
 
-    /// When the delivery on channel `i` would go out: its fallback wait after `start`.
-    fn send_at(
-        &self,
-        i: usize,
-        start: chrono::DateTime<chrono::Utc>,
-    ) -> chrono::DateTime<chrono::Utc> {
-        self.fallbacks[i]
-            .as_ref()
-            .map_or(start, |(_, wait)| start + *wait)
+/// When a delivery would go out: after its fallback wait, if it has one, from `start`.
+fn send_at(
+    fallback: &FallbackWait,
+    start: chrono::DateTime<chrono::Utc>,
+) -> chrono::DateTime<chrono::Utc> {
+    fallback.as_ref().map_or(start, |(_, wait)| start + *wait)
+}
+
+/// Why a delivery waits even when the policy allows it: a fallback's wait for the in-app item
+/// to be read, or a scheduled send.
+fn wait_of(
+    fallback: &FallbackWait,
+    scheduled: Option<chrono::DateTime<chrono::Utc>>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<Wait> {
+    match (fallback, scheduled) {
+        (Some((in_app, _)), _) => Some(Wait {
+            until: send_at(fallback, scheduled.unwrap_or(now)),
+            reason: policy::reason::FALLBACK_WAIT,
+            unless: Some(format!(" unless in-app delivery {in_app} is read by then")),
+        }),
+        (None, Some(at)) => Some(Wait {
+            until: at,
+            reason: reason::SCHEDULED,
+            unless: None,
+        }),
+        (None, None) => None,
     }
 }
 
@@ -308,7 +305,7 @@ pub async fn dry_run(
     let mut conn = db.acquire().await?;
     let mut recipients = Vec::with_capacity(planned.recipients.len());
     for p in &planned.recipients {
-        let decisions = plan_time_decisions(
+        let (decisions, fallbacks) = plan_time_decisions(
             &mut conn,
             p,
             req,
@@ -321,7 +318,7 @@ pub async fn dry_run(
         let mut channels = Vec::with_capacity(p.channels.len());
         for (i, (channel, decision)) in p.channels.iter().zip(decisions).enumerate() {
             let wait = match decision.outcome {
-                Outcome::Allow => p.wait(i, scheduled, now),
+                Outcome::Allow => wait_of(&fallbacks[i], scheduled, now),
                 _ => None,
             };
             let would = match decision.outcome {
@@ -380,9 +377,13 @@ async fn policy_inputs(
     Ok(out)
 }
 
-/// Policy checkpoint 1 for each channel of one planned recipient, in channel order. The
-/// channels of one notification never count against each other (caps and cooldowns leave the
-/// notification's own deliveries out), so all can be decided before any is written.
+/// Policy checkpoint 1 for each channel of one planned recipient, in channel order, with
+/// each channel's fallback wait as it will apply. The channels of one notification never count
+/// against each other (caps and cooldowns leave the notification's own deliveries out), so all
+/// can be decided before any is written.
+///
+/// A fallback waits for an in-app item to be read; when the in-app delivery is itself
+/// suppressed there will be no item, so its fallbacks go without waiting.
 async fn plan_time_decisions(
     conn: &mut crate::store::Conn,
     p: &PlannedRecipient,
@@ -391,30 +392,44 @@ async fn plan_time_decisions(
     inputs: &PolicyInputs,
     now: chrono::DateTime<chrono::Utc>,
     scheduled: Option<chrono::DateTime<chrono::Utc>>,
-) -> Result<Vec<Decision>, TriggerError> {
+) -> Result<(Vec<Decision>, Vec<FallbackWait>), TriggerError> {
     let none = policy::decide::Inputs::default();
     let inputs = inputs
         .get(&(req.tenant.clone(), p.recipient.id.clone()))
         .unwrap_or(&none);
-    let mut decisions = Vec::with_capacity(p.channels.len());
-    for (i, (channel, delivery_id)) in p.channels.iter().zip(&p.delivery_ids).enumerate() {
+    let start = scheduled.unwrap_or(now);
+    let decide = async |conn: &mut crate::store::Conn, i: usize, at| {
         let subject = policy::decide::Subject {
             tenant: &req.tenant,
             recipient: &p.recipient,
             notifier_key: &req.notifier,
             category,
-            channel: *channel,
+            channel: p.channels[i],
             severity: p.severity,
             notification_id: &p.notification_id,
             notification_created_at: now,
-            delivery_id,
-            send_at: p.send_at(i, scheduled.unwrap_or(now)),
+            delivery_id: &p.delivery_ids[i],
+            send_at: at,
             fallback_of: None,
         };
-        decisions
-            .push(policy::decide::decide(conn, Checkpoint::Plan, inputs, &subject, now).await?);
+        policy::decide::decide(conn, Checkpoint::Plan, inputs, &subject, now).await
+    };
+    let mut fallbacks = p.fallbacks.clone();
+    let in_app = p.channels.iter().position(|c| *c == Channel::InApp);
+    if let Some(i) = in_app
+        && fallbacks.iter().any(Option::is_some)
+        && matches!(
+            decide(conn, i, start).await?.outcome,
+            Outcome::Suppress { .. }
+        )
+    {
+        fallbacks = vec![None; fallbacks.len()];
     }
-    Ok(decisions)
+    let mut decisions = Vec::with_capacity(p.channels.len());
+    for (i, fallback) in fallbacks.iter().enumerate() {
+        decisions.push(decide(conn, i, send_at(fallback, start)).await?);
+    }
+    Ok((decisions, fallbacks))
 }
 
 /// On PostgreSQL, takes a transaction-scoped advisory lock per recipient whose caps or
@@ -682,7 +697,7 @@ async fn write(
             ),
         ));
         // Policy checkpoint 1, inside this transaction: what was planned before it counts.
-        let decisions =
+        let (decisions, fallbacks) =
             plan_time_decisions(tx, p, req, category, policy_inputs, now_time, scheduled).await?;
         let mut deliveries = Vec::with_capacity(p.channels.len());
         for (i, ((channel, delivery_id), decision)) in p
@@ -692,8 +707,8 @@ async fn write(
             .zip(decisions)
             .enumerate()
         {
-            let wait = p.wait(i, scheduled, now_time);
-            let fallback_of = p.fallbacks[i].as_ref().map(|(id, _)| id.as_str());
+            let wait = wait_of(&fallbacks[i], scheduled, now_time);
+            let fallback_of = fallbacks[i].as_ref().map(|(id, _)| id.as_str());
             let standing = Standing::of(&decision, wait, now_time);
             let idempotency_key = idempotency_key_for(delivery_id);
             sqlx::query(
@@ -735,7 +750,17 @@ async fn write(
                 Some(&p.notification_id),
                 Some(delivery_id),
                 Some("notifier_selected_channel"),
-                format!("{channel} for recipient {}", p.recipient.id),
+                format!(
+                    "{channel} for recipient {}{}",
+                    p.recipient.id,
+                    match (&p.fallbacks[i], &fallbacks[i]) {
+                        (Some(_), None) => {
+                            ", a fallback of in-app sent without waiting: the in-app delivery is suppressed"
+                        }
+                        (Some(_), Some(_)) => ", a fallback of in-app",
+                        _ => "",
+                    }
+                ),
             ));
             story.push(NewTrace {
                 plugin: None,
