@@ -1,10 +1,15 @@
-//! `belfry digests rules upsert|get|list|match`: digest rules from the command line. Values are
-//! parsed here only as far as their syntax; the engine validates them and names the field.
+//! `belfry digests rules upsert|get|list|match`: digest rules from the command line; `belfry
+//! digests buckets|bucket|emit`: the buckets held deliveries wait in, and emitting one for
+//! hosts that drive flushing themselves. Values are parsed here only as far as their syntax;
+//! the engine validates them and names the field.
 
 use anyhow::{Result, bail};
 use belfry::host::content::Channel;
+use belfry::host::digests::buckets;
 use belfry::host::digests::rules::{self, Upserted};
-use belfry::host::digests::{DigestRule, GroupBy, Lookup, RuleFilter, RuleSpec, Window};
+use belfry::host::digests::{
+    Bucket, BucketFilter, DigestRule, Emission, GroupBy, Lookup, RuleFilter, RuleSpec, Window,
+};
 use belfry::host::store::Db;
 use belfry::host::trigger::DEFAULT_TENANT;
 use clap::{Args, Subcommand};
@@ -15,6 +20,33 @@ pub enum DigestsCommand {
     Rules {
         #[command(subcommand)]
         command: RulesCommand,
+    },
+    /// Digest buckets, newest first: the held deliveries of one recipient, channel, rule,
+    /// group and window.
+    Buckets {
+        #[arg(long)]
+        recipient: Option<String>,
+        /// open, emitted or empty.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        #[arg(long, default_value = DEFAULT_TENANT)]
+        tenant: String,
+    },
+    /// One bucket.
+    Bucket {
+        id: String,
+        #[arg(long, default_value = DEFAULT_TENANT)]
+        tenant: String,
+    },
+    /// Emit a bucket now if it is due (its window has ended, or it is full): one digest
+    /// delivery, sent by the next worker. Emitting again names the same digest delivery;
+    /// emitting early says when the bucket is due and changes nothing.
+    Emit {
+        bucket: String,
+        #[arg(long, default_value = DEFAULT_TENANT)]
+        tenant: String,
     },
 }
 
@@ -107,7 +139,71 @@ pub struct UpsertArgs {
 }
 
 pub async fn run(db: &Db, command: DigestsCommand, json: bool) -> Result<()> {
-    let DigestsCommand::Rules { command } = command;
+    let command = match command {
+        DigestsCommand::Rules { command } => command,
+        DigestsCommand::Buckets {
+            recipient,
+            status,
+            limit,
+            tenant,
+        } => {
+            let filter = BucketFilter {
+                recipient_id: recipient,
+                status,
+            };
+            let found = buckets::list(db, &tenant, &filter, limit.clamp(1, 1000)).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&found)?);
+            } else if found.is_empty() {
+                println!("no digest buckets match in tenant {tenant}");
+            } else {
+                found.iter().for_each(print_bucket);
+            }
+            return Ok(());
+        }
+        DigestsCommand::Bucket { id, tenant } => {
+            let bucket = buckets::get(db, &tenant, &id).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&bucket)?);
+            } else {
+                print_bucket(&bucket);
+            }
+            return Ok(());
+        }
+        DigestsCommand::Emit { bucket, tenant } => {
+            let emission = buckets::emit(db, &tenant, &bucket).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&emission)?);
+                return Ok(());
+            }
+            match emission {
+                Emission::Emitted {
+                    digest_delivery_id,
+                    items,
+                    ..
+                } => println!(
+                    "emitted {items} item(s) as digest delivery {digest_delivery_id}; a worker sends it"
+                ),
+                Emission::AlreadyEmitted {
+                    status,
+                    digest_delivery_id: Some(id),
+                    ..
+                } => println!("already {status}, as digest delivery {id}; nothing changed"),
+                Emission::AlreadyEmitted { status, .. } => {
+                    println!("already closed ({status}, nothing to send); nothing changed")
+                }
+                Emission::Empty { .. } => {
+                    println!("closed empty: its only item was sent at once (first now)")
+                }
+                Emission::NotDue { window_end, .. } => {
+                    bail!(
+                        "bucket {bucket} is not due: its window ends at {window_end} and it is not full; nothing changed"
+                    )
+                }
+            }
+            return Ok(());
+        }
+    };
     match command {
         RulesCommand::Upsert(a) => {
             let window = match (&a.every, &a.daily_at, &a.zone) {
@@ -243,5 +339,33 @@ fn print_rule(r: &DigestRule) {
     }
     if s.first_now {
         println!("  first     item of a window sent at once");
+    }
+}
+
+fn print_bucket(b: &Bucket) {
+    println!(
+        "{} {} for {} on {} (rule {} v{}{})",
+        b.id,
+        b.status,
+        b.recipient_id,
+        b.channel,
+        b.rule_key,
+        b.rule_version,
+        if b.group_value.is_empty() {
+            String::new()
+        } else {
+            format!(", group {}", b.group_value)
+        }
+    );
+    println!("  window    [{}, {})", b.window_start, b.window_end);
+    println!("  items     {}", b.items);
+    if let Some(first) = &b.first_delivery_id {
+        println!("  first     {first} (sent at once)");
+    }
+    if let Some(d) = &b.digest_delivery_id {
+        println!("  digest    {d}");
+    }
+    if let (Some(by), Some(at)) = (&b.closed_by, &b.closed_at) {
+        println!("  closed    at {at} by {}", by.replace('_', " "));
     }
 }

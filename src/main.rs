@@ -275,7 +275,9 @@ fn main() {
 
 fn init_tracing(verbose: u8) {
     let default = match verbose {
-        0 => "warn",
+        // sqlx's slow-statement warnings say only that the machine was busy (a SQLite writer
+        // waiting its turn); they would break "errors are one line on stderr". `-v` shows them.
+        0 => "warn,sqlx::query=error",
         1 => "info,belfry=info",
         2 => "debug,wasmtime=info,cranelift=info",
         _ => "trace",

@@ -189,6 +189,7 @@ fn plugin_list_and_check() {
     assert_eq!(
         names,
         [
+            "comment",
             "log",
             "mention",
             "order-shipped",
@@ -198,7 +199,7 @@ fn plugin_list_and_check() {
             "welcome"
         ]
     );
-    // Notifiers of both WIT versions load side by side.
+    // Notifiers of every WIT version load side by side.
     let wit = |name: &str| {
         v.as_array()
             .unwrap()
@@ -208,8 +209,8 @@ fn plugin_list_and_check() {
             .clone()
     };
     assert_eq!(
-        (wit("welcome"), wit("mention")),
-        ("0.1.0".into(), "0.2.0".into())
+        (wit("welcome"), wit("mention"), wit("comment")),
+        ("0.1.0".into(), "0.2.0".into(), "0.3.0".into())
     );
 
     let fixture = Path::new(belfry::FIXTURE_PLUGINS_DIR).join("forbidden-host.wasm");
@@ -616,5 +617,89 @@ fn digest_rules_through_the_cli() {
         stdout(&o).contains("no digest rule matches"),
         "{}",
         stdout(&o)
+    );
+}
+
+/// `belfry digests buckets|bucket|emit`: a held comment email waits in its bucket; emitting
+/// before the window ends is refused and changes nothing; once the window has ended (moved
+/// into the past in the database, rather than waiting an hour) `emit` makes one digest
+/// delivery and a second `emit` names the same one.
+#[test]
+fn digest_buckets_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = belfry(
+        dir.path(),
+        &[
+            "digests",
+            "rules",
+            "upsert",
+            "--key",
+            "threads",
+            "--version",
+            "1",
+            "--channel",
+            "email",
+            "--notifier",
+            "comment",
+            "--group-by",
+            "digest_key",
+            "--every",
+            "1h",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let data = r#"{"thread": {"id": "42", "title": "Q3 plan"}, "author": {"name": "Ada"},
+                   "text": "Looks good", "followers": [{"id": "u1", "email": "u1@example.com"}]}"#;
+    let o = belfry(
+        dir.path(),
+        &["trigger", "comment", "--data", data, "--json"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = belfry(
+        dir.path(),
+        &["digests", "buckets", "--status", "open", "--json"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let buckets = v.as_array().unwrap();
+    assert_eq!(buckets.len(), 1, "{v}");
+    assert_eq!(buckets[0]["group_value"], "thread:42");
+    assert_eq!(buckets[0]["items"], 1);
+    let id = buckets[0]["id"].as_str().unwrap().to_string();
+
+    let o = belfry(dir.path(), &["digests", "emit", &id]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("is not due"), "{}", stderr(&o));
+
+    let db = dir.path().join("cli.db");
+    let past = "2000-01-01T00:00:00.000Z";
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let pool = belfry::host::store::open(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        sqlx::query("UPDATE digest_buckets SET window_end = $1 WHERE id = $2")
+            .bind(past)
+            .bind(&id)
+            .execute(&pool)
+            .await
+            .unwrap();
+    });
+    let o = belfry(dir.path(), &["digests", "emit", &id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).starts_with("emitted 1 item(s)"),
+        "{}",
+        stdout(&o)
+    );
+    let o = belfry(dir.path(), &["digests", "emit", &id, "--json"]);
+    let again: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(again["outcome"], "already_emitted", "{again}");
+    let o = belfry(dir.path(), &["digests", "bucket", &id]);
+    let out = stdout(&o);
+    assert!(
+        out.contains("emitted for u1 on email (rule threads v1, group thread:42)")
+            && out.contains(again["digest_delivery_id"].as_str().unwrap()),
+        "{out}"
     );
 }

@@ -1073,7 +1073,8 @@ async fn a_fallback_is_sent_only_if_the_in_app_item_stays_unread(b: Backend) {
         .await
         .unwrap();
     let run_at = belfry::host::store::parse_time(&run_at).unwrap();
-    let wait = run_at - before;
+    // Stored times are whole milliseconds: `before` may be up to 1 ms past the trigger's now.
+    let wait = run_at - before + chrono::Duration::milliseconds(1);
     assert!(
         wait >= chrono::Duration::minutes(15) && wait < chrono::Duration::minutes(16),
         "the email waits 15 minutes, not {wait}"

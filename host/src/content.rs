@@ -158,6 +158,24 @@ impl Content {
         }
     }
 
+    /// One line that stands for this content in a digest: the email subject, the push title,
+    /// the in-app headline, the text of an SMS or chat message (first line, at most 200
+    /// characters), or a webhook's JSON body shortened the same way.
+    pub fn summary(&self) -> String {
+        let line = match self {
+            Content::Email { subject, .. } => subject,
+            Content::Push { title, .. } => title,
+            Content::InApp { headline, .. } => headline,
+            Content::Sms { text } | Content::Chat { text, .. } => text,
+            Content::Webhook { body } => body,
+        };
+        let first = line.lines().next().unwrap_or_default().trim();
+        match first.char_indices().nth(200) {
+            Some((cut, _)) => format!("{}…", &first[..cut]),
+            None => first.to_string(),
+        }
+    }
+
     /// Approximate size in bytes, used to bound what a plugin may return.
     pub fn approx_size(&self) -> usize {
         let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);

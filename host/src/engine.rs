@@ -1,6 +1,7 @@
 //! The engine façade: one handle over the database, the plugin runtime and the registry.
 
 use crate::content::Channel;
+use crate::digests::buckets::{self, Bucket, BucketError, BucketFilter, Emission};
 use crate::digests::rules::{self, DigestRule, Lookup, RuleError, RuleFilter, RuleSpec, Upserted};
 use crate::dispatch::{
     self, ChangeError, DispatchConfig, Dispatched, Executor, QueueStats, Scope, Wakeup,
@@ -336,6 +337,39 @@ impl Engine {
         lookup: &Lookup<'_>,
     ) -> Result<Option<DigestRule>, RuleError> {
         rules::find_matching(&self.db, tenant, lookup).await
+    }
+
+    /// Emits a digest bucket now if it is due (its window has ended, or it is full): for hosts
+    /// that drive flushing themselves. Emitting again returns the digest delivery the first
+    /// emission made; emitting early returns `NotDue` and changes nothing.
+    pub async fn emit_digest(
+        &self,
+        tenant: &str,
+        bucket_id: &str,
+    ) -> Result<Emission, BucketError> {
+        let emission = buckets::emit(&self.db, tenant, bucket_id).await?;
+        if matches!(emission, Emission::Emitted { .. }) {
+            self.wake.wake();
+        }
+        Ok(emission)
+    }
+
+    pub async fn digest_bucket(
+        &self,
+        tenant: &str,
+        bucket_id: &str,
+    ) -> Result<Bucket, BucketError> {
+        buckets::get(&self.db, tenant, bucket_id).await
+    }
+
+    /// The tenant's digest buckets, newest first.
+    pub async fn digest_buckets(
+        &self,
+        tenant: &str,
+        filter: &BucketFilter,
+        limit: i64,
+    ) -> Result<Vec<Bucket>, BucketError> {
+        buckets::list(&self.db, tenant, filter, limit).await
     }
 
     pub async fn add_suppression(

@@ -31,6 +31,12 @@ pub mod kind {
     pub const LEASE_LOST: &str = "lease.lost";
     pub const POLICY_CHECKED: &str = "policy.checked";
     pub const DELIVERY_SUPPRESSED: &str = "delivery.suppressed";
+    /// A delivery joined a digest bucket (or was sent at once as its window's first item).
+    pub const DELIVERY_HELD: &str = "delivery.held";
+    /// A held delivery went out inside a digest.
+    pub const DELIVERY_DIGESTED: &str = "delivery.digested";
+    /// A bucket closed and its digest delivery was planned.
+    pub const DIGEST_EMITTED: &str = "digest.emitted";
 }
 
 /// A trace row to append.

@@ -8,6 +8,8 @@
 //! enforced by the database's unique indexes, not by look-ups.
 
 use crate::content::{Channel, Recipient};
+use crate::digests::buckets::{self, Join};
+use crate::digests::rules::{self, DigestRule, Lookup};
 use crate::dispatch::executor::reason;
 use crate::dispatch::queue::{self, NewJob};
 use crate::plugins::{CallError, PluginRuntime, Registry, RegistryError};
@@ -99,6 +101,24 @@ pub enum TriggerError {
     Store(#[from] StoreError),
 }
 
+impl From<crate::digests::BucketError> for TriggerError {
+    fn from(e: crate::digests::BucketError) -> Self {
+        match e {
+            crate::digests::BucketError::Store(e) => TriggerError::Store(e),
+            other => TriggerError::Store(StoreError::Corrupt(other.to_string())),
+        }
+    }
+}
+
+impl From<crate::digests::RuleError> for TriggerError {
+    fn from(e: crate::digests::RuleError) -> Self {
+        match e {
+            crate::digests::RuleError::Store(e) => TriggerError::Store(e),
+            other => TriggerError::Store(StoreError::Corrupt(other.to_string())),
+        }
+    }
+}
+
 impl From<sqlx::Error> for TriggerError {
     fn from(e: sqlx::Error) -> Self {
         TriggerError::Store(e.into())
@@ -117,6 +137,9 @@ struct PlannedRecipient {
     /// Per channel, in the same order: for a fallback channel, the in-app delivery it waits on
     /// and for how long (as declared; see [`plan_time_decisions`] for when it is dropped).
     fallbacks: Vec<FallbackWait>,
+    /// Per channel, in the same order: `Some(digest key)` when the notifier holds it for
+    /// digest (never for a critical notification).
+    held: Vec<Option<Option<String>>>,
 }
 
 /// A fallback channel's wait: the in-app delivery it waits on, and for how long.
@@ -163,6 +186,8 @@ struct PlannedEvent<'r> {
     category: String,
     payload: String,
     recipients: Vec<PlannedRecipient>,
+    /// The notifier lets deliveries that quiet hours or a cap hold back join a digest.
+    fold_deferred: bool,
 }
 
 enum Plan<'r> {
@@ -185,9 +210,10 @@ pub async fn trigger(
         Plan::New(p) => p,
     };
     let inputs = policy_inputs(db, &[&planned]).await?;
+    let rules = digest_rules(db, &[&planned]).await?;
     let mut tx = db.begin().await?;
     lock_counted_recipients(&mut tx, store::backend(db), &inputs).await?;
-    let written = write(&mut tx, &planned, &inputs).await?;
+    let written = write(&mut tx, &planned, &inputs, &rules).await?;
     queue::announce(&mut tx, store::backend(db)).await?;
     tx.commit().await?;
     match written {
@@ -231,12 +257,13 @@ pub async fn trigger_many(
         })
         .collect();
     let inputs = policy_inputs(db, &new).await?;
+    let rules = digest_rules(db, &new).await?;
     let mut tx = db.begin().await?;
     lock_counted_recipients(&mut tx, store::backend(db), &inputs).await?;
     let mut written = Vec::with_capacity(plans.len());
     for p in &plans {
         written.push(match p {
-            Plan::New(p) => write(&mut tx, p, &inputs).await?,
+            Plan::New(p) => write(&mut tx, p, &inputs, &rules).await?,
             Plan::Duplicate(_) => None,
         });
     }
@@ -375,6 +402,105 @@ async fn policy_inputs(
         }
     }
     Ok(out)
+}
+
+/// Each tenant's digest rules (each key's highest version), for the tenants whose planned
+/// events may hold or fold a delivery; read before the write transaction like the policy
+/// inputs.
+type DigestRules = HashMap<String, Vec<DigestRule>>;
+
+async fn digest_rules(db: &Db, planned: &[&PlannedEvent<'_>]) -> Result<DigestRules, TriggerError> {
+    let mut out = HashMap::new();
+    for p in planned {
+        let may_digest = p.fold_deferred
+            || p.recipients
+                .iter()
+                .any(|r| r.held.iter().any(Option::is_some));
+        if may_digest && !out.contains_key(&p.req.tenant) {
+            let filter = rules::RuleFilter {
+                latest_only: true,
+                ..Default::default()
+            };
+            out.insert(
+                p.req.tenant.clone(),
+                rules::list(db, &p.req.tenant, &filter).await?,
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// What the digest side does with one planned delivery.
+enum DigestRoute<'a> {
+    /// Not held for digest: the policy's standing stands.
+    Direct,
+    /// Held by the notifier, or folded instead of a quiet-hours or cap decision (`folded`
+    /// says which), and `rule` takes it.
+    Join {
+        rule: &'a DigestRule,
+        digest_key: Option<&'a str>,
+        folded: Option<String>,
+    },
+    /// Held by the notifier, but no rule of the tenant takes it: sent on its own.
+    NoRule { digest_key: Option<&'a str> },
+}
+
+/// Routes one planned delivery: a held one joins its rule's bucket unless the policy
+/// suppressed it; one that quiet hours would defer or a cap would suppress joins a digest
+/// instead when the notifier allows folding and a rule takes it. Fallback channels and
+/// critical notifications are never held.
+fn digest_route<'a>(
+    p: &'a PlannedRecipient,
+    i: usize,
+    decision: &Decision,
+    planned: &PlannedEvent<'_>,
+    rules: &'a DigestRules,
+) -> DigestRoute<'a> {
+    let tenant_rules = rules
+        .get(&planned.req.tenant)
+        .map_or(&[][..], Vec::as_slice);
+    let lookup = |digest_key: Option<&'a str>| Lookup {
+        channel: p.channels[i],
+        notifier_key: Some(&planned.req.notifier),
+        category: Some(&planned.category),
+        digest_key,
+    };
+    match (&p.held[i], &decision.outcome) {
+        (Some(_), Outcome::Suppress { .. }) => DigestRoute::Direct,
+        (Some(key), _) => {
+            let digest_key = key.as_deref();
+            match rules::best_match(tenant_rules, &lookup(digest_key)) {
+                Some(rule) => DigestRoute::Join {
+                    rule,
+                    digest_key,
+                    folded: None,
+                },
+                None => DigestRoute::NoRule { digest_key },
+            }
+        }
+        (None, outcome) => {
+            let foldable = match outcome {
+                Outcome::Defer { reason, .. } => *reason == policy::reason::QUIET_HOURS,
+                Outcome::Suppress { reason } => *reason == policy::reason::CAP_REACHED,
+                Outcome::Allow => false,
+            };
+            if !(foldable
+                && planned.fold_deferred
+                && p.fallbacks[i].is_none()
+                && p.severity != Severity::Critical)
+            {
+                return DigestRoute::Direct;
+            }
+            match rules::best_match(tenant_rules, &lookup(None)) {
+                Some(rule) => DigestRoute::Join {
+                    rule,
+                    digest_key: None,
+                    folded: Some(format!("{}: {}", decision.code(), decision.why())),
+                },
+                None => DigestRoute::Direct,
+            }
+        }
+    }
 }
 
 /// Policy checkpoint 1 for each channel of one planned recipient, in channel order, with
@@ -566,7 +692,7 @@ async fn plan<'r>(
             .iter()
             .position(|c| *c == Channel::InApp)
             .map(|i| delivery_ids[i].clone());
-        let fallbacks = channels
+        let fallbacks: Vec<FallbackWait> = channels
             .iter()
             .map(|c| {
                 let f = description.fallback_for(*c)?;
@@ -574,6 +700,15 @@ async fn plan<'r>(
                 in_app.clone().map(|id| (id, wait))
             })
             .collect();
+        let held =
+            held_channels(&channels, &fallbacks, &plan.held, severity).map_err(|message| {
+                plan_err(CallError {
+                    plugin: notifier.reference().to_string(),
+                    function: "channels",
+                    reason: crate::plugins::FailureReason::PluginError,
+                    message,
+                })
+            })?;
         planned.push(PlannedRecipient {
             notification_id: store::new_id(),
             delivery_ids,
@@ -582,6 +717,7 @@ async fn plan<'r>(
             severity,
             severity_from,
             fallbacks,
+            held,
         });
     }
 
@@ -591,7 +727,52 @@ async fn plan<'r>(
         category: description.category.clone(),
         payload,
         recipients: planned,
+        fold_deferred: description.fold_deferred,
     }))
+}
+
+/// Per channel, the digest key of a held channel: checks the notifier's holds against its
+/// channels. A critical notification is never held.
+fn held_channels(
+    channels: &[Channel],
+    fallbacks: &[FallbackWait],
+    holds: &[crate::plugins::Hold],
+    severity: Severity,
+) -> Result<Vec<Option<Option<String>>>, String> {
+    let mut held = vec![None; channels.len()];
+    for h in holds {
+        let Some(i) = channels.iter().position(|c| *c == h.channel) else {
+            return Err(format!(
+                "held {} for digest, which is not among the recipient's channels",
+                h.channel
+            ));
+        };
+        if fallbacks[i].is_some() {
+            return Err(format!(
+                "held {} for digest, which is a fallback channel (it waits on the in-app item instead)",
+                h.channel
+            ));
+        }
+        if held[i].is_some() {
+            return Err(format!("held {} for digest twice", h.channel));
+        }
+        if let Some(k) = &h.digest_key
+            && (k.is_empty() || k.len() > crate::plugins::MAX_DIGEST_KEY)
+        {
+            return Err(format!(
+                "digest key of {} must be 1 to {} bytes, got {}",
+                h.channel,
+                crate::plugins::MAX_DIGEST_KEY,
+                k.len()
+            ));
+        }
+        held[i] = Some(h.digest_key.clone());
+    }
+    if severity == Severity::Critical {
+        // Critical is never held back, by quiet hours or by a digest.
+        held.iter_mut().for_each(|h| *h = None);
+    }
+    Ok(held)
 }
 
 /// Writes one planned event inside `tx`. `None` when its idempotency key was taken since it
@@ -600,7 +781,9 @@ async fn write(
     tx: &mut crate::store::Conn,
     p: &PlannedEvent<'_>,
     policy_inputs: &PolicyInputs,
+    digest_rules: &DigestRules,
 ) -> Result<Option<TriggerOutcome>, TriggerError> {
+    let event = p;
     let (req, plugin, category, planned) = (p.req, &p.plugin, &p.category, &p.recipients);
     let event_id = store::new_id();
     let now_time = store::now();
@@ -709,13 +892,98 @@ async fn write(
         {
             let wait = wait_of(&fallbacks[i], scheduled, now_time);
             let fallback_of = fallbacks[i].as_ref().map(|(id, _)| id.as_str());
-            let standing = Standing::of(&decision, wait, now_time);
+            let mut standing = Standing::of(&decision, wait, now_time);
+            // The digest side: hold it in a bucket, send it as its window's first, or say why
+            // a held delivery goes on its own.
+            let mut held_trace = None;
+            let mut bucket = None;
+            let mut digest_key = None;
+            let mut full = false;
+            match digest_route(p, i, &decision, event, digest_rules) {
+                DigestRoute::Direct => {}
+                DigestRoute::NoRule { digest_key: key } => {
+                    digest_key = key;
+                    let detail = format!(
+                        "held for digest by the notifier, but no digest rule of tenant {} takes {channel} of notifier {} (category {category}{}): sent on its own",
+                        req.tenant,
+                        req.notifier,
+                        key.map(|k| format!(", digest key {k}")).unwrap_or_default()
+                    );
+                    if standing.status == "pending" {
+                        standing.reason = Some(buckets::reason::NO_DIGEST_RULE);
+                        standing.detail = Some(detail.clone());
+                    }
+                    held_trace = Some((buckets::reason::NO_DIGEST_RULE, detail));
+                }
+                DigestRoute::Join {
+                    rule,
+                    digest_key: key,
+                    folded,
+                } => {
+                    digest_key = key;
+                    let group_value =
+                        buckets::group_value(rule.spec.group_by, &req.notifier, category, key);
+                    let joined = buckets::join(
+                        tx,
+                        &Join {
+                            tenant: &req.tenant,
+                            rule,
+                            recipient_id: &p.recipient.id,
+                            channel: *channel,
+                            group_value: &group_value,
+                            at: scheduled.unwrap_or(now_time),
+                            delivery_id,
+                        },
+                    )
+                    .await?;
+                    let group = if group_value.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", group {group_value}")
+                    };
+                    let rule_name = format!("{} v{}", rule.spec.key, rule.spec.version);
+                    if joined.first_now {
+                        held_trace = Some((
+                            buckets::reason::DIGEST_FIRST_NOW,
+                            format!(
+                                "the first item of digest bucket {} (rule {rule_name}{group}): not held, the rest of its window until {} is digested",
+                                joined.bucket_id,
+                                store::time_text(joined.window_end)
+                            ),
+                        ));
+                    } else {
+                        let (why, instead) = match &folded {
+                            Some(policy) => (
+                                buckets::reason::FOLDED_INTO_DIGEST,
+                                format!(", folded in instead of: {policy}"),
+                            ),
+                            None => (buckets::reason::HELD_FOR_DIGEST, String::new()),
+                        };
+                        let detail = format!(
+                            "in digest bucket {} (rule {rule_name}{group}, item {}) until {}{instead}",
+                            joined.bucket_id,
+                            joined.items,
+                            store::time_text(joined.window_end)
+                        );
+                        standing = Standing {
+                            status: "held",
+                            reason: Some(why),
+                            detail: Some(detail.clone()),
+                            run_at: None,
+                            trace: None,
+                        };
+                        held_trace = Some((why, detail));
+                        full = joined.full;
+                    }
+                    bucket = Some(joined.bucket_id);
+                }
+            }
             let idempotency_key = idempotency_key_for(delivery_id);
             sqlx::query(
                 "INSERT INTO deliveries (id, notification_id, event_id, tenant, channel, status, status_reason,
                                          status_detail, idempotency_key, planned_by, created_at, updated_at,
-                                         fallback_of)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12)",
+                                         fallback_of, digest_bucket_id, digest_key)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14)",
             )
             .bind(delivery_id)
             .bind(&p.notification_id)
@@ -729,6 +997,8 @@ async fn write(
             .bind(plugin)
             .bind(&now)
             .bind(fallback_of)
+            .bind(bucket.as_deref())
+            .bind(digest_key)
             .execute(&mut *tx)
             .await?;
             // The job that will send it commits with it, or neither exists.
@@ -740,10 +1010,14 @@ async fn write(
                         subject_id: delivery_id,
                         tenant: &req.tenant,
                         run_at,
-                        deferred: standing.reason,
+                        deferred: standing.reason.filter(|_| standing.status == "deferred"),
                     },
                 )
                 .await?;
+            }
+            if let (true, Some(b)) = (full, &bucket) {
+                // The bucket reached its rule's max items with this member: emit it now.
+                buckets::emit_in(tx, b, now_time, Some(buckets::closed_by::MAX_ITEMS)).await?;
             }
             story.push(by(
                 kind::DELIVERY_PLANNED,
@@ -772,6 +1046,18 @@ async fn write(
                     decision.to_string(),
                 )
             });
+            if let Some((why, detail)) = held_trace {
+                story.push(NewTrace {
+                    plugin: None,
+                    ..by(
+                        kind::DELIVERY_HELD,
+                        Some(&p.notification_id),
+                        Some(delivery_id),
+                        Some(why),
+                        detail,
+                    )
+                });
+            }
             if let Some(k) = standing.trace {
                 story.push(NewTrace {
                     plugin: None,

@@ -6,10 +6,16 @@
 //! - [`window`]: the window maths — fixed windows aligned to the Unix epoch, or from one local
 //!   time of day to the next in a time zone (DST as in quiet hours).
 //!
-//! Buckets, emission and recipient cadences build on these (issue 6, in progress).
+//! - [`buckets`]: held deliveries per (tenant, rule, recipient, channel, grouping value,
+//!   window), joined once in the trigger's transaction and emitted exactly once as a digest
+//!   delivery when the window ends (or the bucket is full).
+//!
+//! Recipient cadences build on these (issue 6, in progress).
 
+pub mod buckets;
 pub mod rules;
 pub mod window;
 
+pub use buckets::{Bucket, BucketError, BucketFilter, Emission};
 pub use rules::{DigestRule, GroupBy, Lookup, RuleError, RuleFilter, RuleSpec};
 pub use window::{Window, WindowError};

@@ -384,14 +384,10 @@ pub async fn list(
 
 /// Keeps each key's highest version; `rules` must be sorted by key then version.
 fn keep_latest(rules: &mut Vec<DigestRule>) {
-    let mut i = 0;
-    while i < rules.len() {
-        if i + 1 < rules.len() && rules[i + 1].spec.key == rules[i].spec.key {
-            rules.remove(i);
-        } else {
-            i += 1;
-        }
-    }
+    // `dedup_by` keeps the first of each run, so walk from the highest version down.
+    rules.reverse();
+    rules.dedup_by(|a, b| a.spec.key == b.spec.key);
+    rules.reverse();
 }
 
 /// What a held delivery is matched on.
@@ -441,14 +437,19 @@ pub async fn find_matching(
         },
     )
     .await?;
-    // `list` sorts by key, so the first of the highest score is the tie-break winner.
-    let mut best: Option<(u8, DigestRule)> = None;
+    Ok(best_match(&rules, lookup).cloned())
+}
+
+/// The rule of `rules` (each key's highest version, sorted by key) that takes `lookup`: the
+/// most specific, the first key on a tie.
+pub fn best_match<'r>(rules: &'r [DigestRule], lookup: &Lookup<'_>) -> Option<&'r DigestRule> {
+    let mut best: Option<(u8, &DigestRule)> = None;
     for rule in rules {
         if let Some(score) = specificity(&rule.spec, lookup)
-            && best.as_ref().is_none_or(|(b, _)| score > *b)
+            && best.is_none_or(|(b, _)| score > b)
         {
             best = Some((score, rule));
         }
     }
-    Ok(best.map(|(_, r)| r))
+    best.map(|(_, r)| r)
 }

@@ -10,7 +10,8 @@
 
 use super::queue::{self, Leased, job_state};
 use super::retry::RetryPolicy;
-use crate::content::{Channel, Content, Recipient};
+use crate::content::{Channel, Content, Recipient, RenderRequest};
+use crate::digests::buckets::{self, DigestItems, Emission};
 use crate::inbox;
 use crate::plugins::{
     CallError, FailureReason, OutgoingMessage, PluginRuntime, Registry, SendError,
@@ -75,6 +76,8 @@ struct Loaded {
     notification_created_at: DateTime<Utc>,
     /// A fallback's in-app delivery, and when its inbox item was read.
     fallback_of: Option<(String, Option<DateTime<Utc>>)>,
+    /// A digest delivery's bucket.
+    digest_of: Option<String>,
 }
 
 /// A step worth telling in `explain`, kept until the commit.
@@ -121,6 +124,8 @@ enum Verdict {
         reason: &'static str,
         until: DateTime<Utc>,
     },
+    /// A `digest_emit` job: the emission is written by the commit.
+    Emit,
 }
 
 /// What one job run did and decided; written by [`commit`].
@@ -150,20 +155,36 @@ impl Executor {
             verdict: Verdict::Succeeded,
             job,
         };
+        if work.job.kind == queue::job_kind::DIGEST_EMIT {
+            // Database work only, done inside the commit's transaction.
+            work.verdict = Verdict::Emit;
+            return Ok(work);
+        }
         if work.job.kind != queue::job_kind::DELIVER {
             work.verdict = Verdict::Skip(format!("unknown job kind `{}`", work.job.kind));
             return Ok(work);
         }
-        // One connection for both reads, returned to the pool before any plugin runs.
+        // One connection for every read, returned to the pool before any plugin runs.
         let mut conn = self.db.acquire().await?;
         let Some(d) = load(&mut conn, &work.job.subject_id).await? else {
             work.verdict = Verdict::Skip("the delivery is no longer waiting to be sent".into());
             return Ok(work);
         };
         let decision = check_policy(&mut conn, &d).await?;
+        let digest = match (&d.digest_of, &decision.outcome) {
+            (Some(bucket), Outcome::Allow) => Some(
+                buckets::items_of(&mut conn, bucket)
+                    .await
+                    .map_err(|e| match e {
+                        crate::digests::BucketError::Store(e) => e,
+                        other => StoreError::Corrupt(other.to_string()),
+                    })?,
+            ),
+            _ => None,
+        };
         drop(conn);
         work.verdict = match &decision.outcome {
-            Outcome::Allow => self.run(&mut work, &d).await,
+            Outcome::Allow => self.run(&mut work, &d, digest).await,
             Outcome::Suppress { reason } => Verdict::Suppressed {
                 reason,
                 detail: format!("at send time: {}", decision.why()),
@@ -178,30 +199,54 @@ impl Executor {
         Ok(work)
     }
 
-    async fn run(&self, work: &mut Work, d: &Loaded) -> Verdict {
-        let notifier = match self.registry.notifier(&d.notifier_key) {
-            Ok(n) => n,
-            Err(e) => return failed(reason::NOTIFIER_MISSING, e.to_string(), None),
-        };
-        let request = match self
-            .runtime
-            .build(notifier, &d.payload, &d.recipient, d.channel)
-            .await
-        {
-            Ok(r) => r,
-            Err(e) => return call_failed(reason::BUILD_FAILED, e),
-        };
-        work.steps.push(Step {
-            at: store::now(),
-            kind: kind::DELIVERY_BUILT,
-            detail: format!("template {} for {}", request.template, request.channel),
-            plugin: Some(notifier.reference().to_string()),
-        });
-
+    async fn run(&self, work: &mut Work, d: &Loaded, digest: Option<DigestItems>) -> Verdict {
         let renderer = match self.registry.renderer() {
             Ok(r) => r,
             Err(e) => return failed(reason::RENDER_FAILED, e.to_string(), None),
         };
+        let request = match digest {
+            None => {
+                let notifier = match self.registry.notifier(&d.notifier_key) {
+                    Ok(n) => n,
+                    Err(e) => return failed(reason::NOTIFIER_MISSING, e.to_string(), None),
+                };
+                let request = match self
+                    .runtime
+                    .build(notifier, &d.payload, &d.recipient, d.channel)
+                    .await
+                {
+                    Ok(r) => r,
+                    Err(e) => return call_failed(reason::BUILD_FAILED, e),
+                };
+                work.steps.push(Step {
+                    at: store::now(),
+                    kind: kind::DELIVERY_BUILT,
+                    detail: format!("template {} for {}", request.template, request.channel),
+                    plugin: Some(notifier.reference().to_string()),
+                });
+                request
+            }
+            Some(items) => match self.digest_request(d, renderer, &items).await {
+                Ok(request) => {
+                    work.steps.push(Step {
+                        at: store::now(),
+                        kind: kind::DELIVERY_BUILT,
+                        detail: format!(
+                            "template {} for {}: a digest of {} item(s) of bucket {}, {} shown",
+                            request.template,
+                            request.channel,
+                            items.count,
+                            items.bucket.id,
+                            items.first.len() + items.last.len()
+                        ),
+                        plugin: None,
+                    });
+                    request
+                }
+                Err(verdict) => return verdict,
+            },
+        };
+
         let content = match self.runtime.render(renderer, &request).await {
             Ok(c) => c,
             Err(e) => return call_failed(reason::RENDER_FAILED, e),
@@ -306,6 +351,61 @@ impl Executor {
         verdict
     }
 
+    /// The render request of a digest delivery: each shown item is built by its notifier and
+    /// rendered on the digest's channel, and its one-line summary goes into the `digest`
+    /// template's data with the count, the rule, the group and the window.
+    async fn digest_request(
+        &self,
+        d: &Loaded,
+        renderer: &crate::plugins::Plugin,
+        items: &DigestItems,
+    ) -> Result<RenderRequest, Verdict> {
+        let mut shown = Vec::with_capacity(items.first.len() + items.last.len());
+        for item in items.first.iter().chain(&items.last) {
+            let notifier = self.registry.notifier(&item.notifier_key).map_err(|e| {
+                failed(
+                    reason::NOTIFIER_MISSING,
+                    format!("digest item {}: {e}", item.delivery_id),
+                    None,
+                )
+            })?;
+            let request = self
+                .runtime
+                .build(notifier, &item.payload, &item.recipient, d.channel)
+                .await
+                .map_err(|e| item_failed(reason::BUILD_FAILED, &item.delivery_id, e))?;
+            let content = self
+                .runtime
+                .render(renderer, &request)
+                .await
+                .map_err(|e| item_failed(reason::RENDER_FAILED, &item.delivery_id, e))?;
+            shown.push(serde_json::json!({
+                "summary": content.summary(),
+                "notifier": item.notifier_key,
+                "category": item.category,
+                "digest_key": item.digest_key,
+                "at": item.created_at,
+            }));
+        }
+        let last = shown.split_off(items.first.len());
+        let b = &items.bucket;
+        let data = serde_json::json!({
+            "count": items.count,
+            "first": shown,
+            "more": items.count - (items.first.len() + items.last.len()) as i64,
+            "last": last,
+            "rule": b.rule_key,
+            "group": b.group_value,
+            "window": {"start": b.window_start, "end": b.window_end},
+        });
+        Ok(RenderRequest {
+            template: "digest".to_string(),
+            channel: d.channel,
+            data: data.to_string(),
+            locale: None,
+        })
+    }
+
     /// Writes a batch of job outcomes in one transaction; returns where each delivery stands.
     #[tracing::instrument(skip_all, fields(jobs = works.len()))]
     pub async fn commit(&self, works: Vec<Work>) -> Result<Vec<Dispatched>, StoreError> {
@@ -352,6 +452,15 @@ fn retry(
 
 /// A plugin that trapped, timed out, ran out of memory or could not start may do better next
 /// time: that is transient. Its own error or a denied capability will not change: permanent.
+/// A digest item's plugin call failed: the digest fails (or retries) the same way, naming it.
+fn item_failed(reason: &'static str, item: &str, e: CallError) -> Verdict {
+    let mut v = call_failed(reason, e);
+    if let Verdict::Failed { detail, .. } | Verdict::Retry { detail, .. } = &mut v {
+        *detail = format!("digest item {item}: {detail}");
+    }
+    v
+}
+
 fn call_failed(reason: &'static str, e: CallError) -> Verdict {
     let transient = matches!(
         e.reason,
@@ -375,6 +484,9 @@ async fn commit_one(
     policy: &RetryPolicy,
     work: Work,
 ) -> Result<(Option<Dispatched>, bool), StoreError> {
+    if let Verdict::Emit = work.verdict {
+        return commit_emit(tx, &work.job).await;
+    }
     let job = &work.job;
     let now = store::now();
     // First the lease: everything else is written only if this worker still holds the job.
@@ -616,6 +728,8 @@ async fn commit_one(
             tracing::info!(job = %job.id, %why, "job dropped");
             return Ok((None, false));
         }
+        // Handled by `commit_emit` before anything else.
+        Verdict::Emit => return Ok((None, false)),
     };
     // In-app deliveries are "sent" when their inbox item is written: caps count them too.
     let sent_at = (status == "succeeded").then(|| store::time_text(now));
@@ -693,6 +807,44 @@ fn outcome_reason(outcome: &str) -> &'static str {
     }
 }
 
+/// A `digest_emit` job: finishes it if this worker still holds it, then emits its bucket. A
+/// bucket found not yet due (a clock ahead of this one wrote the job) gets a new job at its
+/// window's end; one already emitted is left as it is.
+async fn commit_emit(
+    tx: &mut Conn,
+    job: &Leased,
+) -> Result<(Option<Dispatched>, bool), StoreError> {
+    if !queue::finish(tx, job).await? {
+        return Ok((None, false));
+    }
+    let emission = match buckets::emit_in(tx, &job.subject_id, store::now(), None).await {
+        Ok(e) => e,
+        Err(crate::digests::BucketError::Store(e)) => return Err(e),
+        Err(e) => {
+            tracing::warn!(job = %job.id, error = %e, "digest job dropped");
+            return Ok((None, false));
+        }
+    };
+    match emission {
+        Emission::Emitted { .. } => Ok((None, true)),
+        Emission::NotDue { window_end, .. } => {
+            queue::enqueue(
+                tx,
+                queue::NewJob {
+                    kind: queue::job_kind::DIGEST_EMIT,
+                    subject_id: &job.subject_id,
+                    tenant: &job.tenant,
+                    run_at: store::parse_time(&window_end)?,
+                    deferred: Some("digest_window"),
+                },
+            )
+            .await?;
+            Ok((None, false))
+        }
+        Emission::AlreadyEmitted { .. } | Emission::Empty { .. } => Ok((None, false)),
+    }
+}
+
 /// Policy checkpoint 2: every input read again, since any may have changed while the delivery
 /// waited.
 async fn check_policy(conn: &mut Conn, d: &Loaded) -> Result<Decision, StoreError> {
@@ -719,7 +871,7 @@ async fn load(conn: &mut Conn, delivery_id: &str) -> Result<Option<Loaded>, Stor
     let Some(r) = sqlx::query(
         "SELECT d.id, d.tenant, d.event_id, d.notification_id, d.channel, d.idempotency_key,
                 e.notifier_key, e.payload, n.recipient, n.category, n.severity, n.created_at,
-                d.fallback_of, i.read_at
+                d.fallback_of, i.read_at, d.digest_of
          FROM deliveries d JOIN notifications n ON n.id = d.notification_id JOIN events e ON e.id = d.event_id
               LEFT JOIN inbox_items i ON i.delivery_id = d.fallback_of
          WHERE d.id = $1 AND d.status IN ('pending', 'deferred')",
@@ -761,6 +913,7 @@ async fn load(conn: &mut Conn, delivery_id: &str) -> Result<Option<Loaded>, Stor
                 Some((id, read_at))
             }
         },
+        digest_of: r.get("digest_of"),
     }))
 }
 

@@ -20,6 +20,8 @@ use std::time::Duration;
 pub mod job_kind {
     /// Send one delivery; the subject is the delivery id.
     pub const DELIVER: &str = "deliver";
+    /// Emit a digest bucket when its window ends; the subject is the bucket id.
+    pub const DIGEST_EMIT: &str = "digest_emit";
 }
 
 /// Job states (stored; do not rename). A running job whose lease expired stays `running`

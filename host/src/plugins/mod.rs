@@ -19,6 +19,7 @@ mod registry;
 mod state;
 mod v0_1_0;
 mod v0_2_0;
+mod v0_3_0;
 
 pub use manifest::{FileGrant, Manifest, ManifestError, PluginKind};
 pub use registry::{Registry, RegistryError};
@@ -192,6 +193,9 @@ pub struct NotifierDescription {
     pub severity: Severity,
     /// Channels sent only if the in-app item is still unread after a while (WIT 0.2.0).
     pub fallbacks: Vec<Fallback>,
+    /// Deliveries that quiet hours or a cap would defer may be folded into the recipient's
+    /// digest instead (WIT 0.3.0).
+    pub fold_deferred: bool,
 }
 
 /// "Send on `channel` only if the in-app item is unread `after_ms` after planning."
@@ -259,11 +263,24 @@ pub struct RecipientPlan {
     pub channels: Vec<Channel>,
     /// Raises the notification's severity for this recipient (WIT 0.2.0).
     pub severity: Option<Severity>,
+    /// Channels held for digest rather than sent at once (WIT 0.3.0).
+    pub held: Vec<Hold>,
 }
+
+/// A channel held for digest, and the digest key its items group under.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Hold {
+    pub channel: Channel,
+    pub digest_key: Option<String>,
+}
+
+/// The longest digest key a notifier may give.
+pub const MAX_DIGEST_KEY: usize = 200;
 
 enum Pre {
     Notifier(v0_1_0::NotifierPre<PluginState>),
     NotifierV0_2(v0_2_0::NotifierPre<PluginState>),
+    NotifierV0_3(v0_3_0::NotifierPre<PluginState>),
     Renderer(v0_1_0::RendererPre<PluginState>),
     Adapter(v0_1_0::ChannelAdapterPre<PluginState>),
 }
@@ -272,6 +289,7 @@ enum Pre {
 enum NotifierInstance {
     V0_1(v0_1_0::Notifier),
     V0_2(v0_2_0::Notifier),
+    V0_3(v0_3_0::Notifier),
 }
 
 /// A notifier's `plan-error`, the same in every WIT version so far.
@@ -293,6 +311,16 @@ impl From<v0_1_0::wit_notifications::PlanError> for PlanError {
 impl From<v0_2_0::wit_notifications::PlanError> for PlanError {
     fn from(e: v0_2_0::wit_notifications::PlanError) -> Self {
         use v0_2_0::wit_notifications::PlanError as W;
+        match e {
+            W::InvalidPayload(m) => PlanError::InvalidPayload(m),
+            W::Failed(m) => PlanError::Failed(m),
+        }
+    }
+}
+
+impl From<v0_3_0::wit_notifications::PlanError> for PlanError {
+    fn from(e: v0_3_0::wit_notifications::PlanError) -> Self {
+        use v0_3_0::wit_notifications::PlanError as W;
         match e {
             W::InvalidPayload(m) => PlanError::InvalidPayload(m),
             W::Failed(m) => PlanError::Failed(m),
@@ -411,6 +439,8 @@ impl PluginRuntime {
             .map_err(|e| fail(format!("linking host imports: {e:#}")))?;
         v0_2_0::Notifier::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)
             .map_err(|e| fail(format!("linking host imports of 0.2.0: {e:#}")))?;
+        v0_3_0::Notifier::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)
+            .map_err(|e| fail(format!("linking host imports of 0.3.0: {e:#}")))?;
         let mut adapter_linker = linker.clone();
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut adapter_linker)
             .map_err(|e| fail(format!("linking wasi:http: {e:#}")))?;
@@ -551,6 +581,9 @@ impl PluginRuntime {
         let pre = match manifest.kind {
             PluginKind::Notifier if manifest.wit == v0_2_0::VERSION => {
                 Pre::NotifierV0_2(v0_2_0::NotifierPre::new(instance_pre).map_err(typed)?)
+            }
+            PluginKind::Notifier if manifest.wit == v0_3_0::VERSION => {
+                Pre::NotifierV0_3(v0_3_0::NotifierPre::new(instance_pre).map_err(typed)?)
             }
             PluginKind::Notifier => {
                 Pre::Notifier(v0_1_0::NotifierPre::new(instance_pre).map_err(typed)?)
@@ -729,6 +762,9 @@ impl PluginRuntime {
                 Pre::NotifierV0_2(pre) => {
                     NotifierInstance::V0_2(pre.instantiate_async(&mut *store).await?)
                 }
+                Pre::NotifierV0_3(pre) => {
+                    NotifierInstance::V0_3(pre.instantiate_async(&mut *store).await?)
+                }
                 _ => return Ok(None),
             };
             Ok(Some(call(store, inst).await?))
@@ -739,23 +775,13 @@ impl PluginRuntime {
 
     pub async fn describe(&self, plugin: &Plugin) -> Result<NotifierDescription, CallError> {
         self.notifier_call(plugin, "describe", async |store, inst| match inst {
-            NotifierInstance::V0_1(i) => {
-                let d = i.belfry_plugin_notifications().call_describe(store).await?;
-                Ok(NotifierDescription {
-                    key: d.key,
-                    version: d.version,
-                    category: d.category,
-                    channels: d
-                        .channels
-                        .into_iter()
-                        .map(v0_1_0::channel_from_wit)
-                        .collect(),
-                    description: d.description,
-                    severity: Severity::Normal,
-                    fallbacks: Vec::new(),
-                })
-            }
+            NotifierInstance::V0_1(i) => Ok(v0_1_0::description_from_wit(
+                i.belfry_plugin_notifications().call_describe(store).await?,
+            )),
             NotifierInstance::V0_2(i) => Ok(v0_2_0::description_from_wit(
+                i.belfry_plugin_notifications().call_describe(store).await?,
+            )),
+            NotifierInstance::V0_3(i) => Ok(v0_3_0::description_from_wit(
                 i.belfry_plugin_notifications().call_describe(store).await?,
             )),
         })
@@ -790,6 +816,11 @@ impl PluginRuntime {
                         .call_recipients(store, &payload)
                         .await?
                         .map_err(PlanError::from),
+                    NotifierInstance::V0_3(i) => i
+                        .belfry_plugin_notifications()
+                        .call_recipients(store, &payload)
+                        .await?
+                        .map_err(PlanError::from),
                 })
             })
             .await?
@@ -810,20 +841,33 @@ impl PluginRuntime {
     ) -> Result<RecipientPlan, CallError> {
         let wr = v0_1_0::recipient_to_wit(recipient);
         let payload = payload.to_string();
-        let (channels, severity) = self
+        let (channels, severity, held) = self
             .notifier_call(plugin, "channels", async |store, inst| {
                 Ok(match inst {
                     NotifierInstance::V0_1(i) => i
                         .belfry_plugin_notifications()
                         .call_channels(store, &payload, &wr)
                         .await?
-                        .map(|c| (c, None))
+                        .map(|c| (c, None, Vec::new()))
                         .map_err(PlanError::from),
                     NotifierInstance::V0_2(i) => i
                         .belfry_plugin_notifications()
                         .call_channels(store, &payload, &wr)
                         .await?
-                        .map(|p| (p.channels, p.severity.map(v0_2_0::severity_from_wit)))
+                        .map(|p| {
+                            let severity = p.severity.map(v0_2_0::severity_from_wit);
+                            (p.channels, severity, Vec::new())
+                        })
+                        .map_err(PlanError::from),
+                    NotifierInstance::V0_3(i) => i
+                        .belfry_plugin_notifications()
+                        .call_channels(store, &payload, &wr)
+                        .await?
+                        .map(|p| {
+                            let severity = p.severity.map(v0_3_0::severity_from_wit);
+                            let held = p.held.into_iter().map(v0_3_0::hold_from_wit).collect();
+                            (p.channels, severity, held)
+                        })
                         .map_err(PlanError::from),
                 })
             })
@@ -832,6 +876,7 @@ impl PluginRuntime {
         Ok(RecipientPlan {
             channels: channels.into_iter().map(v0_1_0::channel_from_wit).collect(),
             severity,
+            held,
         })
     }
 
@@ -854,6 +899,11 @@ impl PluginRuntime {
                         .await?
                         .map_err(PlanError::from),
                     NotifierInstance::V0_2(i) => i
+                        .belfry_plugin_notifications()
+                        .call_build(store, &payload, &wr, wc)
+                        .await?
+                        .map_err(PlanError::from),
+                    NotifierInstance::V0_3(i) => i
                         .belfry_plugin_notifications()
                         .call_build(store, &payload, &wr, wc)
                         .await?
@@ -1123,6 +1173,7 @@ mod tests {
                 channel: Channel::Email,
                 after_ms: 900_000,
             }],
+            fold_deferred: false,
         }
     }
 

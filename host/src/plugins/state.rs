@@ -137,7 +137,7 @@ impl wit_config::Host for PluginState {
     }
 }
 
-// WIT 0.2.0 links the same host functions under its own versioned names.
+// WIT 0.2.0 and 0.3.0 link the same host functions under their own versioned names.
 impl super::v0_2_0::wit_log::Host for PluginState {
     fn log(&mut self, level: super::v0_2_0::wit_log::Level, message: String) {
         wit_log::Host::log(self, super::v0_2_0::level_to_v0_1_0(level), message)
@@ -145,6 +145,18 @@ impl super::v0_2_0::wit_log::Host for PluginState {
 }
 
 impl super::v0_2_0::wit_config::Host for PluginState {
+    fn get(&mut self, key: String) -> Option<String> {
+        wit_config::Host::get(self, key)
+    }
+}
+
+impl super::v0_3_0::wit_log::Host for PluginState {
+    fn log(&mut self, level: super::v0_3_0::wit_log::Level, message: String) {
+        wit_log::Host::log(self, super::v0_3_0::level_to_v0_1_0(level), message)
+    }
+}
+
+impl super::v0_3_0::wit_config::Host for PluginState {
     fn get(&mut self, key: String) -> Option<String> {
         wit_config::Host::get(self, key)
     }

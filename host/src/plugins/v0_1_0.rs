@@ -169,3 +169,19 @@ pub fn content_to_wit(c: &Content) -> wit::Content {
         Content::Webhook { body } => wit::Content::Webhook(wit::WebhookContent { body }),
     }
 }
+
+/// A 0.1.0 notifier's description: `normal` severity, no fallbacks, nothing folded.
+pub fn description_from_wit(
+    d: wit_notifications::Description,
+) -> crate::plugins::NotifierDescription {
+    crate::plugins::NotifierDescription {
+        key: d.key,
+        version: d.version,
+        category: d.category,
+        channels: d.channels.into_iter().map(channel_from_wit).collect(),
+        description: d.description,
+        severity: crate::policy::Severity::Normal,
+        fallbacks: Vec::new(),
+        fold_deferred: false,
+    }
+}

@@ -68,5 +68,6 @@ pub fn description_from_wit(d: wit_notifications::Description) -> NotifierDescri
                 after_ms: f.after_ms,
             })
             .collect(),
+        fold_deferred: false,
     }
 }
