@@ -5,11 +5,11 @@
 
 use anyhow::{Result, bail};
 use belfry::host::content::Channel;
-use belfry::host::digests::buckets;
 use belfry::host::digests::rules::{self, Upserted};
 use belfry::host::digests::{
     Bucket, BucketFilter, DigestRule, Emission, GroupBy, Lookup, RuleFilter, RuleSpec, Window,
 };
+use belfry::host::digests::{buckets, cadence};
 use belfry::host::store::Db;
 use belfry::host::trigger::DEFAULT_TENANT;
 use clap::{Args, Subcommand};
@@ -34,6 +34,12 @@ pub enum DigestsCommand {
         #[arg(long, default_value = DEFAULT_TENANT)]
         tenant: String,
     },
+    /// A recipient's own digest cadence per category, replacing the window of the rule that
+    /// takes their held deliveries.
+    Cadence {
+        #[command(subcommand)]
+        command: CadenceCommand,
+    },
     /// One bucket.
     Bucket {
         id: String,
@@ -45,6 +51,36 @@ pub enum DigestsCommand {
     /// emitting early says when the bucket is due and changes nothing.
     Emit {
         bucket: String,
+        #[arg(long, default_value = DEFAULT_TENANT)]
+        tenant: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum CadenceCommand {
+    /// instant (never held), hourly, daily (--at HH:MM) or weekly (--day mon --at HH:MM), in the
+    /// recipient's time zone.
+    Set {
+        recipient: String,
+        category: String,
+        cadence: String,
+        #[arg(long)]
+        at: Option<String>,
+        #[arg(long)]
+        day: Option<String>,
+        #[arg(long, default_value = DEFAULT_TENANT)]
+        tenant: String,
+    },
+    /// A recipient's cadences.
+    List {
+        recipient: String,
+        #[arg(long, default_value = DEFAULT_TENANT)]
+        tenant: String,
+    },
+    /// Back to the rules' windows for a category.
+    Clear {
+        recipient: String,
+        category: String,
         #[arg(long, default_value = DEFAULT_TENANT)]
         tenant: String,
     },
@@ -158,6 +194,60 @@ pub async fn run(db: &Db, command: DigestsCommand, json: bool) -> Result<()> {
                 println!("no digest buckets match in tenant {tenant}");
             } else {
                 found.iter().for_each(print_bucket);
+            }
+            return Ok(());
+        }
+        DigestsCommand::Cadence { command } => {
+            match command {
+                CadenceCommand::Set {
+                    recipient,
+                    category,
+                    cadence: kind,
+                    at,
+                    day,
+                    tenant,
+                } => {
+                    let at = at
+                        .map(|a| crate::policy_cli::minute("--at", &a))
+                        .transpose()?;
+                    let c = cadence::Cadence::parse(&kind, at, day.as_deref())?;
+                    let set = cadence::set(db, &tenant, &recipient, &category, c).await?;
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&set)?);
+                    } else {
+                        println!("{recipient}: {category} digests {}", describe_cadence(&c));
+                    }
+                }
+                CadenceCommand::List { recipient, tenant } => {
+                    let found = cadence::list(db, &tenant, &recipient).await?;
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&found)?);
+                    } else if found.is_empty() {
+                        println!(
+                            "{recipient} has no cadence of their own: the rules' windows apply"
+                        );
+                    } else {
+                        for s in &found {
+                            println!("{}  {}", s.category, describe_cadence(&s.cadence));
+                        }
+                    }
+                }
+                CadenceCommand::Clear {
+                    recipient,
+                    category,
+                    tenant,
+                } => {
+                    let cleared = cadence::clear(db, &tenant, &recipient, &category).await?;
+                    if json {
+                        println!("{}", serde_json::json!({ "cleared": cleared }));
+                    } else if cleared {
+                        println!(
+                            "cleared: {recipient}'s {category} digests follow the rules' windows"
+                        );
+                    } else {
+                        println!("{recipient} had no cadence for {category}; nothing changed");
+                    }
+                }
             }
             return Ok(());
         }
@@ -367,5 +457,22 @@ fn print_bucket(b: &Bucket) {
     }
     if let (Some(by), Some(at)) = (&b.closed_by, &b.closed_at) {
         println!("  closed    at {at} by {}", by.replace('_', " "));
+    }
+}
+
+fn describe_cadence(c: &cadence::Cadence) -> String {
+    let clock = |m: u16| format!("{:02}:{:02}", m / 60, m % 60);
+    match c {
+        cadence::Cadence::Instant => "instant: never held".into(),
+        cadence::Cadence::Hourly => "hourly, on the hour".into(),
+        cadence::Cadence::Daily { at_minute } => {
+            format!("daily at {} (their time zone)", clock(*at_minute))
+        }
+        cadence::Cadence::Weekly { weekday, at_minute } => {
+            format!(
+                "weekly on {weekday} at {} (their time zone)",
+                clock(*at_minute)
+            )
+        }
     }
 }

@@ -10,7 +10,7 @@
 mod common;
 
 use belfry::host::content::Channel;
-use belfry::host::digests::{BucketFilter, Emission, GroupBy, RuleSpec, Window};
+use belfry::host::digests::{BucketFilter, Cadence, Emission, GroupBy, RuleSpec, Window};
 use belfry::host::policy::{SettingsPatch, Severity};
 use belfry::{Engine, TriggerRequest};
 use chrono::Timelike;
@@ -580,7 +580,135 @@ async fn buckets_are_tenant_scoped(b: Backend) {
     assert_eq!(listed[0].id, bucket);
 }
 
+async fn a_recipient_cadence_replaces_the_rule_window(b: Backend) {
+    let w = world(b).await;
+    let e = &w.engine;
+    e.upsert_digest_rule("default", &rule("threads-hourly"))
+        .await
+        .unwrap();
+    e.set_settings(
+        "default",
+        "u1",
+        &SettingsPatch {
+            time_zone: Some(Some("Asia/Kolkata".into())),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let set = |r: &'static str, c: Cadence| {
+        let e = e.clone();
+        async move {
+            e.set_digest_cadence("default", r, "activity", c)
+                .await
+                .unwrap()
+        }
+    };
+    set("u1", Cadence::parse("daily", Some(9 * 60), None).unwrap()).await;
+    set("u2", Cadence::Instant).await;
+    set(
+        "u3",
+        Cadence::parse("weekly", Some(8 * 60), Some("mon")).unwrap(),
+    )
+    .await;
+    // A cadence for another category changes nothing here.
+    e.set_digest_cadence("default", "u4", "billing", Cadence::Instant)
+        .await
+        .unwrap();
+    let req = TriggerRequest::new(
+        "comment",
+        comment("6", "Ada", "hi", &["u1", "u2", "u3", "u4"]),
+    );
+    let o = e.trigger(&req).await.unwrap();
+    let now = chrono::Utc::now();
+    let email = |r: &str| {
+        o.notifications
+            .iter()
+            .find(|n| n.recipient_id == r)
+            .unwrap()
+            .deliveries
+            .iter()
+            .find(|d| d.channel == "email")
+            .unwrap()
+            .id
+            .clone()
+    };
+    let window_of = async |r: &str| {
+        let bucket = e
+            .digest_bucket("default", &bucket_of(e, &email(r)).await)
+            .await
+            .unwrap();
+        (
+            belfry::host::store::parse_time(&bucket.window_start).unwrap(),
+            belfry::host::store::parse_time(&bucket.window_end).unwrap(),
+        )
+    };
+    // u1: daily from 09:00 in their own zone.
+    let daily = Window::boundary(9 * 60, "Asia/Kolkata")
+        .unwrap()
+        .bucket_at(now);
+    assert_eq!(window_of("u1").await, daily);
+    // u2 chose instant: not held, and the trace says why.
+    assert_eq!(standing(e, &email("u2")).await, is("pending", None));
+    let x = e.explain(&email("u2")).await.unwrap();
+    assert!(kinds(&x).contains(&("delivery.held".into(), Some("cadence_instant".into()))));
+    // u3: weekly from Monday 08:00, UTC (no zone of their own).
+    let (start, end) = window_of("u3").await;
+    assert_eq!(end - start, chrono::Duration::days(7));
+    assert_eq!(start.format("%a %H:%M").to_string(), "Mon 08:00");
+    // u4: the rule's hourly window.
+    let (start, end) = window_of("u4").await;
+    assert_eq!(
+        (end - start, start.minute()),
+        (chrono::Duration::hours(1), 0)
+    );
+    let detail = e
+        .delivery(&email("u1"))
+        .await
+        .unwrap()
+        .unwrap()
+        .status_detail
+        .unwrap();
+    assert!(detail.contains("the recipient's daily cadence"), "{detail}");
+
+    // Listing, clearing, and what a bad cadence says.
+    let listed = e.digest_cadences("default", "u3").await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(
+        e.clear_digest_cadence("default", "u2", "activity")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !e.clear_digest_cadence("default", "u2", "activity")
+            .await
+            .unwrap()
+    );
+    let (_, again) = post(
+        e,
+        TriggerRequest::new("comment", comment("6", "Ada", "again", &["u2"])),
+        "u2",
+    )
+    .await;
+    assert_eq!(
+        standing(e, &again).await,
+        is("held", Some("held_for_digest"))
+    );
+    for (kind, at, day, field) in [
+        ("daily", None, None, "cadence.at"),
+        ("weekly", Some(60), None, "cadence.day"),
+        ("weekly", Some(60), Some("someday"), "cadence.day"),
+        ("hourly", Some(60), None, "cadence.at"),
+        ("daily", Some(1440), None, "cadence.at"),
+        ("monthly", None, None, "cadence must be"),
+    ] {
+        let err = Cadence::parse(kind, at, day).unwrap_err().to_string();
+        assert!(err.contains(field), "{kind}: {err}");
+    }
+}
+
 on_both_backends!(
+    a_recipient_cadence_replaces_the_rule_window,
     held_deliveries_collapse_into_one_digest_per_group,
     concurrent_emissions_emit_exactly_once,
     max_items_closes_the_bucket_early,

@@ -2,6 +2,7 @@
 
 use crate::content::Channel;
 use crate::digests::buckets::{self, Bucket, BucketError, BucketFilter, Emission};
+use crate::digests::cadence::{self, Cadence, CadenceError, CadenceSetting};
 use crate::digests::rules::{self, DigestRule, Lookup, RuleError, RuleFilter, RuleSpec, Upserted};
 use crate::dispatch::{
     self, ChangeError, DispatchConfig, Dispatched, Executor, QueueStats, Scope, Wakeup,
@@ -352,6 +353,35 @@ impl Engine {
             self.wake.wake();
         }
         Ok(emission)
+    }
+
+    /// Sets a recipient's own digest cadence for a category (replacing any earlier one).
+    pub async fn set_digest_cadence(
+        &self,
+        tenant: &str,
+        recipient_id: &str,
+        category: &str,
+        cadence: Cadence,
+    ) -> Result<CadenceSetting, CadenceError> {
+        cadence::set(&self.db, tenant, recipient_id, category, cadence).await
+    }
+
+    /// Removes a recipient's cadence for a category; `false` when there was none.
+    pub async fn clear_digest_cadence(
+        &self,
+        tenant: &str,
+        recipient_id: &str,
+        category: &str,
+    ) -> Result<bool, CadenceError> {
+        cadence::clear(&self.db, tenant, recipient_id, category).await
+    }
+
+    pub async fn digest_cadences(
+        &self,
+        tenant: &str,
+        recipient_id: &str,
+    ) -> Result<Vec<CadenceSetting>, CadenceError> {
+        cadence::list(&self.db, tenant, recipient_id).await
     }
 
     pub async fn digest_bucket(

@@ -9,7 +9,9 @@
 
 use crate::content::{Channel, Recipient};
 use crate::digests::buckets::{self, Join};
+use crate::digests::cadence::{self, Cadence};
 use crate::digests::rules::{self, DigestRule, Lookup};
+use crate::digests::window::Window;
 use crate::dispatch::executor::reason;
 use crate::dispatch::queue::{self, NewJob};
 use crate::plugins::{CallError, PluginRuntime, Registry, RegistryError};
@@ -404,27 +406,45 @@ async fn policy_inputs(
     Ok(out)
 }
 
-/// Each tenant's digest rules (each key's highest version), for the tenants whose planned
-/// events may hold or fold a delivery; read before the write transaction like the policy
-/// inputs.
-type DigestRules = HashMap<String, Vec<DigestRule>>;
+/// What routing a delivery to a digest reads: each tenant's digest rules (each key's highest
+/// version) and its recipients' cadences, for the events that may hold or fold a delivery;
+/// read before the write transaction like the policy inputs.
+#[derive(Default)]
+struct DigestRules {
+    rules: HashMap<String, Vec<DigestRule>>,
+    /// By (tenant, recipient id, category).
+    cadences: HashMap<(String, String, String), Cadence>,
+}
 
 async fn digest_rules(db: &Db, planned: &[&PlannedEvent<'_>]) -> Result<DigestRules, TriggerError> {
-    let mut out = HashMap::new();
+    let mut out = DigestRules::default();
+    let mut recipients: HashMap<&str, Vec<&str>> = HashMap::new();
     for p in planned {
         let may_digest = p.fold_deferred
             || p.recipients
                 .iter()
                 .any(|r| r.held.iter().any(Option::is_some));
-        if may_digest && !out.contains_key(&p.req.tenant) {
+        if !may_digest {
+            continue;
+        }
+        if !out.rules.contains_key(&p.req.tenant) {
             let filter = rules::RuleFilter {
                 latest_only: true,
                 ..Default::default()
             };
-            out.insert(
-                p.req.tenant.clone(),
-                rules::list(db, &p.req.tenant, &filter).await?,
-            );
+            let found = rules::list(db, &p.req.tenant, &filter).await?;
+            out.rules.insert(p.req.tenant.clone(), found);
+        }
+        recipients
+            .entry(&p.req.tenant)
+            .or_default()
+            .extend(p.recipients.iter().map(|r| r.recipient.id.as_str()));
+    }
+    let mut conn = db.acquire().await?;
+    for (tenant, ids) in recipients {
+        for ((recipient, category), c) in cadence::load_many(&mut conn, tenant, &ids).await? {
+            out.cadences
+                .insert((tenant.to_string(), recipient, category), c);
         }
     }
     Ok(out)
@@ -435,12 +455,18 @@ enum DigestRoute<'a> {
     /// Not held for digest: the policy's standing stands.
     Direct,
     /// Held by the notifier, or folded instead of a quiet-hours or cap decision (`folded`
-    /// says which), and `rule` takes it.
+    /// says which), and `rule` takes it, over `window` (the rule's, or the recipient's
+    /// cadence: `cadence` says which).
     Join {
         rule: &'a DigestRule,
         digest_key: Option<&'a str>,
         folded: Option<String>,
+        window: Window,
+        cadence: Option<Cadence>,
     },
+    /// Held by the notifier and a rule takes it, but the recipient chose `instant` for its
+    /// category: sent at once.
+    Instant { rule: &'a DigestRule },
     /// Held by the notifier, but no rule of the tenant takes it: sent on its own.
     NoRule { digest_key: Option<&'a str> },
 }
@@ -455,10 +481,38 @@ fn digest_route<'a>(
     decision: &Decision,
     planned: &PlannedEvent<'_>,
     rules: &'a DigestRules,
+    zone: chrono_tz::Tz,
 ) -> DigestRoute<'a> {
     let tenant_rules = rules
+        .rules
         .get(&planned.req.tenant)
         .map_or(&[][..], Vec::as_slice);
+    let cadence = rules
+        .cadences
+        .get(&(
+            planned.req.tenant.clone(),
+            p.recipient.id.clone(),
+            planned.category.clone(),
+        ))
+        .copied();
+    // The recipient's cadence replaces the rule's window; `instant` keeps it out of digests.
+    let join = |rule: &'a DigestRule, digest_key, folded| match cadence {
+        Some(Cadence::Instant) => None,
+        Some(c) => Some(DigestRoute::Join {
+            rule,
+            digest_key,
+            folded,
+            window: c.window(zone).unwrap_or_else(|| rule.spec.window.clone()),
+            cadence: Some(c),
+        }),
+        None => Some(DigestRoute::Join {
+            rule,
+            digest_key,
+            folded,
+            window: rule.spec.window.clone(),
+            cadence: None,
+        }),
+    };
     let lookup = |digest_key: Option<&'a str>| Lookup {
         channel: p.channels[i],
         notifier_key: Some(&planned.req.notifier),
@@ -470,11 +524,7 @@ fn digest_route<'a>(
         (Some(key), _) => {
             let digest_key = key.as_deref();
             match rules::best_match(tenant_rules, &lookup(digest_key)) {
-                Some(rule) => DigestRoute::Join {
-                    rule,
-                    digest_key,
-                    folded: None,
-                },
+                Some(rule) => join(rule, digest_key, None).unwrap_or(DigestRoute::Instant { rule }),
                 None => DigestRoute::NoRule { digest_key },
             }
         }
@@ -491,14 +541,12 @@ fn digest_route<'a>(
             {
                 return DigestRoute::Direct;
             }
-            match rules::best_match(tenant_rules, &lookup(None)) {
-                Some(rule) => DigestRoute::Join {
-                    rule,
-                    digest_key: None,
-                    folded: Some(format!("{}: {}", decision.code(), decision.why())),
-                },
-                None => DigestRoute::Direct,
-            }
+            rules::best_match(tenant_rules, &lookup(None))
+                .and_then(|rule| {
+                    let folded = format!("{}: {}", decision.code(), decision.why());
+                    join(rule, None, Some(folded))
+                })
+                .unwrap_or(DigestRoute::Direct)
         }
     }
 }
@@ -899,8 +947,20 @@ async fn write(
             let mut bucket = None;
             let mut digest_key = None;
             let mut full = false;
-            match digest_route(p, i, &decision, event, digest_rules) {
+            let zone = policy_inputs
+                .get(&(req.tenant.clone(), p.recipient.id.clone()))
+                .map_or(chrono_tz::UTC, |i| i.zone());
+            match digest_route(p, i, &decision, event, digest_rules, zone) {
                 DigestRoute::Direct => {}
+                DigestRoute::Instant { rule } => {
+                    held_trace = Some((
+                        buckets::reason::CADENCE_INSTANT,
+                        format!(
+                            "held for digest by the notifier and taken by rule {} v{}, but recipient {} chose instant delivery for category {category}: not held",
+                            rule.spec.key, rule.spec.version, p.recipient.id
+                        ),
+                    ));
+                }
                 DigestRoute::NoRule { digest_key: key } => {
                     digest_key = key;
                     let detail = format!(
@@ -919,6 +979,8 @@ async fn write(
                     rule,
                     digest_key: key,
                     folded,
+                    window,
+                    cadence,
                 } => {
                     digest_key = key;
                     let group_value =
@@ -931,6 +993,7 @@ async fn write(
                             recipient_id: &p.recipient.id,
                             channel: *channel,
                             group_value: &group_value,
+                            window: &window,
                             at: scheduled.unwrap_or(now_time),
                             delivery_id,
                         },
@@ -941,7 +1004,14 @@ async fn write(
                     } else {
                         format!(", group {group_value}")
                     };
-                    let rule_name = format!("{} v{}", rule.spec.key, rule.spec.version);
+                    let mut rule_name = format!("{} v{}", rule.spec.key, rule.spec.version);
+                    if let Some(c) = cadence {
+                        rule_name.push_str(&format!(
+                            ", the recipient's {} cadence: {}",
+                            c.kind(),
+                            window.describe()
+                        ));
+                    }
                     if joined.first_now {
                         held_trace = Some((
                             buckets::reason::DIGEST_FIRST_NOW,

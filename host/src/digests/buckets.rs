@@ -48,6 +48,8 @@ pub mod reason {
     pub const NO_DIGEST_RULE: &str = "no_digest_rule";
     /// The first item of a first-now rule's window, sent at once.
     pub const DIGEST_FIRST_NOW: &str = "digest_first_now";
+    /// The recipient chose instant delivery for the category: not held.
+    pub const CADENCE_INSTANT: &str = "cadence_instant";
 }
 
 /// How many of the oldest, and of the newest, items a digest shows.
@@ -136,6 +138,8 @@ pub(crate) struct Join<'a> {
     pub recipient_id: &'a str,
     pub channel: Channel,
     pub group_value: &'a str,
+    /// The rule's window, or the recipient's cadence in its place.
+    pub window: &'a super::Window,
     /// When the delivery would be sent: its window is the one containing this time.
     pub at: DateTime<Utc>,
     pub delivery_id: &'a str,
@@ -157,7 +161,7 @@ pub(crate) struct Joined {
 /// inside the caller's transaction. The caller writes the delivery with the returned bucket
 /// id, then calls [`emit_in`] if the bucket is full.
 pub(crate) async fn join(conn: &mut Conn, j: &Join<'_>) -> Result<Joined, StoreError> {
-    let (start, end) = j.rule.spec.window.bucket_at(j.at);
+    let (start, end) = j.window.bucket_at(j.at);
     let (start_text, end_text) = (store::time_text(start), store::time_text(end));
     let now = store::time_text(store::now());
     // Two tries are enough: a retry happens only when an emission closed the bucket between

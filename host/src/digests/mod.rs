@@ -10,12 +10,15 @@
 //!   window), joined once in the trigger's transaction and emitted exactly once as a digest
 //!   delivery when the window ends (or the bucket is full).
 //!
-//! Recipient cadences build on these (issue 6, in progress).
+//! - [`cadence`]: a recipient's own cadence per category (instant, hourly, daily, weekly),
+//!   which replaces the window of the rule that takes their held deliveries.
 
 pub mod buckets;
+pub mod cadence;
 pub mod rules;
 pub mod window;
 
 pub use buckets::{Bucket, BucketError, BucketFilter, Emission};
+pub use cadence::{Cadence, CadenceError, CadenceSetting};
 pub use rules::{DigestRule, GroupBy, Lookup, RuleError, RuleFilter, RuleSpec};
 pub use window::{Window, WindowError};

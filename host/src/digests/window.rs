@@ -28,7 +28,7 @@
 //! 23:30 boundary of 2010-11-06, and its window starts the day before. [`Window::bucket_at`]
 //! keeps stepping until the invariant holds rather than trusting the first candidate.
 
-use chrono::{DateTime, Days, NaiveDate, TimeDelta, Utc};
+use chrono::{DateTime, Datelike, Days, NaiveDate, TimeDelta, Utc, Weekday};
 use chrono_tz::Tz;
 
 use crate::policy::quiet_hours::{parse_zone, resolve_local};
@@ -47,6 +47,13 @@ pub enum Window {
     Fixed { minutes: u32 },
     /// From one local time of day to the same time the next day, in `zone`.
     Boundary { minute_of_day: u16, zone: Tz },
+    /// From a local time on one weekday to the same time a week later, in `zone` (a
+    /// recipient's weekly digest cadence).
+    Weekly {
+        weekday: Weekday,
+        minute_of_day: u16,
+        zone: Tz,
+    },
 }
 
 /// Why a digest window was refused. Every message names the rule field it is about
@@ -72,7 +79,9 @@ pub enum WindowError {
     UnknownZone(String),
     #[error("window.zone is missing: a boundary window is written `HH:MM Area/City`, got `{0}`")]
     MissingZone(String),
-    #[error("window.kind must be `fixed` or `boundary`, got `{0}`")]
+    #[error("window.day must be a weekday (mon, tue, … sun), got `{0}`")]
+    UnknownWeekday(String),
+    #[error("window.kind must be `fixed`, `boundary` or `weekly`, got `{0}`")]
     UnknownKind(String),
 }
 
@@ -101,6 +110,21 @@ impl Window {
         })
     }
 
+    /// weekday, minute_of_day 0..=1439 (`window.at`), zone an IANA name (`window.zone`).
+    pub fn weekly(weekday: Weekday, minute_of_day: i64, zone: &str) -> Result<Window, WindowError> {
+        match Window::boundary(minute_of_day, zone)? {
+            Window::Boundary {
+                minute_of_day,
+                zone,
+            } => Ok(Window::Weekly {
+                weekday,
+                minute_of_day,
+                zone,
+            }),
+            _ => unreachable!("boundary() builds a boundary window"),
+        }
+    }
+
     /// The window containing `at`: start <= at < end.
     ///
     /// Panics for `Fixed { minutes: 0 }` (which the constructors refuse) and for instants
@@ -112,6 +136,11 @@ impl Window {
                 minute_of_day,
                 zone,
             } => boundary_bucket(minute_of_day, zone, at),
+            Window::Weekly {
+                weekday,
+                minute_of_day,
+                zone,
+            } => weekly_bucket(weekday, minute_of_day, zone, at),
         }
     }
 
@@ -125,6 +154,16 @@ impl Window {
                 minute_of_day,
                 zone,
             } => format!("daily from {} in {}", clock(*minute_of_day), zone.name()),
+            Window::Weekly {
+                weekday,
+                minute_of_day,
+                zone,
+            } => format!(
+                "weekly from {} {} in {}",
+                day_name(*weekday),
+                clock(*minute_of_day),
+                zone.name()
+            ),
         }
     }
 
@@ -133,6 +172,7 @@ impl Window {
         match self {
             Window::Fixed { .. } => "fixed",
             Window::Boundary { .. } => "boundary",
+            Window::Weekly { .. } => "weekly",
         }
     }
 
@@ -145,6 +185,16 @@ impl Window {
                 minute_of_day,
                 zone,
             } => format!("{} {}", clock(*minute_of_day), zone.name()),
+            Window::Weekly {
+                weekday,
+                minute_of_day,
+                zone,
+            } => format!(
+                "{} {} {}",
+                day_name(*weekday),
+                clock(*minute_of_day),
+                zone.name()
+            ),
         }
     }
 
@@ -166,6 +216,23 @@ impl Window {
                 let minute_of_day =
                     parse_clock(at).ok_or_else(|| WindowError::AtNotATime(at.to_owned()))?;
                 Window::boundary(minute_of_day, zone)
+            }
+            "weekly" => {
+                let (day, rest) = spec
+                    .split_once(' ')
+                    .ok_or_else(|| WindowError::MissingZone(spec.to_owned()))?;
+                let weekday = parse_day(day)?;
+                match Window::from_stored("boundary", rest)? {
+                    Window::Boundary {
+                        minute_of_day,
+                        zone,
+                    } => Ok(Window::Weekly {
+                        weekday,
+                        minute_of_day,
+                        zone,
+                    }),
+                    _ => unreachable!("a boundary spec reads back as a boundary window"),
+                }
             }
             other => Err(WindowError::UnknownKind(other.to_owned())),
         }
@@ -221,6 +288,58 @@ fn boundary_bucket(
         end = boundary(date + day);
     }
     (start, end)
+}
+
+/// Like [`boundary_bucket`], with boundaries only on `weekday`, a week apart.
+fn weekly_bucket(
+    weekday: Weekday,
+    minute_of_day: u16,
+    zone: Tz,
+    at: DateTime<Utc>,
+) -> (DateTime<Utc>, DateTime<Utc>) {
+    let boundary = |date: NaiveDate| resolve_local(zone, date, minute_of_day);
+    let week = Days::new(7);
+    let local = at.with_timezone(&zone).date_naive();
+    let back = (7 + local.weekday().num_days_from_monday() - weekday.num_days_from_monday()) % 7;
+    // The most recent `weekday` on or before `at`'s local date.
+    let mut date = local - Days::new(u64::from(back));
+    let candidate = boundary(date);
+    let (mut start, mut end) = if candidate <= at {
+        (candidate, boundary(date + week))
+    } else {
+        date = date - week;
+        (boundary(date), candidate)
+    };
+    while start > at {
+        date = date - week;
+        end = start;
+        start = boundary(date);
+    }
+    while end <= at {
+        date = date + week;
+        start = end;
+        end = boundary(date + week);
+    }
+    (start, end)
+}
+
+/// `mon` … `sun`, as stored in a spec.
+fn day_name(d: Weekday) -> &'static str {
+    match d {
+        Weekday::Mon => "mon",
+        Weekday::Tue => "tue",
+        Weekday::Wed => "wed",
+        Weekday::Thu => "thu",
+        Weekday::Fri => "fri",
+        Weekday::Sat => "sat",
+        Weekday::Sun => "sun",
+    }
+}
+
+/// A weekday by its English name or three-letter abbreviation, any case.
+pub fn parse_day(text: &str) -> Result<Weekday, WindowError> {
+    text.parse::<Weekday>()
+        .map_err(|_| WindowError::UnknownWeekday(text.to_owned()))
 }
 
 /// `HH:MM`, as stored in a spec and shown in descriptions.
@@ -599,8 +718,10 @@ mod tests {
     fn from_stored_refuses_malformed_specs() {
         #[rustfmt::skip]
         let rows: &[(&str, &str, &str, WindowError, &str)] = &[
-            ("unknown kind", "weekly", "60",
-                WindowError::UnknownKind("weekly".into()), "window.kind"),
+            ("unknown kind", "monthly", "60",
+                WindowError::UnknownKind("monthly".into()), "window.kind"),
+            ("weekly, bad day", "weekly", "someday 09:00 UTC",
+                WindowError::UnknownWeekday("someday".into()), "window.day"),
             ("kind is case-sensitive", "Fixed", "60",
                 WindowError::UnknownKind("Fixed".into()), "window.kind"),
             ("fixed, not a number", "fixed", "sixty",
@@ -678,6 +799,14 @@ mod tests {
                     "{label}: start {start} is not a boundary"
                 );
             }
+            Window::Weekly { .. } => {
+                let length = end - start;
+                let week = TimeDelta::hours(7 * 24);
+                assert!(
+                    week - shift <= length && length <= week + shift,
+                    "{label}: [{start}, {end}) is {length}"
+                );
+            }
         }
     }
 
@@ -728,6 +857,48 @@ mod tests {
                     check_window(window, at, TimeDelta::hours(shift));
                 }
             }
+        }
+    }
+
+    #[test]
+    fn weekly_windows_run_from_a_weekday_boundary_to_the_next() {
+        let w = Window::weekly(Weekday::Mon, 9 * 60, "Europe/London").unwrap();
+        // Wednesday 2026-11-25 12:00 UTC lies in the week from Monday 23rd 09:00 (GMT).
+        assert_eq!(
+            w.bucket_at(utc("2026-11-25T12:00:00Z")),
+            (utc("2026-11-23T09:00:00Z"), utc("2026-11-30T09:00:00Z"))
+        );
+        // Exactly on a boundary: the window starting there (half-open).
+        assert_eq!(
+            w.bucket_at(utc("2026-11-30T09:00:00Z")).0,
+            utc("2026-11-30T09:00:00Z")
+        );
+        // Monday before 09:00 belongs to the previous week.
+        assert_eq!(
+            w.bucket_at(utc("2026-11-30T08:59:00Z")),
+            (utc("2026-11-23T09:00:00Z"), utc("2026-11-30T09:00:00Z"))
+        );
+        // The week in which clocks spring forward is an hour shorter (BST from 29 March 2026).
+        let (start, end) = w.bucket_at(utc("2026-03-31T12:00:00Z"));
+        assert_eq!(start, utc("2026-03-30T08:00:00Z"));
+        let (prev_start, prev_end) = w.bucket_at(utc("2026-03-28T12:00:00Z"));
+        assert_eq!(prev_end, start);
+        assert_eq!(start - prev_start, TimeDelta::hours(7 * 24 - 1));
+        assert_eq!(end - start, TimeDelta::hours(7 * 24));
+        assert_eq!(Window::from_stored(w.kind(), &w.spec()).unwrap(), w);
+        assert_eq!(w.spec(), "mon 09:00 Europe/London");
+        assert!(
+            parse_day("someday")
+                .unwrap_err()
+                .to_string()
+                .contains("window.day")
+        );
+        for at in [
+            "2026-10-20T00:00:00Z",
+            "2026-10-25T00:30:00Z",
+            "2026-10-25T01:30:00Z",
+        ] {
+            check_window(&w, utc(at), TimeDelta::hours(1));
         }
     }
 }

@@ -163,6 +163,11 @@ impl Inputs {
         Ok(out)
     }
 
+    /// The recipient's time zone (their own, else the tenant default, else UTC).
+    pub fn zone(&self) -> chrono_tz::Tz {
+        self.settings.zone()
+    }
+
     /// Whether deciding for this recipient counts past deliveries (a cap or a cooldown).
     pub fn counts_history(&self) -> bool {
         !self.settings.caps.is_empty() || !self.settings.cooldowns.is_empty()
