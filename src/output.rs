@@ -239,6 +239,9 @@ pub fn print_dry_run(plan: &belfry::host::trigger::DryRun, json: bool) -> Result
                 ),
             };
             println!("    {:<8} would {}{why}", c.channel.as_str(), c.would);
+            if let Some(digest) = &c.digest {
+                println!("      {:<14} {digest}", "digest");
+            }
             for check in &c.decision.checks {
                 println!(
                     "      {:<14} {} → {}",

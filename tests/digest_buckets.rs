@@ -126,6 +126,31 @@ async fn held_deliveries_collapse_into_one_digest_per_group(b: Backend) {
     e.upsert_digest_rule("default", &rule("threads-hourly"))
         .await
         .unwrap();
+    // A dry run says where each channel would go, and writes nothing.
+    let plan = e
+        .dry_run(&TriggerRequest::new(
+            "comment",
+            comment("42", "Ada", "c", &["u1"]),
+        ))
+        .await
+        .unwrap();
+    let channels = &plan.recipients[0].channels;
+    let email = channels
+        .iter()
+        .find(|c| c.channel == Channel::Email)
+        .unwrap();
+    assert_eq!(email.would, "hold");
+    let said = email.digest.as_deref().unwrap();
+    assert!(
+        said.starts_with("held for digest by rule threads-hourly v1 until"),
+        "{said}"
+    );
+    let in_app = channels
+        .iter()
+        .find(|c| c.channel == Channel::InApp)
+        .unwrap();
+    assert_eq!((in_app.would, in_app.digest.as_deref()), ("send", None));
+    assert_eq!(common::count(e, "digest_buckets").await, 0);
     let mut thread_42 = Vec::new();
     for (i, author) in ["Ada", "Grace", "Alan", "Edsger"].iter().enumerate() {
         let req = TriggerRequest::new("comment", comment("42", author, &format!("c{i}"), &["u1"]));
@@ -442,6 +467,17 @@ async fn a_held_delivery_with_no_rule_is_sent_on_its_own(b: Backend) {
         standing(e, &email).await,
         is("pending", Some("no_digest_rule"))
     );
+    let plan = e
+        .dry_run(&TriggerRequest::new(
+            "comment",
+            comment("1", "Ada", "hi", &["u1"]),
+        ))
+        .await
+        .unwrap();
+    let c = &plan.recipients[0].channels;
+    let dry = c.iter().find(|c| c.channel == Channel::Email).unwrap();
+    assert_eq!(dry.would, "send");
+    assert!(dry.digest.as_deref().unwrap().contains("no_digest_rule"));
     let d = e.delivery(&email).await.unwrap().unwrap();
     let detail = d.status_detail.unwrap();
     assert!(

@@ -301,8 +301,11 @@ pub struct DryRunRecipient {
 #[derive(Clone, Debug, Serialize)]
 pub struct DryRunChannel {
     pub channel: Channel,
-    /// `send`, `defer` or `suppress`.
+    /// `send`, `defer`, `suppress` or `hold` (for digest).
     pub would: &'static str,
+    /// What the digest side would do: held by which rule over which window, or why a held
+    /// channel would go on its own.
+    pub digest: Option<String>,
     /// Why a delivery the policy allows would still wait (`fallback_wait`, `scheduled`), and
     /// until when.
     pub wait_reason: Option<&'static str>,
@@ -331,6 +334,7 @@ pub async fn dry_run(
     let now = store::now();
     let scheduled = req.deliver_at.filter(|at| *at > now);
     let inputs = policy_inputs(db, &[&planned]).await?;
+    let rules = digest_rules(db, &[&planned]).await?;
     let mut conn = db.acquire().await?;
     let mut recipients = Vec::with_capacity(planned.recipients.len());
     for p in &planned.recipients {
@@ -350,7 +354,60 @@ pub async fn dry_run(
                 Outcome::Allow => wait_of(&fallbacks[i], scheduled, now),
                 _ => None,
             };
+            let zone = inputs
+                .get(&(req.tenant.clone(), p.recipient.id.clone()))
+                .map_or(chrono_tz::UTC, |i| i.zone());
+            let (held, digest) = match digest_route(p, i, &decision, &planned, &rules, zone) {
+                DigestRoute::Direct => (false, None),
+                DigestRoute::NoRule { .. } => (
+                    false,
+                    Some(format!(
+                        "held for digest, but no digest rule takes it: sent on its own ({})",
+                        buckets::reason::NO_DIGEST_RULE
+                    )),
+                ),
+                DigestRoute::Instant { rule } => (
+                    false,
+                    Some(format!(
+                        "taken by rule {} v{}, but the recipient chose instant delivery ({})",
+                        rule.spec.key,
+                        rule.spec.version,
+                        buckets::reason::CADENCE_INSTANT
+                    )),
+                ),
+                DigestRoute::Join {
+                    rule,
+                    folded,
+                    window,
+                    cadence,
+                    ..
+                } => {
+                    let (_, end) = window.bucket_at(scheduled.unwrap_or(now));
+                    let said = format!(
+                        "{} by rule {} v{} until {} ({}{}){}",
+                        if folded.is_some() {
+                            "folded into a digest"
+                        } else {
+                            "held for digest"
+                        },
+                        rule.spec.key,
+                        rule.spec.version,
+                        store::time_text(end),
+                        cadence.map_or("the rule's window", |_| "the recipient's cadence"),
+                        if rule.spec.first_now {
+                            ", sent at once if it is its window's first"
+                        } else {
+                            ""
+                        },
+                        folded
+                            .map(|f| format!(", instead of {f}"))
+                            .unwrap_or_default()
+                    );
+                    (true, Some(said))
+                }
+            };
             let would = match decision.outcome {
+                _ if held => "hold",
                 Outcome::Allow if wait.is_none() => "send",
                 Outcome::Allow | Outcome::Defer { .. } => "defer",
                 Outcome::Suppress { .. } => "suppress",
@@ -358,6 +415,7 @@ pub async fn dry_run(
             channels.push(DryRunChannel {
                 channel: *channel,
                 would,
+                digest,
                 wait_reason: wait.as_ref().map(|w| w.reason),
                 wait_until: wait.map(|w| store::time_text(w.until)),
                 decision,
