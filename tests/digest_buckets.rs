@@ -11,7 +11,7 @@ mod common;
 
 use belfry::host::content::Channel;
 use belfry::host::digests::{BucketFilter, Cadence, Emission, GroupBy, RuleSpec, Window};
-use belfry::host::policy::{SettingsPatch, Severity};
+use belfry::host::policy::{Cap, SettingsPatch, Severity};
 use belfry::{Engine, TriggerRequest};
 use chrono::Timelike;
 use common::{Backend, world};
@@ -573,6 +573,57 @@ async fn quiet_hours_fold_into_the_digest_when_the_notifier_allows(b: Backend) {
     assert_eq!(standing(e, &in_app_t2).await, is("pending", None));
 }
 
+async fn a_capped_delivery_folds_into_the_digest_instead_of_being_dropped(b: Backend) {
+    let w = world(b).await;
+    let e = &w.engine;
+    e.upsert_digest_rule(
+        "default",
+        &RuleSpec {
+            channel: Channel::InApp,
+            group_by: GroupBy::Category,
+            ..rule("in-app-hourly")
+        },
+    )
+    .await
+    .unwrap();
+    e.set_settings(
+        "default",
+        "u1",
+        &SettingsPatch {
+            caps: vec![(Channel::InApp, Some(Cap::new(1, 3600).unwrap()))],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let (first, _) = post(
+        e,
+        TriggerRequest::new("comment", comment("2", "Ada", "one", &["u1"])),
+        "u1",
+    )
+    .await;
+    assert_eq!(standing(e, &first).await, is("pending", None));
+    // The cap of one in-app item an hour is reached: the second folds into the digest.
+    let (second, _) = post(
+        e,
+        TriggerRequest::new("comment", comment("2", "Grace", "two", &["u1"])),
+        "u1",
+    )
+    .await;
+    assert_eq!(
+        standing(e, &second).await,
+        is("held", Some("folded_into_digest"))
+    );
+    let detail = e
+        .delivery(&second)
+        .await
+        .unwrap()
+        .unwrap()
+        .status_detail
+        .unwrap();
+    assert!(detail.contains("instead of: cap_reached"), "{detail}");
+}
+
 async fn buckets_are_tenant_scoped(b: Backend) {
     let w = world(b).await;
     let e = &w.engine;
@@ -752,5 +803,6 @@ on_both_backends!(
     a_held_delivery_with_no_rule_is_sent_on_its_own,
     critical_notifications_are_never_held,
     quiet_hours_fold_into_the_digest_when_the_notifier_allows,
+    a_capped_delivery_folds_into_the_digest_instead_of_being_dropped,
     buckets_are_tenant_scoped,
 );
