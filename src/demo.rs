@@ -93,6 +93,21 @@ pub async fn run(cache_dir: &Option<PathBuf>, database: Option<PathBuf>, json: b
             None,
         )
         .await?;
+    // Digests: comments on a thread collapse into one email, closed early at three items (an
+    // hourly window would otherwise keep the demo waiting until the hour ends).
+    let threads = belfry::host::digests::RuleSpec {
+        key: "threads".into(),
+        version: 1,
+        channel: belfry::host::content::Channel::Email,
+        notifier_key: Some("comment".into()),
+        category: None,
+        digest_key: None,
+        group_by: belfry::host::digests::GroupBy::DigestKey,
+        window: belfry::host::digests::Window::fixed(60)?,
+        max_items: Some(3),
+        first_now: false,
+    };
+    engine.upsert_digest_rule("default", &threads).await?;
     if !json {
         let hm = |m: i64| format!("{:02}:{:02}", m / 60, m % 60);
         println!(
@@ -100,6 +115,9 @@ pub async fn run(cache_dir: &Option<PathBuf>, database: Option<PathBuf>, json: b
             hm(quiet.0),
             hm(quiet.1),
             tokyo.format("%H:%M")
+        );
+        println!(
+            "digests: rule `threads` holds comment emails per thread for an hour, or until 3 items"
         );
         println!();
     }
@@ -163,6 +181,18 @@ pub async fn run(cache_dir: &Option<PathBuf>, database: Option<PathBuf>, json: b
             .idempotency_key("alert-alan-1"),
         ),
         (
+            "Grace comments on the Q3 plan thread Ada follows (email held for digest)",
+            comment("Grace", "Looks good to me"),
+        ),
+        (
+            "Alan comments on the same thread",
+            comment("Alan", "Can we move the launch?"),
+        ),
+        (
+            "Linus comments too: the third item closes the digest",
+            comment("Linus", "Ship it"),
+        ),
+        (
             "welcome without a user id",
             TriggerRequest::new("welcome", json!({"user": {"email": "nobody@example.com"}})),
         ),
@@ -223,6 +253,32 @@ pub async fn run(cache_dir: &Option<PathBuf>, database: Option<PathBuf>, json: b
         }
     }
 
+    // The digest is a delivery of its own (of a new event): send it, then show every delivery
+    // as it ended, the held emails included.
+    engine.dispatch_pending().await?;
+    for (_, d) in rows.iter_mut() {
+        if let Some(now) = engine.delivery(&d.id).await? {
+            *d = now;
+        }
+    }
+    let digests = engine
+        .digest_buckets(
+            "default",
+            &belfry::host::digests::BucketFilter {
+                recipient_id: Some("ada".into()),
+                status: Some("emitted".into()),
+            },
+            10,
+        )
+        .await?;
+    for b in &digests {
+        if let Some(id) = &b.digest_delivery_id
+            && let Some(d) = engine.delivery(id).await?
+        {
+            rows.push((output::short(&d.event_id), d));
+        }
+    }
+
     let received = receiver.received();
     let verified = received.iter().filter(|r| r.verified).count();
     let explanation = match &invalid_delivery {
@@ -256,6 +312,14 @@ pub async fn run(cache_dir: &Option<PathBuf>, database: Option<PathBuf>, json: b
         println!("Why did a delivery fail? `belfry explain {}`:", e.id);
         print!("{e}");
     }
+    if let Some(b) = digests.first() {
+        println!();
+        println!(
+            "Three comment emails went out as one digest: `belfry digests bucket {}`, `belfry explain {}`.",
+            b.id,
+            b.digest_delivery_id.as_deref().unwrap_or_default()
+        );
+    }
     if let Some(id) = deferred_delivery {
         println!();
         println!(
@@ -267,4 +331,14 @@ pub async fn run(cache_dir: &Option<PathBuf>, database: Option<PathBuf>, json: b
         println!("(the demo database was temporary; pass --database PATH to keep it)");
     }
     Ok(())
+}
+
+/// A comment by `author` on the thread Ada follows.
+fn comment(author: &str, text: &str) -> TriggerRequest {
+    TriggerRequest::new(
+        "comment",
+        json!({"thread": {"id": "q3-plan", "title": "Q3 plan"}, "author": {"name": author},
+               "text": text,
+               "followers": [{"id": "ada", "name": "Ada Lovelace", "email": "ada@example.com"}]}),
+    )
 }

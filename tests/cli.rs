@@ -46,7 +46,22 @@ fn demo_runs_the_whole_lifecycle() {
     // suppressed phone stops her sms; Ada's mention email waits to see if she reads it in-app.
     assert_eq!(status("deferred"), 3, "{v}");
     assert_eq!(status("suppressed"), 1, "{v}");
-    assert_eq!(status("succeeded"), deliveries.len() - 5);
+    // Three comment emails were held and went out inside one digest email.
+    assert_eq!(status("digested"), 3, "{v}");
+    assert_eq!(status("succeeded"), deliveries.len() - 8);
+    let digest = deliveries
+        .iter()
+        .find(|d| {
+            d["planned_by"]
+                .as_str()
+                .unwrap()
+                .starts_with("belfry digests")
+        })
+        .unwrap();
+    assert_eq!(
+        (&digest["channel"], &digest["status"]),
+        (&"email".into(), &"succeeded".into())
+    );
     let reason = |r: &str| {
         deliveries
             .iter()
