@@ -190,6 +190,23 @@ async fn held_deliveries_collapse_into_one_digest_per_group(b: Backend) {
     assert_eq!(e.digest_bucket("default", &bucket).await.unwrap(), b42);
     assert_eq!(digests_of(e, &bucket).await, 0);
 
+    // A held delivery can be cancelled: it leaves its open bucket.
+    let (_, dropped) = post(
+        e,
+        TriggerRequest::new("comment", comment("42", "Linus", "never mind", &["u1"])),
+        "u1",
+    )
+    .await;
+    assert_eq!(e.digest_bucket("default", &bucket).await.unwrap().items, 5);
+    e.cancel(&dropped, "the comment was deleted").await.unwrap();
+    assert_eq!(
+        standing(e, &dropped).await,
+        is("cancelled", Some("cancelled_by_request"))
+    );
+    assert_eq!(e.digest_bucket("default", &bucket).await.unwrap(), b42);
+    let sent = e.dispatch_pending().await.unwrap();
+    assert_eq!(sent.len(), 1, "its in-app delivery only: {sent:?}");
+
     // The window ends: its job emits the bucket and the digest is sent in the same run.
     end_window(e, &bucket).await;
     let sent = e.dispatch_pending().await.unwrap();
@@ -238,6 +255,9 @@ async fn held_deliveries_collapse_into_one_digest_per_group(b: Backend) {
         }
     );
     assert_eq!(digests_of(e, &bucket).await, 1);
+    // Once digested, a member cannot be cancelled.
+    let err = e.cancel(&thread_42[0].1, "too late").await.unwrap_err();
+    assert!(err.to_string().contains("is digested"), "{err}");
 
     // Both sides explain themselves.
     let member = e.explain(&thread_42[0].1).await.unwrap();

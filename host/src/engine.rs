@@ -201,7 +201,8 @@ impl Engine {
         .await
     }
 
-    /// Cancels a pending or deferred delivery; its job is removed and nothing is sent.
+    /// Cancels a pending, deferred or held delivery: its job is removed (or it leaves its open
+    /// digest bucket) and nothing is sent.
     pub async fn cancel(&self, delivery_id: &str, why: &str) -> Result<Dispatched, ChangeError> {
         dispatch::executor::cancel(&self.db, delivery_id, why).await
     }

@@ -922,7 +922,9 @@ async fn load(conn: &mut Conn, delivery_id: &str) -> Result<Option<Loaded>, Stor
 pub enum ChangeError {
     #[error("no delivery has the id `{0}`")]
     NotFound(String),
-    #[error("delivery `{id}` is {status}; only a pending or deferred delivery can be {verb}")]
+    #[error(
+        "delivery `{id}` is {status}; only a pending or deferred delivery (or one held for digest, to cancel) can be {verb}"
+    )]
     NotWaiting {
         id: String,
         status: String,
@@ -949,8 +951,25 @@ impl From<sqlx::Error> for ChangeError {
 pub async fn cancel(db: &Db, delivery_id: &str, why: &str) -> Result<Dispatched, ChangeError> {
     let d = waiting(db, delivery_id, "cancelled").await?;
     let mut tx = db.begin().await?;
-    // The job goes first: if a worker holds it, the send is under way and cannot be stopped.
-    if !queue::remove(&mut tx, queue::job_kind::DELIVER, &d.id).await? {
+    if d.held {
+        // Out of its digest bucket: the bucket first, as joins and emissions lock it, and only
+        // while it is open — once emitted, the delivery went out inside the digest.
+        let left = sqlx::query(
+            "UPDATE digest_buckets SET items = items - 1
+             WHERE id = (SELECT digest_bucket_id FROM deliveries WHERE id = $1) AND status = 'open'",
+        )
+        .bind(&d.id)
+        .execute(&mut *tx)
+        .await?;
+        if left.rows_affected() == 0 {
+            return Err(ChangeError::NotWaiting {
+                id: d.id,
+                status: "digested".into(),
+                verb: "cancelled",
+            });
+        }
+    } else if !queue::remove(&mut tx, queue::job_kind::DELIVER, &d.id).await? {
+        // The job goes first: if a worker holds it, the send is under way and cannot be stopped.
         return Err(ChangeError::InFlight(d.id));
     }
     set_waiting_status(&mut tx, &d, "cancelled", reason::CANCELLED, why).await?;
@@ -1015,6 +1034,8 @@ struct Waiting {
     tenant: String,
     event_id: String,
     notification_id: String,
+    /// Held in a digest bucket (it has no job; only a cancel applies).
+    held: bool,
 }
 
 impl Waiting {
@@ -1040,7 +1061,8 @@ async fn waiting(db: &Db, delivery_id: &str, verb: &'static str) -> Result<Waiti
     .await?
     .ok_or_else(|| ChangeError::NotFound(delivery_id.to_string()))?;
     let status: String = row.get("status");
-    if status != "pending" && status != "deferred" {
+    let held = status == "held" && verb == "cancelled";
+    if status != "pending" && status != "deferred" && !held {
         return Err(ChangeError::NotWaiting {
             id: delivery_id.to_string(),
             status,
@@ -1052,6 +1074,7 @@ async fn waiting(db: &Db, delivery_id: &str, verb: &'static str) -> Result<Waiti
         tenant: row.get("tenant"),
         event_id: row.get("event_id"),
         notification_id: row.get("notification_id"),
+        held,
     })
 }
 
