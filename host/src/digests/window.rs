@@ -262,32 +262,8 @@ fn boundary_bucket(
     zone: Tz,
     at: DateTime<Utc>,
 ) -> (DateTime<Utc>, DateTime<Utc>) {
-    let boundary = |date: NaiveDate| resolve_local(zone, date, minute_of_day);
-    let day = Days::new(1);
-
-    // Invariant from here on: start = boundary(date), end = boundary(date + 1).
-    let mut date = at.with_timezone(&zone).date_naive();
-    let candidate = boundary(date);
-    let (mut start, mut end) = if candidate <= at {
-        (candidate, boundary(date + day))
-    } else {
-        date = date - day;
-        (boundary(date), candidate)
-    };
-    // Only a fall-back across midnight gets past the first step (the wall clock has read
-    // `at`'s date before being set back into the day before); step until start <= at < end.
-    // Boundaries grow by about a day per date, so each loop ends within a step or two.
-    while start > at {
-        date = date - day;
-        end = start;
-        start = boundary(date);
-    }
-    while end <= at {
-        date = date + day;
-        start = end;
-        end = boundary(date + day);
-    }
-    (start, end)
+    let date = at.with_timezone(&zone).date_naive();
+    stepped_bucket(zone, minute_of_day, date, Days::new(1), at)
 }
 
 /// Like [`boundary_bucket`], with boundaries only on `weekday`, a week apart.
@@ -297,28 +273,43 @@ fn weekly_bucket(
     zone: Tz,
     at: DateTime<Utc>,
 ) -> (DateTime<Utc>, DateTime<Utc>) {
-    let boundary = |date: NaiveDate| resolve_local(zone, date, minute_of_day);
-    let week = Days::new(7);
     let local = at.with_timezone(&zone).date_naive();
     let back = (7 + local.weekday().num_days_from_monday() - weekday.num_days_from_monday()) % 7;
     // The most recent `weekday` on or before `at`'s local date.
-    let mut date = local - Days::new(u64::from(back));
+    let date = local - Days::new(u64::from(back));
+    stepped_bucket(zone, minute_of_day, date, Days::new(7), at)
+}
+
+/// The window around `at` whose boundaries are `minute_of_day` in `zone` on the dates `date`
+/// + k × `step`, starting the search from `date`.
+fn stepped_bucket(
+    zone: Tz,
+    minute_of_day: u16,
+    mut date: NaiveDate,
+    step: Days,
+    at: DateTime<Utc>,
+) -> (DateTime<Utc>, DateTime<Utc>) {
+    let boundary = |date: NaiveDate| resolve_local(zone, date, minute_of_day);
+    // Invariant from here on: start = boundary(date), end = boundary(date + step).
     let candidate = boundary(date);
     let (mut start, mut end) = if candidate <= at {
-        (candidate, boundary(date + week))
+        (candidate, boundary(date + step))
     } else {
-        date = date - week;
+        date = date - step;
         (boundary(date), candidate)
     };
+    // Only a fall-back across midnight gets past the first step (the wall clock has read
+    // `at`'s date before being set back into the day before); step until start <= at < end.
+    // Boundaries grow by about a step per date, so each loop ends within a step or two.
     while start > at {
-        date = date - week;
+        date = date - step;
         end = start;
         start = boundary(date);
     }
     while end <= at {
-        date = date + week;
+        date = date + step;
         start = end;
-        end = boundary(date + week);
+        end = boundary(date + step);
     }
     (start, end)
 }
