@@ -2,6 +2,7 @@
 
 mod bench;
 mod demo;
+mod digest_bench;
 mod digests_cli;
 mod inbox_cli;
 mod output;
@@ -233,6 +234,8 @@ enum BenchCommand {
     Schedule(QueueBenchArgs),
     /// All four queue scenarios.
     Queue(QueueBenchArgs),
+    /// Held deliveries accumulated per second, and emission lag after a window ends.
+    Digests(QueueBenchArgs),
 }
 
 #[derive(Args)]
@@ -455,6 +458,7 @@ async fn run(cli: Cli) -> Result<()> {
             BenchCommand::Queue(a) => {
                 queue_bench_run(&["trigger", "dispatch", "latency", "schedule"], a, g.json).await
             }
+            BenchCommand::Digests(a) => digest_bench::run(a, g.json).await,
         },
     }
 }

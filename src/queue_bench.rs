@@ -58,7 +58,7 @@ pub struct Spread {
     pub cv: f64,
 }
 
-fn spread(values: &[f64]) -> Spread {
+pub(crate) fn spread(values: &[f64]) -> Spread {
     let mut v = values.to_vec();
     v.sort_by(|a, b| a.total_cmp(b));
     let mean = v.iter().sum::<f64>() / v.len() as f64;
@@ -84,7 +84,7 @@ pub struct Row {
 }
 
 /// A database of its own for one measurement: a SQLite file or a PostgreSQL schema.
-struct Place {
+pub(crate) struct Place {
     url: String,
     _dir: tempfile::TempDir,
     schema: Option<String>,
@@ -92,7 +92,7 @@ struct Place {
 }
 
 impl Place {
-    async fn new(o: &Options) -> Result<Place> {
+    pub(crate) async fn new(o: &Options) -> Result<Place> {
         let dir = tempfile::tempdir()?;
         match o.backend {
             BenchBackend::Sqlite => Ok(Place {
@@ -123,7 +123,7 @@ impl Place {
         }
     }
 
-    async fn drop_schema(&self) {
+    pub(crate) async fn drop_schema(&self) {
         if let (Some(schema), Some(admin)) = (&self.schema, &self.admin)
             && let Ok(pool) = sqlx::PgPool::connect(admin).await
         {
@@ -133,7 +133,7 @@ impl Place {
         }
     }
 
-    async fn engine(&self) -> Result<Engine> {
+    pub(crate) async fn engine(&self) -> Result<Engine> {
         Ok(Engine::open(EngineConfig {
             database_url: self.url.clone(),
             bundled: belfry::BUNDLED,
@@ -151,7 +151,7 @@ fn payload(i: usize) -> serde_json::Value {
                        "tracking_url": "https://t.example.com", "customer": {"id": format!("u-{i}")}})
 }
 
-async fn count(e: &Engine, sql: &str) -> Result<i64> {
+pub(crate) async fn count(e: &Engine, sql: &str) -> Result<i64> {
     Ok(sqlx::query_scalar::<_, i64>(sql).fetch_one(e.db()).await?)
 }
 
@@ -232,7 +232,7 @@ async fn raw_triggers(raw: &Raw, first: usize, n: usize) -> Result<()> {
 }
 
 /// Runs `total` calls of `call` from `callers` concurrent tasks; returns calls per second.
-async fn rate<F, Fut>(total: usize, callers: usize, call: F) -> Result<f64>
+pub(crate) async fn rate<F, Fut>(total: usize, callers: usize, call: F) -> Result<f64>
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<()>> + Send,
@@ -525,13 +525,13 @@ async fn raw_worker(raw: &Raw, owner: &str) -> Result<usize> {
 }
 
 /// One worker of `concurrency` jobs in flight, in this process.
-struct Worker {
+pub(crate) struct Worker {
     stop: tokio::sync::watch::Sender<bool>,
     handle: tokio::task::JoinHandle<belfry::host::dispatch::WorkerReport>,
 }
 
 impl Worker {
-    fn start(engine: &Engine, owner: &str, concurrency: usize) -> Worker {
+    pub(crate) fn start(engine: &Engine, owner: &str, concurrency: usize) -> Worker {
         let (stop, rx) = tokio::sync::watch::channel(false);
         let e = engine.clone();
         let config = WorkerConfig {
@@ -543,7 +543,7 @@ impl Worker {
         Worker { stop, handle }
     }
 
-    async fn stop(self) -> Result<belfry::host::dispatch::WorkerReport> {
+    pub(crate) async fn stop(self) -> Result<belfry::host::dispatch::WorkerReport> {
         self.stop.send(true)?;
         Ok(self.handle.await?)
     }

@@ -493,10 +493,17 @@ async fn digest_rules(db: &Db, planned: &[&PlannedEvent<'_>]) -> Result<DigestRu
             let found = rules::list(db, &p.req.tenant, &filter).await?;
             out.rules.insert(p.req.tenant.clone(), found);
         }
+        // Without a rule nothing is held, whatever the recipient's cadence.
+        if out.rules[&p.req.tenant].is_empty() {
+            continue;
+        }
         recipients
             .entry(&p.req.tenant)
             .or_default()
             .extend(p.recipients.iter().map(|r| r.recipient.id.as_str()));
+    }
+    if recipients.is_empty() {
+        return Ok(out);
     }
     let mut conn = db.acquire().await?;
     for (tenant, ids) in recipients {

@@ -35,3 +35,4 @@ ALTER TABLE deliveries ADD COLUMN digest_bucket_id TEXT;
 ALTER TABLE deliveries ADD COLUMN digest_key TEXT;
 ALTER TABLE deliveries ADD COLUMN digest_of TEXT;
 CREATE INDEX deliveries_digest_bucket ON deliveries (digest_bucket_id);
+CREATE INDEX deliveries_digest_of ON deliveries (digest_of);
