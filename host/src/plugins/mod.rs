@@ -525,7 +525,10 @@ impl PluginRuntime {
                     return Ok(());
                 }
                 std::fs::create_dir_all(path.parent().unwrap_or(&base))?;
-                let tmp = path.with_extension("tmp-write");
+                // A temporary name of this writer's own: processes sharing the cache (parallel
+                // CLI runs) may write the same file at once, and a shared name let one rename
+                // away the file the other was about to rename.
+                let tmp = path.with_extension(format!("tmp-{}", crate::store::new_id()));
                 std::fs::write(&tmp, bytes)?;
                 std::fs::rename(&tmp, &path)
             };
