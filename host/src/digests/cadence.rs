@@ -119,7 +119,7 @@ impl Cadence {
     pub fn window(&self, zone: Tz) -> Option<Window> {
         match *self {
             Cadence::Instant => None,
-            Cadence::Hourly => Some(Window::Fixed { minutes: 60 }),
+            Cadence::Hourly => Some(Window::fixed(60).expect("60 minutes is a valid window")),
             Cadence::Daily { at_minute } => Some(Window::Boundary {
                 minute_of_day: at_minute,
                 zone,

@@ -30,6 +30,7 @@
 
 use chrono::{DateTime, Datelike, Days, NaiveDate, TimeDelta, Utc, Weekday};
 use chrono_tz::Tz;
+use std::num::NonZeroU32;
 
 use crate::policy::quiet_hours::{parse_zone, resolve_local};
 
@@ -39,12 +40,11 @@ const MINUTES_PER_DAY: i64 = 24 * 60;
 ///
 /// Build from untrusted input with [`Window::fixed`], [`Window::boundary`] or
 /// [`Window::from_stored`], which validate; the variants are public so a window can be matched
-/// on, but a hand-built `Fixed { minutes: 0 }` has no windows and makes [`Window::bucket_at`]
-/// panic.
+/// on (a fixed window's width is a `NonZeroU32`, so even a hand-built one has windows).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Window {
     /// Every `minutes` minutes, aligned to the Unix epoch in UTC (60 → on the hour, UTC).
-    Fixed { minutes: u32 },
+    Fixed { minutes: NonZeroU32 },
     /// From one local time of day to the same time the next day, in `zone`.
     Boundary { minute_of_day: u16, zone: Tz },
     /// From a local time on one weekday to the same time a week later, in `zone` (a
@@ -92,7 +92,9 @@ impl Window {
     /// 1..=MAX_FIXED_MINUTES, else WindowError naming `window.minutes` and the value.
     pub fn fixed(minutes: i64) -> Result<Window, WindowError> {
         match u32::try_from(minutes) {
-            Ok(minutes @ 1..=Window::MAX_FIXED_MINUTES) => Ok(Window::Fixed { minutes }),
+            Ok(minutes @ 1..=Window::MAX_FIXED_MINUTES) => Ok(Window::Fixed {
+                minutes: NonZeroU32::new(minutes).expect("at least 1"),
+            }),
             _ => Err(WindowError::MinutesOutOfRange(minutes)),
         }
     }
@@ -127,8 +129,8 @@ impl Window {
 
     /// The window containing `at`: start <= at < end.
     ///
-    /// Panics for `Fixed { minutes: 0 }` (which the constructors refuse) and for instants
-    /// within a week of the limits of chrono's calendar (about ±262,000 years).
+    /// Panics for instants within a week of the limits of chrono's calendar (about ±262,000
+    /// years).
     pub fn bucket_at(&self, at: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
         match *self {
             Window::Fixed { minutes } => fixed_bucket(minutes, at),
@@ -243,12 +245,8 @@ impl Window {
 /// 00:00 UTC. `timestamp` is already the floor of `at` in whole seconds (also before the epoch,
 /// where the nanoseconds still count forward), and the width is whole seconds, so flooring the
 /// seconds floors the instant.
-fn fixed_bucket(minutes: u32, at: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
-    assert!(
-        minutes > 0,
-        "a fixed digest window needs at least one minute"
-    );
-    let width = i64::from(minutes) * 60;
+fn fixed_bucket(minutes: NonZeroU32, at: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+    let width = i64::from(minutes.get()) * 60;
     let start_seconds = at.timestamp().div_euclid(width) * width;
     let start =
         DateTime::from_timestamp(start_seconds, 0).expect("a window start is in chrono's range");
@@ -639,8 +637,8 @@ mod tests {
         }
         #[rustfmt::skip]
         let accepted: &[(&str, Built, Window)] = &[
-            ("1 minute", Window::fixed(1), Window::Fixed { minutes: 1 }),
-            ("one week", Window::fixed(max), Window::Fixed { minutes: 10080 }),
+            ("1 minute", Window::fixed(1), Window::Fixed { minutes: NonZeroU32::MIN }),
+            ("one week", Window::fixed(max), Window::Fixed { minutes: NonZeroU32::new(10080).unwrap() }),
             ("00:00", Window::boundary(0, "Asia/Kolkata"),
                 Window::Boundary { minute_of_day: 0, zone: KOLKATA }),
             ("23:59", Window::boundary(1439, "UTC"),
@@ -768,8 +766,9 @@ mod tests {
         );
         match *window {
             Window::Fixed { minutes } => {
-                assert_eq!(end - start, TimeDelta::minutes(minutes.into()), "{label}");
-                assert_eq!(start.timestamp() % (i64::from(minutes) * 60), 0, "{label}");
+                let minutes = i64::from(minutes.get());
+                assert_eq!(end - start, TimeDelta::minutes(minutes), "{label}");
+                assert_eq!(start.timestamp() % (minutes * 60), 0, "{label}");
             }
             Window::Boundary {
                 minute_of_day,
