@@ -393,15 +393,7 @@ pub async fn run(a: crate::QueueBenchArgs, json: bool) -> Result<()> {
 }
 
 fn print_row(r: &Row) {
-    let s = |x: &Spread| {
-        format!(
-            "{:>9.1} (min {:.1}, max {:.1}, cv {:.1}%)",
-            x.median,
-            x.min,
-            x.max,
-            x.cv * 100.0
-        )
-    };
+    let s = crate::queue_bench::spread_text;
     let label = if r.no_rule.is_some() { "held" } else { "" };
     print!(
         "{:<10} {:<27} {:<10} {label:<4} {}",

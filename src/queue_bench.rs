@@ -685,16 +685,19 @@ pub async fn run(scenarios: &[&str], o: Options) -> Result<()> {
     Ok(())
 }
 
+/// A spread as the tables print it: median, then min, max and coefficient of variation.
+pub(crate) fn spread_text(x: &Spread) -> String {
+    format!(
+        "{:>9.1} (min {:.1}, max {:.1}, cv {:.1}%)",
+        x.median,
+        x.min,
+        x.max,
+        x.cv * 100.0
+    )
+}
+
 fn print_row(r: &Row) {
-    let s = |x: &Spread| {
-        format!(
-            "{:>9.1} (min {:.1}, max {:.1}, cv {:.1}%)",
-            x.median,
-            x.min,
-            x.max,
-            x.cv * 100.0
-        )
-    };
+    let s = spread_text;
     print!(
         "{:<9} {:<14} {:<11} engine {}",
         r.scenario,
