@@ -115,6 +115,21 @@ enum Command {
         #[command(subcommand)]
         command: inbox_cli::InboxCommand,
     },
+    /// Send a signal: waiting workflow runs of the tenant whose recipient is ACTOR and that
+    /// listen for NAME end their wait (for good with a cancel-on name, early with a resume-on
+    /// name). Prints the runs it moved.
+    Signal {
+        actor: String,
+        name: String,
+        #[arg(long, default_value = belfry::host::trigger::DEFAULT_TENANT)]
+        tenant: String,
+        /// A JSON object; `{"notification_id": ID}` reaches only that notification's run.
+        #[arg(long, default_value = "{}")]
+        payload: String,
+    },
+    /// A workflow run and its transitions, by the run's id, its notification's, or one of its
+    /// step deliveries'.
+    Run { id: String },
     /// Run workers only: lease due jobs from the database and send them, until SIGTERM or
     /// SIGINT (then stop leasing, let in-flight sends finish for --grace-secs, release the rest,
     /// exit 0). Any number of `belfry worker` processes may share one PostgreSQL database.
@@ -413,6 +428,68 @@ async fn run(cli: Cli) -> Result<()> {
                     "available {}  deferred {}  retrying {}  running {}",
                     stats.available, stats.deferred, stats.retrying, stats.running
                 );
+            }
+            Ok(())
+        }
+        Command::Signal {
+            actor,
+            name,
+            tenant,
+            payload,
+        } => {
+            let db = belfry::host::store::open(&g.database_url).await?;
+            let payload: serde_json::Value =
+                serde_json::from_str(&payload).context("--payload is not JSON")?;
+            let out =
+                belfry::host::workflows::signals::signal(&db, &tenant, &actor, &name, &payload)
+                    .await?;
+            if g.json {
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                println!("signal {} `{name}` moved {} run(s)", out.id, out.runs.len());
+                for r in &out.runs {
+                    println!(
+                        "  run {} (notification {}) before step {}: {:?}",
+                        r.run_id, r.notification_id, r.step_key, r.effect
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Run { id } => {
+            let db = belfry::host::store::open(&g.database_url).await?;
+            let run = belfry::host::workflows::runs::record(&db, &id)
+                .await?
+                .with_context(|| {
+                    format!("no workflow run, notification or step delivery has the id `{id}`")
+                })?;
+            if g.json {
+                println!("{}", serde_json::to_string_pretty(&run)?);
+            } else {
+                println!(
+                    "workflow run {} ({} v{}, recipient {}): {}{}",
+                    run.id,
+                    run.workflow_key,
+                    run.workflow_version,
+                    run.recipient_id,
+                    run.status,
+                    run.status_reason
+                        .as_deref()
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default()
+                );
+                for t in &run.transitions {
+                    println!(
+                        "  {}  {:<16} {}{}",
+                        t.at,
+                        t.kind,
+                        t.step_key
+                            .as_deref()
+                            .map(|s| format!("step {s}: "))
+                            .unwrap_or_default(),
+                        t.evidence
+                    );
+                }
             }
             Ok(())
         }

@@ -209,6 +209,7 @@ fn plugin_list_and_check() {
             "mention",
             "order-shipped",
             "security-alert",
+            "task-assigned",
             "templates",
             "webhook",
             "welcome"
@@ -717,4 +718,41 @@ fn digest_buckets_through_the_cli() {
             && out.contains(again["digest_delivery_id"].as_str().unwrap()),
         "{out}"
     );
+}
+
+#[test]
+fn a_workflow_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = r#"{"task": {"id": "T-1", "title": "Review"}, "assigned_by": {"name": "Grace"},
+                   "assignee": {"id": "u1", "email": "u1@example.com"}}"#;
+    let o = belfry(
+        dir.path(),
+        &["trigger", "task-assigned", "--data", data, "--json"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let notification = v["notifications"][0]["id"].as_str().unwrap().to_string();
+    let o = belfry(dir.path(), &["run", &notification, "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let run: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(run["status"], "waiting", "{run}");
+    assert_eq!(run["step_key"], "email");
+
+    // Another actor's signal moves nothing; the assignee's escalation ends the wait.
+    let o = belfry(dir.path(), &["signal", "u2", "task.escalate"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("moved 0 run(s)"));
+    let o = belfry(dir.path(), &["signal", "u1", "task.escalate", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(out["runs"][0]["effect"], "resumed", "{out}");
+    let o = belfry(dir.path(), &["run", &notification]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("signal_received"), "{text}");
+    assert!(text.contains("running"), "{text}");
+
+    let o = belfry(dir.path(), &["signal", "u1", "x", "--payload", "[1]"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("payload"), "{}", stderr(&o));
 }

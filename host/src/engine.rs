@@ -20,6 +20,7 @@ use crate::policy::{
 use crate::store::{self, Db, StoreError};
 use crate::traces::{self, DeliveryRecord, ExplainError, Explanation};
 use crate::trigger::{self, DryRun, TriggerError, TriggerOutcome, TriggerRequest};
+use crate::workflows::{self, RunRecord, SignalError, SignalOutcome, signals};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -254,7 +255,47 @@ impl Engine {
         recipient_id: &str,
         item_id: &str,
     ) -> Result<InboxItem, inbox::InboxError> {
-        inbox::mark_read(&self.db, tenant, recipient_id, item_id).await
+        let item = inbox::mark_read(&self.db, tenant, recipient_id, item_id).await?;
+        // A `notification.read` signal may have resumed a workflow's wait.
+        self.wake.wake();
+        Ok(item)
+    }
+
+    /// Sends a signal: every waiting workflow run of `tenant` whose recipient is `actor` and
+    /// that listens for `name` ends its wait (for good, or early). A payload naming a
+    /// `notification_id` reaches only that notification's run.
+    pub async fn signal(
+        &self,
+        tenant: &str,
+        actor: &str,
+        name: &str,
+        payload: &serde_json::Value,
+    ) -> Result<SignalOutcome, SignalError> {
+        let out = signals::signal(&self.db, tenant, actor, name, payload).await?;
+        if out
+            .runs
+            .iter()
+            .any(|r| r.effect == workflows::Effect::Resumed)
+        {
+            self.wake.wake();
+        }
+        Ok(out)
+    }
+
+    /// A workflow run with its transitions, by its id, its notification's id or the id of one
+    /// of its step deliveries.
+    pub async fn workflow_run(&self, id: &str) -> Result<Option<RunRecord>, StoreError> {
+        workflows::runs::record(&self.db, id).await
+    }
+
+    /// Moves a run whose current step's delivery reached its final outcome, if the executor
+    /// has not already: a no-op (`false`) when it has. For hosts that reconcile.
+    pub async fn reconcile_workflow(&self, run_id: &str) -> Result<bool, StoreError> {
+        let moved = workflows::runs::reconcile(&self.db, run_id).await?;
+        if moved {
+            self.wake.wake();
+        }
+        Ok(moved)
     }
 
     /// Plans a trigger and runs the plan-time policy for every recipient and channel, writing

@@ -184,6 +184,22 @@ pub async fn mark_read(
             },
         )
         .await?;
+        // Workflows waiting on this notification hear of it in the same transaction.
+        let (_, enqueued) = crate::workflows::signals::signal_in(
+            &mut tx,
+            tenant,
+            recipient_id,
+            crate::workflows::signals::name::NOTIFICATION_READ,
+            &serde_json::json!({
+                "notification_id": found.notification_id,
+                "delivery_id": found.delivery_id,
+                "inbox_item_id": item_id,
+            }),
+        )
+        .await?;
+        if enqueued {
+            crate::dispatch::queue::announce(&mut tx, store::backend(db)).await?;
+        }
     }
     tx.commit().await?;
     Ok(found)

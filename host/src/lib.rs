@@ -20,6 +20,7 @@ pub mod policy;
 pub mod store;
 pub mod traces;
 pub mod trigger;
+pub mod workflows;
 
 pub use engine::{Engine, EngineConfig, EngineError};
 pub use trigger::{TriggerOutcome, TriggerRequest};

@@ -163,11 +163,14 @@ pub struct Explanation {
     pub deliveries: Vec<DeliveryRecord>,
     pub attempts: Vec<AttemptRecord>,
     pub timeline: Vec<TraceEntry>,
+    /// The workflow runs in the story: a notification's or a step delivery's run, or every
+    /// run of an event.
+    pub workflows: Vec<crate::workflows::RunRecord>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExplainError {
-    #[error("no event, notification or delivery has the id `{0}`")]
+    #[error("no event, notification, delivery or workflow run has the id `{0}`")]
     NotFound(String),
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -236,6 +239,17 @@ pub(crate) async fn delivery(
 
 /// The ordered story of a delivery, notification or event.
 pub async fn explain(db: &store::Db, id: &str) -> Result<Explanation, ExplainError> {
+    // A workflow run is explained as its notification, whose story is the run's journey.
+    let run_notification: Option<String> =
+        sqlx::query_scalar("SELECT notification_id FROM workflow_runs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(db)
+            .await?;
+    let (subject, id) = match run_notification {
+        Some(n) => (Some(Subject::Notification), n),
+        None => (None, id.to_string()),
+    };
+    let id = id.as_str();
     let (subject, event_id, notification_id) = if let Some(d) = delivery(db, id).await? {
         (Subject::Delivery, d.event_id, Some(d.notification_id))
     } else if let Some(r) = sqlx::query("SELECT event_id FROM notifications WHERE id = $1")
@@ -244,7 +258,7 @@ pub async fn explain(db: &store::Db, id: &str) -> Result<Explanation, ExplainErr
         .await?
     {
         (
-            Subject::Notification,
+            subject.unwrap_or(Subject::Notification),
             r.get("event_id"),
             Some(id.to_string()),
         )
@@ -265,11 +279,41 @@ pub async fn explain(db: &store::Db, id: &str) -> Result<Explanation, ExplainErr
             .await?;
 
     let mut deliveries = deliveries_of_event(db, &event_id).await?;
+    // A workflow step's delivery is explained with its whole journey: every step's delivery.
+    let step_run: Option<String> = match subject {
+        Subject::Delivery => {
+            sqlx::query_scalar("SELECT workflow_run_id FROM deliveries WHERE id = $1")
+                .bind(id)
+                .fetch_one(db)
+                .await?
+        }
+        _ => None,
+    };
+    let journey = step_run.is_some();
     deliveries.retain(|d| match subject {
+        Subject::Delivery if journey => Some(&d.notification_id) == notification_id.as_ref(),
         Subject::Delivery => d.id == id,
         Subject::Notification => Some(&d.notification_id) == notification_id.as_ref(),
         Subject::Event => true,
     });
+    let run_ids: Vec<String> = match &notification_id {
+        Some(n) => {
+            sqlx::query_scalar("SELECT id FROM workflow_runs WHERE notification_id = $1")
+                .bind(n)
+                .fetch_all(db)
+                .await?
+        }
+        None => {
+            sqlx::query_scalar("SELECT id FROM workflow_runs WHERE event_id = $1 ORDER BY id")
+                .bind(&event_id)
+                .fetch_all(db)
+                .await?
+        }
+    };
+    let mut workflows = Vec::with_capacity(run_ids.len());
+    for run in &run_ids {
+        workflows.extend(crate::workflows::runs::record(db, run).await?);
+    }
 
     // Event-level entries belong to every story; notification-level ones to their
     // notification's deliveries; delivery-level ones only to their delivery.
@@ -295,6 +339,9 @@ pub async fn explain(db: &store::Db, id: &str) -> Result<Explanation, ExplainErr
         .filter(|t| match subject {
             Subject::Event => true,
             Subject::Notification => {
+                t.notification_id.is_none() || t.notification_id == notification_id
+            }
+            Subject::Delivery if journey => {
                 t.notification_id.is_none() || t.notification_id == notification_id
             }
             Subject::Delivery => {
@@ -335,6 +382,7 @@ pub async fn explain(db: &store::Db, id: &str) -> Result<Explanation, ExplainErr
         deliveries,
         attempts,
         timeline,
+        workflows,
     })
 }
 
@@ -387,12 +435,39 @@ impl fmt::Display for Explanation {
             if let Some(p) = &t.plugin {
                 write!(f, "  by {p}")?;
             }
-            if self.subject == Subject::Event
+            if (self.subject == Subject::Event || !self.workflows.is_empty())
                 && let Some(d) = &t.delivery_id
             {
                 write!(f, "  (delivery {})", &d[d.len().saturating_sub(12)..])?;
             }
             writeln!(f)?;
+        }
+        for run in &self.workflows {
+            write!(
+                f,
+                "workflow run {} ({} v{}, recipient {}): {}",
+                run.id, run.workflow_key, run.workflow_version, run.recipient_id, run.status
+            )?;
+            if let Some(r) = &run.status_reason {
+                write!(f, " ({r})")?;
+            }
+            match (&run.status[..], &run.wait_until) {
+                ("waiting", Some(until)) => {
+                    writeln!(f, ", before step {} until {until}", run.step_key)?
+                }
+                ("running", _) => writeln!(f, ", at step {}", run.step_key)?,
+                _ => writeln!(f)?,
+            }
+            for t in &run.transitions {
+                write!(f, "  {}  {:<16}", t.at, t.kind)?;
+                if let Some(s) = &t.step_key {
+                    write!(f, " step {s}")?;
+                }
+                if let Some(r) = &t.reason {
+                    write!(f, " [{r}]")?;
+                }
+                writeln!(f, " {}", t.evidence)?;
+            }
         }
         Ok(())
     }

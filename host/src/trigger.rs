@@ -18,6 +18,7 @@ use crate::plugins::{CallError, PluginRuntime, Registry, RegistryError};
 use crate::policy::{self, Checkpoint, Decision, Outcome, Severity};
 use crate::store::{self, Db, StoreError};
 use crate::traces::{self, DeliveryRecord, NewTrace, kind};
+use crate::workflows::runs;
 use serde::Serialize;
 use sqlx::Row;
 use std::collections::HashMap;
@@ -142,6 +143,9 @@ struct PlannedRecipient {
     /// Per channel, in the same order: `Some(digest key)` when the notifier holds it for
     /// digest (never for a critical notification).
     held: Vec<Option<Option<String>>>,
+    /// A workflow notifier's run for this recipient: its id and every channel the notifier
+    /// planned (`channels` then holds only the first step's, if planned).
+    workflow: Option<(String, Vec<Channel>)>,
 }
 
 /// A fallback channel's wait: the in-app delivery it waits on, and for how long.
@@ -190,6 +194,8 @@ struct PlannedEvent<'r> {
     recipients: Vec<PlannedRecipient>,
     /// The notifier lets deliveries that quiet hours or a cap hold back join a digest.
     fold_deferred: bool,
+    /// The notifier's workflow: one run per notification, starting at its first step.
+    workflow: Option<crate::workflows::Workflow>,
 }
 
 enum Plan<'r> {
@@ -785,14 +791,37 @@ async fn plan<'r>(
         let mut channels = plan.channels;
         channels.sort();
         channels.dedup();
-        if let Some(c) = channels.iter().find(|c| !description.channels.contains(c)) {
-            return Err(plan_err(CallError {
+        let misplanned = |message: String| {
+            plan_err(CallError {
                 plugin: notifier.reference().to_string(),
                 function: "channels",
                 reason: crate::plugins::FailureReason::PluginError,
-                message: format!("returned channel {c}, which its describe() does not declare"),
-            }));
+                message,
+            })
+        };
+        if let Some(c) = channels.iter().find(|c| !description.channels.contains(c)) {
+            return Err(misplanned(format!(
+                "returned channel {c}, which its describe() does not declare"
+            )));
         }
+        // A workflow decides what is sent when: only its first step's delivery is planned now,
+        // the rest when the run reaches them.
+        let workflow = match &description.workflow {
+            None => None,
+            Some(wf) => {
+                if !plan.held.is_empty() {
+                    return Err(misplanned(
+                        "held a channel for digest, but a workflow notifier's steps decide when each channel is sent".into(),
+                    ));
+                }
+                let all = std::mem::take(&mut channels);
+                let first = wf.steps[0].channel;
+                if all.contains(&first) {
+                    channels.push(first);
+                }
+                Some((store::new_id(), all))
+            }
+        };
         // The notifier may raise the severity for this recipient, never lower it.
         let (severity, severity_from) = match plan.severity {
             Some(s) if s > base_severity => (s, "raised by the notifier for this recipient"),
@@ -814,14 +843,7 @@ async fn plan<'r>(
             })
             .collect();
         let held =
-            held_channels(&channels, &fallbacks, &plan.held, severity).map_err(|message| {
-                plan_err(CallError {
-                    plugin: notifier.reference().to_string(),
-                    function: "channels",
-                    reason: crate::plugins::FailureReason::PluginError,
-                    message,
-                })
-            })?;
+            held_channels(&channels, &fallbacks, &plan.held, severity).map_err(misplanned)?;
         planned.push(PlannedRecipient {
             notification_id: store::new_id(),
             delivery_ids,
@@ -831,6 +853,7 @@ async fn plan<'r>(
             severity_from,
             fallbacks,
             held,
+            workflow,
         });
     }
 
@@ -841,6 +864,7 @@ async fn plan<'r>(
         payload,
         recipients: planned,
         fold_deferred: description.fold_deferred,
+        workflow: description.workflow.clone(),
     }))
 }
 
@@ -992,6 +1016,28 @@ async fn write(
                 p.recipient.id, p.severity, p.severity_from
             ),
         ));
+        // The run starts with its notification; its first step's delivery is written below.
+        let run = match (&event.workflow, &p.workflow) {
+            (Some(wf), Some((run_id, all))) => {
+                runs::start(
+                    tx,
+                    &runs::Start {
+                        id: run_id,
+                        tenant: &req.tenant,
+                        event_id: &event_id,
+                        notification_id: &p.notification_id,
+                        recipient_id: &p.recipient.id,
+                        workflow: wf,
+                        notifier_plugin: plugin,
+                        channels: all,
+                        first_delivery: p.delivery_ids.first().map(String::as_str),
+                    },
+                )
+                .await?;
+                Some((run_id.as_str(), wf.steps[0].key.as_str()))
+            }
+            _ => None,
+        };
         // Policy checkpoint 1, inside this transaction: what was planned before it counts.
         let (decisions, fallbacks) =
             plan_time_decisions(tx, p, req, category, policy_inputs, now_time, scheduled).await?;
@@ -1117,8 +1163,8 @@ async fn write(
             sqlx::query(
                 "INSERT INTO deliveries (id, notification_id, event_id, tenant, channel, status, status_reason,
                                          status_detail, idempotency_key, planned_by, created_at, updated_at,
-                                         fallback_of, digest_bucket_id, digest_key)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14)",
+                                         fallback_of, digest_bucket_id, digest_key, workflow_run_id, workflow_step)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14, $15, $16)",
             )
             .bind(delivery_id)
             .bind(&p.notification_id)
@@ -1134,8 +1180,25 @@ async fn write(
             .bind(fallback_of)
             .bind(bucket.as_deref())
             .bind(digest_key)
+            .bind(run.map(|(id, _)| id))
+            .bind(run.map(|(_, step)| step))
             .execute(&mut *tx)
             .await?;
+            // A first step suppressed at plan time has its final outcome already.
+            if let (Some((run_id, step)), "suppressed") = (run, standing.status) {
+                runs::advance(
+                    tx,
+                    run_id,
+                    step,
+                    Some(delivery_id),
+                    crate::workflows::StepOutcome::Suppressed,
+                    format!(
+                        "delivery {delivery_id} suppressed at plan time ({})",
+                        standing.reason.unwrap_or_default()
+                    ),
+                )
+                .await?;
+            }
             // The job that will send it commits with it, or neither exists.
             if let Some(run_at) = standing.run_at {
                 queue::enqueue(

@@ -19,6 +19,7 @@ use crate::plugins::{
 use crate::policy::{self, Checkpoint, Decision, Outcome, Severity};
 use crate::store::{self, Conn, Db, StoreError};
 use crate::traces::{self, NewTrace, kind};
+use crate::workflows;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::Row;
@@ -78,6 +79,8 @@ struct Loaded {
     fallback_of: Option<(String, Option<DateTime<Utc>>)>,
     /// A digest delivery's bucket.
     digest_of: Option<String>,
+    /// A workflow step's delivery: its run and step.
+    workflow: Option<(String, String)>,
 }
 
 /// A step worth telling in `explain`, kept until the commit.
@@ -126,6 +129,8 @@ enum Verdict {
     },
     /// A `digest_emit` job: the emission is written by the commit.
     Emit,
+    /// A `workflow_wake` job: the run's move is written by the commit.
+    Wake,
 }
 
 /// What one job run did and decided; written by [`commit`].
@@ -158,6 +163,10 @@ impl Executor {
         if work.job.kind == queue::job_kind::DIGEST_EMIT {
             // Database work only, done inside the commit's transaction.
             work.verdict = Verdict::Emit;
+            return Ok(work);
+        }
+        if work.job.kind == queue::job_kind::WORKFLOW_WAKE {
+            work.verdict = Verdict::Wake;
             return Ok(work);
         }
         if work.job.kind != queue::job_kind::DELIVER {
@@ -484,8 +493,10 @@ async fn commit_one(
     policy: &RetryPolicy,
     work: Work,
 ) -> Result<(Option<Dispatched>, bool), StoreError> {
-    if let Verdict::Emit = work.verdict {
-        return commit_emit(tx, &work.job).await;
+    match work.verdict {
+        Verdict::Emit => return commit_emit(tx, &work.job).await,
+        Verdict::Wake => return commit_wake(tx, &work.job).await,
+        _ => {}
     }
     let job = &work.job;
     let now = store::now();
@@ -728,8 +739,8 @@ async fn commit_one(
             tracing::info!(job = %job.id, %why, "job dropped");
             return Ok((None, false));
         }
-        // Handled by `commit_emit` before anything else.
-        Verdict::Emit => return Ok((None, false)),
+        // Handled by `commit_emit` and `commit_wake` before anything else.
+        Verdict::Emit | Verdict::Wake => return Ok((None, false)),
     };
     // In-app deliveries are "sent" when their inbox item is written: caps count them too.
     let sent_at = (status == "succeeded").then(|| store::time_text(now));
@@ -762,6 +773,20 @@ async fn commit_one(
     });
     traces::append_all(tx, story).await?;
     tracing::info!(delivery = %d.id, status, reason = ?status_reason, "delivery outcome");
+    // A workflow step that reached its final outcome moves its run on, in this transaction.
+    let mut moved = false;
+    if let Some((run_id, step)) = &d.workflow
+        && let Some(outcome) = workflows::runs::outcome_of(status, status_reason)
+    {
+        let evidence = format!(
+            "delivery {} {status}{}",
+            d.id,
+            status_reason.map(|r| format!(" ({r})")).unwrap_or_default()
+        );
+        moved = workflows::runs::advance(tx, run_id, step, Some(&d.id), outcome, evidence)
+            .await?
+            .is_some_and(|m| m.enqueued);
+    }
     Ok((
         Some(Dispatched {
             delivery_id: d.id.clone(),
@@ -769,7 +794,7 @@ async fn commit_one(
             reason: status_reason.map(str::to_string),
             retry_at: retry_at.map(store::time_text),
         }),
-        retry_at.is_some(),
+        retry_at.is_some() || moved,
     ))
 }
 
@@ -845,6 +870,36 @@ async fn commit_emit(
     }
 }
 
+/// A `workflow_wake` job: finishes it if this worker still holds it, then ends its run's
+/// wait. A run found not yet due gets a new job at its wait's end; one no longer waiting (a
+/// signal came first) is left as it is.
+async fn commit_wake(
+    tx: &mut Conn,
+    job: &Leased,
+) -> Result<(Option<Dispatched>, bool), StoreError> {
+    if !queue::finish(tx, job).await? {
+        return Ok((None, false));
+    }
+    match workflows::runs::wake(tx, &job.subject_id).await? {
+        workflows::runs::Wake::Moved(m) => Ok((None, m.enqueued)),
+        workflows::runs::Wake::NotDue(until) => {
+            queue::enqueue(
+                tx,
+                queue::NewJob {
+                    kind: queue::job_kind::WORKFLOW_WAKE,
+                    subject_id: &job.subject_id,
+                    tenant: &job.tenant,
+                    run_at: until,
+                    deferred: Some(workflows::runs::reason::WORKFLOW_WAIT),
+                },
+            )
+            .await?;
+            Ok((None, false))
+        }
+        workflows::runs::Wake::NotWaiting => Ok((None, false)),
+    }
+}
+
 /// Policy checkpoint 2: every input read again, since any may have changed while the delivery
 /// waited.
 async fn check_policy(conn: &mut Conn, d: &Loaded) -> Result<Decision, StoreError> {
@@ -871,7 +926,7 @@ async fn load(conn: &mut Conn, delivery_id: &str) -> Result<Option<Loaded>, Stor
     let Some(r) = sqlx::query(
         "SELECT d.id, d.tenant, d.event_id, d.notification_id, d.channel, d.idempotency_key,
                 e.notifier_key, e.payload, n.recipient, n.category, n.severity, n.created_at,
-                d.fallback_of, i.read_at, d.digest_of
+                d.fallback_of, i.read_at, d.digest_of, d.workflow_run_id, d.workflow_step
          FROM deliveries d JOIN notifications n ON n.id = d.notification_id JOIN events e ON e.id = d.event_id
               LEFT JOIN inbox_items i ON i.delivery_id = d.fallback_of
          WHERE d.id = $1 AND d.status IN ('pending', 'deferred')",
@@ -914,6 +969,9 @@ async fn load(conn: &mut Conn, delivery_id: &str) -> Result<Option<Loaded>, Stor
             }
         },
         digest_of: r.get("digest_of"),
+        workflow: r
+            .get::<Option<String>, _>("workflow_run_id")
+            .zip(r.get::<Option<String>, _>("workflow_step")),
     }))
 }
 
@@ -982,6 +1040,9 @@ pub async fn cancel(db: &Db, delivery_id: &str, why: &str) -> Result<Dispatched,
         },
     )
     .await?;
+    if let Some(run) = &d.workflow_run_id {
+        workflows::runs::step_cancelled(&mut tx, run, &d.id, why).await?;
+    }
     tx.commit().await?;
     Ok(Dispatched {
         delivery_id: d.id,
@@ -1036,6 +1097,8 @@ struct Waiting {
     notification_id: String,
     /// Held in a digest bucket (it has no job; only a cancel applies).
     held: bool,
+    /// A workflow step's delivery: its run.
+    workflow_run_id: Option<String>,
 }
 
 impl Waiting {
@@ -1054,7 +1117,7 @@ impl Waiting {
 /// The delivery, if it is pending or deferred; why not otherwise.
 async fn waiting(db: &Db, delivery_id: &str, verb: &'static str) -> Result<Waiting, ChangeError> {
     let row = sqlx::query(
-        "SELECT id, tenant, event_id, notification_id, status FROM deliveries WHERE id = $1",
+        "SELECT id, tenant, event_id, notification_id, status, workflow_run_id FROM deliveries WHERE id = $1",
     )
     .bind(delivery_id)
     .fetch_optional(db)
@@ -1075,6 +1138,7 @@ async fn waiting(db: &Db, delivery_id: &str, verb: &'static str) -> Result<Waiti
         event_id: row.get("event_id"),
         notification_id: row.get("notification_id"),
         held,
+        workflow_run_id: row.get("workflow_run_id"),
     })
 }
 

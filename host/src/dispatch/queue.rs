@@ -22,6 +22,8 @@ pub mod job_kind {
     pub const DELIVER: &str = "deliver";
     /// Emit a digest bucket when its window ends; the subject is the bucket id.
     pub const DIGEST_EMIT: &str = "digest_emit";
+    /// End a workflow run's wait; the subject is the run id.
+    pub const WORKFLOW_WAKE: &str = "workflow_wake";
 }
 
 /// Job states (stored; do not rename). A running job whose lease expired stays `running`

@@ -124,12 +124,13 @@ const KNOWN_KEYS: &[&str] = &[
 
 /// WIT package versions this host can load.
 pub fn supported_wit(kind: PluginKind) -> &'static [&'static str] {
-    // 0.2.0 and 0.3.0 changed only the notifier world; renderers and adapters stay on 0.1.0.
+    // 0.2.0, 0.3.0 and 0.4.0 changed only the notifier world; renderers and adapters stay on 0.1.0.
     match kind {
         PluginKind::Notifier => &[
             super::v0_1_0::VERSION,
             super::v0_2_0::VERSION,
             super::v0_3_0::VERSION,
+            super::v0_4_0::VERSION,
         ],
         PluginKind::Renderer | PluginKind::ChannelAdapter => &[super::v0_1_0::VERSION],
     }

@@ -20,6 +20,7 @@ mod state;
 mod v0_1_0;
 mod v0_2_0;
 mod v0_3_0;
+mod v0_4_0;
 
 pub use manifest::{FileGrant, Manifest, ManifestError, PluginKind};
 pub use registry::{Registry, RegistryError};
@@ -196,6 +197,8 @@ pub struct NotifierDescription {
     /// Deliveries that quiet hours or a cap would defer may be folded into the recipient's
     /// digest instead (WIT 0.3.0).
     pub fold_deferred: bool,
+    /// A journey of steps run once per notification (WIT 0.4.0).
+    pub workflow: Option<crate::workflows::Workflow>,
 }
 
 /// "Send on `channel` only if the in-app item is unread `after_ms` after planning."
@@ -253,6 +256,21 @@ impl NotifierDescription {
             }
             seen.push(c);
         }
+        if let Some(w) = &self.workflow {
+            if self.fold_deferred {
+                return Err(
+                    "describe(): a workflow notifier cannot fold deferred deliveries into digests (its steps wait on each delivery's outcome)"
+                        .into(),
+                );
+            }
+            if !self.fallbacks.is_empty() {
+                return Err(
+                    "describe(): a workflow notifier declares no fallbacks (its steps wait instead)"
+                        .into(),
+                );
+            }
+            w.validate(&self.channels)?;
+        }
         Ok(())
     }
 }
@@ -281,6 +299,7 @@ enum Pre {
     Notifier(v0_1_0::NotifierPre<PluginState>),
     NotifierV0_2(v0_2_0::NotifierPre<PluginState>),
     NotifierV0_3(v0_3_0::NotifierPre<PluginState>),
+    NotifierV0_4(v0_4_0::NotifierPre<PluginState>),
     Renderer(v0_1_0::RendererPre<PluginState>),
     Adapter(v0_1_0::ChannelAdapterPre<PluginState>),
 }
@@ -290,6 +309,7 @@ enum NotifierInstance {
     V0_1(v0_1_0::Notifier),
     V0_2(v0_2_0::Notifier),
     V0_3(v0_3_0::Notifier),
+    V0_4(v0_4_0::Notifier),
 }
 
 /// A notifier's `plan-error`, the same in every WIT version so far.
@@ -321,6 +341,16 @@ impl From<v0_2_0::wit_notifications::PlanError> for PlanError {
 impl From<v0_3_0::wit_notifications::PlanError> for PlanError {
     fn from(e: v0_3_0::wit_notifications::PlanError) -> Self {
         use v0_3_0::wit_notifications::PlanError as W;
+        match e {
+            W::InvalidPayload(m) => PlanError::InvalidPayload(m),
+            W::Failed(m) => PlanError::Failed(m),
+        }
+    }
+}
+
+impl From<v0_4_0::wit_notifications::PlanError> for PlanError {
+    fn from(e: v0_4_0::wit_notifications::PlanError) -> Self {
+        use v0_4_0::wit_notifications::PlanError as W;
         match e {
             W::InvalidPayload(m) => PlanError::InvalidPayload(m),
             W::Failed(m) => PlanError::Failed(m),
@@ -441,6 +471,8 @@ impl PluginRuntime {
             .map_err(|e| fail(format!("linking host imports of 0.2.0: {e:#}")))?;
         v0_3_0::Notifier::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)
             .map_err(|e| fail(format!("linking host imports of 0.3.0: {e:#}")))?;
+        v0_4_0::Notifier::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)
+            .map_err(|e| fail(format!("linking host imports of 0.4.0: {e:#}")))?;
         let mut adapter_linker = linker.clone();
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut adapter_linker)
             .map_err(|e| fail(format!("linking wasi:http: {e:#}")))?;
@@ -587,6 +619,9 @@ impl PluginRuntime {
             }
             PluginKind::Notifier if manifest.wit == v0_3_0::VERSION => {
                 Pre::NotifierV0_3(v0_3_0::NotifierPre::new(instance_pre).map_err(typed)?)
+            }
+            PluginKind::Notifier if manifest.wit == v0_4_0::VERSION => {
+                Pre::NotifierV0_4(v0_4_0::NotifierPre::new(instance_pre).map_err(typed)?)
             }
             PluginKind::Notifier => {
                 Pre::Notifier(v0_1_0::NotifierPre::new(instance_pre).map_err(typed)?)
@@ -768,6 +803,9 @@ impl PluginRuntime {
                 Pre::NotifierV0_3(pre) => {
                     NotifierInstance::V0_3(pre.instantiate_async(&mut *store).await?)
                 }
+                Pre::NotifierV0_4(pre) => {
+                    NotifierInstance::V0_4(pre.instantiate_async(&mut *store).await?)
+                }
                 _ => return Ok(None),
             };
             Ok(Some(call(store, inst).await?))
@@ -785,6 +823,9 @@ impl PluginRuntime {
                 i.belfry_plugin_notifications().call_describe(store).await?,
             )),
             NotifierInstance::V0_3(i) => Ok(v0_3_0::description_from_wit(
+                i.belfry_plugin_notifications().call_describe(store).await?,
+            )),
+            NotifierInstance::V0_4(i) => Ok(v0_4_0::description_from_wit(
                 i.belfry_plugin_notifications().call_describe(store).await?,
             )),
         })
@@ -820,6 +861,11 @@ impl PluginRuntime {
                         .await?
                         .map_err(PlanError::from),
                     NotifierInstance::V0_3(i) => i
+                        .belfry_plugin_notifications()
+                        .call_recipients(store, &payload)
+                        .await?
+                        .map_err(PlanError::from),
+                    NotifierInstance::V0_4(i) => i
                         .belfry_plugin_notifications()
                         .call_recipients(store, &payload)
                         .await?
@@ -872,6 +918,16 @@ impl PluginRuntime {
                             (p.channels, severity, held)
                         })
                         .map_err(PlanError::from),
+                    NotifierInstance::V0_4(i) => i
+                        .belfry_plugin_notifications()
+                        .call_channels(store, &payload, &wr)
+                        .await?
+                        .map(|p| {
+                            let severity = p.severity.map(v0_4_0::severity_from_wit);
+                            let held = p.held.into_iter().map(v0_4_0::hold_from_wit).collect();
+                            (p.channels, severity, held)
+                        })
+                        .map_err(PlanError::from),
                 })
             })
             .await?
@@ -907,6 +963,11 @@ impl PluginRuntime {
                         .await?
                         .map_err(PlanError::from),
                     NotifierInstance::V0_3(i) => i
+                        .belfry_plugin_notifications()
+                        .call_build(store, &payload, &wr, wc)
+                        .await?
+                        .map_err(PlanError::from),
+                    NotifierInstance::V0_4(i) => i
                         .belfry_plugin_notifications()
                         .call_build(store, &payload, &wr, wc)
                         .await?
@@ -1177,6 +1238,7 @@ mod tests {
                 after_ms: 900_000,
             }],
             fold_deferred: false,
+            workflow: None,
         }
     }
 

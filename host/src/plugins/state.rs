@@ -161,3 +161,15 @@ impl super::v0_3_0::wit_config::Host for PluginState {
         wit_config::Host::get(self, key)
     }
 }
+
+impl super::v0_4_0::wit_log::Host for PluginState {
+    fn log(&mut self, level: super::v0_4_0::wit_log::Level, message: String) {
+        wit_log::Host::log(self, super::v0_4_0::level_to_v0_1_0(level), message)
+    }
+}
+
+impl super::v0_4_0::wit_config::Host for PluginState {
+    fn get(&mut self, key: String) -> Option<String> {
+        wit_config::Host::get(self, key)
+    }
+}

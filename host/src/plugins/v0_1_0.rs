@@ -183,5 +183,6 @@ pub fn description_from_wit(
         severity: crate::policy::Severity::Normal,
         fallbacks: Vec::new(),
         fold_deferred: false,
+        workflow: None,
     }
 }

@@ -69,5 +69,6 @@ pub fn description_from_wit(d: wit_notifications::Description) -> NotifierDescri
             })
             .collect(),
         fold_deferred: false,
+        workflow: None,
     }
 }

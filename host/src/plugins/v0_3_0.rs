@@ -69,6 +69,7 @@ pub fn description_from_wit(d: wit_notifications::Description) -> NotifierDescri
             })
             .collect(),
         fold_deferred: d.fold_deferred,
+        workflow: None,
     }
 }
 
