@@ -84,6 +84,8 @@ const REASONS: &[&str] = &[
     "plugin_error",
     "capability_denied",
     "output_too_large",
+    // Not a call failure: the host refuses the component when loading it.
+    "load",
 ];
 
 /// One plugin crate of a plugin workspace.
