@@ -466,30 +466,7 @@ async fn run(cli: Cli) -> Result<()> {
             if g.json {
                 println!("{}", serde_json::to_string_pretty(&run)?);
             } else {
-                println!(
-                    "workflow run {} ({} v{}, recipient {}): {}{}",
-                    run.id,
-                    run.workflow_key,
-                    run.workflow_version,
-                    run.recipient_id,
-                    run.status,
-                    run.status_reason
-                        .as_deref()
-                        .map(|r| format!(" ({r})"))
-                        .unwrap_or_default()
-                );
-                for t in &run.transitions {
-                    println!(
-                        "  {}  {:<16} {}{}",
-                        t.at,
-                        t.kind,
-                        t.step_key
-                            .as_deref()
-                            .map(|s| format!("step {s}: "))
-                            .unwrap_or_default(),
-                        t.evidence
-                    );
-                }
+                print!("{run}");
             }
             Ok(())
         }

@@ -278,24 +278,6 @@ pub async fn explain(db: &store::Db, id: &str) -> Result<Explanation, ExplainErr
             .fetch_one(db)
             .await?;
 
-    let mut deliveries = deliveries_of_event(db, &event_id).await?;
-    // A workflow step's delivery is explained with its whole journey: every step's delivery.
-    let step_run: Option<String> = match subject {
-        Subject::Delivery => {
-            sqlx::query_scalar("SELECT workflow_run_id FROM deliveries WHERE id = $1")
-                .bind(id)
-                .fetch_one(db)
-                .await?
-        }
-        _ => None,
-    };
-    let journey = step_run.is_some();
-    deliveries.retain(|d| match subject {
-        Subject::Delivery if journey => Some(&d.notification_id) == notification_id.as_ref(),
-        Subject::Delivery => d.id == id,
-        Subject::Notification => Some(&d.notification_id) == notification_id.as_ref(),
-        Subject::Event => true,
-    });
     let run_ids: Vec<String> = match &notification_id {
         Some(n) => {
             sqlx::query_scalar("SELECT id FROM workflow_runs WHERE notification_id = $1")
@@ -310,6 +292,16 @@ pub async fn explain(db: &store::Db, id: &str) -> Result<Explanation, ExplainErr
                 .await?
         }
     };
+    // Every delivery of a workflow's notification is one of its steps: a step delivery is
+    // explained with the whole journey.
+    let journey = subject == Subject::Delivery && !run_ids.is_empty();
+    let mut deliveries = deliveries_of_event(db, &event_id).await?;
+    deliveries.retain(|d| match subject {
+        Subject::Delivery if journey => Some(&d.notification_id) == notification_id.as_ref(),
+        Subject::Delivery => d.id == id,
+        Subject::Notification => Some(&d.notification_id) == notification_id.as_ref(),
+        Subject::Event => true,
+    });
     let mut workflows = Vec::with_capacity(run_ids.len());
     for run in &run_ids {
         workflows.extend(crate::workflows::runs::record(db, run).await?);
@@ -443,31 +435,7 @@ impl fmt::Display for Explanation {
             writeln!(f)?;
         }
         for run in &self.workflows {
-            write!(
-                f,
-                "workflow run {} ({} v{}, recipient {}): {}",
-                run.id, run.workflow_key, run.workflow_version, run.recipient_id, run.status
-            )?;
-            if let Some(r) = &run.status_reason {
-                write!(f, " ({r})")?;
-            }
-            match (&run.status[..], &run.wait_until) {
-                ("waiting", Some(until)) => {
-                    writeln!(f, ", before step {} until {until}", run.step_key)?
-                }
-                ("running", _) => writeln!(f, ", at step {}", run.step_key)?,
-                _ => writeln!(f)?,
-            }
-            for t in &run.transitions {
-                write!(f, "  {}  {:<16}", t.at, t.kind)?;
-                if let Some(s) = &t.step_key {
-                    write!(f, " step {s}")?;
-                }
-                if let Some(r) = &t.reason {
-                    write!(f, " [{r}]")?;
-                }
-                writeln!(f, " {}", t.evidence)?;
-            }
+            write!(f, "{run}")?;
         }
         Ok(())
     }

@@ -126,23 +126,46 @@ fn names(text: Option<String>) -> Result<Vec<String>, StoreError> {
     })
 }
 
+const STATE_COLUMNS: &str = "id, tenant, event_id, notification_id, recipient_id, definition,
+    notifier_plugin, channels, status, step_key, step_delivery_id, wait_until, cancel_on,
+    resume_on, version, created_at";
+
 pub(crate) async fn load(conn: &mut Conn, run_id: &str) -> Result<Option<Run>, StoreError> {
-    let Some(r) = sqlx::query(
-        "SELECT id, tenant, event_id, notification_id, recipient_id, definition, notifier_plugin,
-                channels, status, step_key, step_delivery_id, wait_until, cancel_on, resume_on,
-                version, created_at
-         FROM workflow_runs WHERE id = $1",
-    )
+    sqlx::query(&format!(
+        "SELECT {STATE_COLUMNS} FROM workflow_runs WHERE id = $1"
+    ))
     .bind(run_id)
     .fetch_optional(&mut *conn)
     .await?
-    else {
-        return Ok(None);
-    };
+    .map(|r| run_from_row(&r))
+    .transpose()
+}
+
+/// The waiting runs of `tenant` whose recipient is `actor`, oldest first: what a signal may
+/// reach.
+pub(crate) async fn waiting_for(
+    conn: &mut Conn,
+    tenant: &str,
+    actor: &str,
+) -> Result<Vec<Run>, StoreError> {
+    sqlx::query(&format!(
+        "SELECT {STATE_COLUMNS} FROM workflow_runs
+         WHERE tenant = $1 AND recipient_id = $2 AND status = 'waiting' ORDER BY id"
+    ))
+    .bind(tenant)
+    .bind(actor)
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(run_from_row)
+    .collect()
+}
+
+fn run_from_row(r: &sqlx::any::AnyRow) -> Result<Run, StoreError> {
     let definition: String = r.get("definition");
     let channels: String = r.get("channels");
     let wait_until: Option<String> = r.get("wait_until");
-    Ok(Some(Run {
+    Ok(Run {
         id: r.get("id"),
         tenant: r.get("tenant"),
         event_id: r.get("event_id"),
@@ -159,7 +182,7 @@ pub(crate) async fn load(conn: &mut Conn, run_id: &str) -> Result<Option<Run>, S
         resume_on: names(r.get("resume_on"))?,
         version: r.get("version"),
         created_at: r.get("created_at"),
-    }))
+    })
 }
 
 /// What a run's move wrote that others must know of.
@@ -318,9 +341,25 @@ pub(crate) async fn start(conn: &mut Conn, s: &Start<'_>) -> Result<(String, Mov
             },
         )
         .await?;
-        let run = load(conn, &id)
-            .await?
-            .ok_or_else(|| corrupt("start", "the run just written is gone"))?;
+        // The run as just written; no need to read it back.
+        let run = Run {
+            id: id.clone(),
+            tenant: s.tenant.to_string(),
+            event_id: s.event_id.to_string(),
+            notification_id: s.notification_id.to_string(),
+            recipient_id: s.recipient_id.to_string(),
+            definition: s.workflow.clone(),
+            notifier_plugin: s.notifier_plugin.to_string(),
+            channels: s.channels.to_vec(),
+            status: status::RUNNING.to_string(),
+            step_key: first.key.clone(),
+            step_delivery_id: None,
+            wait_until: None,
+            cancel_on: Vec::new(),
+            resume_on: Vec::new(),
+            version: 0,
+            created_at: now.clone(),
+        };
         let moved = drive(
             conn,
             &run,
@@ -931,6 +970,38 @@ pub(crate) async fn step_cancelled(
         .await?;
     }
     Ok(())
+}
+
+impl std::fmt::Display for RunRecord {
+    /// The human form: where the run stands, then every transition with its evidence.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "workflow run {} ({} v{}, recipient {}): {}",
+            self.id, self.workflow_key, self.workflow_version, self.recipient_id, self.status
+        )?;
+        if let Some(r) = &self.status_reason {
+            write!(f, " ({r})")?;
+        }
+        match (self.status.as_str(), &self.wait_until) {
+            (status::WAITING, Some(until)) => {
+                writeln!(f, ", before step {} until {until}", self.step_key)?
+            }
+            (status::RUNNING, _) => writeln!(f, ", at step {}", self.step_key)?,
+            _ => writeln!(f)?,
+        }
+        for t in &self.transitions {
+            write!(f, "  {}  {:<16}", t.at, t.kind)?;
+            if let Some(s) = &t.step_key {
+                write!(f, " step {s}")?;
+            }
+            if let Some(r) = &t.reason {
+                write!(f, " [{r}]")?;
+            }
+            writeln!(f, " {}", t.evidence)?;
+        }
+        Ok(())
+    }
 }
 
 const RUN_COLUMNS: &str = "id, tenant, event_id, notification_id, recipient_id, workflow_key,

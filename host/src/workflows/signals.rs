@@ -10,7 +10,6 @@
 use super::runs::{self, Effect};
 use crate::store::{self, Conn, Db, StoreError};
 use serde::Serialize;
-use sqlx::Row;
 
 /// Signals the host sends itself (stored in run definitions; do not rename).
 pub mod name {
@@ -106,23 +105,9 @@ pub(crate) async fn signal_in(
     .bind(&now)
     .execute(&mut *conn)
     .await?;
-    let waiting: Vec<String> = sqlx::query(
-        "SELECT id FROM workflow_runs WHERE tenant = $1 AND recipient_id = $2 AND status = 'waiting'
-         ORDER BY id",
-    )
-    .bind(tenant)
-    .bind(actor)
-    .fetch_all(&mut *conn)
-    .await?
-    .iter()
-    .map(|r| r.get("id"))
-    .collect();
     let mut effects = Vec::new();
     let mut enqueued = false;
-    for run_id in waiting {
-        let Some(run) = runs::load(conn, &run_id).await? else {
-            continue;
-        };
+    for run in runs::waiting_for(conn, tenant, actor).await? {
         if !reaches(payload, &run.notification_id) {
             continue;
         }
