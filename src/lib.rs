@@ -25,6 +25,7 @@
 
 pub mod config;
 pub mod receiver;
+pub mod serve;
 
 pub use belfry_host as host;
 pub use belfry_host::{Engine, EngineConfig, EngineError, TriggerOutcome, TriggerRequest};

@@ -8,7 +8,9 @@ use crate::dispatch::{
     self, ChangeError, DispatchConfig, Dispatched, Executor, QueueStats, Scope, Wakeup,
     WorkerConfig, WorkerReport,
 };
-use crate::inbox::{self, InboxItem};
+use crate::inbox::{self, Counts, Filter, InboxError, InboxItem, Mark, Page, token};
+use crate::keys::{self, ApiKey, KeyError};
+use crate::tenants::{self, Tenant, TenantError};
 use crate::plugins::{
     self, BundledPlugin, LoadError, Plugin, PluginConfig, PluginRuntime, Registry, RegistryError,
     RuntimeConfig,
@@ -18,8 +20,10 @@ use crate::policy::{
     SuppressionReason, SuppressionTarget,
 };
 use crate::store::{self, Db, StoreError};
-use crate::traces::{self, DeliveryRecord, ExplainError, Explanation};
-use crate::trigger::{self, DryRun, TriggerError, TriggerOutcome, TriggerRequest};
+use crate::traces::{self, DeliveryFilter, DeliveryRecord, EventListing, ExplainError, Explanation};
+use crate::trigger::{
+    self, DryRun, NotificationSummary, TriggerError, TriggerOutcome, TriggerRequest,
+};
 use crate::workflows::{self, RunRecord, SignalError, SignalOutcome, signals};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -133,6 +137,8 @@ impl Engine {
     /// wakes the workers.
     pub async fn trigger(&self, req: &TriggerRequest) -> Result<TriggerOutcome, TriggerError> {
         let outcome = trigger::trigger(&self.db, &self.runtime, &self.registry, req).await?;
+        metrics::counter!(crate::metrics::TRIGGERS, "notifier" => req.notifier.clone(), "duplicate" => if outcome.duplicate { "true" } else { "false" })
+            .increment(1);
         if !outcome.duplicate {
             self.wake.wake();
         }
@@ -146,6 +152,10 @@ impl Engine {
         reqs: &[TriggerRequest],
     ) -> Result<Vec<TriggerOutcome>, TriggerError> {
         let outcomes = trigger::trigger_many(&self.db, &self.runtime, &self.registry, reqs).await?;
+        for (req, outcome) in reqs.iter().zip(&outcomes) {
+            metrics::counter!(crate::metrics::TRIGGERS, "notifier" => req.notifier.clone(), "duplicate" => if outcome.duplicate { "true" } else { "false" })
+                .increment(1);
+        }
         if outcomes.iter().any(|o| !o.duplicate) {
             self.wake.wake();
         }
@@ -234,6 +244,57 @@ impl Engine {
         traces::delivery(&self.db, id).await
     }
 
+    /// A notification with its deliveries.
+    pub async fn notification(&self, id: &str) -> Result<Option<NotificationSummary>, TriggerError> {
+        let event_id: Option<String> =
+            sqlx::query_scalar("SELECT event_id FROM notifications WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.db)
+                .await
+                .map_err(StoreError::from)?;
+        let Some(event_id) = event_id else {
+            return Ok(None);
+        };
+        let event = trigger::summary(&self.db, &event_id, false).await?;
+        Ok(event.notifications.into_iter().find(|n| n.id == id))
+    }
+
+    /// The tenant owning an event, notification, delivery or workflow run id.
+    pub async fn tenant_of(&self, id: &str) -> Result<Option<String>, StoreError> {
+        traces::tenant_of(&self.db, id).await
+    }
+
+    /// A tenant's newest events.
+    pub async fn recent_events(
+        &self,
+        tenant: &str,
+        limit: i64,
+    ) -> Result<Vec<EventListing>, StoreError> {
+        traces::recent_events(&self.db, tenant, limit).await
+    }
+
+    /// A page of a tenant's deliveries, newest first, and the next page's cursor.
+    pub async fn deliveries(
+        &self,
+        tenant: &str,
+        filter: &DeliveryFilter,
+        limit: i64,
+        cursor: Option<(String, String)>,
+    ) -> Result<(Vec<DeliveryRecord>, Option<String>), StoreError> {
+        traces::deliveries_page(&self.db, tenant, filter, limit, cursor).await
+    }
+
+    /// Hands the database-wide gauges (deliveries by status and channel, queue depth and lag)
+    /// to the installed metrics recorder.
+    pub async fn observe_metrics(&self) -> Result<(), StoreError> {
+        crate::metrics::observe(&self.db).await
+    }
+
+    /// Whether the database answers and its schema is current.
+    pub async fn ready(&self) -> Result<(), String> {
+        store::ready(&self.db).await
+    }
+
     /// The ordered story of a delivery, notification or event.
     pub async fn explain(&self, id: &str) -> Result<Explanation, ExplainError> {
         traces::explain(&self.db, id).await
@@ -259,6 +320,105 @@ impl Engine {
         // A `notification.read` signal may have resumed a workflow's wait.
         self.wake.wake();
         Ok(item)
+    }
+
+    /// One page of a recipient's inbox.
+    pub async fn inbox_page(
+        &self,
+        tenant: &str,
+        recipient_id: &str,
+        filter: Filter,
+        limit: i64,
+        cursor: Option<&str>,
+    ) -> Result<Page, InboxError> {
+        inbox::page(&self.db, tenant, recipient_id, filter, limit, cursor).await
+    }
+
+    /// Items newer than `after` (`(created_at, id)`), oldest first: what a live stream sends.
+    pub async fn inbox_newer(
+        &self,
+        tenant: &str,
+        recipient_id: &str,
+        after: Option<(&str, &str)>,
+    ) -> Result<Vec<InboxItem>, StoreError> {
+        inbox::newer_than(&self.db, tenant, recipient_id, after).await
+    }
+
+    /// The newest item's `(created_at, id)`, where a live stream starts.
+    pub async fn inbox_newest_key(
+        &self,
+        tenant: &str,
+        recipient_id: &str,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        inbox::newest(&self.db, tenant, recipient_id).await
+    }
+
+    pub async fn inbox_counts(&self, tenant: &str, recipient_id: &str) -> Result<Counts, StoreError> {
+        inbox::counts(&self.db, tenant, recipient_id).await
+    }
+
+    /// Marks an inbox item seen, read, unread or archived (see [`inbox::mark`]).
+    pub async fn mark_inbox(
+        &self,
+        tenant: &str,
+        recipient_id: &str,
+        item_id: &str,
+        how: Mark,
+    ) -> Result<InboxItem, InboxError> {
+        let item = inbox::mark(&self.db, tenant, recipient_id, item_id, how).await?;
+        self.wake.wake();
+        Ok(item)
+    }
+
+    pub async fn mark_all_read(&self, tenant: &str, recipient_id: &str) -> Result<u64, InboxError> {
+        let changed = inbox::mark_all_read(&self.db, tenant, recipient_id).await?;
+        self.wake.wake();
+        Ok(changed)
+    }
+
+    /// Mints a short-lived inbox token for one recipient (see [`inbox::token`]).
+    pub async fn mint_inbox_token(
+        &self,
+        tenant: &str,
+        recipient_id: &str,
+        ttl_secs: i64,
+    ) -> Result<(String, chrono::DateTime<chrono::Utc>), token::TokenError> {
+        token::mint(&self.db, tenant, recipient_id, ttl_secs).await
+    }
+
+    pub async fn verify_inbox_token(&self, t: &str) -> Result<token::Holder, token::TokenError> {
+        token::verify(&self.db, t).await
+    }
+
+    /// Creates a tenant's API key (the tenant too, if new), or an admin key for `None`; the
+    /// secret is returned once.
+    pub async fn create_key(
+        &self,
+        tenant: Option<&str>,
+        name: &str,
+    ) -> Result<(ApiKey, String), KeyError> {
+        keys::create(&self.db, tenant, name).await
+    }
+
+    pub async fn keys(&self, tenant: Option<&str>) -> Result<Vec<ApiKey>, StoreError> {
+        keys::list(&self.db, tenant).await
+    }
+
+    pub async fn revoke_key(&self, id: &str) -> Result<ApiKey, KeyError> {
+        keys::revoke(&self.db, id).await
+    }
+
+    /// The live key with this secret, if any.
+    pub async fn authenticate(&self, secret: &str) -> Result<Option<ApiKey>, StoreError> {
+        keys::authenticate(&self.db, secret).await
+    }
+
+    pub async fn ensure_tenant(&self, id: &str) -> Result<(Tenant, bool), TenantError> {
+        tenants::ensure(&self.db, id).await
+    }
+
+    pub async fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        tenants::list(&self.db).await
     }
 
     /// Sends a signal: every waiting workflow run of `tenant` whose recipient is `actor` and

@@ -6,7 +6,8 @@
 //! - [`content`]: channels and their content contracts;
 //! - [`trigger`]: event → notifications → planned deliveries;
 //! - [`dispatch`]: planned deliveries → rendered, validated, sent;
-//! - [`inbox`]: where in-app deliveries land;
+//! - [`inbox`]: where in-app deliveries land, and end users' tokens;
+//! - [`tenants`] and [`keys`]: who may call `belfry serve`;
 //! - [`traces`]: the append-only trace and `explain`;
 //! - [`engine`]: the façade embedding programs use.
 
@@ -15,9 +16,12 @@ pub mod digests;
 pub mod dispatch;
 pub mod engine;
 pub mod inbox;
+pub mod keys;
+pub mod metrics;
 pub mod plugins;
 pub mod policy;
 pub mod store;
+pub mod tenants;
 pub mod traces;
 pub mod trigger;
 pub mod workflows;

@@ -148,3 +148,45 @@ pub fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, StoreErro
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
+
+/// An opaque paging cursor for lists ordered by `(created_at, id)`: the last row a page held.
+pub fn cursor(created_at: &str, id: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{created_at}|{id}"))
+}
+
+/// The `(created_at, id)` a [`cursor`] names, or `None` for text no list handed out.
+pub fn parse_cursor(cursor: &str) -> Option<(String, String)> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    let (at, id) = text.split_once('|')?;
+    parse_time(at).ok()?;
+    Some((at.to_string(), id.to_string()))
+}
+
+/// Whether the database answers and every migration this build knows is applied: what a
+/// readiness probe asks. The error says which part failed.
+pub async fn ready(db: &Db) -> Result<(), String> {
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success = TRUE")
+            .fetch_all(db)
+            .await
+            .map_err(|e| format!("database unreachable: {e}"))?;
+    let migrator = match backend(db) {
+        Backend::Sqlite => &SQLITE_MIGRATIONS,
+        Backend::Postgres => &POSTGRES_MIGRATIONS,
+    };
+    let missing: Vec<i64> = migrator
+        .iter()
+        .map(|m| m.version)
+        .filter(|v| !applied.contains(v))
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("migrations not applied: {missing:?}"))
+    }
+}

@@ -237,6 +237,129 @@ pub(crate) async fn delivery(
     Ok(row.as_ref().map(delivery_from_row))
 }
 
+/// The tenant that owns an event, notification, delivery or workflow run, or `None` when no
+/// such id exists. Callers acting for one tenant answer "not found" for another's ids.
+pub async fn tenant_of(db: &store::Db, id: &str) -> Result<Option<String>, StoreError> {
+    for table in ["deliveries", "notifications", "events", "workflow_runs"] {
+        let tenant: Option<String> =
+            sqlx::query_scalar(&format!("SELECT tenant FROM {table} WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(db)
+                .await?;
+        if tenant.is_some() {
+            return Ok(tenant);
+        }
+    }
+    Ok(None)
+}
+
+/// An event as listed: what was triggered, and how much it fanned out.
+#[derive(Clone, Debug, Serialize)]
+pub struct EventListing {
+    pub id: String,
+    pub tenant: String,
+    pub notifier: String,
+    pub created_at: String,
+    pub notifications: i64,
+    pub deliveries: i64,
+}
+
+/// A tenant's newest events first; `limit` is clamped to 1..=[`MAX_PAGE`].
+pub async fn recent_events(
+    db: &store::Db,
+    tenant: &str,
+    limit: i64,
+) -> Result<Vec<EventListing>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT e.id, e.tenant, e.notifier_key, e.created_at,
+                (SELECT COUNT(*) FROM notifications n WHERE n.event_id = e.id) AS notifications,
+                (SELECT COUNT(*) FROM deliveries d WHERE d.event_id = e.id) AS deliveries
+         FROM events e WHERE e.tenant = $1 ORDER BY e.created_at DESC, e.id DESC LIMIT {}",
+        limit.clamp(1, MAX_PAGE)
+    ))
+    .bind(tenant)
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| EventListing {
+            id: r.get("id"),
+            tenant: r.get("tenant"),
+            notifier: r.get("notifier_key"),
+            created_at: r.get("created_at"),
+            notifications: r.get("notifications"),
+            deliveries: r.get("deliveries"),
+        })
+        .collect())
+}
+
+/// The most rows one listing page holds.
+pub const MAX_PAGE: i64 = 100;
+
+/// Which deliveries a listing holds: exact matches, each optional.
+#[derive(Clone, Debug, Default)]
+pub struct DeliveryFilter {
+    pub status: Option<String>,
+    pub channel: Option<String>,
+    pub recipient_id: Option<String>,
+}
+
+/// A tenant's deliveries, newest first, older than `cursor` when given; and the cursor of
+/// the next page. `None` for a cursor this listing did not hand out is the caller's error.
+pub async fn deliveries_page(
+    db: &store::Db,
+    tenant: &str,
+    filter: &DeliveryFilter,
+    limit: i64,
+    cursor: Option<(String, String)>,
+) -> Result<(Vec<DeliveryRecord>, Option<String>), StoreError> {
+    let limit = limit.clamp(1, MAX_PAGE);
+    let mut binds: Vec<String> = vec![tenant.to_string()];
+    let mut sql = format!(
+        "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN notifications n ON n.id = d.notification_id
+         WHERE d.tenant = $1"
+    );
+    for (column, value) in [
+        ("d.status", &filter.status),
+        ("d.channel", &filter.channel),
+        ("n.recipient_id", &filter.recipient_id),
+    ] {
+        if let Some(v) = value {
+            binds.push(v.clone());
+            sql.push_str(&format!(" AND {column} = ${}", binds.len()));
+        }
+    }
+    if let Some((at, id)) = cursor {
+        binds.push(at);
+        binds.push(id);
+        let (a, i) = (binds.len() - 1, binds.len());
+        sql.push_str(&format!(
+            " AND (d.created_at < ${a} OR (d.created_at = ${a} AND d.id < ${i}))"
+        ));
+    }
+    sql.push_str(&format!(
+        " ORDER BY d.created_at DESC, d.id DESC LIMIT {}",
+        limit + 1
+    ));
+    let mut query = sqlx::query(&sql);
+    for b in &binds {
+        query = query.bind(b);
+    }
+    let mut rows: Vec<DeliveryRecord> = query
+        .fetch_all(db)
+        .await?
+        .iter()
+        .map(delivery_from_row)
+        .collect();
+    let next = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|d| store::cursor(&d.created_at, &d.id))
+    } else {
+        None
+    };
+    Ok((rows, next))
+}
+
 /// The ordered story of a delivery, notification or event.
 pub async fn explain(db: &store::Db, id: &str) -> Result<Explanation, ExplainError> {
     // A workflow run is explained as its notification, whose story is the run's journey.

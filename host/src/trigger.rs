@@ -184,6 +184,11 @@ fn wait_of(
 /// The most requests one [`trigger_many`] takes.
 pub const MAX_BATCH: usize = 1000;
 
+/// The most recipients one trigger fans out to: the notifier is asked for recipients before
+/// anything is written, so a bigger audience fails the trigger whole, and is split by the
+/// caller into several triggers.
+pub const MAX_RECIPIENTS: usize = 1000;
+
 /// An event planned by its notifier, ready to be written.
 struct PlannedEvent<'r> {
     req: &'r TriggerRequest,
@@ -770,6 +775,13 @@ async fn plan<'r>(
         return Err(TriggerError::Invalid(format!(
             "notifier `{}` returned a recipient with an empty id ({bad:?})",
             req.notifier
+        )));
+    }
+    if recipients.len() > MAX_RECIPIENTS {
+        return Err(TriggerError::Invalid(format!(
+            "notifier `{}` returned {} recipients; one trigger reaches at most {MAX_RECIPIENTS} (split the audience over several triggers)",
+            req.notifier,
+            recipients.len()
         )));
     }
     if recipients.iter().any(|r| r.id == policy::TENANT_DEFAULT) {

@@ -744,10 +744,19 @@ impl PluginRuntime {
         let p = &*plugin.0;
         let span = tracing::debug_span!("plugin_call", plugin = %p.reference, function);
         async {
+            let started = std::time::Instant::now();
             let mut store = self.new_store(p)?;
             let wall = Duration::from_millis(p.manifest.limits.timeout_ms);
             let outcome = tokio::time::timeout(wall, body(&mut store, &p.pre)).await;
-            classify(p, function, &store, outcome.map_err(|_| ()))
+            let result = classify(p, function, &store, outcome.map_err(|_| ()));
+            let name = format!("{}@{}", p.manifest.name, p.manifest.version);
+            metrics::histogram!(crate::metrics::PLUGIN_CALL_SECONDS, "plugin" => name.clone(), "function" => function)
+                .record(started.elapsed().as_secs_f64());
+            if let Err(e) = &result {
+                metrics::counter!(crate::metrics::PLUGIN_CALL_FAILURES, "plugin" => name, "function" => function, "reason" => e.reason.as_str())
+                    .increment(1);
+            }
+            result
         }
         .instrument(span)
         .await

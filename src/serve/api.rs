@@ -1,0 +1,665 @@
+//! The tenant-scoped JSON API under `/v1`: events, notifications, deliveries, explain,
+//! cancel, preferences, settings, suppressions, signals, plugins, inbox tokens; and the
+//! operator endpoints (tenants, keys) behind an admin key.
+//!
+//! Every id a caller names is first checked to belong to the caller's tenant; another
+//! tenant's ids answer 404 exactly as unknown ones do, so their existence is not disclosed.
+
+use super::AppState;
+use super::auth::{Admin, Caller};
+use super::error::ApiError;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, extract::rejection::JsonRejection};
+use belfry_host::content::Channel;
+use belfry_host::policy::{
+    Cap, PrefScope, Severity, SettingsPatch, SuppressionReason, SuppressionTarget,
+};
+use belfry_host::traces::DeliveryFilter;
+use belfry_host::{TriggerOutcome, TriggerRequest};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// A JSON body, with our error shape for malformed ones.
+pub type Body<T> = Result<Json<T>, JsonRejection>;
+
+pub fn body<T>(b: Body<T>) -> Result<T, ApiError> {
+    Ok(b?.0)
+}
+
+/// `Absent` / `null` / a value, for patch bodies: absent leaves a field alone, null clears it.
+fn double<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Answers 404 unless `id` is an event, notification, delivery or run of the caller's tenant.
+async fn owned(state: &AppState, caller: &Caller, what: &str, id: &str) -> Result<(), ApiError> {
+    match state.engine.tenant_of(id).await? {
+        Some(t) if t == caller.tenant => Ok(()),
+        _ => Err(ApiError::not_found(what, id)),
+    }
+}
+
+// ---- events ------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerBody {
+    notifier: String,
+    #[serde(default)]
+    payload: Value,
+    /// Also accepted as the `Idempotency-Key` header (the header wins).
+    idempotency_key: Option<String>,
+    /// RFC 3339; the deliveries are deferred until then.
+    deliver_at: Option<chrono::DateTime<chrono::Utc>>,
+    severity: Option<Severity>,
+}
+
+pub async fn trigger(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    b: Body<TriggerBody>,
+) -> Result<Response, ApiError> {
+    let b = body(b)?;
+    if !b.payload.is_object() {
+        return Err(ApiError::invalid("payload", "payload must be a JSON object"));
+    }
+    let header_key = match headers.get("idempotency-key") {
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| ApiError::bad_request("Idempotency-Key is not ASCII"))?
+                .to_string(),
+        ),
+        None => None,
+    };
+    let mut req = TriggerRequest::new(b.notifier, b.payload).tenant(caller.tenant.clone());
+    req.idempotency_key = header_key.or(b.idempotency_key);
+    if let Some(k) = &req.idempotency_key
+        && (k.is_empty() || k.len() > 255)
+    {
+        return Err(ApiError::invalid(
+            "idempotency_key",
+            "an idempotency key is 1 to 255 characters",
+        ));
+    }
+    req.deliver_at = b.deliver_at;
+    req.severity = b.severity;
+    // At most `trigger::MAX_RECIPIENTS` recipients: the engine refuses a bigger fan-out (422)
+    // before writing anything.
+    let outcome: TriggerOutcome = state.engine.trigger(&req).await?;
+    let status = if outcome.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(outcome)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    limit: Option<i64>,
+    cursor: Option<String>,
+    status: Option<String>,
+    channel: Option<Channel>,
+    recipient_id: Option<String>,
+}
+
+fn limit(q: Option<i64>) -> Result<i64, ApiError> {
+    match q {
+        None => Ok(50),
+        Some(n) if (1..=belfry_host::traces::MAX_PAGE).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            format!(
+                "limit must be between 1 and {}, got {n}",
+                belfry_host::traces::MAX_PAGE
+            ),
+        )
+        .field("limit")),
+    }
+}
+
+pub async fn events(
+    State(state): State<AppState>,
+    caller: Caller,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let q = q?.0;
+    let events = state
+        .engine
+        .recent_events(&caller.tenant, limit(q.limit)?)
+        .await?;
+    Ok(Json(json!({ "events": events })))
+}
+
+pub async fn event(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<TriggerOutcome>, ApiError> {
+    owned(&state, &caller, "event", &id).await?;
+    let outcome = state.engine.event(&id).await.map_err(|e| match e {
+        belfry_host::trigger::TriggerError::Invalid(_) => ApiError::not_found("event", &id),
+        e => e.into(),
+    })?;
+    Ok(Json(outcome))
+}
+
+pub async fn notification(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    owned(&state, &caller, "notification", &id).await?;
+    match state.engine.notification(&id).await? {
+        Some(n) => Ok(Json(n).into_response()),
+        None => Err(ApiError::not_found("notification", &id)),
+    }
+}
+
+// ---- deliveries --------------------------------------------------------------------------
+
+const STATUSES: &[&str] = &[
+    "pending",
+    "deferred",
+    "held",
+    "sent",
+    "delivered",
+    "failed",
+    "cancelled",
+    "suppressed",
+    "digested",
+];
+
+pub async fn deliveries(
+    State(state): State<AppState>,
+    caller: Caller,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let q = q?.0;
+    if let Some(s) = &q.status
+        && !STATUSES.contains(&s.as_str())
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            format!("status `{s}` is not one of {}", STATUSES.join(", ")),
+        )
+        .field("status"));
+    }
+    let cursor = match &q.cursor {
+        Some(c) => Some(belfry_host::store::parse_cursor(c).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_cursor",
+                format!("cursor `{c}` is not one this list handed out"),
+            )
+            .field("cursor")
+        })?),
+        None => None,
+    };
+    let filter = DeliveryFilter {
+        status: q.status,
+        channel: q.channel.map(|c| c.as_str().to_string()),
+        recipient_id: q.recipient_id,
+    };
+    let (rows, next) = state
+        .engine
+        .deliveries(&caller.tenant, &filter, limit(q.limit)?, cursor)
+        .await?;
+    Ok(Json(json!({ "deliveries": rows, "next_cursor": next })))
+}
+
+pub async fn delivery(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    owned(&state, &caller, "delivery", &id).await?;
+    match state.engine.delivery(&id).await? {
+        Some(d) => Ok(Json(d).into_response()),
+        None => Err(ApiError::not_found("delivery", &id)),
+    }
+}
+
+/// Explains a delivery; also a notification or event id (the console links them all here).
+pub async fn explain(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    owned(&state, &caller, "delivery", &id).await?;
+    Ok(Json(state.engine.explain(&id).await?).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CancelBody {
+    reason: Option<String>,
+}
+
+pub async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    raw: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    // The body is optional: an empty one cancels with a default reason.
+    let b: CancelBody = if raw.is_empty() {
+        CancelBody::default()
+    } else {
+        serde_json::from_slice(&raw).map_err(|e| ApiError::bad_request(format!("body: {e}")))?
+    };
+    owned(&state, &caller, "delivery", &id).await?;
+    let why = b
+        .reason
+        .unwrap_or_else(|| "cancelled over the HTTP API".into());
+    let out = state.engine.cancel(&id, &why).await?;
+    Ok(Json(out).into_response())
+}
+
+// ---- preferences and settings ------------------------------------------------------------
+
+pub async fn preferences(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(recipient): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let prefs = state
+        .engine
+        .preferences(&caller.tenant, &recipient)
+        .await?;
+    Ok(Json(json!({ "recipient_id": recipient, "preferences": prefs })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreferenceBody {
+    /// channel | category | notifier | notifier_channel
+    scope: String,
+    /// The channel, category or notifier key; `NOTIFIER/CHANNEL` for notifier_channel.
+    target: String,
+    /// `null` clears the preference.
+    enabled: Option<bool>,
+}
+
+fn pref_scope(scope: &str, target: &str) -> Result<PrefScope, ApiError> {
+    let channel = |t: &str| {
+        t.parse::<Channel>()
+            .map_err(|e| ApiError::invalid("target", e.to_string()))
+    };
+    Ok(match scope {
+        "channel" => PrefScope::Channel(channel(target)?),
+        "category" => PrefScope::Category(target.to_string()),
+        "notifier" => PrefScope::Notifier(target.to_string()),
+        "notifier_channel" => {
+            let (n, c) = target.split_once('/').ok_or_else(|| {
+                ApiError::invalid("target", "a notifier_channel target is NOTIFIER/CHANNEL")
+            })?;
+            PrefScope::NotifierChannel(n.to_string(), channel(c)?)
+        }
+        other => {
+            return Err(ApiError::invalid(
+                "scope",
+                format!(
+                    "scope `{other}` is not one of channel, category, notifier, notifier_channel"
+                ),
+            ));
+        }
+    })
+}
+
+pub async fn set_preference(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(recipient): Path<String>,
+    b: Body<PreferenceBody>,
+) -> Result<Json<Value>, ApiError> {
+    let b = body(b)?;
+    let scope = pref_scope(&b.scope, &b.target)?;
+    state
+        .engine
+        .set_preference(&caller.tenant, &recipient, &scope, b.enabled)
+        .await?;
+    preferences(State(state), caller, Path(recipient)).await
+}
+
+pub async fn settings(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(recipient): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (own, effective) = state.engine.settings(&caller.tenant, &recipient).await?;
+    Ok(Json(
+        json!({ "recipient_id": recipient, "own": own, "effective": effective }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuietHours {
+    /// `HH:MM`, inclusive.
+    start: String,
+    /// `HH:MM`, inclusive.
+    end: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsBody {
+    #[serde(default, deserialize_with = "double")]
+    time_zone: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double")]
+    quiet_hours: Option<Option<QuietHours>>,
+    #[serde(default, deserialize_with = "double")]
+    severity_floor: Option<Option<Severity>>,
+    /// Channel → cap, or `null` to remove it.
+    #[serde(default)]
+    caps: std::collections::BTreeMap<Channel, Option<CapBody>>,
+    /// Notifier key → seconds, or `null` to remove it.
+    #[serde(default)]
+    cooldowns: std::collections::BTreeMap<String, Option<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CapBody {
+    max: i64,
+    window_secs: i64,
+}
+
+fn minute(field: &str, text: &str) -> Result<i64, ApiError> {
+    let parsed = text.split_once(':').and_then(|(h, m)| {
+        let (h, m): (i64, i64) = (h.parse().ok()?, m.parse().ok()?);
+        ((0..24).contains(&h) && (0..60).contains(&m) && text.len() == 5).then_some(h * 60 + m)
+    });
+    parsed.ok_or_else(|| ApiError::invalid(field, format!("`{text}` is not HH:MM (00:00–23:59)")))
+}
+
+pub async fn set_settings(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(recipient): Path<String>,
+    b: Body<SettingsBody>,
+) -> Result<Json<Value>, ApiError> {
+    let b = body(b)?;
+    let mut patch = SettingsPatch {
+        time_zone: b.time_zone,
+        severity_floor: b.severity_floor,
+        ..Default::default()
+    };
+    patch.quiet_hours = match b.quiet_hours {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(q)) => Some(Some((
+            minute("quiet_hours.start", &q.start)?,
+            minute("quiet_hours.end", &q.end)?,
+        ))),
+    };
+    for (channel, cap) in b.caps {
+        let cap = cap.map(|c| Cap::new(c.max, c.window_secs)).transpose()?;
+        patch.caps.push((channel, cap));
+    }
+    patch.cooldowns = b.cooldowns.into_iter().collect();
+    if patch.is_empty() {
+        return Err(ApiError::invalid(
+            "settings",
+            "nothing to change: give at least one setting",
+        ));
+    }
+    state
+        .engine
+        .set_settings(&caller.tenant, &recipient, &patch)
+        .await?;
+    settings(State(state), caller, Path(recipient)).await
+}
+
+// ---- suppressions ------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuppressionQuery {
+    #[serde(default)]
+    include_expired: bool,
+}
+
+pub async fn suppressions(
+    State(state): State<AppState>,
+    caller: Caller,
+    q: Result<Query<SuppressionQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let q = q?.0;
+    let list = state
+        .engine
+        .suppressions(&caller.tenant, q.include_expired)
+        .await?;
+    Ok(Json(json!({ "suppressions": list })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuppressionBody {
+    /// An email address or phone number (every channel that sends to it)…
+    address: Option<String>,
+    /// …or one recipient on one channel.
+    recipient_id: Option<String>,
+    channel: Option<Channel>,
+    #[serde(default = "manual")]
+    reason: SuppressionReason,
+    note: Option<String>,
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+fn manual() -> SuppressionReason {
+    SuppressionReason::Manual
+}
+
+pub async fn add_suppression(
+    State(state): State<AppState>,
+    caller: Caller,
+    b: Body<SuppressionBody>,
+) -> Result<Response, ApiError> {
+    let b = body(b)?;
+    let target = match (b.address, b.recipient_id, b.channel) {
+        (Some(a), None, None) => SuppressionTarget::Address(a),
+        (None, Some(id), Some(channel)) => SuppressionTarget::Recipient { id, channel },
+        _ => {
+            return Err(ApiError::invalid(
+                "address",
+                "give either `address`, or `recipient_id` with `channel`",
+            ));
+        }
+    };
+    let s = state
+        .engine
+        .add_suppression(
+            &caller.tenant,
+            &target,
+            b.reason,
+            b.note.as_deref(),
+            b.expires_at,
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(s)).into_response())
+}
+
+pub async fn remove_suppression(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.engine.remove_suppression(&caller.tenant, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- signals -----------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignalBody {
+    actor: String,
+    name: String,
+    #[serde(default = "empty_object")]
+    payload: Value,
+}
+
+fn empty_object() -> Value {
+    json!({})
+}
+
+pub async fn signal(
+    State(state): State<AppState>,
+    caller: Caller,
+    b: Body<SignalBody>,
+) -> Result<Json<Value>, ApiError> {
+    let b = body(b)?;
+    let out = state
+        .engine
+        .signal(&caller.tenant, &b.actor, &b.name, &b.payload)
+        .await?;
+    Ok(Json(serde_json::to_value(out).map_err(ApiError::internal)?))
+}
+
+// ---- plugins -----------------------------------------------------------------------------
+
+pub async fn plugins(State(state): State<AppState>, _caller: Caller) -> Json<Value> {
+    let list: Vec<Value> = state
+        .engine
+        .plugins()
+        .iter()
+        .map(|p| {
+            let m = p.manifest();
+            json!({
+                "name": p.name(),
+                "version": m.version,
+                "kind": p.kind(),
+                "wit": m.wit,
+                "reference": p.reference().to_string(),
+                "description": m.description,
+                "origin": p.origin(),
+                "channels": m.channels,
+                "notifier": p.description(),
+                "capabilities": {
+                    "http": m.http.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+                    "files": m.files.iter().map(|f| f.guest.clone()).collect::<Vec<_>>(),
+                    "memory_mib": m.limits.memory_bytes >> 20,
+                    "timeout_ms": m.limits.timeout_ms,
+                    "output_bytes": m.limits.output_bytes,
+                },
+            })
+        })
+        .collect();
+    Json(json!({ "plugins": list }))
+}
+
+// ---- inbox tokens ------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenBody {
+    recipient_id: String,
+    #[serde(default = "hour")]
+    ttl_secs: i64,
+}
+
+fn hour() -> i64 {
+    3600
+}
+
+pub async fn inbox_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    b: Body<TokenBody>,
+) -> Result<Response, ApiError> {
+    let b = body(b)?;
+    let (token, expires) = state
+        .engine
+        .mint_inbox_token(&caller.tenant, &b.recipient_id, b.ttl_secs)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "token": token,
+            "recipient_id": b.recipient_id,
+            "expires_at": belfry_host::store::time_text(expires),
+        })),
+    )
+        .into_response())
+}
+
+// ---- operator endpoints ------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantBody {
+    id: String,
+}
+
+pub async fn create_tenant(
+    State(state): State<AppState>,
+    _admin: Admin,
+    b: Body<TenantBody>,
+) -> Result<Response, ApiError> {
+    let b = body(b)?;
+    let (tenant, created) = state.engine.ensure_tenant(&b.id).await?;
+    if !created {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("tenant `{}` already exists", b.id),
+        )
+        .field("id"));
+    }
+    Ok((StatusCode::CREATED, Json(tenant)).into_response())
+}
+
+pub async fn tenants(
+    State(state): State<AppState>,
+    _admin: Admin,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!({ "tenants": state.engine.tenants().await? })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyBody {
+    /// The tenant the key acts in; absent for an admin key.
+    tenant: Option<String>,
+    name: String,
+}
+
+pub async fn create_key(
+    State(state): State<AppState>,
+    _admin: Admin,
+    b: Body<KeyBody>,
+) -> Result<Response, ApiError> {
+    let b = body(b)?;
+    let (key, secret) = state
+        .engine
+        .create_key(b.tenant.as_deref(), &b.name)
+        .await?;
+    let mut out = serde_json::to_value(key).map_err(ApiError::internal)?;
+    out["secret"] = secret.into();
+    Ok((StatusCode::CREATED, Json(out)).into_response())
+}
+
+pub async fn keys(State(state): State<AppState>, _admin: Admin) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!({ "keys": state.engine.keys(None).await? })))
+}
+
+pub async fn revoke_key(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let key = state.engine.revoke_key(&id).await?;
+    Ok(Json(serde_json::to_value(key).map_err(ApiError::internal)?))
+}

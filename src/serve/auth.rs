@@ -1,0 +1,166 @@
+//! Who is calling. Three kinds of caller, each an extractor a handler names in its signature,
+//! so a handler cannot forget to check:
+//!
+//! - [`Caller`]: an API key acting inside one tenant (a tenant key in its own tenant; an admin
+//!   key in the tenant its `Belfry-Tenant` header names);
+//! - [`Admin`]: an admin key, for operator endpoints (a tenant key gets 403);
+//! - [`EndUser`]: an end user's inbox token (header, or `?token=` where a browser's
+//!   `EventSource` cannot set one) — never an API key.
+//!
+//! Every API-key call also passes the per-key rate limit, when one is configured.
+
+use super::AppState;
+use super::error::ApiError;
+use axum::extract::FromRequestParts;
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use belfry_host::inbox::token::Holder;
+use belfry_host::keys::{ApiKey, Role};
+
+/// The header an admin key names its tenant with.
+pub const TENANT_HEADER: &str = "belfry-tenant";
+
+pub struct Caller {
+    pub tenant: String,
+    pub key: ApiKey,
+}
+
+pub struct Admin(pub ApiKey);
+
+pub struct EndUser(pub Holder);
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(axum::http::header::AUTHORIZATION)?;
+    let text = value.to_str().ok()?;
+    let (scheme, token) = text.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+fn unauthorized(message: &str) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+}
+
+async fn api_key(parts: &Parts, state: &AppState) -> Result<ApiKey, ApiError> {
+    let secret = bearer(parts)
+        .ok_or_else(|| unauthorized("this endpoint needs `Authorization: Bearer <API key>`"))?;
+    let key = state
+        .engine
+        .authenticate(secret)
+        .await?
+        .ok_or_else(|| unauthorized("unknown or revoked API key"))?;
+    state.limits.check(&key.id)?;
+    Ok(key)
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let key = api_key(parts, state).await?;
+        let named = match parts.headers.get(TENANT_HEADER) {
+            Some(v) => Some(
+                v.to_str()
+                    .map_err(|_| ApiError::bad_request("Belfry-Tenant is not ASCII"))?
+                    .to_string(),
+            ),
+            None => None,
+        };
+        let tenant = match (&key.role, &key.tenant, named) {
+            (Role::Tenant, Some(own), None) => own.clone(),
+            (Role::Tenant, Some(own), Some(named)) if *own == named => named,
+            (Role::Tenant, _, Some(_)) => {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "wrong_tenant",
+                    "this key acts only in its own tenant",
+                ));
+            }
+            (Role::Admin, _, Some(named)) => {
+                belfry_host::tenants::check_id(&named)?;
+                named
+            }
+            (Role::Admin, _, None) | (Role::Tenant, None, None) => {
+                return Err(ApiError::bad_request(
+                    "an admin key names the tenant it acts in with the Belfry-Tenant header",
+                ));
+            }
+        };
+        Ok(Caller { tenant, key })
+    }
+}
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let key = api_key(parts, state).await?;
+        if key.role != Role::Admin {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "admin_only",
+                "this endpoint needs an admin key (belfry keys create --admin)",
+            ));
+        }
+        Ok(Admin(key))
+    }
+}
+
+impl FromRequestParts<AppState> for EndUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let from_query = parts.uri.query().and_then(|q| {
+            q.split('&')
+                .find_map(|pair| pair.strip_prefix("token="))
+                .map(str::to_string)
+        });
+        let token = match bearer(parts) {
+            Some(t) => t.to_string(),
+            None => from_query.ok_or_else(|| {
+                unauthorized("the inbox needs `Authorization: Bearer <inbox token>` or ?token=")
+            })?,
+        };
+        if token.starts_with(belfry_host::keys::SECRET_PREFIX) {
+            // An API key in a browser would hand the whole tenant to whoever reads the page.
+            return Err(unauthorized(
+                "the inbox takes an end user's inbox token, never an API key (POST /v1/inbox/tokens mints one)",
+            ));
+        }
+        Ok(EndUser(state.engine.verify_inbox_token(&token).await?))
+    }
+}
+
+/// Requests per second per API key, with a burst; off when not configured.
+pub struct Limits {
+    limiter: Option<governor::DefaultKeyedRateLimiter<String>>,
+}
+
+impl Limits {
+    pub fn new(per_sec: u32, burst: u32) -> Limits {
+        let limiter = std::num::NonZeroU32::new(per_sec).map(|rate| {
+            let burst = std::num::NonZeroU32::new(burst.max(per_sec)).unwrap_or(rate);
+            governor::RateLimiter::keyed(governor::Quota::per_second(rate).allow_burst(burst))
+        });
+        Limits { limiter }
+    }
+
+    fn check(&self, key_id: &str) -> Result<(), ApiError> {
+        let Some(limiter) = &self.limiter else {
+            return Ok(());
+        };
+        limiter.check_key(&key_id.to_string()).map_err(|not_until| {
+            use governor::clock::{Clock, DefaultClock};
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            let mut e = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "this key is over its request rate; retry in {} ms",
+                    wait.as_millis()
+                ),
+            );
+            e.retry_after = Some(wait.as_secs_f64().ceil().max(1.0) as u64);
+            e
+        })
+    }
+}

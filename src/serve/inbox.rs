@@ -1,0 +1,185 @@
+//! The end user's inbox over HTTP: pages, counts, marks, and a live stream. Every route takes
+//! an [`EndUser`] (an inbox token), never an API key, and acts only on that token's recipient.
+
+use super::AppState;
+use super::auth::EndUser;
+use super::error::ApiError;
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use belfry_host::inbox::{Counts, Filter, InboxItem, Mark};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::convert::Infallible;
+use std::time::Duration;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    #[serde(default)]
+    filter: Filter,
+    limit: Option<i64>,
+    cursor: Option<String>,
+    /// The token may ride here (ignored: [`EndUser`] reads it).
+    #[allow(dead_code)]
+    token: Option<String>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    EndUser(who): EndUser,
+    q: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let q = q?.0;
+    let limit = match q.limit {
+        None => 20,
+        Some(n) if (1..=belfry_host::inbox::MAX_PAGE).contains(&n) => n,
+        Some(n) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_query",
+                format!(
+                    "limit must be between 1 and {}, got {n}",
+                    belfry_host::inbox::MAX_PAGE
+                ),
+            )
+            .field("limit"));
+        }
+    };
+    let page = state
+        .engine
+        .inbox_page(
+            &who.tenant,
+            &who.recipient_id,
+            q.filter,
+            limit,
+            q.cursor.as_deref(),
+        )
+        .await?;
+    let counts = state
+        .engine
+        .inbox_counts(&who.tenant, &who.recipient_id)
+        .await?;
+    Ok(Json(
+        json!({"items": page.items, "next_cursor": page.next_cursor, "counts": counts}),
+    ))
+}
+
+pub async fn counts(
+    State(state): State<AppState>,
+    EndUser(who): EndUser,
+) -> Result<Json<Counts>, ApiError> {
+    Ok(Json(
+        state
+            .engine
+            .inbox_counts(&who.tenant, &who.recipient_id)
+            .await?,
+    ))
+}
+
+pub async fn mark(
+    State(state): State<AppState>,
+    EndUser(who): EndUser,
+    Path((id, action)): Path<(String, String)>,
+) -> Result<Json<InboxItem>, ApiError> {
+    let how = match action.as_str() {
+        "seen" => Mark::Seen,
+        "read" => Mark::Read,
+        "unread" => Mark::Unread,
+        "archive" => Mark::Archived,
+        other => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no inbox action `{other}` (seen, read, unread, archive)"),
+            ));
+        }
+    };
+    Ok(Json(
+        state
+            .engine
+            .mark_inbox(&who.tenant, &who.recipient_id, &id, how)
+            .await?,
+    ))
+}
+
+pub async fn read_all(
+    State(state): State<AppState>,
+    EndUser(who): EndUser,
+) -> Result<Json<Value>, ApiError> {
+    let changed = state
+        .engine
+        .mark_all_read(&who.tenant, &who.recipient_id)
+        .await?;
+    let counts = state
+        .engine
+        .inbox_counts(&who.tenant, &who.recipient_id)
+        .await?;
+    Ok(Json(json!({"changed": changed, "counts": counts})))
+}
+
+/// Server-Sent Events: `counts` at once and whenever they change, `item` for each new item.
+///
+/// The stream reads the database every `poll` (the configured `inbox_poll_ms`), so it sees
+/// items written by any process sharing the database, not only this one's workers.
+pub async fn stream(
+    State(state): State<AppState>,
+    EndUser(who): EndUser,
+) -> Result<Sse<impl tokio_stream::Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let engine = state.engine.clone();
+    let poll = state.config.inbox_poll;
+    let mut last = engine.inbox_newest_key(&who.tenant, &who.recipient_id).await?;
+    let mut counts = engine
+        .inbox_counts(&who.tenant, &who.recipient_id)
+        .await?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(64);
+    let first = Event::default()
+        .event("counts")
+        .json_data(counts)
+        .map_err(ApiError::internal)?;
+    let _ = tx.send(Ok(first)).await;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(poll) => {}
+                _ = tx.closed() => return,
+            }
+            let after = last.as_ref().map(|(a, i)| (a.as_str(), i.as_str()));
+            let fresh = match engine
+                .inbox_newer(&who.tenant, &who.recipient_id, after)
+                .await
+            {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::warn!(error = %e, "inbox stream: reading new items failed; retrying");
+                    continue;
+                }
+            };
+            for item in fresh {
+                last = Some((item.created_at.clone(), item.id.clone()));
+                let Ok(event) = Event::default().event("item").json_data(&item) else {
+                    continue;
+                };
+                if tx.send(Ok(event)).await.is_err() {
+                    return;
+                }
+            }
+            match engine.inbox_counts(&who.tenant, &who.recipient_id).await {
+                Ok(now) if now != counts => {
+                    counts = now;
+                    let Ok(event) = Event::default().event("counts").json_data(counts) else {
+                        continue;
+                    };
+                    if tx.send(Ok(event)).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "inbox stream: counting failed; retrying"),
+            }
+        }
+    });
+    Ok(Sse::new(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}

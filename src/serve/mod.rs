@@ -1,0 +1,234 @@
+//! `belfry serve`: the JSON API under `/v1`, the inbox with its live stream, health, metrics,
+//! and the web pages, over one [`Engine`]; the workers run beside it in the same process.
+//!
+//! The engine stays free of HTTP: this module only maps requests to engine calls and engine
+//! errors to the one error shape ([`error::ApiError`]). Who may call what is decided by the
+//! extractors in [`auth`], named in each handler's signature.
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod inbox;
+pub mod pages;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{delete, get, post};
+use belfry_host::Engine;
+use belfry_host::dispatch::WorkerConfig;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything `belfry serve` is told (see `docs/operating.md` for the keys).
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    /// The largest JSON request body, in bytes (413 beyond).
+    pub max_body_bytes: usize,
+    /// Requests per second per API key (0: no limit), with this burst.
+    pub rate_limit_per_sec: u32,
+    pub rate_limit_burst: u32,
+    /// How often a live inbox stream looks for changes.
+    pub inbox_poll: Duration,
+    /// Workers in this process (`None`: API only, for when `belfry worker` processes run).
+    pub workers: Option<WorkerConfig>,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 1 << 20,
+            rate_limit_per_sec: 0,
+            rate_limit_burst: 0,
+            inbox_poll: Duration::from_millis(250),
+            workers: Some(WorkerConfig::default()),
+        }
+    }
+}
+
+/// What every handler sees.
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Engine,
+    pub config: Arc<ServeConfig>,
+    pub limits: Arc<auth::Limits>,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+}
+
+/// The process-wide Prometheus recorder: installed once, shared by every server in the
+/// process (tests start several).
+fn prometheus() -> metrics_exporter_prometheus::PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+        std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                    2.5, 5.0,
+                ])
+                .expect("the bucket list is not empty")
+                .build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed by an embedding program; then ours
+            // renders only what it was given, which `/metrics` still answers with.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// The whole HTTP surface, for a given state.
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route("/events", post(api::trigger).get(api::events))
+        .route("/events/{id}", get(api::event))
+        .route("/notifications/{id}", get(api::notification))
+        .route("/deliveries", get(api::deliveries))
+        .route("/deliveries/{id}", get(api::delivery))
+        .route("/deliveries/{id}/explain", get(api::explain))
+        .route("/deliveries/{id}/cancel", post(api::cancel))
+        .route(
+            "/recipients/{id}/preferences",
+            get(api::preferences).put(api::set_preference),
+        )
+        .route(
+            "/recipients/{id}/settings",
+            get(api::settings).patch(api::set_settings),
+        )
+        .route(
+            "/suppressions",
+            get(api::suppressions).post(api::add_suppression),
+        )
+        .route("/suppressions/{id}", delete(api::remove_suppression))
+        .route("/signals", post(api::signal))
+        .route("/plugins", get(api::plugins))
+        .route("/inbox/tokens", post(api::inbox_token))
+        .route("/inbox", get(inbox::list))
+        .route("/inbox/counts", get(inbox::counts))
+        .route("/inbox/stream", get(inbox::stream))
+        .route("/inbox/read-all", post(inbox::read_all))
+        .route("/inbox/items/{id}/{action}", post(inbox::mark))
+        .route("/tenants", get(api::tenants).post(api::create_tenant))
+        .route("/keys", get(api::keys).post(api::create_key))
+        .route("/keys/{id}/revoke", post(api::revoke_key))
+        .fallback(not_found);
+    Router::new()
+        .nest("/v1", v1)
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .route("/", get(pages::console))
+        .route("/inbox", get(pages::inbox))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .with_state(state)
+}
+
+async fn not_found() -> error::ApiError {
+    error::ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+/// Liveness: the process answers.
+async fn healthz() -> impl IntoResponse {
+    axum::Json(serde_json::json!({"status": "ok"}))
+}
+
+/// Readiness: the database answers and every migration is applied.
+async fn readyz(State(state): State<AppState>) -> axum::response::Response {
+    match state.engine.ready().await {
+        Ok(()) => axum::Json(serde_json::json!({"status": "ready"})).into_response(),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"status": "not_ready", "reason": why})),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics_text(State(state): State<AppState>) -> axum::response::Response {
+    if let Err(e) = state.engine.observe_metrics().await {
+        return error::ApiError::internal(e).into_response();
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// A running server: its address, and how to stop it.
+pub struct Running {
+    pub addr: SocketAddr,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    workers: Vec<tokio::task::JoinHandle<belfry_host::dispatch::WorkerReport>>,
+}
+
+impl Running {
+    /// Stops accepting, lets open requests finish, stops the workers (which finish their
+    /// in-flight sends within their grace), and waits for all of it.
+    pub async fn shutdown(self) -> std::io::Result<()> {
+        let _ = self.stop.send(true);
+        let served = self.task.await.unwrap_or(Ok(()));
+        for w in self.workers {
+            let _ = w.await;
+        }
+        served
+    }
+
+    /// Waits until the server stops by itself (it does not, unless it fails).
+    pub async fn until_stopped(&mut self) -> std::io::Result<()> {
+        (&mut self.task).await.unwrap_or(Ok(()))
+    }
+
+    pub fn stopper(&self) -> tokio::sync::watch::Sender<bool> {
+        self.stop.clone()
+    }
+}
+
+/// Binds `config.listen` (port 0 picks a free one) and serves until [`Running::shutdown`].
+pub async fn start(engine: Engine, config: ServeConfig) -> std::io::Result<Running> {
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let mut workers = Vec::new();
+    if let Some(wc) = config.workers.clone() {
+        let engine = engine.clone();
+        let rx = stop_rx.clone();
+        workers.push(tokio::spawn(
+            async move { engine.run_worker(wc, rx).await },
+        ));
+    }
+    let state = AppState {
+        limits: Arc::new(auth::Limits::new(
+            config.rate_limit_per_sec,
+            config.rate_limit_burst,
+        )),
+        config: Arc::new(config),
+        engine,
+        metrics: prometheus(),
+    };
+    let app = router(state);
+    let mut rx = stop_rx;
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = rx.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    Ok(Running {
+        addr,
+        stop,
+        task,
+        workers,
+    })
+}
