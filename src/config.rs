@@ -48,3 +48,86 @@ pub fn plugin_config(flags: &[String]) -> Result<PluginConfig, String> {
     }
     Ok(config)
 }
+
+/// The settings a `belfry.toml` holds, as the `BELFRY_*` environment variables they stand
+/// for: a top-level `key` is `BELFRY_KEY`, `key` in `[section]` is `BELFRY_SECTION_KEY`, and
+/// `key` in `[plugin.NAME]` is `BELFRY_PLUGIN__NAME__KEY` (plugin configuration).
+///
+/// `known` is every variable the command line reads; a key standing for none of them is an
+/// error naming it, so a misspelt setting is not silently ignored.
+pub fn file_settings(
+    path: &std::path::Path,
+    known: &std::collections::BTreeSet<String>,
+) -> Result<Vec<(String, String)>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("config file {}: {e}", path.display()))?;
+    let table: toml::Table =
+        toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))?;
+    let mut out = Vec::new();
+    let var = |parts: &[&str]| {
+        let mut name = String::from("BELFRY");
+        for p in parts {
+            name.push('_');
+            name.push_str(&p.to_ascii_uppercase().replace('-', "_"));
+        }
+        name
+    };
+    let check = |key: &str, name: String| {
+        if known.contains(&name) {
+            Ok(name)
+        } else {
+            Err(format!(
+                "config file {}: unknown setting `{key}` (see `belfry serve --help` or docs/operating.md)",
+                path.display()
+            ))
+        }
+    };
+    for (key, value) in &table {
+        match value {
+            toml::Value::Table(section) if key == "plugin" => {
+                for (plugin, settings) in section {
+                    let toml::Value::Table(settings) = settings else {
+                        return Err(format!(
+                            "config file {}: `plugin.{plugin}` must be a table of settings",
+                            path.display()
+                        ));
+                    };
+                    for (k, v) in settings {
+                        let name = format!(
+                            "BELFRY_PLUGIN__{}__{}",
+                            plugin.to_ascii_uppercase().replace('-', "_"),
+                            k.to_ascii_uppercase()
+                        );
+                        out.push((name, scalar(path, &format!("plugin.{plugin}.{k}"), v)?));
+                    }
+                }
+            }
+            toml::Value::Table(section) => {
+                for (k, v) in section {
+                    let dotted = format!("{key}.{k}");
+                    let name = check(&dotted, var(&[key, k]))?;
+                    out.push((name, scalar(path, &dotted, v)?));
+                }
+            }
+            v => {
+                let name = check(key, var(&[key]))?;
+                out.push((name, scalar(path, key, v)?));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A setting's value as its environment variable would hold it.
+fn scalar(path: &std::path::Path, key: &str, v: &toml::Value) -> Result<String, String> {
+    match v {
+        toml::Value::String(s) => Ok(s.clone()),
+        toml::Value::Integer(i) => Ok(i.to_string()),
+        toml::Value::Float(f) => Ok(f.to_string()),
+        toml::Value::Boolean(b) => Ok(b.to_string()),
+        _ => Err(format!(
+            "config file {}: `{key}` must be a string, number or boolean",
+            path.display()
+        )),
+    }
+}

@@ -5,6 +5,7 @@ mod demo;
 mod digest_bench;
 mod digests_cli;
 mod inbox_cli;
+mod keys_cli;
 mod output;
 mod policy_cli;
 mod queue_bench;
@@ -12,7 +13,7 @@ mod queue_bench;
 use anyhow::{Context, Result, bail};
 use belfry::host::plugins::{PluginRuntime, RuntimeConfig};
 use belfry::{Engine, EngineConfig, TriggerRequest};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -30,6 +31,10 @@ struct Cli {
 
 #[derive(Args, Clone)]
 struct Global {
+    /// A belfry.toml to read settings from [default: ./belfry.toml if it exists]. Flags win
+    /// over environment variables, which win over the file.
+    #[arg(long, global = true, env = "BELFRY_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Database URL.
     #[arg(
         long,
@@ -130,6 +135,16 @@ enum Command {
     /// A workflow run and its transitions, by the run's id, its notification's, or one of its
     /// step deliveries'.
     Run { id: String },
+    /// Serve the HTTP API (/v1), the inbox with its live stream, /healthz, /readyz,
+    /// /metrics and the web console, with workers in the same process, until SIGTERM or
+    /// SIGINT. Every setting is also a `BELFRY_*` variable and a belfry.toml key
+    /// (docs/operating.md).
+    Serve(ServeArgs),
+    /// API keys for `belfry serve`: create (the secret is printed once), list, revoke.
+    Keys {
+        #[command(subcommand)]
+        command: keys_cli::KeysCommand,
+    },
     /// Run workers only: lease due jobs from the database and send them, until SIGTERM or
     /// SIGINT (then stop leasing, let in-flight sends finish for --grace-secs, release the rest,
     /// exit 0). Any number of `belfry worker` processes may share one PostgreSQL database.
@@ -189,6 +204,30 @@ struct WorkerArgs {
     poll_ms: u64,
     #[command(flatten)]
     retry: RetryArgs,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// The address to listen on (port 0 picks a free one, printed at start).
+    #[arg(long, env = "BELFRY_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// The largest request body in bytes; bigger ones get 413.
+    #[arg(long, env = "BELFRY_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    max_body_bytes: usize,
+    /// Requests per second per API key (0: unlimited); over it, 429 with Retry-After.
+    #[arg(long, env = "BELFRY_RATE_LIMIT_PER_SEC", default_value_t = 0)]
+    rate_limit_per_sec: u32,
+    /// Requests a key may make at once above its rate [default: the rate].
+    #[arg(long, env = "BELFRY_RATE_LIMIT_BURST", default_value_t = 0)]
+    rate_limit_burst: u32,
+    /// How often an open inbox stream looks for new items, in milliseconds.
+    #[arg(long, env = "BELFRY_INBOX_POLL_MS", default_value_t = 250)]
+    inbox_poll_ms: u64,
+    /// Serve the API only (when `belfry worker` processes do the sending).
+    #[arg(long, env = "BELFRY_NO_WORKERS")]
+    no_workers: bool,
+    #[command(flatten)]
+    worker: WorkerArgs,
 }
 
 #[derive(Args, Clone)]
@@ -272,6 +311,10 @@ struct QueueBenchArgs {
 }
 
 fn main() {
+    if let Err(e) = load_config_file() {
+        eprintln!("error: {e}");
+        std::process::exit(2);
+    }
     let cli = Cli::parse();
     init_tracing(cli.global.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -288,6 +331,47 @@ fn main() {
         // One line on stderr, whole cause chain.
         eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
         std::process::exit(1);
+    }
+}
+
+/// Reads belfry.toml (from --config, BELFRY_CONFIG, or ./belfry.toml when present) into the
+/// environment for every setting not already set there, so clap then applies flag > env >
+/// file > default. Runs before the async runtime starts: no other thread exists yet, which is
+/// what makes `set_var` sound.
+fn load_config_file() -> std::result::Result<(), String> {
+    let args: Vec<String> = std::env::args().collect();
+    let named = args.iter().enumerate().find_map(|(i, a)| {
+        if a == "--config" {
+            args.get(i + 1).cloned()
+        } else {
+            a.strip_prefix("--config=").map(str::to_string)
+        }
+    });
+    let path = match named.or_else(|| std::env::var("BELFRY_CONFIG").ok()) {
+        Some(p) => PathBuf::from(p),
+        None if std::path::Path::new("belfry.toml").exists() => PathBuf::from("belfry.toml"),
+        None => return Ok(()),
+    };
+    let mut known = std::collections::BTreeSet::new();
+    collect_env(&Cli::command(), &mut known);
+    for (var, value) in belfry::config::file_settings(&path, &known)? {
+        if std::env::var_os(&var).is_none() {
+            // SAFETY: single-threaded here, before the runtime or any thread is started.
+            unsafe { std::env::set_var(var, value) };
+        }
+    }
+    Ok(())
+}
+
+/// Every environment variable a command (and its subcommands) reads.
+fn collect_env(cmd: &clap::Command, into: &mut std::collections::BTreeSet<String>) {
+    for arg in cmd.get_arguments() {
+        if let Some(env) = arg.get_env() {
+            into.insert(env.to_string_lossy().into_owned());
+        }
+    }
+    for sub in cmd.get_subcommands() {
+        collect_env(sub, into);
     }
 }
 
@@ -379,6 +463,11 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Worker(args) => worker(&g, args).await,
+        Command::Serve(args) => serve(&g, args).await,
+        Command::Keys { command } => {
+            let db = belfry::host::store::open(&g.database_url).await?;
+            keys_cli::run(&db, command, g.json).await
+        }
         Command::Prefs { command } => {
             let db = belfry::host::store::open(&g.database_url).await?;
             policy_cli::prefs(&db, command, g.json).await
@@ -531,20 +620,75 @@ fn runtime_config(g: &Global) -> Result<RuntimeConfig> {
     })
 }
 
-/// `belfry worker`: workers until SIGTERM/SIGINT, then a graceful stop and exit 0.
-async fn worker(g: &Global, args: WorkerArgs) -> Result<()> {
-    use belfry::host::dispatch::WorkerConfig;
+/// `belfry serve`: the HTTP server and its workers until SIGTERM/SIGINT, then a graceful
+/// stop (open requests finish, in-flight sends get their grace) and exit 0.
+async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
+    if args.max_body_bytes < 1024 {
+        bail!("--max-body-bytes must be at least 1024");
+    }
+    let workers = if args.no_workers {
+        None
+    } else {
+        Some(worker_config(&args.worker)?)
+    };
+    let mut engine_config = engine_config(g)?;
+    engine_config.dispatch.retry = args.worker.retry.policy()?;
+    let engine = Engine::open(engine_config).await?;
+    let config = belfry::serve::ServeConfig {
+        listen: args.listen,
+        max_body_bytes: args.max_body_bytes,
+        rate_limit_per_sec: args.rate_limit_per_sec,
+        rate_limit_burst: args.rate_limit_burst,
+        inbox_poll: std::time::Duration::from_millis(args.inbox_poll_ms.max(10)),
+        workers,
+    };
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let running = belfry::serve::start(engine, config.clone())
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    // The address goes to stdout so a script (or a test) that asked for port 0 can read it.
+    println!("belfry serve listening on http://{}", running.addr);
+    eprintln!(
+        "belfry serve on {}: workers {}",
+        belfry::host::store::redact(&g.database_url),
+        match &config.workers {
+            Some(w) => format!("{} ({})", w.concurrency, w.owner),
+            None => "none (--no-workers)".to_string(),
+        }
+    );
+    let mut running = running;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+        served = running.until_stopped() => {
+            return served.context("serving stopped on its own");
+        }
+    }
+    tracing::info!("signal received: stopping");
+    running.shutdown().await.context("serving")?;
+    eprintln!("belfry serve stopped");
+    Ok(())
+}
+
+fn worker_config(args: &WorkerArgs) -> Result<belfry::host::dispatch::WorkerConfig> {
     if args.concurrency == 0 {
         bail!("--concurrency must be at least 1");
     }
-    let config = WorkerConfig {
+    Ok(belfry::host::dispatch::WorkerConfig {
         concurrency: args.concurrency,
         lease_for: secs("lease-secs", args.lease_secs)?,
         grace: secs("grace-secs", args.grace_secs)?,
         poll: std::time::Duration::from_millis(args.poll_ms.max(1)),
         ..Default::default()
-    };
+    })
+}
+
+/// `belfry worker`: workers until SIGTERM/SIGINT, then a graceful stop and exit 0.
+async fn worker(g: &Global, args: WorkerArgs) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let config = worker_config(&args)?;
     let mut engine_config = engine_config(g)?;
     engine_config.dispatch.retry = args.retry.policy()?;
     let engine = Engine::open(engine_config).await?;

@@ -10,7 +10,6 @@ use crate::dispatch::{
 };
 use crate::inbox::{self, Counts, Filter, InboxError, InboxItem, Mark, Page, token};
 use crate::keys::{self, ApiKey, KeyError};
-use crate::tenants::{self, Tenant, TenantError};
 use crate::plugins::{
     self, BundledPlugin, LoadError, Plugin, PluginConfig, PluginRuntime, Registry, RegistryError,
     RuntimeConfig,
@@ -20,7 +19,10 @@ use crate::policy::{
     SuppressionReason, SuppressionTarget,
 };
 use crate::store::{self, Db, StoreError};
-use crate::traces::{self, DeliveryFilter, DeliveryRecord, EventListing, ExplainError, Explanation};
+use crate::tenants::{self, Tenant, TenantError};
+use crate::traces::{
+    self, DeliveryFilter, DeliveryRecord, EventListing, ExplainError, Explanation,
+};
 use crate::trigger::{
     self, DryRun, NotificationSummary, TriggerError, TriggerOutcome, TriggerRequest,
 };
@@ -245,7 +247,10 @@ impl Engine {
     }
 
     /// A notification with its deliveries.
-    pub async fn notification(&self, id: &str) -> Result<Option<NotificationSummary>, TriggerError> {
+    pub async fn notification(
+        &self,
+        id: &str,
+    ) -> Result<Option<NotificationSummary>, TriggerError> {
         let event_id: Option<String> =
             sqlx::query_scalar("SELECT event_id FROM notifications WHERE id = $1")
                 .bind(id)
@@ -353,7 +358,11 @@ impl Engine {
         inbox::newest(&self.db, tenant, recipient_id).await
     }
 
-    pub async fn inbox_counts(&self, tenant: &str, recipient_id: &str) -> Result<Counts, StoreError> {
+    pub async fn inbox_counts(
+        &self,
+        tenant: &str,
+        recipient_id: &str,
+    ) -> Result<Counts, StoreError> {
         inbox::counts(&self.db, tenant, recipient_id).await
     }
 

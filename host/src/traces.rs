@@ -59,12 +59,22 @@ pub(crate) async fn append(conn: &mut Conn, t: NewTrace<'_>) -> Result<(), Store
     append_all(conn, vec![t]).await
 }
 
-/// Appends several rows in one statement (one round trip), in order: ids are UUIDv7, made here
-/// one after another, so `explain` reads them back in the order given.
+/// Rows per INSERT: 11 bind parameters each keeps a statement under SQLite's 32,766 and
+/// PostgreSQL's 65,535 parameters (a 1,000-recipient trigger appends several thousand rows).
+const APPEND_CHUNK: usize = 1000;
+
+/// Appends several rows in few statements (one per [`APPEND_CHUNK`] rows), in order: ids are
+/// UUIDv7, made here one after another, so `explain` reads them back in the order given.
 pub(crate) async fn append_all(conn: &mut Conn, rows: Vec<NewTrace<'_>>) -> Result<(), StoreError> {
-    if rows.is_empty() {
-        return Ok(());
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<NewTrace<'_>> = rows.by_ref().take(APPEND_CHUNK).collect();
+        append_chunk(conn, chunk).await?;
     }
+    Ok(())
+}
+
+async fn append_chunk(conn: &mut Conn, rows: Vec<NewTrace<'_>>) -> Result<(), StoreError> {
     let values: Vec<String> = (0..rows.len())
         .map(|r| {
             let cols: Vec<String> = (1..=11).map(|c| format!("${}", r * 11 + c)).collect();

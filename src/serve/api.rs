@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, extract::rejection::JsonRejection};
 use belfry_host::content::Channel;
 use belfry_host::policy::{
-    Cap, PrefScope, Severity, SettingsPatch, SuppressionReason, SuppressionTarget,
+    Cap, PrefScope, SettingsPatch, Severity, SuppressionReason, SuppressionTarget,
 };
 use belfry_host::traces::DeliveryFilter;
 use belfry_host::{TriggerOutcome, TriggerRequest};
@@ -68,7 +68,10 @@ pub async fn trigger(
 ) -> Result<Response, ApiError> {
     let b = body(b)?;
     if !b.payload.is_object() {
-        return Err(ApiError::invalid("payload", "payload must be a JSON object"));
+        return Err(ApiError::invalid(
+            "payload",
+            "payload must be a JSON object",
+        ));
     }
     let header_key = match headers.get("idempotency-key") {
         Some(v) => Some(
@@ -171,8 +174,7 @@ const STATUSES: &[&str] = &[
     "pending",
     "deferred",
     "held",
-    "sent",
-    "delivered",
+    "succeeded",
     "failed",
     "cancelled",
     "suppressed",
@@ -273,11 +275,10 @@ pub async fn preferences(
     caller: Caller,
     Path(recipient): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let prefs = state
-        .engine
-        .preferences(&caller.tenant, &recipient)
-        .await?;
-    Ok(Json(json!({ "recipient_id": recipient, "preferences": prefs })))
+    let prefs = state.engine.preferences(&caller.tenant, &recipient).await?;
+    Ok(Json(
+        json!({ "recipient_id": recipient, "preferences": prefs }),
+    ))
 }
 
 #[derive(Deserialize)]

@@ -9,6 +9,7 @@ use belfry_host::inbox::InboxError;
 use belfry_host::inbox::token::TokenError;
 use belfry_host::keys::KeyError;
 use belfry_host::policy::PolicyError;
+use belfry_host::policy::quiet_hours::QuietHoursError;
 use belfry_host::store::StoreError;
 use belfry_host::tenants::TenantError;
 use belfry_host::traces::ExplainError;
@@ -70,8 +71,11 @@ impl IntoResponse for ApiError {
         if let Some(f) = self.field {
             error["field"] = f.into();
         }
-        let mut response =
-            (self.status, axum::Json(serde_json::json!({ "error": error }))).into_response();
+        let mut response = (
+            self.status,
+            axum::Json(serde_json::json!({ "error": error })),
+        )
+            .into_response();
         if let Some(secs) = self.retry_after {
             response
                 .headers_mut()
@@ -136,7 +140,14 @@ impl From<PolicyError> for ApiError {
             PolicyError::Invalid { field, problem } => {
                 ApiError::invalid(&field, format!("{field}: {problem}"))
             }
-            e @ PolicyError::QuietHours(_) => ApiError::invalid("quiet_hours", e.to_string()),
+            PolicyError::QuietHours(e) => {
+                let field = match &e {
+                    QuietHoursError::UnknownZone(_) => "time_zone",
+                    QuietHoursError::MinuteOutOfRange { field, .. } => field,
+                    _ => "quiet_hours",
+                };
+                ApiError::invalid(field, e.to_string())
+            }
             PolicyError::NotFound { id, .. } => ApiError::not_found("suppression", &id),
             PolicyError::Store(e) => e.into(),
         }

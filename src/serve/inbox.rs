@@ -129,10 +129,10 @@ pub async fn stream(
 ) -> Result<Sse<impl tokio_stream::Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let engine = state.engine.clone();
     let poll = state.config.inbox_poll;
-    let mut last = engine.inbox_newest_key(&who.tenant, &who.recipient_id).await?;
-    let mut counts = engine
-        .inbox_counts(&who.tenant, &who.recipient_id)
+    let mut last = engine
+        .inbox_newest_key(&who.tenant, &who.recipient_id)
         .await?;
+    let mut counts = engine.inbox_counts(&who.tenant, &who.recipient_id).await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(64);
     let first = Event::default()
         .event("counts")

@@ -177,20 +177,25 @@ impl Running {
     /// in-flight sends within their grace), and waits for all of it.
     pub async fn shutdown(self) -> std::io::Result<()> {
         let _ = self.stop.send(true);
-        let served = self.task.await.unwrap_or(Ok(()));
+        // A task already awaited by `until_stopped` answers JoinError here; it was reported.
+        let served = if self.task.is_finished() {
+            Ok(())
+        } else {
+            self.task.await.unwrap_or(Ok(()))
+        };
         for w in self.workers {
             let _ = w.await;
         }
         served
     }
 
-    /// Waits until the server stops by itself (it does not, unless it fails).
+    /// Waits until the server stops by itself (it does not, unless it fails). Cancel-safe:
+    /// [`Running::shutdown`] may follow.
     pub async fn until_stopped(&mut self) -> std::io::Result<()> {
-        (&mut self.task).await.unwrap_or(Ok(()))
-    }
-
-    pub fn stopper(&self) -> tokio::sync::watch::Sender<bool> {
-        self.stop.clone()
+        match (&mut self.task).await {
+            Ok(r) => r,
+            Err(e) => Err(std::io::Error::other(e)),
+        }
     }
 }
 
@@ -203,9 +208,7 @@ pub async fn start(engine: Engine, config: ServeConfig) -> std::io::Result<Runni
     if let Some(wc) = config.workers.clone() {
         let engine = engine.clone();
         let rx = stop_rx.clone();
-        workers.push(tokio::spawn(
-            async move { engine.run_worker(wc, rx).await },
-        ));
+        workers.push(tokio::spawn(async move { engine.run_worker(wc, rx).await }));
     }
     let state = AppState {
         limits: Arc::new(auth::Limits::new(

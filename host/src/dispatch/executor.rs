@@ -819,8 +819,7 @@ async fn insert_attempt(
     .bind(&a.provider_message_id)
     .execute(&mut *tx)
     .await?;
-    metrics::counter!(crate::metrics::ATTEMPTS, "outcome" => a.outcome)
-        .increment(1);
+    metrics::counter!(crate::metrics::ATTEMPTS, "outcome" => a.outcome).increment(1);
     Ok(())
 }
 

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what the browser test needs: Debian's chromium (when /usr/bin/chromium is missing)
+# and playwright-core from package-lock.json. Idempotent; prints little.
+set -euo pipefail
+
+if [[ ! -x /usr/bin/chromium ]]; then
+  as_root=()
+  if [[ $(id -u) -ne 0 ]]; then
+    if command -v sudo >/dev/null 2>&1; then
+      as_root=(sudo)
+    else
+      echo "setup.sh: /usr/bin/chromium is missing and we are not root (no sudo to install it)" >&2
+      exit 1
+    fi
+  fi
+  echo "setup.sh: installing chromium from Debian" >&2
+  "${as_root[@]}" apt-get update -qq
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+
+cd "$(dirname "${BASH_SOURCE[0]}")"
+npm ci --no-audit --no-fund --loglevel=error
