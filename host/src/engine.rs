@@ -339,23 +339,14 @@ impl Engine {
         inbox::page(&self.db, tenant, recipient_id, filter, limit, cursor).await
     }
 
-    /// Items newer than `after` (`(created_at, id)`), oldest first: what a live stream sends.
-    pub async fn inbox_newer(
+    /// The newest `limit` items in any state, newest first: what a live stream compares.
+    pub async fn inbox_recent(
         &self,
         tenant: &str,
         recipient_id: &str,
-        after: Option<(&str, &str)>,
+        limit: i64,
     ) -> Result<Vec<InboxItem>, StoreError> {
-        inbox::newer_than(&self.db, tenant, recipient_id, after).await
-    }
-
-    /// The newest item's `(created_at, id)`, where a live stream starts.
-    pub async fn inbox_newest_key(
-        &self,
-        tenant: &str,
-        recipient_id: &str,
-    ) -> Result<Option<(String, String)>, StoreError> {
-        inbox::newest(&self.db, tenant, recipient_id).await
+        inbox::recent(&self.db, tenant, recipient_id, limit).await
     }
 
     pub async fn inbox_counts(

@@ -11,6 +11,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use belfry_host::inbox::{Counts, Filter, InboxItem, Mark};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::collections::HashSet;
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -119,19 +120,27 @@ pub async fn read_all(
     Ok(Json(json!({"changed": changed, "counts": counts})))
 }
 
+/// How many of the newest items a live stream compares each time: more new items than this
+/// between two looks reach the client as a count change only (its list reloads on demand).
+const STREAM_WINDOW: i64 = 50;
+
 /// Server-Sent Events: `counts` at once and whenever they change, `item` for each new item.
 ///
 /// The stream reads the database every `poll` (the configured `inbox_poll_ms`), so it sees
-/// items written by any process sharing the database, not only this one's workers.
+/// items written by any process sharing the database, not only this one's workers. New items
+/// are those among the newest [`STREAM_WINDOW`] whose ids it has not pushed, so an item that
+/// commits after a newer one is still pushed.
 pub async fn stream(
     State(state): State<AppState>,
     EndUser(who): EndUser,
 ) -> Result<Sse<impl tokio_stream::Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let engine = state.engine.clone();
     let poll = state.config.inbox_poll;
-    let mut last = engine
-        .inbox_newest_key(&who.tenant, &who.recipient_id)
-        .await?;
+    let ids =
+        |items: &[InboxItem]| -> HashSet<String> { items.iter().map(|i| i.id.clone()).collect() };
+    let mut known = ids(&engine
+        .inbox_recent(&who.tenant, &who.recipient_id, STREAM_WINDOW)
+        .await?);
     let mut counts = engine.inbox_counts(&who.tenant, &who.recipient_id).await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(64);
     let first = Event::default()
@@ -145,26 +154,26 @@ pub async fn stream(
                 _ = tokio::time::sleep(poll) => {}
                 _ = tx.closed() => return,
             }
-            let after = last.as_ref().map(|(a, i)| (a.as_str(), i.as_str()));
-            let fresh = match engine
-                .inbox_newer(&who.tenant, &who.recipient_id, after)
+            let recent = match engine
+                .inbox_recent(&who.tenant, &who.recipient_id, STREAM_WINDOW)
                 .await
             {
-                Ok(f) => f,
+                Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(error = %e, "inbox stream: reading new items failed; retrying");
                     continue;
                 }
             };
-            for item in fresh {
-                last = Some((item.created_at.clone(), item.id.clone()));
-                let Ok(event) = Event::default().event("item").json_data(&item) else {
+            // Oldest first, as they happened.
+            for item in recent.iter().rev().filter(|i| !known.contains(&i.id)) {
+                let Ok(event) = Event::default().event("item").json_data(item) else {
                     continue;
                 };
                 if tx.send(Ok(event)).await.is_err() {
                     return;
                 }
             }
+            known = ids(&recent);
             match engine.inbox_counts(&who.tenant, &who.recipient_id).await {
                 Ok(now) if now != counts => {
                     counts = now;

@@ -55,12 +55,17 @@ async function step(name, fn) {
 
 /** A JSON request with the API key (or another bearer), bounded in time. */
 async function api(method, path, { body, bearer = KEY, headers = {} } = {}) {
-  const res = await fetch(BASE + path, {
-    method,
-    headers: { Authorization: `Bearer ${bearer}`, 'Content-Type': 'application/json', ...headers },
-    body: body === undefined ? undefined : JSON.stringify(body),
-    signal: AbortSignal.timeout(STEP_MS),
-  });
+  let res;
+  try {
+    res = await fetch(BASE + path, {
+      method,
+      headers: { Authorization: `Bearer ${bearer}`, 'Content-Type': 'application/json', ...headers },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(STEP_MS),
+    });
+  } catch (e) {
+    fail(`${method} ${BASE}${path}: ${e.cause ? e.cause.message || e.cause.code : e.message}`);
+  }
   const text = await res.text();
   let json = null;
   try { json = JSON.parse(text); } catch { /* reported below */ }

@@ -241,45 +241,27 @@ pub async fn page(
     Ok(Page { items, next_cursor })
 }
 
-/// Items created after the newest one a client has (by `(created_at, id)`), oldest first: what
-/// a live stream pushes next.
-pub async fn newer_than(
+/// A recipient's newest `limit` items in any state, newest first: what a live stream compares
+/// with what it has already pushed. Comparing ids, not a `(created_at, id)` watermark, is what
+/// lets the stream push an item whose transaction committed after a newer one's (several
+/// workers write items concurrently, each stamped at its own start).
+pub async fn recent(
     db: &store::Db,
     tenant: &str,
     recipient_id: &str,
-    after: Option<(&str, &str)>,
+    limit: i64,
 ) -> Result<Vec<InboxItem>, StoreError> {
     let sql = format!(
-        "SELECT {COLUMNS} FROM inbox_items WHERE tenant = $1 AND recipient_id = $2 {}
-         ORDER BY created_at, id LIMIT {MAX_PAGE}",
-        if after.is_some() {
-            "AND (created_at > $3 OR (created_at = $3 AND id > $4))"
-        } else {
-            ""
-        }
+        "SELECT {COLUMNS} FROM inbox_items WHERE tenant = $1 AND recipient_id = $2
+         ORDER BY created_at DESC, id DESC LIMIT $3"
     );
-    let mut query = sqlx::query(&sql).bind(tenant).bind(recipient_id);
-    if let Some((at, id)) = after {
-        query = query.bind(at).bind(id);
-    }
-    Ok(query.fetch_all(db).await?.iter().map(item).collect())
-}
-
-/// The newest item's `(created_at, id)`, where a live stream starts.
-pub async fn newest(
-    db: &store::Db,
-    tenant: &str,
-    recipient_id: &str,
-) -> Result<Option<(String, String)>, StoreError> {
-    let row = sqlx::query(
-        "SELECT created_at, id FROM inbox_items WHERE tenant = $1 AND recipient_id = $2
-         ORDER BY created_at DESC, id DESC LIMIT 1",
-    )
-    .bind(tenant)
-    .bind(recipient_id)
-    .fetch_optional(db)
-    .await?;
-    Ok(row.map(|r| (r.get("created_at"), r.get("id"))))
+    let rows = sqlx::query(&sql)
+        .bind(tenant)
+        .bind(recipient_id)
+        .bind(limit.clamp(1, MAX_PAGE))
+        .fetch_all(db)
+        .await?;
+    Ok(rows.iter().map(item).collect())
 }
 
 pub async fn counts(
