@@ -217,14 +217,19 @@ struct ServeArgs {
     /// Requests per second per API key (0: unlimited); over it, 429 with Retry-After.
     #[arg(long, env = "BELFRY_RATE_LIMIT_PER_SEC", default_value_t = 0)]
     rate_limit_per_sec: u32,
-    /// Requests a key may make at once above its rate [default: the rate].
+    /// The most requests a key may make in a burst before the rate applies (a bucket of this
+    /// size refilled at the rate); a value below the rate means the rate.
     #[arg(long, env = "BELFRY_RATE_LIMIT_BURST", default_value_t = 0)]
     rate_limit_burst: u32,
     /// How often an open inbox stream looks for new items, in milliseconds.
     #[arg(long, env = "BELFRY_INBOX_POLL_MS", default_value_t = 250)]
     inbox_poll_ms: u64,
-    /// Serve the API only (when `belfry worker` processes do the sending).
-    #[arg(long, env = "BELFRY_NO_WORKERS")]
+    /// The largest `POST /v1/plugins` body in bytes (a base64 component and its manifest).
+    #[arg(long, env = "BELFRY_MAX_PLUGIN_BYTES", default_value_t = 64 << 20)]
+    max_plugin_bytes: usize,
+    /// Serve the API only (when `belfry worker` processes do the sending). The variable takes
+    /// true/false, 1/0, yes/no, on/off.
+    #[arg(long, env = "BELFRY_NO_WORKERS", value_parser = clap::builder::BoolishValueParser::new())]
     no_workers: bool,
     #[command(flatten)]
     worker: WorkerArgs,
@@ -638,6 +643,7 @@ async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
     let config = belfry::serve::ServeConfig {
         listen: args.listen,
         max_body_bytes: args.max_body_bytes,
+        max_plugin_bytes: args.max_plugin_bytes,
         rate_limit_per_sec: args.rate_limit_per_sec,
         rate_limit_burst: args.rate_limit_burst,
         inbox_poll: std::time::Duration::from_millis(args.inbox_poll_ms.max(10)),

@@ -497,6 +497,16 @@ async fn triggers_and_bad_input(backend: Backend) {
     error(&status, StatusCode::BAD_REQUEST, "bad_query");
     let route = api.get("/v1/nothing-here").await;
     error(&route, StatusCode::NOT_FOUND, "not_found");
+    let method = api
+        .send(api.request(Method::DELETE, "/v1/events", Some(&api.key)))
+        .await;
+    error(
+        &method,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    );
+    let unknown_param = api.get("/v1/events?cursor=zzz").await;
+    error(&unknown_param, StatusCode::BAD_REQUEST, "bad_query");
     api.stop().await;
 }
 
@@ -1085,8 +1095,11 @@ async fn inbox_stream_pushes_new_items(backend: Backend) {
         .send(api.request(Method::GET, "/v1/inbox/stream", None))
         .await;
     error(&no_token, StatusCode::UNAUTHORIZED, "unauthorized");
+    // Shutdown ends open streams rather than waiting for their clients to leave.
+    tokio::time::timeout(Duration::from_secs(10), api.stop())
+        .await
+        .expect("shutdown waited on an open inbox stream");
     drop(sse);
-    api.stop().await;
 }
 
 // ---- rate limits -------------------------------------------------------------------------
@@ -1130,6 +1143,109 @@ async fn rate_limit_answers_429(backend: Backend) {
     api.stop().await;
 }
 
+// ---- plugins loaded at runtime -----------------------------------------------------------
+
+fn bundled(name: &str) -> &'static belfry::host::plugins::BundledPlugin {
+    belfry::BUNDLED.iter().find(|b| b.name == name).unwrap()
+}
+
+fn upload(wasm: &[u8], manifest: &str) -> Value {
+    use base64::Engine as _;
+    json!({
+        "manifest": manifest,
+        "component": base64::engine::general_purpose::STANDARD.encode(wasm),
+    })
+}
+
+/// `POST /v1/plugins`: admin only; a bad component, a bad manifest, a directory grant or a
+/// conflicting notifier key is refused with nothing changed; a good one is in force for the
+/// next trigger at once, and still after a restart.
+async fn plugins_load_at_runtime(backend: Backend) {
+    let api = serve(backend, |_| {}).await;
+    let mention = bundled("mention");
+    let v9 = mention
+        .manifest
+        .replace("version = \"0.1.0\"", "version = \"0.9.0\"");
+    assert_ne!(v9, mention.manifest, "the test's manifest edit took");
+
+    let as_tenant = api.post("/v1/plugins", upload(mention.wasm, &v9)).await;
+    error(&as_tenant, StatusCode::FORBIDDEN, "admin_only");
+    let admin_post = |body: Value| {
+        api.send(
+            api.request(Method::POST, "/v1/plugins", Some(&api.admin))
+                .json(&body),
+        )
+    };
+    let not_base64 = admin_post(json!({"manifest": v9, "component": "%%%"})).await;
+    error(&not_base64, StatusCode::BAD_REQUEST, "bad_request");
+    let garbage = admin_post(upload(b"not a component", &v9)).await;
+    let why = error(
+        &garbage,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "plugin_rejected",
+    );
+    assert!(why.contains("component"), "{why}");
+    let bad_manifest = admin_post(upload(mention.wasm, "name = 3")).await;
+    error(
+        &bad_manifest,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "plugin_rejected",
+    );
+    let templates = bundled("templates");
+    let with_files = admin_post(upload(templates.wasm, templates.manifest)).await;
+    let why = error(
+        &with_files,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "plugin_rejected",
+    );
+    assert!(why.contains("capabilities.files"), "{why}");
+    // The same notifier under another name: two notifiers would claim `mention`.
+    let copy = v9.replace("name = \"mention\"", "name = \"mention-copy\"");
+    let conflict = admin_post(upload(mention.wasm, &copy)).await;
+    let why = error(&conflict, StatusCode::CONFLICT, "conflict");
+    assert!(why.contains("mention"), "{why}");
+    assert_eq!(common::count(api.engine(), "plugin_uploads").await, 0);
+
+    let (s, loaded) = admin_post(upload(mention.wasm, &v9)).await;
+    assert_eq!(s, StatusCode::CREATED, "{loaded}");
+    assert_eq!(loaded["version"], "0.9.0");
+    assert!(
+        loaded["replaced"]
+            .as_str()
+            .unwrap()
+            .starts_with("mention@0.1.0#"),
+        "{loaded}"
+    );
+    let (_, list) = api.get("/v1/plugins").await;
+    let listed: Vec<&Value> = list["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["name"] == "mention")
+        .collect();
+    assert_eq!(listed.len(), 1, "{list}");
+    assert_eq!(listed[0]["version"], "0.9.0");
+
+    // The next trigger is planned by the new version.
+    let out = api.mention(&["u-v9"]).await;
+    let planned = out["notifications"][0]["deliveries"][0]["planned_by"]
+        .as_str()
+        .unwrap();
+    assert!(planned.starts_with("mention@0.9.0#"), "{planned}");
+
+    // A restart (a new engine on the same database) loads it again.
+    let again = Engine::open(common::config_for(&api.w.db.url, &api.w.receiver.url()))
+        .await
+        .unwrap();
+    let reloaded = again
+        .plugins()
+        .into_iter()
+        .find(|p| p.name() == "mention")
+        .unwrap();
+    assert_eq!(reloaded.manifest().version, "0.9.0");
+    api.stop().await;
+}
+
 on_both_backends!(
     health_ready_and_metrics,
     keys_tenants_and_isolation,
@@ -1140,4 +1256,5 @@ on_both_backends!(
     inbox_paging_under_concurrent_inserts,
     inbox_stream_pushes_new_items,
     rate_limit_answers_429,
+    plugins_load_at_runtime,
 );

@@ -11,8 +11,8 @@ use crate::dispatch::{
 use crate::inbox::{self, Counts, Filter, InboxError, InboxItem, Mark, Page, token};
 use crate::keys::{self, ApiKey, KeyError};
 use crate::plugins::{
-    self, BundledPlugin, LoadError, Plugin, PluginConfig, PluginRuntime, Registry, RegistryError,
-    RuntimeConfig,
+    self, BundledPlugin, LiveRegistry, LoadError, Plugin, PluginConfig, PluginRuntime, Registry,
+    RegistryError, RuntimeConfig, uploads,
 };
 use crate::policy::{
     self, PolicyError, PrefScope, Preference, Settings, SettingsPatch, Suppression,
@@ -86,7 +86,11 @@ pub struct Engine {
     db: Db,
     database_url: String,
     runtime: Arc<PluginRuntime>,
-    registry: Arc<Registry>,
+    registry: LiveRegistry,
+    /// Kept to rebuild the registry when a plugin is loaded at runtime.
+    routes: Arc<BTreeMap<Channel, String>>,
+    /// One runtime load at a time, so two cannot each replace the registry the other built on.
+    loading: Arc<tokio::sync::Mutex<()>>,
     dispatch: DispatchConfig,
     /// Shared by every executor this engine hands out.
     retry: Arc<dispatch::RetryPolicy>,
@@ -106,12 +110,15 @@ impl Engine {
         })?;
         let loaded =
             plugins::load_all(&runtime, config.bundled, config.plugins_dir.as_deref()).await?;
-        let registry = Registry::new(loaded, &config.routes)?;
+        let uploaded = uploads::load_recorded(&db, &runtime).await?;
+        let registry = Registry::new(uploads::apply(loaded, uploaded), &config.routes)?;
         Ok(Engine {
             db,
             database_url: config.database_url.clone(),
             runtime: Arc::new(runtime),
-            registry: Arc::new(registry),
+            registry: LiveRegistry::new(registry),
+            routes: Arc::new(config.routes.clone()),
+            loading: Arc::new(tokio::sync::Mutex::new(())),
             retry: Arc::new(config.dispatch.retry.clone()),
             dispatch: config.dispatch.clone(),
             wake: Wakeup::new(),
@@ -127,18 +134,53 @@ impl Engine {
         &self.runtime
     }
 
-    pub fn plugins(&self) -> &[Plugin] {
-        self.registry.plugins()
+    /// The plugins in force now.
+    pub fn plugins(&self) -> Vec<Plugin> {
+        self.registry.current().plugins().to_vec()
     }
 
-    pub fn registry(&self) -> &Registry {
-        &self.registry
+    /// The registry in force now (a snapshot: a later runtime load does not change it).
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry.current()
+    }
+
+    /// Loads a plugin at runtime from its component and manifest, checked as `belfry plugin
+    /// check` checks one, and puts it in force for every trigger and job that starts from now
+    /// on, replacing the plugin of the same name. It is recorded first, so a restart loads it
+    /// again; jobs already running finish with the plugins they started with.
+    pub async fn load_plugin(
+        &self,
+        component: &[u8],
+        manifest: &str,
+        by: &str,
+    ) -> Result<(Plugin, Option<Plugin>), uploads::UploadError> {
+        let _one_at_a_time = self.loading.lock().await;
+        let origin = format!("upload by {by}");
+        let plugin = self
+            .runtime
+            .load_uploaded(component, manifest, origin)
+            .await?;
+        let current = self.registry.current();
+        let replaced = current
+            .plugins()
+            .iter()
+            .find(|p| p.name() == plugin.name())
+            .cloned();
+        let next = Registry::new(
+            uploads::apply(current.plugins().to_vec(), [plugin.clone()]),
+            &self.routes,
+        )?;
+        uploads::record(&self.db, &plugin, component, manifest, by).await?;
+        self.registry.replace(next);
+        tracing::info!(plugin = %plugin.reference(), replaced = ?replaced.as_ref().map(|p| p.reference().to_string()), "plugin loaded at runtime");
+        Ok((plugin, replaced))
     }
 
     /// Plans an event into notifications, deliveries and their jobs (one transaction), then
     /// wakes the workers.
     pub async fn trigger(&self, req: &TriggerRequest) -> Result<TriggerOutcome, TriggerError> {
-        let outcome = trigger::trigger(&self.db, &self.runtime, &self.registry, req).await?;
+        let outcome =
+            trigger::trigger(&self.db, &self.runtime, &self.registry.current(), req).await?;
         metrics::counter!(crate::metrics::TRIGGERS, "notifier" => req.notifier.clone(), "duplicate" => if outcome.duplicate { "true" } else { "false" })
             .increment(1);
         if !outcome.duplicate {
@@ -153,7 +195,8 @@ impl Engine {
         &self,
         reqs: &[TriggerRequest],
     ) -> Result<Vec<TriggerOutcome>, TriggerError> {
-        let outcomes = trigger::trigger_many(&self.db, &self.runtime, &self.registry, reqs).await?;
+        let outcomes =
+            trigger::trigger_many(&self.db, &self.runtime, &self.registry.current(), reqs).await?;
         for (req, outcome) in reqs.iter().zip(&outcomes) {
             metrics::counter!(crate::metrics::TRIGGERS, "notifier" => req.notifier.clone(), "duplicate" => if outcome.duplicate { "true" } else { "false" })
                 .increment(1);
@@ -461,7 +504,7 @@ impl Engine {
     /// Plans a trigger and runs the plan-time policy for every recipient and channel, writing
     /// nothing: what would be sent, deferred or suppressed, and why.
     pub async fn dry_run(&self, req: &TriggerRequest) -> Result<DryRun, TriggerError> {
-        trigger::dry_run(&self.db, &self.runtime, &self.registry, req).await
+        trigger::dry_run(&self.db, &self.runtime, &self.registry.current(), req).await
     }
 
     /// Sets (`Some`) or clears (`None`) a preference of a recipient, or of the tenant for `*`.

@@ -34,10 +34,25 @@ pub async fn observe(db: &Db) -> Result<(), StoreError> {
     )
     .fetch_all(db)
     .await?;
+    // A pair that no longer has deliveries must read 0, not its last count: remember every
+    // pair ever set and zero those this reading did not find.
+    static SEEN: std::sync::Mutex<std::collections::BTreeSet<(String, String)>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut now_seen = std::collections::BTreeSet::new();
     for r in &rows {
         let (status, channel): (String, String) = (r.get("status"), r.get("channel"));
         let n: i64 = r.get("n");
-        metrics::gauge!(DELIVERIES, "status" => status, "channel" => channel).set(n as f64);
+        metrics::gauge!(DELIVERIES, "status" => status.clone(), "channel" => channel.clone())
+            .set(n as f64);
+        now_seen.insert((status, channel));
+    }
+    {
+        let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+        for (status, channel) in seen.difference(&now_seen) {
+            metrics::gauge!(DELIVERIES, "status" => status.clone(), "channel" => channel.clone())
+                .set(0.0);
+        }
+        seen.extend(now_seen);
     }
     let stats = crate::dispatch::queue::stats(db).await?;
     for (state, n) in [

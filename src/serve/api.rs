@@ -6,7 +6,7 @@
 //! tenant's ids answer 404 exactly as unknown ones do, so their existence is not disclosed.
 
 use super::AppState;
-use super::auth::{Admin, Caller};
+use super::auth::{Admin, AnyKey, Caller};
 use super::error::ApiError;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -130,10 +130,16 @@ fn limit(q: Option<i64>) -> Result<i64, ApiError> {
     }
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    limit: Option<i64>,
+}
+
 pub async fn events(
     State(state): State<AppState>,
     caller: Caller,
-    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let q = q?.0;
     let events = state
@@ -531,34 +537,64 @@ pub async fn signal(
 
 // ---- plugins -----------------------------------------------------------------------------
 
-pub async fn plugins(State(state): State<AppState>, _caller: Caller) -> Json<Value> {
-    let list: Vec<Value> = state
-        .engine
-        .plugins()
-        .iter()
-        .map(|p| {
-            let m = p.manifest();
-            json!({
-                "name": p.name(),
-                "version": m.version,
-                "kind": p.kind(),
-                "wit": m.wit,
-                "reference": p.reference().to_string(),
-                "description": m.description,
-                "origin": p.origin(),
-                "channels": m.channels,
-                "notifier": p.description(),
-                "capabilities": {
-                    "http": m.http.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
-                    "files": m.files.iter().map(|f| f.guest.clone()).collect::<Vec<_>>(),
-                    "memory_mib": m.limits.memory_bytes >> 20,
-                    "timeout_ms": m.limits.timeout_ms,
-                    "output_bytes": m.limits.output_bytes,
-                },
-            })
-        })
-        .collect();
+fn plugin_json(p: &belfry_host::plugins::Plugin) -> Value {
+    let m = p.manifest();
+    json!({
+        "name": p.name(),
+        "version": m.version,
+        "kind": p.kind(),
+        "wit": m.wit,
+        "reference": p.reference().to_string(),
+        "description": m.description,
+        "origin": p.origin(),
+        "channels": m.channels,
+        "notifier": p.description(),
+        "capabilities": {
+            "http": m.http.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+            "files": m.files.iter().map(|f| f.guest.clone()).collect::<Vec<_>>(),
+            "memory_mib": m.limits.memory_bytes >> 20,
+            "timeout_ms": m.limits.timeout_ms,
+            "output_bytes": m.limits.output_bytes,
+        },
+    })
+}
+
+/// The plugins in force; the same for every tenant, so any key may list them.
+pub async fn plugins(State(state): State<AppState>, _key: AnyKey) -> Json<Value> {
+    let list: Vec<Value> = state.engine.plugins().iter().map(plugin_json).collect();
     Json(json!({ "plugins": list }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginUpload {
+    /// The manifest's TOML text.
+    manifest: String,
+    /// The component's bytes, base64 (standard alphabet, padded).
+    component: String,
+}
+
+/// Loads a plugin version at runtime (admin only): checked like `belfry plugin check`, then in
+/// force for every trigger and job that starts afterwards, and recorded so a restart keeps it.
+pub async fn load_plugin(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    b: Body<PluginUpload>,
+) -> Result<Response, ApiError> {
+    use base64::Engine as _;
+    let b = body(b)?;
+    let component = base64::engine::general_purpose::STANDARD
+        .decode(b.component.trim())
+        .map_err(|e| {
+            ApiError::bad_request(format!("component is not base64: {e}")).field("component")
+        })?;
+    let (plugin, replaced) = state
+        .engine
+        .load_plugin(&component, &b.manifest, &admin.id)
+        .await?;
+    let mut out = plugin_json(&plugin);
+    out["replaced"] = replaced.map(|p| p.reference().to_string()).into();
+    Ok((StatusCode::CREATED, Json(out)).into_response())
 }
 
 // ---- inbox tokens ------------------------------------------------------------------------

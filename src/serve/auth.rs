@@ -4,6 +4,7 @@
 //! - [`Caller`]: an API key acting inside one tenant (a tenant key in its own tenant; an admin
 //!   key in the tenant its `Belfry-Tenant` header names);
 //! - [`Admin`]: an admin key, for operator endpoints (a tenant key gets 403);
+//! - [`AnyKey`]: any key, for what every tenant shares (the plugin list);
 //! - [`EndUser`]: an end user's inbox token (header, or `?token=` where a browser's
 //!   `EventSource` cannot set one) — never an API key.
 //!
@@ -26,6 +27,9 @@ pub struct Caller {
 }
 
 pub struct Admin(pub ApiKey);
+
+/// Any valid API key, tenant or admin: for what is the same in every tenant.
+pub struct AnyKey(pub ApiKey);
 
 pub struct EndUser(pub Holder);
 
@@ -102,6 +106,14 @@ impl FromRequestParts<AppState> for Admin {
             ));
         }
         Ok(Admin(key))
+    }
+}
+
+impl FromRequestParts<AppState> for AnyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        Ok(AnyKey(api_key(parts, state).await?))
     }
 }
 

@@ -8,6 +8,7 @@ use belfry_host::dispatch::ChangeError;
 use belfry_host::inbox::InboxError;
 use belfry_host::inbox::token::TokenError;
 use belfry_host::keys::KeyError;
+use belfry_host::plugins::uploads::UploadError;
 use belfry_host::policy::PolicyError;
 use belfry_host::policy::quiet_hours::QuietHoursError;
 use belfry_host::store::StoreError;
@@ -196,6 +197,22 @@ impl From<KeyError> for ApiError {
             e @ KeyError::Invalid(_) => ApiError::invalid("name", e.to_string()),
             KeyError::NotFound(id) => ApiError::not_found("API key", &id),
             KeyError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<UploadError> for ApiError {
+    fn from(e: UploadError) -> Self {
+        match e {
+            UploadError::Load(e) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "plugin_rejected",
+                e.to_string(),
+            ),
+            UploadError::Conflict(e) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
+            }
+            UploadError::Store(e) => e.into(),
         }
     }
 }

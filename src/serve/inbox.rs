@@ -136,6 +136,7 @@ pub async fn stream(
 ) -> Result<Sse<impl tokio_stream::Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let engine = state.engine.clone();
     let poll = state.config.inbox_poll;
+    let mut stopping = state.stopping.clone();
     let ids =
         |items: &[InboxItem]| -> HashSet<String> { items.iter().map(|i| i.id.clone()).collect() };
     let mut known = ids(&engine
@@ -153,6 +154,8 @@ pub async fn stream(
             tokio::select! {
                 _ = tokio::time::sleep(poll) => {}
                 _ = tx.closed() => return,
+                // Dropping `tx` ends the response, so shutdown need not wait for the client.
+                _ = stopping.wait_for(|s| *s) => return,
             }
             let recent = match engine
                 .inbox_recent(&who.tenant, &who.recipient_id, STREAM_WINDOW)

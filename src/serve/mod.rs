@@ -28,6 +28,8 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     /// The largest JSON request body, in bytes (413 beyond).
     pub max_body_bytes: usize,
+    /// The largest `POST /v1/plugins` body (a base64 component and its manifest).
+    pub max_plugin_bytes: usize,
     /// Requests per second per API key (0: no limit), with this burst.
     pub rate_limit_per_sec: u32,
     pub rate_limit_burst: u32,
@@ -42,6 +44,7 @@ impl Default for ServeConfig {
         ServeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_body_bytes: 1 << 20,
+            max_plugin_bytes: 64 << 20,
             rate_limit_per_sec: 0,
             rate_limit_burst: 0,
             inbox_poll: Duration::from_millis(250),
@@ -57,6 +60,9 @@ pub struct AppState {
     pub config: Arc<ServeConfig>,
     pub limits: Arc<auth::Limits>,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Turns true at shutdown: open inbox streams end, so graceful shutdown is not held up
+    /// by clients that never disconnect.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The process-wide Prometheus recorder: installed once, shared by every server in the
@@ -106,7 +112,12 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/suppressions/{id}", delete(api::remove_suppression))
         .route("/signals", post(api::signal))
-        .route("/plugins", get(api::plugins))
+        .route(
+            "/plugins",
+            get(api::plugins)
+                .post(api::load_plugin)
+                .layer(DefaultBodyLimit::max(state.config.max_plugin_bytes)),
+        )
         .route("/inbox/tokens", post(api::inbox_token))
         .route("/inbox", get(inbox::list))
         .route("/inbox/counts", get(inbox::counts))
@@ -116,7 +127,8 @@ pub fn router(state: AppState) -> Router {
         .route("/tenants", get(api::tenants).post(api::create_tenant))
         .route("/keys", get(api::keys).post(api::create_key))
         .route("/keys/{id}/revoke", post(api::revoke_key))
-        .fallback(not_found);
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed);
     Router::new()
         .nest("/v1", v1)
         .route("/healthz", get(healthz))
@@ -125,12 +137,21 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(pages::console))
         .route("/inbox", get(pages::inbox))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .with_state(state)
 }
 
 async fn not_found() -> error::ApiError {
     error::ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+async fn method_not_allowed() -> error::ApiError {
+    error::ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method",
+    )
 }
 
 /// Liveness: the process answers.
@@ -218,6 +239,7 @@ pub async fn start(engine: Engine, config: ServeConfig) -> std::io::Result<Runni
         config: Arc::new(config),
         engine,
         metrics: prometheus(),
+        stopping: stop_rx.clone(),
     };
     let app = router(state);
     let mut rx = stop_rx;

@@ -14,7 +14,7 @@ use crate::content::{Channel, Content, Recipient, RenderRequest};
 use crate::digests::buckets::{self, DigestItems, Emission};
 use crate::inbox;
 use crate::plugins::{
-    CallError, FailureReason, OutgoingMessage, PluginRuntime, Registry, SendError,
+    CallError, FailureReason, LiveRegistry, OutgoingMessage, PluginRuntime, Registry, SendError,
 };
 use crate::policy::{self, Checkpoint, Decision, Outcome, Severity};
 use crate::store::{self, Conn, Db, StoreError};
@@ -57,7 +57,7 @@ pub mod reason {
 pub struct Executor {
     pub db: Db,
     pub runtime: Arc<PluginRuntime>,
-    pub registry: Arc<Registry>,
+    pub registry: LiveRegistry,
     pub retry: Arc<RetryPolicy>,
 }
 
@@ -209,13 +209,14 @@ impl Executor {
     }
 
     async fn run(&self, work: &mut Work, d: &Loaded, digest: Option<DigestItems>) -> Verdict {
-        let renderer = match self.registry.renderer() {
+        let registry = self.registry.current();
+        let renderer = match registry.renderer() {
             Ok(r) => r,
             Err(e) => return failed(reason::RENDER_FAILED, e.to_string(), None),
         };
         let request = match digest {
             None => {
-                let notifier = match self.registry.notifier(&d.notifier_key) {
+                let notifier = match registry.notifier(&d.notifier_key) {
                     Ok(n) => n,
                     Err(e) => return failed(reason::NOTIFIER_MISSING, e.to_string(), None),
                 };
@@ -235,7 +236,7 @@ impl Executor {
                 });
                 request
             }
-            Some(items) => match self.digest_request(d, renderer, &items).await {
+            Some(items) => match self.digest_request(d, &registry, renderer, &items).await {
                 Ok(request) => {
                     work.steps.push(Step {
                         at: store::now(),
@@ -290,7 +291,7 @@ impl Executor {
             return Verdict::Succeeded;
         }
 
-        let Some(adapter) = self.registry.adapter_for(d.channel) else {
+        let Some(adapter) = registry.adapter_for(d.channel) else {
             return failed(
                 reason::NO_ADAPTER,
                 format!("no channel-adapter plugin serves {}", d.channel),
@@ -366,12 +367,13 @@ impl Executor {
     async fn digest_request(
         &self,
         d: &Loaded,
+        registry: &Registry,
         renderer: &crate::plugins::Plugin,
         items: &DigestItems,
     ) -> Result<RenderRequest, Verdict> {
         let mut shown = Vec::with_capacity(items.first.len() + items.last.len());
         for item in items.first.iter().chain(&items.last) {
-            let notifier = self.registry.notifier(&item.notifier_key).map_err(|e| {
+            let notifier = registry.notifier(&item.notifier_key).map_err(|e| {
                 failed(
                     reason::NOTIFIER_MISSING,
                     format!("digest item {}: {e}", item.delivery_id),

@@ -17,13 +17,14 @@ pub mod limits;
 pub mod manifest;
 mod registry;
 mod state;
+pub mod uploads;
 mod v0_1_0;
 mod v0_2_0;
 mod v0_3_0;
 mod v0_4_0;
 
 pub use manifest::{FileGrant, Manifest, ManifestError, PluginKind};
-pub use registry::{Registry, RegistryError};
+pub use registry::{LiveRegistry, Registry, RegistryError};
 
 use crate::content::{Channel, Content, Recipient, RenderRequest};
 use crate::policy::Severity;
@@ -525,6 +526,27 @@ impl PluginRuntime {
             }
         }
         self.load(&wasm, manifest, origin, None).await
+    }
+
+    /// Loads a plugin handed over at runtime (the component's bytes and its manifest's text),
+    /// checked exactly as a file is. Such a plugin may not be granted host directories: those
+    /// are the operator's to give, in a `--plugins` directory, not an API caller's.
+    pub async fn load_uploaded(
+        &self,
+        wasm: &[u8],
+        manifest_text: &str,
+        origin: String,
+    ) -> Result<Plugin, LoadError> {
+        let manifest = Manifest::parse(manifest_text, &origin, Path::new("/nonexistent"))?;
+        if !manifest.files.is_empty() {
+            return Err(LoadError::Invalid {
+                origin,
+                message: "capabilities.files: a plugin loaded over the API may not be granted \
+                          directories; install it in a --plugins directory instead"
+                    .into(),
+            });
+        }
+        self.load(wasm, manifest, origin, None).await
     }
 
     /// Loads a plugin compiled into the binary; its granted files are written to the cache

@@ -4,6 +4,7 @@
 use super::{Plugin, PluginKind};
 use crate::content::Channel;
 use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -109,5 +110,27 @@ impl Registry {
     /// The adapter for a channel; `None` for in-app (the host's inbox) or an unrouted channel.
     pub fn adapter_for(&self, channel: Channel) -> Option<&Plugin> {
         self.routes.get(&channel)
+    }
+}
+
+/// The registry in force, replaceable while the engine runs (a plugin loaded over the API).
+/// Each operation takes a [`LiveRegistry::current`] snapshot once and uses it throughout, so a
+/// job renders and sends with one consistent set of plugins even if a load lands meanwhile.
+#[derive(Clone)]
+pub struct LiveRegistry(Arc<RwLock<Arc<Registry>>>);
+
+impl LiveRegistry {
+    pub fn new(registry: Registry) -> LiveRegistry {
+        LiveRegistry(Arc::new(RwLock::new(Arc::new(registry))))
+    }
+
+    pub fn current(&self) -> Arc<Registry> {
+        // A poisoned lock only means a panic while swapping an `Arc`; the value is whole.
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Puts `registry` in force for every operation that starts from now on.
+    pub fn replace(&self, registry: Registry) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(registry);
     }
 }

@@ -1,0 +1,83 @@
+//! Plugins loaded at runtime (`POST /v1/plugins`), kept in the database so that a restart, or
+//! another process on the same database when it starts, loads the same versions. Rows are only
+//! appended; replaying them in order, the newest per name wins, as a later plugin in a
+//! `--plugins` directory replaces a bundled one of the same name.
+
+use super::{LoadError, Plugin, PluginRuntime};
+use crate::store::{self, Db, StoreError};
+use sqlx::Row;
+
+/// Records a plugin just loaded from `component` and `manifest`, by `by` (an API key id).
+pub async fn record(
+    db: &Db,
+    plugin: &Plugin,
+    component: &[u8],
+    manifest: &str,
+    by: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO plugin_uploads (id, name, version, reference, manifest, component, uploaded_by, uploaded_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(store::new_id())
+    .bind(plugin.name())
+    .bind(&plugin.manifest().version)
+    .bind(plugin.reference().to_string())
+    .bind(manifest)
+    .bind(component.to_vec())
+    .bind(by)
+    .bind(store::time_text(store::now()))
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Loads every recorded upload in the order it was made, for [`apply`]. One that no longer
+/// loads (the host changed under it) is skipped with an error in the log rather than keeping
+/// the engine from starting; the plugin it replaced stays in force.
+pub async fn load_recorded(db: &Db, runtime: &PluginRuntime) -> Result<Vec<Plugin>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT id, name, reference, manifest, component FROM plugin_uploads ORDER BY uploaded_at, id",
+    )
+    .fetch_all(db)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let id: String = r.get("id");
+        let origin = format!("upload:{}", r.get::<String, _>("reference"));
+        let component: Vec<u8> = r.get("component");
+        let manifest: String = r.get("manifest");
+        match runtime.load_uploaded(&component, &manifest, origin).await {
+            Ok(p) => out.push(p),
+            Err(e) => tracing::error!(
+                upload = %id,
+                plugin = %r.get::<String, _>("name"),
+                error = %e,
+                "a plugin loaded at runtime earlier no longer loads; skipping it"
+            ),
+        }
+    }
+    Ok(out)
+}
+
+/// `plugins` with each of `loaded` in turn replacing the plugin of its name (or added).
+pub fn apply(mut plugins: Vec<Plugin>, loaded: impl IntoIterator<Item = Plugin>) -> Vec<Plugin> {
+    for p in loaded {
+        plugins.retain(|q| q.name() != p.name());
+        plugins.push(p);
+    }
+    plugins
+}
+
+/// Why a plugin handed over at runtime was not put in force.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    /// It does not load: not a component, a bad manifest, the wrong world…
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// It loads but cannot join the others (say, a second notifier with a taken key).
+    #[error(transparent)]
+    Conflict(#[from] super::RegistryError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
