@@ -7,8 +7,8 @@
 
 use super::AppState;
 use super::auth::{Admin, AnyKey, Caller};
-use super::error::ApiError;
-use axum::extract::{Path, Query, State};
+use super::error::{ApiError, Path};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, extract::rejection::JsonRejection};

@@ -250,3 +250,24 @@ impl From<axum::extract::rejection::PathRejection> for ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_path", r.body_text())
     }
 }
+
+/// `axum::extract::Path` with our error shape for a segment that cannot be read (say, one
+/// that is not UTF-8 once percent-decoded). Handlers name it as they would axum's.
+pub struct Path<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for Path<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        let axum::extract::Path(t) =
+            axum::extract::Path::<T>::from_request_parts(parts, state).await?;
+        Ok(Path(t))
+    }
+}

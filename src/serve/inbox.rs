@@ -3,9 +3,9 @@
 
 use super::AppState;
 use super::auth::EndUser;
-use super::error::ApiError;
+use super::error::{ApiError, Path};
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use belfry_host::inbox::{Counts, Filter, InboxItem, Mark};

@@ -5,7 +5,7 @@
 //! text with the tenant's inbox secret. Short-lived rather than a bare HMAC of tenant and
 //! recipient: a token that leaks (a browser history, a log) stops working by itself, and the
 //! secret never leaves the server. The application gets one from `POST /v1/inbox/tokens` with
-//! its API key, or mints it itself with the secret (`belfry keys inbox-secret`).
+//! its API key.
 
 use crate::store::{Db, StoreError};
 use crate::tenants::{self, TenantError};
