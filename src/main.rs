@@ -295,6 +295,8 @@ enum BenchCommand {
     Queue(QueueBenchArgs),
     /// Held deliveries accumulated per second, and emission lag after a window ends.
     Digests(QueueBenchArgs),
+    /// Triggers/s over HTTP (`belfry serve` on 127.0.0.1) vs the same triggers in-process.
+    Http(QueueBenchArgs),
 }
 
 #[derive(Args)]
@@ -607,6 +609,7 @@ async fn run(cli: Cli) -> Result<()> {
                 queue_bench_run(&["trigger", "dispatch", "latency", "schedule"], a, g.json).await
             }
             BenchCommand::Digests(a) => digest_bench::run(a, g.json).await,
+            BenchCommand::Http(a) => queue_bench_run(&["http"], a, g.json).await,
         },
     }
 }

@@ -81,6 +81,9 @@ pub struct Row {
     /// engine / raw of the medians (for rates: higher is better).
     pub ratio: Option<f64>,
     pub target: Option<String>,
+    /// What the two sides are called when printed (`engine` and `raw` unless said otherwise).
+    #[serde(skip)]
+    pub sides: (&'static str, &'static str),
 }
 
 /// A database of its own for one measurement: a SQLite file or a PostgreSQL schema.
@@ -345,6 +348,93 @@ async fn bench_trigger(o: &Options) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
+/// Triggers/s over HTTP (`POST /v1/events` to `belfry serve` on 127.0.0.1, keep-alive, one
+/// API key) against the same triggers called in-process on the engine, from 1 and 4 callers,
+/// each side on a fresh database. The gap is the HTTP layer: parsing, the key lookup (one
+/// indexed read per request), JSON in and out, and the loopback round trip.
+async fn bench_http(o: &Options) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for callers in [1usize, 4] {
+        let (mut http_rates, mut inproc_rates) = (Vec::new(), Vec::new());
+        for _ in 0..o.repetitions {
+            let place = Place::new(o).await?;
+            let engine = place.engine().await?;
+            let server = belfry::serve::start(
+                engine.clone(),
+                belfry::serve::ServeConfig {
+                    listen: "127.0.0.1:0".parse()?,
+                    workers: None,
+                    ..Default::default()
+                },
+            )
+            .await?;
+            let (_, key) = engine.create_key(Some("default"), "bench").await?;
+            let url = format!("http://{}/v1/events", server.addr);
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(callers)
+                .build()?;
+            http_rates.push(
+                rate(o.size, callers, move |i| {
+                    let (client, url, key) = (client.clone(), url.clone(), key.clone());
+                    async move {
+                        let res = client
+                            .post(&url)
+                            .bearer_auth(&key)
+                            .json(&serde_json::json!({
+                                "notifier": "order-shipped", "payload": payload(i)
+                            }))
+                            .send()
+                            .await?;
+                        ensure!(
+                            res.status() == reqwest::StatusCode::CREATED,
+                            "POST /v1/events answered {}: {}",
+                            res.status(),
+                            res.text().await.unwrap_or_default()
+                        );
+                        Ok(())
+                    }
+                })
+                .await?,
+            );
+            let n = count(&engine, "SELECT COUNT(*) FROM events").await?;
+            ensure!(
+                n == o.size as i64,
+                "http check: {n} events, expected {}",
+                o.size
+            );
+            server.shutdown().await?;
+            place.drop_schema().await;
+
+            let place = Place::new(o).await?;
+            let engine = place.engine().await?;
+            let e = engine.clone();
+            inproc_rates.push(
+                rate(o.size, callers, move |i| {
+                    let e = e.clone();
+                    async move {
+                        e.trigger(&TriggerRequest::new("order-shipped", payload(i)))
+                            .await?;
+                        Ok(())
+                    }
+                })
+                .await?,
+            );
+            place.drop_schema().await;
+        }
+        let mut r = row(
+            "http",
+            &format!("{callers} caller(s)"),
+            "triggers/s",
+            &http_rates,
+            Some(&inproc_rates),
+            "≥ 0.7× in-process",
+        );
+        r.sides = ("http", "in-process");
+        rows.push(r);
+    }
+    Ok(rows)
+}
+
 /// Raw triggers use other order ids than the engine's so that nothing collides.
 fn o_size_offset(i: usize) -> usize {
     1_000_000 + i
@@ -369,6 +459,7 @@ fn row(
         raw,
         ratio,
         target: Some(target.into()),
+        sides: ("engine", "raw"),
     }
 }
 
@@ -663,6 +754,7 @@ pub async fn run(scenarios: &[&str], o: Options) -> Result<()> {
             "dispatch" => bench_dispatch(&o).await?,
             "latency" => bench_latency(&o).await?,
             "schedule" => bench_schedule(&o).await?,
+            "http" => bench_http(&o).await?,
             other => anyhow::bail!("unknown scenario `{other}`"),
         };
         if !o.json {
@@ -698,15 +790,16 @@ pub(crate) fn spread_text(x: &Spread) -> String {
 
 fn print_row(r: &Row) {
     let s = spread_text;
+    let (a, b) = r.sides;
     print!(
-        "{:<9} {:<14} {:<11} engine {}",
+        "{:<9} {:<14} {:<11} {a} {}",
         r.scenario,
         r.variant,
         r.unit,
         s(&r.engine)
     );
     if let (Some(raw), Some(ratio)) = (&r.raw, r.ratio) {
-        print!("  raw {}  engine/raw {ratio:.2}", s(raw));
+        print!("  {b} {}  {a}/{b} {ratio:.2}", s(raw));
     }
     if let Some(t) = r.target.as_deref().filter(|t| !t.is_empty()) {
         print!("  target {t}");

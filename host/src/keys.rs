@@ -12,6 +12,7 @@ use sqlx::Row;
 pub const SECRET_PREFIX: &str = "bfy_";
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Tenant,
@@ -29,6 +30,7 @@ impl Role {
 
 /// A key as listed: never its secret.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiKey {
     pub id: String,
     /// `None` for an admin key.

@@ -7,6 +7,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Tenant {
     pub id: String,
     pub created_at: String,

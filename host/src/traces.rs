@@ -107,6 +107,7 @@ async fn append_chunk(conn: &mut Conn, rows: Vec<NewTrace<'_>>) -> Result<(), St
 
 /// One step of the story.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TraceEntry {
     pub at: String,
     pub kind: String,
@@ -120,6 +121,7 @@ pub struct TraceEntry {
 
 /// One provider call, as recorded.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AttemptRecord {
     pub delivery_id: String,
     pub attempt: i64,
@@ -133,6 +135,7 @@ pub struct AttemptRecord {
 
 /// A delivery as stored.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeliveryRecord {
     pub id: String,
     pub notification_id: String,
@@ -155,6 +158,7 @@ pub struct DeliveryRecord {
 
 /// What `explain` was asked about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Subject {
     Event,
@@ -163,6 +167,7 @@ pub enum Subject {
 }
 
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Explanation {
     pub subject: Subject,
     pub id: String,
@@ -175,6 +180,7 @@ pub struct Explanation {
     pub timeline: Vec<TraceEntry>,
     /// The workflow runs in the story: a notification's or a step delivery's run, or every
     /// run of an event.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
     pub workflows: Vec<crate::workflows::RunRecord>,
 }
 
@@ -265,6 +271,7 @@ pub async fn tenant_of(db: &store::Db, id: &str) -> Result<Option<String>, Store
 
 /// An event as listed: what was triggered, and how much it fanned out.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EventListing {
     pub id: String,
     pub tenant: String,

@@ -72,6 +72,7 @@ impl TriggerRequest {
 }
 
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TriggerOutcome {
     pub event_id: String,
     /// True when the idempotency key had been used: nothing was written, these are the
@@ -81,6 +82,7 @@ pub struct TriggerOutcome {
 }
 
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NotificationSummary {
     pub id: String,
     pub recipient_id: String,

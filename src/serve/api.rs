@@ -8,18 +8,30 @@
 use super::AppState;
 use super::auth::{Admin, AnyKey, Caller};
 use super::error::{ApiError, Path};
+use super::openapi::{
+    Capabilities, CreatedKey, DeliveryPage, ErrorBody, EventList, InboxTokenView, KeyList,
+    PluginList, PluginView, PreferenceList, SettingsView, SuppressionList, TenantList,
+};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, extract::rejection::JsonRejection};
 use belfry_host::content::Channel;
+use belfry_host::dispatch::Dispatched;
+use belfry_host::keys::ApiKey;
+use belfry_host::policy::Suppression;
 use belfry_host::policy::{
     Cap, PrefScope, SettingsPatch, Severity, SuppressionReason, SuppressionTarget,
 };
+use belfry_host::tenants::Tenant;
 use belfry_host::traces::DeliveryFilter;
+use belfry_host::traces::{DeliveryRecord, Explanation};
+use belfry_host::trigger::NotificationSummary;
+use belfry_host::workflows::SignalOutcome;
 use belfry_host::{TriggerOutcome, TriggerRequest};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
 
 /// A JSON body, with our error shape for malformed ones.
 pub type Body<T> = Result<Json<T>, JsonRejection>;
@@ -47,7 +59,7 @@ async fn owned(state: &AppState, caller: &Caller, what: &str, id: &str) -> Resul
 
 // ---- events ------------------------------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerBody {
     notifier: String,
@@ -60,6 +72,26 @@ pub struct TriggerBody {
     severity: Option<Severity>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/events",
+    tag = "events",
+    summary = "Trigger a notifier",
+    request_body = TriggerBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "repeating a key writes nothing and answers the original")),
+    responses(
+        (status = 201, description = "the event, its notifications and deliveries", body = TriggerOutcome),
+        (status = 200, description = "a repeat of an idempotency key: the original ids, nothing written", body = TriggerOutcome),
+        (status = 400, description = "bad input: malformed JSON or query, an unknown field, a bad cursor", body = ErrorBody),
+        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "the key may not do this here", body = ErrorBody),
+        (status = 413, description = "the body is over the limit", body = ErrorBody),
+        (status = 422, description = "well-formed but wrong: the message and `field` say what", body = ErrorBody),
+        (status = 429, description = "over the key's request rate; `Retry-After` says when to retry", body = ErrorBody),
+        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn trigger(
     State(state): State<AppState>,
     caller: Caller,
@@ -104,7 +136,8 @@ pub async fn trigger(
     Ok((status, Json(outcome)).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     limit: Option<i64>,
@@ -130,25 +163,59 @@ fn limit(q: Option<i64>) -> Result<i64, ApiError> {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EventsQuery {
     limit: Option<i64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    tag = "events",
+    summary = "Recent events, newest first",
+    params(EventsQuery),
+    responses(
+        (status = 200, description = "", body = EventList),
+        (status = 400, description = "bad input: malformed JSON or query, an unknown field, a bad cursor", body = ErrorBody),
+        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "the key may not do this here", body = ErrorBody),
+        (status = 429, description = "over the key's request rate; `Retry-After` says when to retry", body = ErrorBody),
+        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn events(
     State(state): State<AppState>,
     caller: Caller,
     q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EventList>, ApiError> {
     let q = q?.0;
     let events = state
         .engine
         .recent_events(&caller.tenant, limit(q.limit)?)
         .await?;
-    Ok(Json(json!({ "events": events })))
+    Ok(Json(EventList { events }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/events/{id}",
+    tag = "events",
+    summary = "An event and what it became",
+    params(("id" = String, Path, description = "event id")),
+    responses(
+        (status = 200, description = "", body = TriggerOutcome),
+        (status = 400, description = "bad input: malformed JSON or query, an unknown field, a bad cursor", body = ErrorBody),
+        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "the key may not do this here", body = ErrorBody),
+        (status = 404, description = "no such id in the caller's tenant", body = ErrorBody),
+        (status = 429, description = "over the key's request rate; `Retry-After` says when to retry", body = ErrorBody),
+        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn event(
     State(state): State<AppState>,
     caller: Caller,
@@ -162,6 +229,23 @@ pub async fn event(
     Ok(Json(outcome))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/notifications/{id}",
+    tag = "events",
+    summary = "A notification and its deliveries",
+    params(("id" = String, Path, description = "notification id")),
+    responses(
+        (status = 200, description = "", body = NotificationSummary),
+        (status = 400, description = "bad input: malformed JSON or query, an unknown field, a bad cursor", body = ErrorBody),
+        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "the key may not do this here", body = ErrorBody),
+        (status = 404, description = "no such id in the caller's tenant", body = ErrorBody),
+        (status = 429, description = "over the key's request rate; `Retry-After` says when to retry", body = ErrorBody),
+        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn notification(
     State(state): State<AppState>,
     caller: Caller,
@@ -187,11 +271,27 @@ const STATUSES: &[&str] = &[
     "digested",
 ];
 
+#[utoipa::path(
+    get,
+    path = "/v1/deliveries",
+    tag = "deliveries",
+    summary = "Deliveries, newest first, by cursor",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "", body = DeliveryPage),
+        (status = 400, description = "bad input: malformed JSON or query, an unknown field, a bad cursor", body = ErrorBody),
+        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "the key may not do this here", body = ErrorBody),
+        (status = 429, description = "over the key's request rate; `Retry-After` says when to retry", body = ErrorBody),
+        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn deliveries(
     State(state): State<AppState>,
     caller: Caller,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DeliveryPage>, ApiError> {
     let q = q?.0;
     if let Some(s) = &q.status
         && !STATUSES.contains(&s.as_str())
@@ -223,9 +323,29 @@ pub async fn deliveries(
         .engine
         .deliveries(&caller.tenant, &filter, limit(q.limit)?, cursor)
         .await?;
-    Ok(Json(json!({ "deliveries": rows, "next_cursor": next })))
+    Ok(Json(DeliveryPage {
+        deliveries: rows,
+        next_cursor: next,
+    }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/deliveries/{id}",
+    tag = "deliveries",
+    summary = "One delivery",
+    params(("id" = String, Path, description = "delivery id")),
+    responses(
+        (status = 200, description = "", body = DeliveryRecord),
+        (status = 400, description = "bad input: malformed JSON or query, an unknown field, a bad cursor", body = ErrorBody),
+        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "the key may not do this here", body = ErrorBody),
+        (status = 404, description = "no such id in the caller's tenant", body = ErrorBody),
+        (status = 429, description = "over the key's request rate; `Retry-After` says when to retry", body = ErrorBody),
+        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn delivery(
     State(state): State<AppState>,
     caller: Caller,
@@ -238,6 +358,23 @@ pub async fn delivery(
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/deliveries/{id}/explain",
+    tag = "deliveries",
+    summary = "Why a delivery (notification, event) went as it did",
+    params(("id" = String, Path, description = "delivery, notification or event id")),
+    responses(
+        (status = 200, description = "every decision, render, attempt and transition, in order", body = Explanation),
+        (status = 400, description = "bad input: malformed JSON or query, an unknown field, a bad cursor", body = ErrorBody),
+        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "the key may not do this here", body = ErrorBody),
+        (status = 404, description = "no such id in the caller's tenant", body = ErrorBody),
+        (status = 429, description = "over the key's request rate; `Retry-After` says when to retry", body = ErrorBody),
+        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
 /// Explains a delivery; also a notification or event id (the console links them all here).
 pub async fn explain(
     State(state): State<AppState>,
@@ -248,12 +385,32 @@ pub async fn explain(
     Ok(Json(state.engine.explain(&id).await?).into_response())
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelBody {
     reason: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/deliveries/{id}/cancel",
+    tag = "deliveries",
+    summary = "Cancel a pending, deferred or held delivery",
+    request_body = CancelBody,
+    params(("id" = String, Path, description = "delivery id")),
+    responses(
+        (status = 200, description = "", body = Dispatched),
+        (status = 400, description = "bad input: malformed JSON or query, an unknown field, a bad cursor", body = ErrorBody),
+        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "the key may not do this here", body = ErrorBody),
+        (status = 404, description = "no such id in the caller's tenant", body = ErrorBody),
+        (status = 409, description = "the change conflicts with the current state", body = ErrorBody),
+        (status = 413, description = "the body is over the limit", body = ErrorBody),
+        (status = 429, description = "over the key's request rate; `Retry-After` says when to retry", body = ErrorBody),
+        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
@@ -276,18 +433,35 @@ pub async fn cancel(
 
 // ---- preferences and settings ------------------------------------------------------------
 
+#[utoipa::path(
+    get,
+    path = "/v1/recipients/{id}/preferences",
+    tag = "recipients",
+    summary = "A recipient's preferences",
+    params(("id" = String, Path, description = "recipient id, or * for the tenant's defaults")),
+    responses(
+        (status = 200, description = "", body = PreferenceList),
+        (status = 400, description = "bad input: malformed JSON or query, an unknown field, a bad cursor", body = ErrorBody),
+        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "the key may not do this here", body = ErrorBody),
+        (status = 429, description = "over the key's request rate; `Retry-After` says when to retry", body = ErrorBody),
+        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn preferences(
     State(state): State<AppState>,
     caller: Caller,
     Path(recipient): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let prefs = state.engine.preferences(&caller.tenant, &recipient).await?;
-    Ok(Json(
-        json!({ "recipient_id": recipient, "preferences": prefs }),
-    ))
+) -> Result<Json<PreferenceList>, ApiError> {
+    let preferences = state.engine.preferences(&caller.tenant, &recipient).await?;
+    Ok(Json(PreferenceList {
+        recipient_id: recipient,
+        preferences,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PreferenceBody {
     /// channel | category | notifier | notifier_channel
@@ -324,12 +498,31 @@ fn pref_scope(scope: &str, target: &str) -> Result<PrefScope, ApiError> {
     })
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/recipients/{id}/preferences",
+    tag = "recipients",
+    summary = "Set or clear one preference",
+    request_body = PreferenceBody,
+    params(("id" = String, Path, description = "recipient id, or * for the tenant's defaults")),
+    responses(
+        (status = 200, description = "", body = PreferenceList),
+        (status = 400, description = "bad input: malformed JSON or query, an unknown field, a bad cursor", body = ErrorBody),
+        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "the key may not do this here", body = ErrorBody),
+        (status = 413, description = "the body is over the limit", body = ErrorBody),
+        (status = 422, description = "well-formed but wrong: the message and `field` say what", body = ErrorBody),
+        (status = 429, description = "over the key's request rate; `Retry-After` says when to retry", body = ErrorBody),
+        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn set_preference(
     State(state): State<AppState>,
     caller: Caller,
     Path(recipient): Path<String>,
     b: Body<PreferenceBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PreferenceList>, ApiError> {
     let b = body(b)?;
     let scope = pref_scope(&b.scope, &b.target)?;
     state
@@ -339,18 +532,37 @@ pub async fn set_preference(
     preferences(State(state), caller, Path(recipient)).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/recipients/{id}/settings",
+    tag = "recipients",
+    summary = "A recipient's own and effective settings",
+    params(("id" = String, Path, description = "recipient id, or * for the tenant's defaults")),
+    responses(
+        (status = 200, description = "", body = SettingsView),
+        (status = 400, description = "bad input: malformed JSON or query, an unknown field, a bad cursor", body = ErrorBody),
+        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "the key may not do this here", body = ErrorBody),
+        (status = 422, description = "well-formed but wrong: the message and `field` say what", body = ErrorBody),
+        (status = 429, description = "over the key's request rate; `Retry-After` says when to retry", body = ErrorBody),
+        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn settings(
     State(state): State<AppState>,
     caller: Caller,
     Path(recipient): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SettingsView>, ApiError> {
     let (own, effective) = state.engine.settings(&caller.tenant, &recipient).await?;
-    Ok(Json(
-        json!({ "recipient_id": recipient, "own": own, "effective": effective }),
-    ))
+    Ok(Json(SettingsView {
+        recipient_id: recipient,
+        own,
+        effective,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuietHours {
     /// `HH:MM`, inclusive.
@@ -359,7 +571,7 @@ pub struct QuietHours {
     end: String,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SettingsBody {
     #[serde(default, deserialize_with = "double")]
@@ -368,15 +580,17 @@ pub struct SettingsBody {
     quiet_hours: Option<Option<QuietHours>>,
     #[serde(default, deserialize_with = "double")]
     severity_floor: Option<Option<Severity>>,
-    /// Channel → cap, or `null` to remove it.
+    /// Channel → cap (`{"max", "window_secs"}`), or `null` to remove it.
     #[serde(default)]
+    #[schema(value_type = Object)]
     caps: std::collections::BTreeMap<Channel, Option<CapBody>>,
     /// Notifier key → seconds, or `null` to remove it.
     #[serde(default)]
+    #[schema(value_type = Object)]
     cooldowns: std::collections::BTreeMap<String, Option<i64>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CapBody {
     max: i64,
@@ -391,12 +605,31 @@ fn minute(field: &str, text: &str) -> Result<i64, ApiError> {
     parsed.ok_or_else(|| ApiError::invalid(field, format!("`{text}` is not HH:MM (00:00–23:59)")))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/recipients/{id}/settings",
+    tag = "recipients",
+    summary = "Change settings: absent keeps, null clears",
+    request_body = SettingsBody,
+    params(("id" = String, Path, description = "recipient id, or * for the tenant's defaults")),
+    responses(
+        (status = 200, description = "", body = SettingsView),
+        (status = 400, description = "bad input: malformed JSON or query, an unknown field, a bad cursor", body = ErrorBody),
+        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "the key may not do this here", body = ErrorBody),
+        (status = 413, description = "the body is over the limit", body = ErrorBody),
+        (status = 422, description = "well-formed but wrong: the message and `field` say what", body = ErrorBody),
+        (status = 429, description = "over the key's request rate; `Retry-After` says when to retry", body = ErrorBody),
+        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn set_settings(
     State(state): State<AppState>,
     caller: Caller,
     Path(recipient): Path<String>,
     b: Body<SettingsBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SettingsView>, ApiError> {
     let b = body(b)?;
     let mut patch = SettingsPatch {
         time_zone: b.time_zone,
@@ -431,27 +664,44 @@ pub async fn set_settings(
 
 // ---- suppressions ------------------------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SuppressionQuery {
     #[serde(default)]
     include_expired: bool,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/suppressions",
+    tag = "suppressions",
+    summary = "The tenant's suppressions",
+    params(SuppressionQuery),
+    responses(
+        (status = 200, description = "", body = SuppressionList),
+        (status = 400, description = "bad input: malformed JSON or query, an unknown field, a bad cursor", body = ErrorBody),
+        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "the key may not do this here", body = ErrorBody),
+        (status = 429, description = "over the key's request rate; `Retry-After` says when to retry", body = ErrorBody),
+        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn suppressions(
     State(state): State<AppState>,
     caller: Caller,
     q: Result<Query<SuppressionQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SuppressionList>, ApiError> {
     let q = q?.0;
     let list = state
         .engine
         .suppressions(&caller.tenant, q.include_expired)
         .await?;
-    Ok(Json(json!({ "suppressions": list })))
+    Ok(Json(SuppressionList { suppressions: list }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SuppressionBody {
     /// An email address or phone number (every channel that sends to it)…
@@ -469,6 +719,24 @@ fn manual() -> SuppressionReason {
     SuppressionReason::Manual
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/suppressions",
+    tag = "suppressions",
+    summary = "Suppress an address, or a recipient on a channel",
+    request_body = SuppressionBody,
+    responses(
+        (status = 201, description = "", body = Suppression),
+        (status = 400, description = "bad input: malformed JSON or query, an unknown field, a bad cursor", body = ErrorBody),
+        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "the key may not do this here", body = ErrorBody),
+        (status = 413, description = "the body is over the limit", body = ErrorBody),
+        (status = 422, description = "well-formed but wrong: the message and `field` say what", body = ErrorBody),
+        (status = 429, description = "over the key's request rate; `Retry-After` says when to retry", body = ErrorBody),
+        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn add_suppression(
     State(state): State<AppState>,
     caller: Caller,
@@ -498,6 +766,23 @@ pub async fn add_suppression(
     Ok((StatusCode::CREATED, Json(s)).into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/suppressions/{id}",
+    tag = "suppressions",
+    summary = "Remove a suppression",
+    params(("id" = String, Path, description = "suppression id")),
+    responses(
+        (status = 204, description = "removed"),
+        (status = 400, description = "bad input: malformed JSON or query, an unknown field, a bad cursor", body = ErrorBody),
+        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "the key may not do this here", body = ErrorBody),
+        (status = 404, description = "no such id in the caller's tenant", body = ErrorBody),
+        (status = 429, description = "over the key's request rate; `Retry-After` says when to retry", body = ErrorBody),
+        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn remove_suppression(
     State(state): State<AppState>,
     caller: Caller,
@@ -509,7 +794,7 @@ pub async fn remove_suppression(
 
 // ---- signals -----------------------------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignalBody {
     actor: String,
@@ -522,50 +807,82 @@ fn empty_object() -> Value {
     json!({})
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/signals",
+    tag = "workflows",
+    summary = "Send a signal to an actor's waiting workflow runs",
+    request_body = SignalBody,
+    responses(
+        (status = 200, description = "the runs it moved", body = SignalOutcome),
+        (status = 400, description = "bad input: malformed JSON or query, an unknown field, a bad cursor", body = ErrorBody),
+        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "the key may not do this here", body = ErrorBody),
+        (status = 413, description = "the body is over the limit", body = ErrorBody),
+        (status = 422, description = "well-formed but wrong: the message and `field` say what", body = ErrorBody),
+        (status = 429, description = "over the key's request rate; `Retry-After` says when to retry", body = ErrorBody),
+        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn signal(
     State(state): State<AppState>,
     caller: Caller,
     b: Body<SignalBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SignalOutcome>, ApiError> {
     let b = body(b)?;
     let out = state
         .engine
         .signal(&caller.tenant, &b.actor, &b.name, &b.payload)
         .await?;
-    Ok(Json(serde_json::to_value(out).map_err(ApiError::internal)?))
+    Ok(Json(out))
 }
 
 // ---- plugins -----------------------------------------------------------------------------
 
-fn plugin_json(p: &belfry_host::plugins::Plugin) -> Value {
+fn plugin_view(p: &belfry_host::plugins::Plugin) -> PluginView {
     let m = p.manifest();
-    json!({
-        "name": p.name(),
-        "version": m.version,
-        "kind": p.kind(),
-        "wit": m.wit,
-        "reference": p.reference().to_string(),
-        "description": m.description,
-        "origin": p.origin(),
-        "channels": m.channels,
-        "notifier": p.description(),
-        "capabilities": {
-            "http": m.http.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
-            "files": m.files.iter().map(|f| f.guest.clone()).collect::<Vec<_>>(),
-            "memory_mib": m.limits.memory_bytes >> 20,
-            "timeout_ms": m.limits.timeout_ms,
-            "output_bytes": m.limits.output_bytes,
+    PluginView {
+        name: p.name().to_string(),
+        version: m.version.clone(),
+        kind: p.kind().to_string(),
+        wit: m.wit.clone(),
+        reference: p.reference().to_string(),
+        description: m.description.clone(),
+        origin: p.origin().to_string(),
+        channels: m.channels.clone(),
+        notifier: p.description().and_then(|d| serde_json::to_value(d).ok()),
+        capabilities: Capabilities {
+            http: m.http.iter().map(|h| h.to_string()).collect(),
+            files: m.files.iter().map(|f| f.guest.clone()).collect(),
+            memory_mib: (m.limits.memory_bytes >> 20) as u64,
+            timeout_ms: m.limits.timeout_ms,
+            output_bytes: m.limits.output_bytes as u64,
         },
-    })
+        replaced: None,
+    }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/plugins",
+    tag = "plugins",
+    summary = "The plugins in force",
+    responses(
+        (status = 200, description = "", body = PluginList),
+        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
+        (status = 429, description = "over the key's request rate; `Retry-After` says when to retry", body = ErrorBody),
+        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
 /// The plugins in force; the same for every tenant, so any key may list them.
-pub async fn plugins(State(state): State<AppState>, _key: AnyKey) -> Json<Value> {
-    let list: Vec<Value> = state.engine.plugins().iter().map(plugin_json).collect();
-    Json(json!({ "plugins": list }))
+pub async fn plugins(State(state): State<AppState>, _key: AnyKey) -> Json<PluginList> {
+    let plugins = state.engine.plugins().iter().map(plugin_view).collect();
+    Json(PluginList { plugins })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PluginUpload {
     /// The manifest's TOML text.
@@ -574,6 +891,25 @@ pub struct PluginUpload {
     component: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/plugins",
+    tag = "plugins",
+    summary = "Load a plugin version at runtime (admin)",
+    request_body = PluginUpload,
+    responses(
+        (status = 201, description = "in force for new work; `replaced` names what it replaced", body = PluginView),
+        (status = 400, description = "bad input: malformed JSON or query, an unknown field, a bad cursor", body = ErrorBody),
+        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "the key may not do this here", body = ErrorBody),
+        (status = 409, description = "the change conflicts with the current state", body = ErrorBody),
+        (status = 413, description = "the body is over the limit", body = ErrorBody),
+        (status = 422, description = "well-formed but wrong: the message and `field` say what", body = ErrorBody),
+        (status = 429, description = "over the key's request rate; `Retry-After` says when to retry", body = ErrorBody),
+        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
 /// Loads a plugin version at runtime (admin only): checked like `belfry plugin check`, then in
 /// force for every trigger and job that starts afterwards, and recorded so a restart keeps it.
 pub async fn load_plugin(
@@ -592,14 +928,14 @@ pub async fn load_plugin(
         .engine
         .load_plugin(&component, &b.manifest, &admin.id)
         .await?;
-    let mut out = plugin_json(&plugin);
-    out["replaced"] = replaced.map(|p| p.reference().to_string()).into();
+    let mut out = plugin_view(&plugin);
+    out.replaced = Some(replaced.map(|p| p.reference().to_string()));
     Ok((StatusCode::CREATED, Json(out)).into_response())
 }
 
 // ---- inbox tokens ------------------------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenBody {
     recipient_id: String,
@@ -611,6 +947,24 @@ fn hour() -> i64 {
     3600
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/inbox/tokens",
+    tag = "inbox",
+    summary = "Mint an end user's inbox token",
+    request_body = TokenBody,
+    responses(
+        (status = 201, description = "", body = InboxTokenView),
+        (status = 400, description = "bad input: malformed JSON or query, an unknown field, a bad cursor", body = ErrorBody),
+        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "the key may not do this here", body = ErrorBody),
+        (status = 413, description = "the body is over the limit", body = ErrorBody),
+        (status = 422, description = "well-formed but wrong: the message and `field` say what", body = ErrorBody),
+        (status = 429, description = "over the key's request rate; `Retry-After` says when to retry", body = ErrorBody),
+        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn inbox_token(
     State(state): State<AppState>,
     caller: Caller,
@@ -623,23 +977,42 @@ pub async fn inbox_token(
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "token": token,
-            "recipient_id": b.recipient_id,
-            "expires_at": belfry_host::store::time_text(expires),
-        })),
+        Json(InboxTokenView {
+            token,
+            recipient_id: b.recipient_id,
+            expires_at: belfry_host::store::time_text(expires),
+        }),
     )
         .into_response())
 }
 
 // ---- operator endpoints ------------------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TenantBody {
     id: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/tenants",
+    tag = "operator",
+    summary = "Create a tenant (admin)",
+    request_body = TenantBody,
+    responses(
+        (status = 201, description = "", body = Tenant),
+        (status = 400, description = "bad input: malformed JSON or query, an unknown field, a bad cursor", body = ErrorBody),
+        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "the key may not do this here", body = ErrorBody),
+        (status = 409, description = "the change conflicts with the current state", body = ErrorBody),
+        (status = 413, description = "the body is over the limit", body = ErrorBody),
+        (status = 422, description = "well-formed but wrong: the message and `field` say what", body = ErrorBody),
+        (status = 429, description = "over the key's request rate; `Retry-After` says when to retry", body = ErrorBody),
+        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn create_tenant(
     State(state): State<AppState>,
     _admin: Admin,
@@ -658,14 +1031,30 @@ pub async fn create_tenant(
     Ok((StatusCode::CREATED, Json(tenant)).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/tenants",
+    tag = "operator",
+    summary = "Every tenant (admin)",
+    responses(
+        (status = 200, description = "", body = TenantList),
+        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "the key may not do this here", body = ErrorBody),
+        (status = 429, description = "over the key's request rate; `Retry-After` says when to retry", body = ErrorBody),
+        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn tenants(
     State(state): State<AppState>,
     _admin: Admin,
-) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({ "tenants": state.engine.tenants().await? })))
+) -> Result<Json<TenantList>, ApiError> {
+    Ok(Json(TenantList {
+        tenants: state.engine.tenants().await?,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyBody {
     /// The tenant the key acts in; absent for an admin key.
@@ -673,6 +1062,24 @@ pub struct KeyBody {
     name: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/keys",
+    tag = "operator",
+    summary = "Create an API key (admin); the secret is in this answer only",
+    request_body = KeyBody,
+    responses(
+        (status = 201, description = "", body = CreatedKey),
+        (status = 400, description = "bad input: malformed JSON or query, an unknown field, a bad cursor", body = ErrorBody),
+        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "the key may not do this here", body = ErrorBody),
+        (status = 413, description = "the body is over the limit", body = ErrorBody),
+        (status = 422, description = "well-formed but wrong: the message and `field` say what", body = ErrorBody),
+        (status = 429, description = "over the key's request rate; `Retry-After` says when to retry", body = ErrorBody),
+        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn create_key(
     State(state): State<AppState>,
     _admin: Admin,
@@ -683,20 +1090,49 @@ pub async fn create_key(
         .engine
         .create_key(b.tenant.as_deref(), &b.name)
         .await?;
-    let mut out = serde_json::to_value(key).map_err(ApiError::internal)?;
-    out["secret"] = secret.into();
-    Ok((StatusCode::CREATED, Json(out)).into_response())
+    Ok((StatusCode::CREATED, Json(CreatedKey { key, secret })).into_response())
 }
 
-pub async fn keys(State(state): State<AppState>, _admin: Admin) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({ "keys": state.engine.keys(None).await? })))
+#[utoipa::path(
+    get,
+    path = "/v1/keys",
+    tag = "operator",
+    summary = "Every API key, never a secret (admin)",
+    responses(
+        (status = 200, description = "", body = KeyList),
+        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "the key may not do this here", body = ErrorBody),
+        (status = 429, description = "over the key's request rate; `Retry-After` says when to retry", body = ErrorBody),
+        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
+pub async fn keys(State(state): State<AppState>, _admin: Admin) -> Result<Json<KeyList>, ApiError> {
+    Ok(Json(KeyList {
+        keys: state.engine.keys(None).await?,
+    }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/keys/{id}/revoke",
+    tag = "operator",
+    summary = "Revoke an API key (admin)",
+    params(("id" = String, Path, description = "key id")),
+    responses(
+        (status = 200, description = "", body = ApiKey),
+        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "the key may not do this here", body = ErrorBody),
+        (status = 404, description = "no such id in the caller's tenant", body = ErrorBody),
+        (status = 429, description = "over the key's request rate; `Retry-After` says when to retry", body = ErrorBody),
+        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn revoke_key(
     State(state): State<AppState>,
     _admin: Admin,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let key = state.engine.revoke_key(&id).await?;
-    Ok(Json(serde_json::to_value(key).map_err(ApiError::internal)?))
+) -> Result<Json<ApiKey>, ApiError> {
+    Ok(Json(state.engine.revoke_key(&id).await?))
 }

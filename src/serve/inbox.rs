@@ -4,21 +4,25 @@
 use super::AppState;
 use super::auth::EndUser;
 use super::error::{ApiError, Path};
+use super::openapi::{ErrorBody, InboxPage, ReadAll};
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use belfry_host::inbox::{Counts, Filter, InboxItem, Mark};
 use serde::Deserialize;
-use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::convert::Infallible;
 use std::time::Duration;
+use utoipa::IntoParams;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
+    /// all (default), unread, unseen or archived.
     #[serde(default)]
+    #[param(value_type = Option<String>)]
     filter: Filter,
     limit: Option<i64>,
     cursor: Option<String>,
@@ -27,11 +31,25 @@ pub struct PageQuery {
     token: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/inbox",
+    tag = "inbox",
+    summary = "The token holder's items, newest first, by cursor",
+    params(PageQuery),
+    responses(
+        (status = 200, description = "", body = InboxPage),
+        (status = 400, description = "bad input: malformed JSON or query, an unknown field, a bad cursor", body = ErrorBody),
+        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
+        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
+    ),
+    security(("inbox_token" = [])),
+)]
 pub async fn list(
     State(state): State<AppState>,
     EndUser(who): EndUser,
     q: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<InboxPage>, ApiError> {
     let q = q?.0;
     let limit = match q.limit {
         None => 20,
@@ -62,11 +80,26 @@ pub async fn list(
         .engine
         .inbox_counts(&who.tenant, &who.recipient_id)
         .await?;
-    Ok(Json(
-        json!({"items": page.items, "next_cursor": page.next_cursor, "counts": counts}),
-    ))
+    Ok(Json(InboxPage {
+        items: page.items,
+        next_cursor: page.next_cursor,
+        counts,
+    }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/inbox/counts",
+    tag = "inbox",
+    summary = "Unread and unseen counts",
+    responses(
+        (status = 200, description = "", body = Counts),
+        (status = 400, description = "bad input: malformed JSON or query, an unknown field, a bad cursor", body = ErrorBody),
+        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
+        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
+    ),
+    security(("inbox_token" = [])),
+)]
 pub async fn counts(
     State(state): State<AppState>,
     EndUser(who): EndUser,
@@ -79,6 +112,21 @@ pub async fn counts(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/inbox/items/{id}/{action}",
+    tag = "inbox",
+    summary = "Mark an item seen, read, unread or archived",
+    params(("id" = String, Path, description = "inbox item id"), ("action" = String, Path, description = "seen, read, unread or archive")),
+    responses(
+        (status = 200, description = "", body = InboxItem),
+        (status = 400, description = "bad input: malformed JSON or query, an unknown field, a bad cursor", body = ErrorBody),
+        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
+        (status = 404, description = "no such id in the caller's tenant", body = ErrorBody),
+        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
+    ),
+    security(("inbox_token" = [])),
+)]
 pub async fn mark(
     State(state): State<AppState>,
     EndUser(who): EndUser,
@@ -105,10 +153,23 @@ pub async fn mark(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/inbox/read-all",
+    tag = "inbox",
+    summary = "Mark every item read",
+    responses(
+        (status = 200, description = "", body = ReadAll),
+        (status = 400, description = "bad input: malformed JSON or query, an unknown field, a bad cursor", body = ErrorBody),
+        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
+        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
+    ),
+    security(("inbox_token" = [])),
+)]
 pub async fn read_all(
     State(state): State<AppState>,
     EndUser(who): EndUser,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ReadAll>, ApiError> {
     let changed = state
         .engine
         .mark_all_read(&who.tenant, &who.recipient_id)
@@ -117,13 +178,26 @@ pub async fn read_all(
         .engine
         .inbox_counts(&who.tenant, &who.recipient_id)
         .await?;
-    Ok(Json(json!({"changed": changed, "counts": counts})))
+    Ok(Json(ReadAll { changed, counts }))
 }
 
 /// How many of the newest items a live stream compares each time: more new items than this
 /// between two looks reach the client as a count change only (its list reloads on demand).
 const STREAM_WINDOW: i64 = 50;
 
+#[utoipa::path(
+    get,
+    path = "/v1/inbox/stream",
+    tag = "inbox",
+    summary = "Live updates (Server-Sent Events): `counts` and `item` events",
+    responses(
+        (status = 200, description = "text/event-stream"),
+        (status = 400, description = "bad input: malformed JSON or query, an unknown field, a bad cursor", body = ErrorBody),
+        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
+        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
+    ),
+    security(("inbox_token" = [])),
+)]
 /// Server-Sent Events: `counts` at once and whenever they change, `item` for each new item.
 ///
 /// The stream reads the database every `poll` (the configured `inbox_poll_ms`), so it sees

@@ -9,6 +9,7 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod inbox;
+pub mod openapi;
 pub mod pages;
 
 use axum::Router;
@@ -134,6 +135,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(openapi_json))
         .route("/", get(pages::console))
         .route("/inbox", get(pages::inbox))
         .fallback(not_found)
@@ -169,6 +171,13 @@ async fn readyz(State(state): State<AppState>) -> axum::response::Response {
         )
             .into_response(),
     }
+}
+
+async fn openapi_json() -> impl IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        openapi::document(),
+    )
 }
 
 async fn metrics_text(State(state): State<AppState>) -> axum::response::Response {

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 /// Where a delivery stands after one job run.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Dispatched {
     pub delivery_id: String,
     pub status: String,

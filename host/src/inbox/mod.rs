@@ -21,6 +21,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InboxItem {
     pub id: String,
     pub tenant: String,
@@ -75,6 +76,7 @@ pub enum Mark {
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Counts {
     /// Not archived and not read now.
     pub unread: i64,

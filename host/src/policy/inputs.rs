@@ -111,6 +111,7 @@ impl fmt::Display for PrefScope {
 
 /// One stored preference.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Preference {
     /// `*` for the tenant's default.
     pub recipient_id: String,
@@ -194,6 +195,7 @@ pub async fn preferences(
 
 /// At most `max` deliveries on a channel within any `window_secs`-long window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Cap {
     pub max: u32,
     pub window_secs: u64,
@@ -221,6 +223,7 @@ impl Cap {
 /// A recipient's settings (or the tenant's defaults). Unset fields fall back to the tenant's
 /// defaults, then to: UTC, no quiet hours, no severity floor, no caps, no cooldowns.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Settings {
     pub time_zone: Option<String>,
     /// Local minutes of day, both inclusive.
@@ -505,6 +508,7 @@ pub(super) fn settings_from_columns(
 
 /// Why an address or a recipient must not be sent to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SuppressionReason {
     Bounce,
@@ -565,6 +569,7 @@ pub fn normalise_address(address: &str) -> String {
 
 /// One stored suppression.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Suppression {
     pub id: String,
     pub tenant: String,

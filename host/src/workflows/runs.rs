@@ -880,6 +880,7 @@ async fn reactivate(conn: &mut Conn, run: &Run, evidence: String) -> Result<Move
 
 /// A signal's effect on one waiting run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Effect {
     /// The wait ended for good: the run completed (`cancelled_by_signal`).

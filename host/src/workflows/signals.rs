@@ -18,12 +18,14 @@ pub mod name {
 }
 
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SignalOutcome {
     pub id: String,
     pub runs: Vec<SignalEffect>,
 }
 
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SignalEffect {
     pub run_id: String,
     pub notification_id: String,
