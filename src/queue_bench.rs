@@ -260,6 +260,20 @@ where
     Ok(total as f64 / start.elapsed().as_secs_f64())
 }
 
+/// `order-shipped` triggers per second on `engine`, in-process, from `callers` tasks.
+async fn engine_trigger_rate(engine: &Engine, total: usize, callers: usize) -> Result<f64> {
+    let e = engine.clone();
+    rate(total, callers, move |i| {
+        let e = e.clone();
+        async move {
+            e.trigger(&TriggerRequest::new("order-shipped", payload(i)))
+                .await?;
+            Ok(())
+        }
+    })
+    .await
+}
+
 async fn bench_trigger(o: &Options) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     for callers in [1usize, 4] {
@@ -267,18 +281,7 @@ async fn bench_trigger(o: &Options) -> Result<Vec<Row>> {
         for _ in 0..o.repetitions {
             let place = Place::new(o).await?;
             let engine = place.engine().await?;
-            let e = engine.clone();
-            engine_rates.push(
-                rate(o.size, callers, move |i| {
-                    let e = e.clone();
-                    async move {
-                        e.trigger(&TriggerRequest::new("order-shipped", payload(i)))
-                            .await?;
-                        Ok(())
-                    }
-                })
-                .await?,
-            );
+            engine_rates.push(engine_trigger_rate(&engine, o.size, callers).await?);
             let raw = Arc::new(raw_pool(&place).await?);
             let r = raw.clone();
             raw_rates.push(
@@ -406,19 +409,7 @@ async fn bench_http(o: &Options) -> Result<Vec<Row>> {
             place.drop_schema().await;
 
             let place = Place::new(o).await?;
-            let engine = place.engine().await?;
-            let e = engine.clone();
-            inproc_rates.push(
-                rate(o.size, callers, move |i| {
-                    let e = e.clone();
-                    async move {
-                        e.trigger(&TriggerRequest::new("order-shipped", payload(i)))
-                            .await?;
-                        Ok(())
-                    }
-                })
-                .await?,
-            );
+            inproc_rates.push(engine_trigger_rate(&place.engine().await?, o.size, callers).await?);
             place.drop_schema().await;
         }
         let mut r = row(

@@ -9,8 +9,8 @@ use super::AppState;
 use super::auth::{Admin, AnyKey, Caller};
 use super::error::{ApiError, Path};
 use super::openapi::{
-    Capabilities, CreatedKey, DeliveryPage, ErrorBody, EventList, InboxTokenView, KeyList,
-    PluginList, PluginView, PreferenceList, SettingsView, SuppressionList, TenantList,
+    Capabilities, CreatedKey, DeliveryPage, ErrorBody, EventList, InboxTokenView, KeyErrors,
+    KeyList, PluginList, PluginView, PreferenceList, SettingsView, SuppressionList, TenantList,
 };
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -82,13 +82,9 @@ pub struct TriggerBody {
     responses(
         (status = 201, description = "the event, its notifications and deliveries", body = TriggerOutcome),
         (status = 200, description = "a repeat of an idempotency key: the original ids, nothing written", body = TriggerOutcome),
-        (status = 400, description = "bad input: malformed JSON or query, an unknown field, a bad cursor", body = ErrorBody),
-        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
-        (status = 403, description = "the key may not do this here", body = ErrorBody),
+        KeyErrors,
         (status = 413, description = "the body is over the limit", body = ErrorBody),
         (status = 422, description = "well-formed but wrong: the message and `field` say what", body = ErrorBody),
-        (status = 429, description = "over the key's request rate; `Retry-After` says when to retry", body = ErrorBody),
-        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
     ),
     security(("api_key" = [])),
 )]
@@ -178,11 +174,7 @@ pub struct EventsQuery {
     params(EventsQuery),
     responses(
         (status = 200, description = "", body = EventList),
-        (status = 400, description = "bad input: malformed JSON or query, an unknown field, a bad cursor", body = ErrorBody),
-        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
-        (status = 403, description = "the key may not do this here", body = ErrorBody),
-        (status = 429, description = "over the key's request rate; `Retry-After` says when to retry", body = ErrorBody),
-        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
+        KeyErrors,
     ),
     security(("api_key" = [])),
 )]
@@ -207,12 +199,8 @@ pub async fn events(
     params(("id" = String, Path, description = "event id")),
     responses(
         (status = 200, description = "", body = TriggerOutcome),
-        (status = 400, description = "bad input: malformed JSON or query, an unknown field, a bad cursor", body = ErrorBody),
-        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
-        (status = 403, description = "the key may not do this here", body = ErrorBody),
+        KeyErrors,
         (status = 404, description = "no such id in the caller's tenant", body = ErrorBody),
-        (status = 429, description = "over the key's request rate; `Retry-After` says when to retry", body = ErrorBody),
-        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
     ),
     security(("api_key" = [])),
 )]
@@ -237,12 +225,8 @@ pub async fn event(
     params(("id" = String, Path, description = "notification id")),
     responses(
         (status = 200, description = "", body = NotificationSummary),
-        (status = 400, description = "bad input: malformed JSON or query, an unknown field, a bad cursor", body = ErrorBody),
-        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
-        (status = 403, description = "the key may not do this here", body = ErrorBody),
+        KeyErrors,
         (status = 404, description = "no such id in the caller's tenant", body = ErrorBody),
-        (status = 429, description = "over the key's request rate; `Retry-After` says when to retry", body = ErrorBody),
-        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
     ),
     security(("api_key" = [])),
 )]
@@ -279,11 +263,7 @@ const STATUSES: &[&str] = &[
     params(ListQuery),
     responses(
         (status = 200, description = "", body = DeliveryPage),
-        (status = 400, description = "bad input: malformed JSON or query, an unknown field, a bad cursor", body = ErrorBody),
-        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
-        (status = 403, description = "the key may not do this here", body = ErrorBody),
-        (status = 429, description = "over the key's request rate; `Retry-After` says when to retry", body = ErrorBody),
-        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
+        KeyErrors,
     ),
     security(("api_key" = [])),
 )]
@@ -337,12 +317,8 @@ pub async fn deliveries(
     params(("id" = String, Path, description = "delivery id")),
     responses(
         (status = 200, description = "", body = DeliveryRecord),
-        (status = 400, description = "bad input: malformed JSON or query, an unknown field, a bad cursor", body = ErrorBody),
-        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
-        (status = 403, description = "the key may not do this here", body = ErrorBody),
+        KeyErrors,
         (status = 404, description = "no such id in the caller's tenant", body = ErrorBody),
-        (status = 429, description = "over the key's request rate; `Retry-After` says when to retry", body = ErrorBody),
-        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
     ),
     security(("api_key" = [])),
 )]
@@ -366,12 +342,8 @@ pub async fn delivery(
     params(("id" = String, Path, description = "delivery, notification or event id")),
     responses(
         (status = 200, description = "every decision, render, attempt and transition, in order", body = Explanation),
-        (status = 400, description = "bad input: malformed JSON or query, an unknown field, a bad cursor", body = ErrorBody),
-        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
-        (status = 403, description = "the key may not do this here", body = ErrorBody),
+        KeyErrors,
         (status = 404, description = "no such id in the caller's tenant", body = ErrorBody),
-        (status = 429, description = "over the key's request rate; `Retry-After` says when to retry", body = ErrorBody),
-        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
     ),
     security(("api_key" = [])),
 )]
@@ -400,14 +372,10 @@ pub struct CancelBody {
     params(("id" = String, Path, description = "delivery id")),
     responses(
         (status = 200, description = "", body = Dispatched),
-        (status = 400, description = "bad input: malformed JSON or query, an unknown field, a bad cursor", body = ErrorBody),
-        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
-        (status = 403, description = "the key may not do this here", body = ErrorBody),
+        KeyErrors,
         (status = 404, description = "no such id in the caller's tenant", body = ErrorBody),
         (status = 409, description = "the change conflicts with the current state", body = ErrorBody),
         (status = 413, description = "the body is over the limit", body = ErrorBody),
-        (status = 429, description = "over the key's request rate; `Retry-After` says when to retry", body = ErrorBody),
-        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
     ),
     security(("api_key" = [])),
 )]
@@ -441,11 +409,7 @@ pub async fn cancel(
     params(("id" = String, Path, description = "recipient id, or * for the tenant's defaults")),
     responses(
         (status = 200, description = "", body = PreferenceList),
-        (status = 400, description = "bad input: malformed JSON or query, an unknown field, a bad cursor", body = ErrorBody),
-        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
-        (status = 403, description = "the key may not do this here", body = ErrorBody),
-        (status = 429, description = "over the key's request rate; `Retry-After` says when to retry", body = ErrorBody),
-        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
+        KeyErrors,
     ),
     security(("api_key" = [])),
 )]
@@ -507,13 +471,9 @@ fn pref_scope(scope: &str, target: &str) -> Result<PrefScope, ApiError> {
     params(("id" = String, Path, description = "recipient id, or * for the tenant's defaults")),
     responses(
         (status = 200, description = "", body = PreferenceList),
-        (status = 400, description = "bad input: malformed JSON or query, an unknown field, a bad cursor", body = ErrorBody),
-        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
-        (status = 403, description = "the key may not do this here", body = ErrorBody),
+        KeyErrors,
         (status = 413, description = "the body is over the limit", body = ErrorBody),
         (status = 422, description = "well-formed but wrong: the message and `field` say what", body = ErrorBody),
-        (status = 429, description = "over the key's request rate; `Retry-After` says when to retry", body = ErrorBody),
-        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
     ),
     security(("api_key" = [])),
 )]
@@ -540,12 +500,8 @@ pub async fn set_preference(
     params(("id" = String, Path, description = "recipient id, or * for the tenant's defaults")),
     responses(
         (status = 200, description = "", body = SettingsView),
-        (status = 400, description = "bad input: malformed JSON or query, an unknown field, a bad cursor", body = ErrorBody),
-        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
-        (status = 403, description = "the key may not do this here", body = ErrorBody),
+        KeyErrors,
         (status = 422, description = "well-formed but wrong: the message and `field` say what", body = ErrorBody),
-        (status = 429, description = "over the key's request rate; `Retry-After` says when to retry", body = ErrorBody),
-        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
     ),
     security(("api_key" = [])),
 )]
@@ -614,13 +570,9 @@ fn minute(field: &str, text: &str) -> Result<i64, ApiError> {
     params(("id" = String, Path, description = "recipient id, or * for the tenant's defaults")),
     responses(
         (status = 200, description = "", body = SettingsView),
-        (status = 400, description = "bad input: malformed JSON or query, an unknown field, a bad cursor", body = ErrorBody),
-        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
-        (status = 403, description = "the key may not do this here", body = ErrorBody),
+        KeyErrors,
         (status = 413, description = "the body is over the limit", body = ErrorBody),
         (status = 422, description = "well-formed but wrong: the message and `field` say what", body = ErrorBody),
-        (status = 429, description = "over the key's request rate; `Retry-After` says when to retry", body = ErrorBody),
-        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
     ),
     security(("api_key" = [])),
 )]
@@ -680,11 +632,7 @@ pub struct SuppressionQuery {
     params(SuppressionQuery),
     responses(
         (status = 200, description = "", body = SuppressionList),
-        (status = 400, description = "bad input: malformed JSON or query, an unknown field, a bad cursor", body = ErrorBody),
-        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
-        (status = 403, description = "the key may not do this here", body = ErrorBody),
-        (status = 429, description = "over the key's request rate; `Retry-After` says when to retry", body = ErrorBody),
-        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
+        KeyErrors,
     ),
     security(("api_key" = [])),
 )]
@@ -727,13 +675,9 @@ fn manual() -> SuppressionReason {
     request_body = SuppressionBody,
     responses(
         (status = 201, description = "", body = Suppression),
-        (status = 400, description = "bad input: malformed JSON or query, an unknown field, a bad cursor", body = ErrorBody),
-        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
-        (status = 403, description = "the key may not do this here", body = ErrorBody),
+        KeyErrors,
         (status = 413, description = "the body is over the limit", body = ErrorBody),
         (status = 422, description = "well-formed but wrong: the message and `field` say what", body = ErrorBody),
-        (status = 429, description = "over the key's request rate; `Retry-After` says when to retry", body = ErrorBody),
-        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
     ),
     security(("api_key" = [])),
 )]
@@ -774,12 +718,8 @@ pub async fn add_suppression(
     params(("id" = String, Path, description = "suppression id")),
     responses(
         (status = 204, description = "removed"),
-        (status = 400, description = "bad input: malformed JSON or query, an unknown field, a bad cursor", body = ErrorBody),
-        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
-        (status = 403, description = "the key may not do this here", body = ErrorBody),
+        KeyErrors,
         (status = 404, description = "no such id in the caller's tenant", body = ErrorBody),
-        (status = 429, description = "over the key's request rate; `Retry-After` says when to retry", body = ErrorBody),
-        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
     ),
     security(("api_key" = [])),
 )]
@@ -815,13 +755,9 @@ fn empty_object() -> Value {
     request_body = SignalBody,
     responses(
         (status = 200, description = "the runs it moved", body = SignalOutcome),
-        (status = 400, description = "bad input: malformed JSON or query, an unknown field, a bad cursor", body = ErrorBody),
-        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
-        (status = 403, description = "the key may not do this here", body = ErrorBody),
+        KeyErrors,
         (status = 413, description = "the body is over the limit", body = ErrorBody),
         (status = 422, description = "well-formed but wrong: the message and `field` say what", body = ErrorBody),
-        (status = 429, description = "over the key's request rate; `Retry-After` says when to retry", body = ErrorBody),
-        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
     ),
     security(("api_key" = [])),
 )]
@@ -899,14 +835,10 @@ pub struct PluginUpload {
     request_body = PluginUpload,
     responses(
         (status = 201, description = "in force for new work; `replaced` names what it replaced", body = PluginView),
-        (status = 400, description = "bad input: malformed JSON or query, an unknown field, a bad cursor", body = ErrorBody),
-        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
-        (status = 403, description = "the key may not do this here", body = ErrorBody),
+        KeyErrors,
         (status = 409, description = "the change conflicts with the current state", body = ErrorBody),
         (status = 413, description = "the body is over the limit", body = ErrorBody),
         (status = 422, description = "well-formed but wrong: the message and `field` say what", body = ErrorBody),
-        (status = 429, description = "over the key's request rate; `Retry-After` says when to retry", body = ErrorBody),
-        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
     ),
     security(("api_key" = [])),
 )]
@@ -955,13 +887,9 @@ fn hour() -> i64 {
     request_body = TokenBody,
     responses(
         (status = 201, description = "", body = InboxTokenView),
-        (status = 400, description = "bad input: malformed JSON or query, an unknown field, a bad cursor", body = ErrorBody),
-        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
-        (status = 403, description = "the key may not do this here", body = ErrorBody),
+        KeyErrors,
         (status = 413, description = "the body is over the limit", body = ErrorBody),
         (status = 422, description = "well-formed but wrong: the message and `field` say what", body = ErrorBody),
-        (status = 429, description = "over the key's request rate; `Retry-After` says when to retry", body = ErrorBody),
-        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
     ),
     security(("api_key" = [])),
 )]
@@ -1002,14 +930,10 @@ pub struct TenantBody {
     request_body = TenantBody,
     responses(
         (status = 201, description = "", body = Tenant),
-        (status = 400, description = "bad input: malformed JSON or query, an unknown field, a bad cursor", body = ErrorBody),
-        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
-        (status = 403, description = "the key may not do this here", body = ErrorBody),
+        KeyErrors,
         (status = 409, description = "the change conflicts with the current state", body = ErrorBody),
         (status = 413, description = "the body is over the limit", body = ErrorBody),
         (status = 422, description = "well-formed but wrong: the message and `field` say what", body = ErrorBody),
-        (status = 429, description = "over the key's request rate; `Retry-After` says when to retry", body = ErrorBody),
-        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
     ),
     security(("api_key" = [])),
 )]
@@ -1070,13 +994,9 @@ pub struct KeyBody {
     request_body = KeyBody,
     responses(
         (status = 201, description = "", body = CreatedKey),
-        (status = 400, description = "bad input: malformed JSON or query, an unknown field, a bad cursor", body = ErrorBody),
-        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
-        (status = 403, description = "the key may not do this here", body = ErrorBody),
+        KeyErrors,
         (status = 413, description = "the body is over the limit", body = ErrorBody),
         (status = 422, description = "well-formed but wrong: the message and `field` say what", body = ErrorBody),
-        (status = 429, description = "over the key's request rate; `Retry-After` says when to retry", body = ErrorBody),
-        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
     ),
     security(("api_key" = [])),
 )]

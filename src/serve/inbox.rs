@@ -4,7 +4,7 @@
 use super::AppState;
 use super::auth::EndUser;
 use super::error::{ApiError, Path};
-use super::openapi::{ErrorBody, InboxPage, ReadAll};
+use super::openapi::{ErrorBody, InboxErrors, InboxPage, ReadAll};
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -39,9 +39,7 @@ pub struct PageQuery {
     params(PageQuery),
     responses(
         (status = 200, description = "", body = InboxPage),
-        (status = 400, description = "bad input: malformed JSON or query, an unknown field, a bad cursor", body = ErrorBody),
-        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
-        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
+        InboxErrors,
     ),
     security(("inbox_token" = [])),
 )]
@@ -94,9 +92,7 @@ pub async fn list(
     summary = "Unread and unseen counts",
     responses(
         (status = 200, description = "", body = Counts),
-        (status = 400, description = "bad input: malformed JSON or query, an unknown field, a bad cursor", body = ErrorBody),
-        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
-        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
+        InboxErrors,
     ),
     security(("inbox_token" = [])),
 )]
@@ -120,10 +116,8 @@ pub async fn counts(
     params(("id" = String, Path, description = "inbox item id"), ("action" = String, Path, description = "seen, read, unread or archive")),
     responses(
         (status = 200, description = "", body = InboxItem),
-        (status = 400, description = "bad input: malformed JSON or query, an unknown field, a bad cursor", body = ErrorBody),
-        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
+        InboxErrors,
         (status = 404, description = "no such id in the caller's tenant", body = ErrorBody),
-        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
     ),
     security(("inbox_token" = [])),
 )]
@@ -160,9 +154,7 @@ pub async fn mark(
     summary = "Mark every item read",
     responses(
         (status = 200, description = "", body = ReadAll),
-        (status = 400, description = "bad input: malformed JSON or query, an unknown field, a bad cursor", body = ErrorBody),
-        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
-        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
+        InboxErrors,
     ),
     security(("inbox_token" = [])),
 )]
@@ -192,9 +184,7 @@ const STREAM_WINDOW: i64 = 50;
     summary = "Live updates (Server-Sent Events): `counts` and `item` events",
     responses(
         (status = 200, description = "text/event-stream"),
-        (status = 400, description = "bad input: malformed JSON or query, an unknown field, a bad cursor", body = ErrorBody),
-        (status = 401, description = "no API key, or an unknown or revoked one", body = ErrorBody),
-        (status = 500, description = "a fault of the server; the cause is in its log", body = ErrorBody),
+        InboxErrors,
     ),
     security(("inbox_token" = [])),
 )]

@@ -9,7 +9,7 @@ use belfry_host::tenants::Tenant;
 use belfry_host::traces::{DeliveryRecord, EventListing};
 use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{IntoResponses, Modify, OpenApi, ToSchema};
 
 /// Every error under `/v1`.
 #[derive(Serialize, ToSchema)]
@@ -26,6 +26,47 @@ pub struct ErrorDetail {
     /// The one field to blame, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+}
+
+/// What any route taking an API key may answer besides its own outcomes (documentation only).
+#[derive(IntoResponses)]
+pub enum KeyErrors {
+    #[response(
+        status = 400,
+        description = "bad input: malformed JSON or query, an unknown field, a bad cursor"
+    )]
+    BadRequest(ErrorBody),
+    #[response(status = 401, description = "no API key, or an unknown or revoked one")]
+    Unauthorized(ErrorBody),
+    #[response(status = 403, description = "the key may not do this here")]
+    Forbidden(ErrorBody),
+    #[response(
+        status = 429,
+        description = "over the key's request rate; `Retry-After` says when to retry"
+    )]
+    RateLimited(ErrorBody),
+    #[response(
+        status = 500,
+        description = "a fault of the server; the cause is in its log"
+    )]
+    Internal(ErrorBody),
+}
+
+/// What any inbox route may answer besides its own outcomes (documentation only).
+#[derive(IntoResponses)]
+pub enum InboxErrors {
+    #[response(
+        status = 400,
+        description = "bad input: malformed JSON or query, an unknown field, a bad cursor"
+    )]
+    BadRequest(ErrorBody),
+    #[response(status = 401, description = "no inbox token, or a bad or expired one")]
+    Unauthorized(ErrorBody),
+    #[response(
+        status = 500,
+        description = "a fault of the server; the cause is in its log"
+    )]
+    Internal(ErrorBody),
 }
 
 #[derive(Serialize, ToSchema)]
