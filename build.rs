@@ -34,6 +34,8 @@ struct Manifest {
     description: String,
     #[serde(default)]
     channels: Vec<String>,
+    #[allow(dead_code)]
+    default_route: Option<bool>,
     #[serde(default)]
     capabilities: Capabilities,
     #[serde(default)]
@@ -46,6 +48,8 @@ struct Manifest {
 struct Capabilities {
     #[serde(default)]
     http: Vec<String>,
+    #[serde(default)]
+    tcp: Vec<String>,
     #[serde(default)]
     files: Vec<FileGrant>,
 }

@@ -131,3 +131,27 @@ fn scalar(path: &std::path::Path, key: &str, v: &toml::Value) -> Result<String, 
         )),
     }
 }
+
+/// Channel routes from `CHANNEL=ADAPTER` items (`--route`, `BELFRY_ROUTES`).
+pub fn routes(
+    items: &[String],
+) -> Result<std::collections::BTreeMap<belfry_host::content::Channel, String>, String> {
+    let mut out = std::collections::BTreeMap::new();
+    for item in items.iter().map(|i| i.trim()).filter(|i| !i.is_empty()) {
+        let (channel, adapter) = item
+            .split_once('=')
+            .ok_or_else(|| format!("route `{item}`: write CHANNEL=ADAPTER, e.g. email=resend"))?;
+        let channel = channel
+            .trim()
+            .parse()
+            .map_err(|_| format!("route `{item}`: `{channel}` is not a channel"))?;
+        let adapter = adapter.trim();
+        if adapter.is_empty() {
+            return Err(format!("route `{item}`: no adapter named"));
+        }
+        if out.insert(channel, adapter.to_string()).is_some() {
+            return Err(format!("route `{item}`: the channel is routed twice"));
+        }
+    }
+    Ok(out)
+}

@@ -9,6 +9,7 @@ mod keys_cli;
 mod output;
 mod policy_cli;
 mod queue_bench;
+mod webhooks_cli;
 
 use anyhow::{Context, Result, bail};
 use belfry::host::plugins::{PluginRuntime, RuntimeConfig};
@@ -53,6 +54,22 @@ struct Global {
     /// Plugin configuration NAME.KEY=VALUE (repeatable); also BELFRY_PLUGIN__NAME__KEY=VALUE.
     #[arg(long = "plugin-config", global = true, value_name = "NAME.KEY=VALUE")]
     plugin_config: Vec<String>,
+    /// Which adapter sends a channel, CHANNEL=ADAPTER (repeatable, or comma-separated in
+    /// BELFRY_ROUTES), e.g. `email=resend`. Provider adapters serve a channel only when routed.
+    #[arg(
+        long = "route",
+        global = true,
+        env = "BELFRY_ROUTES",
+        value_delimiter = ',',
+        value_name = "CHANNEL=ADAPTER"
+    )]
+    routes: Vec<String>,
+    /// The base URL `belfry serve` is reached at by providers and recipients
+    /// (`https://belfry.example.com`): signed provider webhook URLs are checked against it,
+    /// and every email carries a one-click unsubscribe link under it. Without it, emails
+    /// carry no unsubscribe link.
+    #[arg(long, global = true, env = "BELFRY_PUBLIC_URL")]
+    public_url: Option<String>,
     /// Machine-readable JSON output.
     #[arg(long, global = true)]
     json: bool,
@@ -140,6 +157,12 @@ enum Command {
     /// SIGINT. Every setting is also a `BELFRY_*` variable and a belfry.toml key
     /// (docs/operating.md).
     Serve(ServeArgs),
+    /// Provider webhooks received: replay one, purge old raw requests, list orphans, show a
+    /// delivery's feedback.
+    Webhooks {
+        #[command(subcommand)]
+        command: webhooks_cli::WebhooksCommand,
+    },
     /// API keys for `belfry serve`: create (the secret is printed once), list, revoke.
     Keys {
         #[command(subcommand)]
@@ -224,6 +247,9 @@ struct ServeArgs {
     /// How often an open inbox stream looks for new items, in milliseconds.
     #[arg(long, env = "BELFRY_INBOX_POLL_MS", default_value_t = 250)]
     inbox_poll_ms: u64,
+    /// Days raw provider webhook requests are kept for `belfry webhooks replay` (0: forever).
+    #[arg(long, env = "BELFRY_WEBHOOK_RETENTION_DAYS", default_value_t = 30)]
+    webhook_retention_days: u32,
     /// The largest `POST /v1/plugins` body in bytes (a base64 component and its manifest).
     #[arg(long, env = "BELFRY_MAX_PLUGIN_BYTES", default_value_t = 64 << 20)]
     max_plugin_bytes: usize,
@@ -410,8 +436,9 @@ fn engine_config(g: &Global) -> Result<EngineConfig> {
             .or_else(belfry::config::default_cache_dir),
         plugin_config: belfry::config::plugin_config(&g.plugin_config)
             .map_err(anyhow::Error::msg)?,
-        routes: Default::default(),
+        routes: belfry::config::routes(&g.routes).map_err(anyhow::Error::msg)?,
         dispatch: Default::default(),
+        public_url: g.public_url.clone(),
     })
 }
 
@@ -471,6 +498,10 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Worker(args) => worker(&g, args).await,
         Command::Serve(args) => serve(&g, args).await,
+        Command::Webhooks { command } => {
+            let engine = Engine::open(engine_config(&g)?).await?;
+            webhooks_cli::run(&engine, command, g.json).await
+        }
         Command::Keys { command } => {
             let db = belfry::host::store::open(&g.database_url).await?;
             keys_cli::run(&db, command, g.json).await
@@ -651,6 +682,8 @@ async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
         rate_limit_burst: args.rate_limit_burst,
         inbox_poll: std::time::Duration::from_millis(args.inbox_poll_ms.max(10)),
         workers,
+        public_url: g.public_url.clone(),
+        webhook_retention_days: args.webhook_retention_days,
     };
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;

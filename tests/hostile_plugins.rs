@@ -51,6 +51,7 @@ fn message() -> OutgoingMessage {
             data: None,
         },
         content: Content::Webhook { body: "{}".into() },
+        headers: Vec::new(),
     }
 }
 

@@ -45,6 +45,10 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/keys"),
     ("post", "/v1/keys"),
     ("post", "/v1/keys/{id}/revoke"),
+    ("get", "/v1/deliveries/{id}/feedback"),
+    ("post", "/v1/webhooks/{tenant}/{adapter}"),
+    ("post", "/v1/unsubscribe/{token}"),
+    ("get", "/v1/unsubscribe/{token}"),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,6 +8,7 @@ use crate::dispatch::{
     self, ChangeError, DispatchConfig, Dispatched, Executor, QueueStats, Scope, Wakeup,
     WorkerConfig, WorkerReport,
 };
+use crate::feedback::{self, FeedbackError, LedgerEvent, Projection, Received, WebhookRequest};
 use crate::inbox::{self, Counts, Filter, InboxError, InboxItem, Mark, Page, token};
 use crate::keys::{self, ApiKey, KeyError};
 use crate::plugins::{
@@ -46,6 +47,10 @@ pub struct EngineConfig {
     pub routes: BTreeMap<Channel, String>,
     /// Retries and leases.
     pub dispatch: DispatchConfig,
+    /// The base URL `belfry serve` is reached at (`https://belfry.example.com`). When set,
+    /// every email carries a signed one-click unsubscribe link under it (RFC 8058); without
+    /// it there is nowhere to point the link, and emails carry none.
+    pub public_url: Option<String>,
 }
 
 impl Default for EngineConfig {
@@ -58,6 +63,7 @@ impl Default for EngineConfig {
             plugin_config: PluginConfig::default(),
             routes: BTreeMap::new(),
             dispatch: DispatchConfig::default(),
+            public_url: None,
         }
     }
 }
@@ -97,6 +103,8 @@ pub struct Engine {
     wake: Wakeup,
     /// The lease owner for jobs run in the caller's task ([`Engine::dispatch_pending`]).
     inline_owner: String,
+    /// Where one-click unsubscribe links point (see [`EngineConfig::public_url`]).
+    public_url: Option<Arc<str>>,
 }
 
 impl Engine {
@@ -123,6 +131,10 @@ impl Engine {
             dispatch: config.dispatch.clone(),
             wake: Wakeup::new(),
             inline_owner: format!("{} (inline)", dispatch::worker::default_owner()),
+            public_url: config
+                .public_url
+                .as_deref()
+                .map(|u| u.trim_end_matches('/').into()),
         })
     }
 
@@ -214,6 +226,7 @@ impl Engine {
             runtime: self.runtime.clone(),
             registry: self.registry.clone(),
             retry: self.retry.clone(),
+            public_url: self.public_url.clone(),
         }
     }
 
@@ -669,5 +682,71 @@ impl Engine {
 
     pub async fn remove_suppression(&self, tenant: &str, id: &str) -> Result<(), PolicyError> {
         policy::inputs::remove_suppression(&self.db, tenant, id).await
+    }
+
+    /// A provider's webhook for `tenant`, handed to the channel adapter named `adapter`, which
+    /// verifies it before anything is parsed or stored (see [`crate::feedback`]).
+    pub async fn receive_webhook(
+        &self,
+        tenant: &str,
+        adapter: &str,
+        request: WebhookRequest,
+    ) -> Result<Received, FeedbackError> {
+        let registry = self.registry.current();
+        let plugin = registry
+            .plugins()
+            .iter()
+            .find(|p| p.name() == adapter && p.kind() == plugins::PluginKind::ChannelAdapter)
+            .ok_or_else(|| FeedbackError::UnknownAdapter(adapter.to_string()))?;
+        feedback::receive(&self.db, &self.runtime, plugin, tenant, request).await
+    }
+
+    /// Processes a stored webhook request again (`belfry webhooks replay`).
+    pub async fn replay_webhook(&self, receipt_id: &str) -> Result<Received, FeedbackError> {
+        let registry = self.registry.current();
+        feedback::replay(
+            &self.db,
+            &self.runtime,
+            |name| {
+                registry
+                    .plugins()
+                    .iter()
+                    .find(|p| p.name() == name)
+                    .cloned()
+            },
+            receipt_id,
+        )
+        .await
+    }
+
+    /// Deletes raw webhook requests older than `days` days; their events stay in the ledger.
+    pub async fn purge_webhook_receipts(&self, days: u32) -> Result<u64, StoreError> {
+        let before = store::now() - chrono::Duration::days(i64::from(days));
+        feedback::purge_receipts(&self.db, before).await
+    }
+
+    /// What providers reported about a delivery: its projection and its events in order.
+    pub async fn delivery_feedback(
+        &self,
+        tenant: &str,
+        delivery_id: &str,
+    ) -> Result<(Option<Projection>, Vec<LedgerEvent>), StoreError> {
+        Ok((
+            feedback::projection(&self.db, tenant, delivery_id).await?,
+            feedback::events_of(&self.db, tenant, delivery_id).await?,
+        ))
+    }
+
+    /// A one-click unsubscribe (RFC 8058) from the link in an email this engine sent.
+    pub async fn unsubscribe(
+        &self,
+        token: &str,
+    ) -> Result<crate::unsubscribe::Unsubscribed, crate::unsubscribe::UnsubscribeError> {
+        crate::unsubscribe::unsubscribe(&self.db, token).await
+    }
+
+    /// Feedback events no delivery has claimed yet.
+    pub async fn feedback_orphans(&self, tenant: &str) -> Result<Vec<LedgerEvent>, StoreError> {
+        feedback::orphans(&self.db, tenant).await
     }
 }

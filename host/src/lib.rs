@@ -7,6 +7,8 @@
 //! - [`trigger`]: event → notifications → planned deliveries;
 //! - [`dispatch`]: planned deliveries → rendered, validated, sent;
 //! - [`inbox`]: where in-app deliveries land, and end users' tokens;
+//! - [`feedback`]: what providers' webhooks say after the send (ledger, projection);
+//! - [`unsubscribe`]: one-click unsubscribe links in email (RFC 8058);
 //! - [`tenants`] and [`keys`]: who may call `belfry serve`;
 //! - [`traces`]: the append-only trace and `explain`;
 //! - [`engine`]: the façade embedding programs use.
@@ -15,6 +17,7 @@ pub mod content;
 pub mod digests;
 pub mod dispatch;
 pub mod engine;
+pub mod feedback;
 pub mod inbox;
 pub mod keys;
 pub mod metrics;
@@ -24,6 +27,7 @@ pub mod store;
 pub mod tenants;
 pub mod traces;
 pub mod trigger;
+pub mod unsubscribe;
 pub mod workflows;
 
 pub use engine::{Engine, EngineConfig, EngineError};

@@ -11,6 +11,8 @@ pub mod error;
 pub mod inbox;
 pub mod openapi;
 pub mod pages;
+pub mod unsubscribe;
+pub mod webhooks;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
@@ -38,6 +40,12 @@ pub struct ServeConfig {
     pub inbox_poll: Duration,
     /// Workers in this process (`None`: API only, for when `belfry worker` processes run).
     pub workers: Option<WorkerConfig>,
+    /// The base URL providers and recipients reach this server at (`https://belfry.example.com`),
+    /// when it differs from what requests say (a proxy in front). Signed webhook URLs
+    /// (Twilio's) are checked against it.
+    pub public_url: Option<String>,
+    /// Days raw provider webhook requests are kept (0: forever); purged hourly.
+    pub webhook_retention_days: u32,
 }
 
 impl Default for ServeConfig {
@@ -50,6 +58,8 @@ impl Default for ServeConfig {
             rate_limit_burst: 0,
             inbox_poll: Duration::from_millis(250),
             workers: Some(WorkerConfig::default()),
+            public_url: None,
+            webhook_retention_days: 30,
         }
     }
 }
@@ -98,6 +108,15 @@ pub fn router(state: AppState) -> Router {
         .route("/deliveries", get(api::deliveries))
         .route("/deliveries/{id}", get(api::delivery))
         .route("/deliveries/{id}/explain", get(api::explain))
+        .route(
+            "/deliveries/{id}/feedback",
+            get(webhooks::delivery_feedback),
+        )
+        .route("/webhooks/{tenant}/{adapter}", post(webhooks::receive))
+        .route(
+            "/unsubscribe/{token}",
+            post(unsubscribe::one_click).get(unsubscribe::page),
+        )
         .route("/deliveries/{id}/cancel", post(api::cancel))
         .route(
             "/recipients/{id}/preferences",
@@ -239,6 +258,25 @@ pub async fn start(engine: Engine, config: ServeConfig) -> std::io::Result<Runni
         let engine = engine.clone();
         let rx = stop_rx.clone();
         workers.push(tokio::spawn(async move { engine.run_worker(wc, rx).await }));
+    }
+    if config.webhook_retention_days > 0 {
+        let engine = engine.clone();
+        let days = config.webhook_retention_days;
+        let mut rx = stop_rx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = rx.wait_for(|s| *s) => return,
+                }
+                match engine.purge_webhook_receipts(days).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(purged = n, days, "old webhook requests purged"),
+                    Err(e) => tracing::warn!(error = %e, "purging old webhook requests failed"),
+                }
+            }
+        });
     }
     let state = AppState {
         limits: Arc::new(auth::Limits::new(

@@ -135,6 +135,15 @@ pub struct PluginView {
     pub replaced: Option<Option<String>>,
 }
 
+/// What providers reported about one delivery.
+#[derive(Serialize, ToSchema)]
+pub struct FeedbackView {
+    /// None until an event reached the delivery.
+    pub projection: Option<belfry_host::feedback::Projection>,
+    /// In the order they happened.
+    pub events: Vec<belfry_host::feedback::LedgerEvent>,
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct PluginList {
     pub plugins: Vec<PluginView>,
@@ -217,6 +226,10 @@ pub struct ReadAll {
         super::inbox::mark,
         super::inbox::read_all,
         super::inbox::stream,
+        super::webhooks::receive,
+        super::webhooks::delivery_feedback,
+        super::unsubscribe::one_click,
+        super::unsubscribe::page,
     ),
     modifiers(&Security)
 )]

@@ -12,6 +12,7 @@ use super::queue::{self, Leased, job_state};
 use super::retry::RetryPolicy;
 use crate::content::{Channel, Content, Recipient, RenderRequest};
 use crate::digests::buckets::{self, DigestItems, Emission};
+use crate::feedback;
 use crate::inbox;
 use crate::plugins::{
     CallError, FailureReason, LiveRegistry, OutgoingMessage, PluginRuntime, Registry, SendError,
@@ -44,6 +45,8 @@ pub mod reason {
     pub const RENDER_FAILED: &str = "render_failed";
     pub const CONTENT_INVALID: &str = "content_invalid";
     pub const NO_ADAPTER: &str = "no_adapter";
+    /// The one-click unsubscribe link of an email could not be made (a database error).
+    pub const UNSUBSCRIBE_LINK: &str = "unsubscribe_link_failed";
     pub const SEND_PERMANENT: &str = "send_permanent";
     pub const SEND_TRANSIENT: &str = "send_transient";
     pub const SEND_RATE_LIMITED: &str = "send_rate_limited";
@@ -60,6 +63,9 @@ pub struct Executor {
     pub runtime: Arc<PluginRuntime>,
     pub registry: LiveRegistry,
     pub retry: Arc<RetryPolicy>,
+    /// The public base URL of `belfry serve`; when set, every email carries a one-click
+    /// unsubscribe link under it (RFC 8058).
+    pub public_url: Option<Arc<str>>,
 }
 
 /// The delivery a job is about, as loaded when its job ran.
@@ -299,6 +305,30 @@ impl Executor {
                 None,
             );
         };
+        let headers = match (&self.public_url, d.channel) {
+            (Some(base), Channel::Email) => match crate::unsubscribe::headers(
+                &self.db,
+                base,
+                &d.tenant,
+                &d.recipient.id,
+                &d.category,
+                &d.id,
+            )
+            .await
+            {
+                Ok(h) => h,
+                Err(e) => {
+                    // Without the link the email would break RFC 8058's promise; it waits.
+                    return Verdict::Retry {
+                        reason: reason::UNSUBSCRIBE_LINK,
+                        detail: format!("the unsubscribe link could not be signed: {e}"),
+                        plugin: None,
+                        retry_after: None,
+                    };
+                }
+            },
+            _ => Vec::new(),
+        };
         let message = OutgoingMessage {
             delivery_id: d.id.clone(),
             notification_id: d.notification_id.clone(),
@@ -308,6 +338,7 @@ impl Executor {
             channel: d.channel,
             recipient: d.recipient.clone(),
             content,
+            headers,
         };
         let started_at = store::now();
         let clock = Instant::now();
@@ -591,6 +622,9 @@ async fn commit_one(
             },
         )
         .await?;
+        if let Some(a) = &work.attempt {
+            claim_feedback(tx, d, a).await?;
+        }
         tracing::warn!(job = %job.id, delivery = %d.id, "lease lost before commit");
         return Ok((None, false));
     }
@@ -775,6 +809,9 @@ async fn commit_one(
         ..trace(final_kind, status_reason, detail)
     });
     traces::append_all(tx, story).await?;
+    if let Some(a) = &work.attempt {
+        claim_feedback(tx, d, a).await?;
+    }
     tracing::info!(delivery = %d.id, status, reason = ?status_reason, "delivery outcome");
     // A workflow step that reached its final outcome moves its run on, in this transaction.
     let mut moved = false;
@@ -799,6 +836,24 @@ async fn commit_one(
         }),
         retry_at.is_some() || moved,
     ))
+}
+
+/// Provider webhooks can beat this commit: events already waiting for the message this
+/// attempt sent are attached to the delivery now, after the attempt's own traces.
+async fn claim_feedback(tx: &mut Conn, d: &Loaded, a: &AttemptRow) -> Result<(), StoreError> {
+    let Some(message_id) = &a.provider_message_id else {
+        return Ok(());
+    };
+    let delivery = feedback::DeliveryRef {
+        id: d.id.clone(),
+        tenant: d.tenant.clone(),
+        event_id: d.event_id.clone(),
+        notification_id: d.notification_id.clone(),
+        channel: d.channel,
+        recipient: d.recipient.clone(),
+    };
+    feedback::claim_orphans(tx, &delivery, &a.adapter, message_id).await?;
+    Ok(())
 }
 
 async fn insert_attempt(

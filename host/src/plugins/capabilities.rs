@@ -95,6 +95,15 @@ impl AuthorityPattern {
         host_ok && port_ok
     }
 
+    /// TCP grants carry no scheme, so a pattern without a port matches no port at all.
+    fn matches_port(&self, port: u16) -> bool {
+        match self.port {
+            PortPattern::Default => false,
+            PortPattern::Exact(p) => p == port,
+            PortPattern::Any => true,
+        }
+    }
+
     /// A pattern that names an address (or `localhost`) grants it explicitly, private or not.
     fn names_an_address(&self) -> bool {
         self.host == "localhost" || self.host.parse::<IpAddr>().is_ok()
@@ -236,6 +245,90 @@ impl WasiHttpHooks for HttpGate {
             ))
         })
     }
+}
+
+/// The socket check of one plugin call: TCP connections only to the manifest's (and the
+/// operator's) `tcp` grants, by the same rules as HTTP: a listed name is resolved by the host
+/// and a connection must go to one of its addresses, and a name that resolves to an internal
+/// address is refused unless the grant lists the address itself. The implicit bind to the
+/// wildcard address that precedes every connect is allowed; listening, explicit binds and UDP
+/// are not.
+pub fn tcp_check(
+    plugin: String,
+    allow: Arc<[AuthorityPattern]>,
+    denials: Denials,
+) -> impl Fn(
+    std::net::SocketAddr,
+    wasmtime_wasi::sockets::SocketAddrUse,
+) -> std::pin::Pin<Box<dyn Future<Output = bool> + Send + Sync>>
++ Send
++ Sync
++ 'static {
+    use wasmtime_wasi::sockets::SocketAddrUse;
+    move |addr, usage| {
+        let plugin = plugin.clone();
+        let allow = allow.clone();
+        let denials = denials.clone();
+        Box::pin(async move {
+            match usage {
+                SocketAddrUse::TcpBind => return addr.ip().is_unspecified() && addr.port() == 0,
+                SocketAddrUse::TcpConnect => {}
+                _ => {
+                    deny_tcp(
+                        &plugin,
+                        &denials,
+                        format!("plugin {plugin} may not use {usage:?} on {addr}"),
+                    );
+                    return false;
+                }
+            }
+            for pattern in allow.iter().filter(|p| p.matches_port(addr.port())) {
+                if pattern.host == "localhost" && addr.ip().is_loopback() {
+                    return true;
+                }
+                if let Ok(ip) = pattern.host.parse::<IpAddr>() {
+                    if ip == addr.ip() {
+                        return true;
+                    }
+                    continue;
+                }
+                if pattern.host.starts_with("*.") {
+                    continue; // a wildcard cannot be resolved; TCP grants name hosts
+                }
+                let Ok(resolved) =
+                    tokio::net::lookup_host((pattern.host.as_str(), addr.port())).await
+                else {
+                    continue;
+                };
+                if resolved.map(|a| a.ip()).any(|ip| ip == addr.ip()) {
+                    if is_internal(addr.ip()) {
+                        deny_tcp(
+                            &plugin,
+                            &denials,
+                            format!(
+                                "plugin {plugin} may not connect to {addr}: `{pattern}` resolves to an internal address; list the address itself to allow it"
+                            ),
+                        );
+                        return false;
+                    }
+                    return true;
+                }
+            }
+            deny_tcp(
+                &plugin,
+                &denials,
+                format!(
+                    "plugin {plugin} may not connect to {addr}: add its host and port to [capabilities] tcp in its manifest, or grant it in the host's config"
+                ),
+            );
+            false
+        })
+    }
+}
+
+fn deny_tcp(plugin: &str, denials: &Denials, message: String) {
+    tracing::warn!(%plugin, %message, "TCP connection denied");
+    denials.lock().unwrap().push(message);
 }
 
 #[cfg(test)]

@@ -44,6 +44,7 @@ struct RawManifest {
     description: String,
     #[serde(default)]
     channels: Vec<Channel>,
+    default_route: Option<bool>,
     #[serde(default)]
     capabilities: RawCapabilities,
     #[serde(default)]
@@ -55,6 +56,8 @@ struct RawManifest {
 struct RawCapabilities {
     #[serde(default)]
     http: Vec<String>,
+    #[serde(default)]
+    tcp: Vec<String>,
     #[serde(default)]
     files: Vec<RawFileGrant>,
 }
@@ -92,7 +95,14 @@ pub struct Manifest {
     pub description: String,
     /// Channel adapters only: the channels this adapter serves.
     pub channels: Vec<Channel>,
+    /// Channel adapters only: whether the adapter serves its channels without being routed
+    /// to them. Provider adapters (resend, twilio, ...) say `false`: loading one must not
+    /// take a channel away from the adapter the operator uses until it is configured and
+    /// routed (`routes`).
+    pub default_route: bool,
     pub http: Vec<AuthorityPattern>,
+    /// Channel adapters only: `host:port` destinations reachable over WASI sockets (TCP).
+    pub tcp: Vec<AuthorityPattern>,
     pub files: Vec<FileGrant>,
     pub limits: Limits,
 }
@@ -111,9 +121,11 @@ const KNOWN_KEYS: &[&str] = &[
     "wit",
     "description",
     "channels",
+    "default_route",
     "capabilities",
     "limits",
     "http",
+    "tcp",
     "files",
     "source",
     "guest",
@@ -132,7 +144,9 @@ pub fn supported_wit(kind: PluginKind) -> &'static [&'static str] {
             super::v0_3_0::VERSION,
             super::v0_4_0::VERSION,
         ],
-        PluginKind::Renderer | PluginKind::ChannelAdapter => &[super::v0_1_0::VERSION],
+        PluginKind::Renderer => &[super::v0_1_0::VERSION],
+        // 0.5.0 changed only the adapter world (message headers, the webhook request's URL).
+        PluginKind::ChannelAdapter => &[super::v0_1_0::VERSION, super::v0_5_0::VERSION],
     }
 }
 
@@ -179,16 +193,26 @@ impl Manifest {
                 "`channels` is only meaningful for kind = \"channel-adapter\"".into(),
             ));
         }
+        if raw.kind != PluginKind::ChannelAdapter && raw.default_route.is_some() {
+            return Err(invalid(
+                "`default_route` is only meaningful for kind = \"channel-adapter\"".into(),
+            ));
+        }
         if raw.kind == PluginKind::ChannelAdapter && raw.channels.contains(&Channel::InApp) {
             return Err(invalid(
                 "in-app is delivered by the host's inbox, not by an adapter".into(),
             ));
         }
-        if raw.kind != PluginKind::ChannelAdapter && !raw.capabilities.http.is_empty() {
-            return Err(invalid(format!(
-                "capabilities.http is only available to channel adapters, not to a {}",
-                raw.kind
-            )));
+        for (name, list) in [
+            ("http", &raw.capabilities.http),
+            ("tcp", &raw.capabilities.tcp),
+        ] {
+            if raw.kind != PluginKind::ChannelAdapter && !list.is_empty() {
+                return Err(invalid(format!(
+                    "capabilities.{name} is only available to channel adapters, not to a {}",
+                    raw.kind
+                )));
+            }
         }
         let http = raw
             .capabilities
@@ -197,6 +221,12 @@ impl Manifest {
             .map(|p| {
                 AuthorityPattern::parse(p).map_err(|e| invalid(format!("capabilities.http: {e}")))
             })
+            .collect::<Result<Vec<_>, _>>()?;
+        let tcp = raw
+            .capabilities
+            .tcp
+            .iter()
+            .map(|p| parse_tcp_grant(p).map_err(|e| invalid(format!("capabilities.tcp: {e}"))))
             .collect::<Result<Vec<_>, _>>()?;
         let files = raw
             .capabilities
@@ -228,11 +258,30 @@ impl Manifest {
             wit: raw.wit,
             description: raw.description,
             channels: raw.channels,
+            default_route: raw.default_route.unwrap_or(true),
             http,
+            tcp,
             files,
             limits,
         })
     }
+}
+
+/// A TCP grant is `host:port` or `host:*`: no scheme, and a port is required because TCP has
+/// no default one.
+pub fn parse_tcp_grant(text: &str) -> Result<AuthorityPattern, String> {
+    let pattern = AuthorityPattern::parse(text)?;
+    if pattern.scheme.is_some() {
+        return Err(format!(
+            "`{text}`: a TCP grant has no scheme, write `host:port`"
+        ));
+    }
+    if pattern.port == super::capabilities::PortPattern::Default {
+        return Err(format!(
+            "`{text}`: a TCP grant needs a port, for example `{text}:587`"
+        ));
+    }
+    Ok(pattern)
 }
 
 fn did_you_mean(unknown: &str) -> Option<&'static str> {
@@ -292,6 +341,21 @@ wit = "0.1.0"
         let text = format!("{BASE}\n[limits]\nmemory_mib = 100000\n");
         let err = Manifest::parse(&text, "x.toml", Path::new("/p")).unwrap_err();
         assert!(err.to_string().contains("memory_mib"), "{err}");
+    }
+
+    #[test]
+    fn tcp_grants_need_a_port_and_an_adapter() {
+        let adapter =
+            "name = \"x\"\nversion = \"0.1.0\"\nkind = \"channel-adapter\"\nwit = \"0.5.0\"\n";
+        let ok = format!("{adapter}\n[capabilities]\ntcp = [\"smtp.example.com:587\"]\n");
+        let m = Manifest::parse(&ok, "x.toml", Path::new("/p")).unwrap();
+        assert_eq!(m.tcp[0].to_string(), "smtp.example.com:587");
+        let no_port = format!("{adapter}\n[capabilities]\ntcp = [\"smtp.example.com\"]\n");
+        let err = Manifest::parse(&no_port, "x.toml", Path::new("/p")).unwrap_err();
+        assert!(err.to_string().contains("needs a port"), "{err}");
+        let renderer = format!("{BASE}\n[capabilities]\ntcp = [\"a.example.com:25\"]\n");
+        let err = Manifest::parse(&renderer, "x.toml", Path::new("/p")).unwrap_err();
+        assert!(err.to_string().contains("capabilities.tcp"), "{err}");
     }
 
     #[test]

@@ -22,11 +22,13 @@ mod v0_1_0;
 mod v0_2_0;
 mod v0_3_0;
 mod v0_4_0;
+mod v0_5_0;
 
 pub use manifest::{FileGrant, Manifest, ManifestError, PluginKind};
 pub use registry::{LiveRegistry, Registry, RegistryError};
 
 use crate::content::{Channel, Content, Recipient, RenderRequest};
+use crate::feedback;
 use crate::policy::Severity;
 use sha2::{Digest, Sha256};
 use state::PluginState;
@@ -180,6 +182,8 @@ pub struct OutgoingMessage {
     pub channel: Channel,
     pub recipient: Recipient,
     pub content: Content,
+    /// Headers the host requires on the message (email: one-click unsubscribe).
+    pub headers: Vec<(String, String)>,
 }
 
 /// What a notifier says about itself.
@@ -303,6 +307,7 @@ enum Pre {
     NotifierV0_4(v0_4_0::NotifierPre<PluginState>),
     Renderer(v0_1_0::RendererPre<PluginState>),
     Adapter(v0_1_0::ChannelAdapterPre<PluginState>),
+    AdapterV0_5(v0_5_0::ChannelAdapterPre<PluginState>),
 }
 
 /// A fresh notifier instance, of the WIT version its component was built against.
@@ -368,7 +373,9 @@ struct LoadedPlugin {
     manifest: Manifest,
     pre: Pre,
     config: Arc<BTreeMap<String, String>>,
+    /// The manifest's grants plus the operator's (`allow_http`, `allow_tcp`).
     http: Arc<[capabilities::AuthorityPattern]>,
+    tcp: Arc<[capabilities::AuthorityPattern]>,
     description: Option<NotifierDescription>,
     /// Where the component came from: `bundled` or a path.
     origin: String,
@@ -396,6 +403,14 @@ impl Plugin {
     pub fn description(&self) -> Option<&NotifierDescription> {
         self.0.description.as_ref()
     }
+    /// Every authority the plugin may reach over HTTP: its manifest's and the operator's.
+    pub fn granted_http(&self) -> &[capabilities::AuthorityPattern] {
+        &self.0.http
+    }
+    /// Every `host:port` the plugin may connect to over TCP.
+    pub fn granted_tcp(&self) -> &[capabilities::AuthorityPattern] {
+        &self.0.tcp
+    }
     /// Config keys the host will answer for this plugin (values are secrets; not exposed).
     pub fn config_keys(&self) -> Vec<String> {
         self.0.config.keys().cloned().collect()
@@ -406,6 +421,45 @@ impl std::fmt::Debug for Plugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Plugin({})", self.0.reference)
     }
+}
+
+/// Config keys the host reads itself and never shows the plugin: an operator widens a
+/// plugin's network grants with them (a self-hosted ntfy server, a regional API host, a local
+/// test server) without editing the manifest the plugin's author shipped.
+pub const ALLOW_HTTP_KEY: &str = "allow_http";
+pub const ALLOW_TCP_KEY: &str = "allow_tcp";
+
+/// One kind of network grant (HTTP authorities or TCP destinations), shared by every call.
+type Grants = Arc<[capabilities::AuthorityPattern]>;
+
+/// The manifest's grants plus the operator's, taken out of `config` (comma-separated lists).
+fn operator_grants(
+    manifest: &Manifest,
+    config: &mut BTreeMap<String, String>,
+) -> Result<(Grants, Grants), String> {
+    let mut http = manifest.http.clone();
+    let mut tcp = manifest.tcp.clone();
+    for (key, parse, into) in [
+        (
+            ALLOW_HTTP_KEY,
+            capabilities::AuthorityPattern::parse as fn(&str) -> Result<_, String>,
+            &mut http,
+        ),
+        (ALLOW_TCP_KEY, manifest::parse_tcp_grant, &mut tcp),
+    ] {
+        let Some(list) = config.remove(key) else {
+            continue;
+        };
+        if manifest.kind != PluginKind::ChannelAdapter {
+            return Err(format!(
+                "config `{key}` grants network access, which only channel adapters may have"
+            ));
+        }
+        for item in list.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            into.push(parse(item).map_err(|e| format!("config `{key}`: {e}"))?);
+        }
+    }
+    Ok((http.into(), tcp.into()))
 }
 
 /// Per-plugin configuration (and secrets), keyed by plugin name then key.
@@ -475,6 +529,11 @@ impl PluginRuntime {
         v0_4_0::Notifier::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)
             .map_err(|e| fail(format!("linking host imports of 0.4.0: {e:#}")))?;
         let mut adapter_linker = linker.clone();
+        v0_5_0::ChannelAdapter::add_to_linker::<PluginState, HasSelf<PluginState>>(
+            &mut adapter_linker,
+            |s| s,
+        )
+        .map_err(|e| fail(format!("linking host imports of 0.5.0: {e:#}")))?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut adapter_linker)
             .map_err(|e| fail(format!("linking wasi:http: {e:#}")))?;
 
@@ -651,29 +710,33 @@ impl PluginRuntime {
             PluginKind::Renderer => {
                 Pre::Renderer(v0_1_0::RendererPre::new(instance_pre).map_err(typed)?)
             }
+            PluginKind::ChannelAdapter if manifest.wit == v0_5_0::VERSION => {
+                Pre::AdapterV0_5(v0_5_0::ChannelAdapterPre::new(instance_pre).map_err(typed)?)
+            }
             PluginKind::ChannelAdapter => {
                 Pre::Adapter(v0_1_0::ChannelAdapterPre::new(instance_pre).map_err(typed)?)
             }
         };
-        let config = Arc::new(
-            self.config
-                .plugin_config
-                .get(&manifest.name)
-                .cloned()
-                .unwrap_or_default(),
-        );
+        let mut config = self
+            .config
+            .plugin_config
+            .get(&manifest.name)
+            .cloned()
+            .unwrap_or_default();
+        let (http, tcp) = operator_grants(&manifest, &mut config).map_err(invalid)?;
+        let config = Arc::new(config);
         let reference = PluginRef {
             name: manifest.name.clone(),
             version: manifest.version.clone(),
             hash,
         };
-        let http = manifest.http.clone().into();
         let mut plugin = LoadedPlugin {
             reference,
             manifest,
             pre,
             config,
             http,
+            tcp,
             description: None,
             origin: origin.clone(),
             _files: keep,
@@ -742,6 +805,7 @@ impl PluginRuntime {
             &plugin.manifest,
             plugin.config.clone(),
             plugin.http.clone(),
+            plugin.tcp.clone(),
         )
         .map_err(|message| CallError {
             plugin: plugin.reference.to_string(),
@@ -1053,49 +1117,131 @@ impl PluginRuntime {
     }
 
     /// Sends one message. The outer error is the call failing; the inner one is the
-    /// adapter's own verdict (transient, rate-limited, permanent).
+    /// adapter's own verdict (transient, rate-limited, permanent). A 0.1.0 adapter cannot
+    /// carry `message.headers`; they are left out.
     pub async fn send(
         &self,
         plugin: &Plugin,
         message: &OutgoingMessage,
     ) -> Result<Result<String, SendError>, CallError> {
-        let wm = v0_1_0::wit_delivery::Message {
-            delivery_id: message.delivery_id.clone(),
-            notification_id: message.notification_id.clone(),
-            tenant: message.tenant.clone(),
-            idempotency_key: message.idempotency_key.clone(),
-            attempt: message.attempt,
-            channel: v0_1_0::channel_to_wit(message.channel),
-            recipient: v0_1_0::recipient_to_wit(&message.recipient),
-            content: v0_1_0::content_to_wit(&message.content),
-        };
         let r = self
             .run(plugin, "send", async |store, pre| {
-                let Pre::Adapter(pre) = pre else {
-                    return Ok(None);
+                let r = match pre {
+                    Pre::Adapter(pre) => {
+                        let wm = v0_1_0::wit_delivery::Message {
+                            delivery_id: message.delivery_id.clone(),
+                            notification_id: message.notification_id.clone(),
+                            tenant: message.tenant.clone(),
+                            idempotency_key: message.idempotency_key.clone(),
+                            attempt: message.attempt,
+                            channel: v0_1_0::channel_to_wit(message.channel),
+                            recipient: v0_1_0::recipient_to_wit(&message.recipient),
+                            content: v0_1_0::content_to_wit(&message.content),
+                        };
+                        let inst = pre.instantiate_async(&mut *store).await?;
+                        inst.belfry_plugin_delivery()
+                            .call_send(&mut *store, &wm)
+                            .await?
+                            .map(|r| r.provider_message_id)
+                            .map_err(|e| {
+                                use v0_1_0::wit_delivery::SendError as W;
+                                match e {
+                                    W::Transient(message) => SendError::Transient { message },
+                                    W::RateLimited(rl) => SendError::RateLimited {
+                                        retry_after_ms: rl.retry_after_ms,
+                                        message: rl.message,
+                                    },
+                                    W::Permanent(message) => SendError::Permanent { message },
+                                }
+                            })
+                    }
+                    Pre::AdapterV0_5(pre) => {
+                        let wm = v0_5_0::message_to_wit(message);
+                        let inst = pre.instantiate_async(&mut *store).await?;
+                        inst.belfry_plugin_delivery()
+                            .call_send(&mut *store, &wm)
+                            .await?
+                            .map(|r| r.provider_message_id)
+                            .map_err(|e| {
+                                use v0_5_0::wit_delivery::SendError as W;
+                                match e {
+                                    W::Transient(message) => SendError::Transient { message },
+                                    W::RateLimited(rl) => SendError::RateLimited {
+                                        retry_after_ms: rl.retry_after_ms,
+                                        message: rl.message,
+                                    },
+                                    W::Permanent(message) => SendError::Permanent { message },
+                                }
+                            })
+                    }
+                    _ => return Ok(None),
                 };
-                let inst = pre.instantiate_async(&mut *store).await?;
-                Ok(Some(
-                    inst.belfry_plugin_delivery()
-                        .call_send(&mut *store, &wm)
-                        .await?,
-                ))
+                Ok(Some(r))
             })
             .await?
             .ok_or_else(|| Self::wrong_kind(plugin, "send"))?;
-        use v0_1_0::wit_delivery::SendError as W;
-        Ok(match r {
-            Ok(receipt) => {
-                Self::check_output(plugin, "send", receipt.provider_message_id.len())?;
-                Ok(receipt.provider_message_id)
-            }
-            Err(W::Transient(message)) => Err(SendError::Transient { message }),
-            Err(W::RateLimited(rl)) => Err(SendError::RateLimited {
-                retry_after_ms: rl.retry_after_ms,
-                message: rl.message,
-            }),
-            Err(W::Permanent(message)) => Err(SendError::Permanent { message }),
-        })
+        if let Ok(id) = &r {
+            Self::check_output(plugin, "send", id.len())?;
+        }
+        Ok(r)
+    }
+
+    /// Hands a provider's webhook request to the adapter, which verifies it and turns it into
+    /// feedback events. The outer error is the call failing; the inner one the adapter's
+    /// refusal. A 0.1.0 adapter is given the path and query instead of the absolute URL.
+    pub async fn handle_webhook(
+        &self,
+        plugin: &Plugin,
+        request: &feedback::WebhookRequest,
+    ) -> Result<Result<Vec<feedback::FeedbackEvent>, feedback::WebhookRejection>, CallError> {
+        let r = self
+            .run(plugin, "handle-webhook", async |store, pre| {
+                let r = match pre {
+                    Pre::Adapter(pre) => {
+                        let path = request
+                            .url
+                            .find("://")
+                            .and_then(|i| request.url[i + 3..].find('/').map(|j| i + 3 + j))
+                            .map_or("/", |start| &request.url[start..]);
+                        let wr = v0_1_0::wit_delivery::WebhookRequest {
+                            method: request.method.clone(),
+                            uri: path.to_string(),
+                            headers: request.headers.clone(),
+                            body: request.body.clone(),
+                        };
+                        let inst = pre.instantiate_async(&mut *store).await?;
+                        v0_1_0::feedback_to_v0_5_0(
+                            inst.belfry_plugin_delivery()
+                                .call_handle_webhook(&mut *store, &wr)
+                                .await?,
+                        )
+                    }
+                    Pre::AdapterV0_5(pre) => {
+                        let wr = v0_5_0::webhook_request_to_wit(request);
+                        let inst = pre.instantiate_async(&mut *store).await?;
+                        inst.belfry_plugin_delivery()
+                            .call_handle_webhook(&mut *store, &wr)
+                            .await?
+                    }
+                    _ => return Ok(None),
+                };
+                Ok(Some(r))
+            })
+            .await?
+            .ok_or_else(|| Self::wrong_kind(plugin, "handle-webhook"))?;
+        let size: usize = r.as_ref().map_or(0, |events| {
+            events
+                .iter()
+                .map(|e| {
+                    e.provider_event_id.len()
+                        + e.provider_message_id.len()
+                        + e.reason.as_ref().map_or(0, String::len)
+                        + 16
+                })
+                .sum()
+        });
+        Self::check_output(plugin, "handle-webhook", size)?;
+        Ok(v0_5_0::feedback_from_wit(r))
     }
 }
 

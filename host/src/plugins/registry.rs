@@ -38,7 +38,7 @@ pub struct Registry {
 
 impl Registry {
     /// `routes` overrides the default choice of adapter per channel: the last loaded adapter
-    /// whose manifest lists the channel.
+    /// whose manifest lists the channel and does not opt out with `default_route = false`.
     pub fn new(
         plugins: Vec<Plugin>,
         routes: &BTreeMap<Channel, String>,
@@ -58,11 +58,12 @@ impl Registry {
                     reg.notifiers.insert(key, p.clone());
                 }
                 PluginKind::Renderer => reg.renderer = Some(p.clone()),
-                PluginKind::ChannelAdapter => {
+                PluginKind::ChannelAdapter if p.manifest().default_route => {
                     for c in &p.manifest().channels {
                         reg.routes.insert(*c, p.clone());
                     }
                 }
+                PluginKind::ChannelAdapter => {}
             }
         }
         for (channel, name) in routes {

@@ -32,6 +32,7 @@ impl PluginState {
         manifest: &Manifest,
         config: Arc<BTreeMap<String, String>>,
         http: Arc<[AuthorityPattern]>,
+        tcp: Arc<[AuthorityPattern]>,
     ) -> Result<PluginState, String> {
         let stderr = MemoryOutputPipe::new(limits::STDERR_CAPTURE_BYTES);
         let mut wasi = WasiCtxBuilder::new();
@@ -45,6 +46,18 @@ impl PluginState {
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
+        let denials = super::capabilities::Denials::default();
+        if !tcp.is_empty() {
+            // TCP for adapters granted destinations (SMTP): name lookup so the guest can find
+            // its server, and a check on every address it then connects to.
+            wasi.allow_tcp(true)
+                .allow_ip_name_lookup(true)
+                .socket_addr_check(super::capabilities::tcp_check(
+                    format!("{}@{}", reference.name, reference.version),
+                    tcp,
+                    denials.clone(),
+                ));
+        }
         for grant in &manifest.files {
             wasi.preopened_dir(&grant.source, &grant.guest, FsPerms::ReadOnly)
                 .map_err(|e| {
@@ -61,7 +74,7 @@ impl PluginState {
             gate: HttpGate {
                 plugin: format!("{}@{}", reference.name, reference.version),
                 allow: http,
-                denials: Default::default(),
+                denials,
             },
             limiter: PluginLimiter::new(&manifest.limits),
             stderr,
@@ -169,6 +182,18 @@ impl super::v0_4_0::wit_log::Host for PluginState {
 }
 
 impl super::v0_4_0::wit_config::Host for PluginState {
+    fn get(&mut self, key: String) -> Option<String> {
+        wit_config::Host::get(self, key)
+    }
+}
+
+impl super::v0_5_0::wit_log::Host for PluginState {
+    fn log(&mut self, level: super::v0_5_0::wit_log::Level, message: String) {
+        wit_log::Host::log(self, super::v0_5_0::level_to_v0_1_0(level), message)
+    }
+}
+
+impl super::v0_5_0::wit_config::Host for PluginState {
     fn get(&mut self, key: String) -> Option<String> {
         wit_config::Host::get(self, key)
     }

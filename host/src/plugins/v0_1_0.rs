@@ -186,3 +186,42 @@ pub fn description_from_wit(
         workflow: None,
     }
 }
+
+/// A 0.1.0 adapter's webhook answer in 0.5.0's terms (the records only gained fields in
+/// 0.5.0), so one conversion into the engine's types serves both versions.
+pub fn feedback_to_v0_5_0(
+    r: Result<Vec<wit_delivery::FeedbackEvent>, wit_delivery::WebhookError>,
+) -> Result<
+    Vec<super::v0_5_0::wit_delivery::FeedbackEvent>,
+    super::v0_5_0::wit_delivery::WebhookError,
+> {
+    use super::v0_5_0::wit_delivery as new;
+    use wit_delivery::{FeedbackKind as K, WebhookError as E};
+    let events = r.map_err(|e| match e {
+        E::Unauthorized(m) => new::WebhookError::Unauthorized(m),
+        E::Malformed(m) => new::WebhookError::Malformed(m),
+        E::Unsupported(m) => new::WebhookError::Unsupported(m),
+    })?;
+    Ok(events
+        .into_iter()
+        .map(|e| new::FeedbackEvent {
+            kind: match e.kind {
+                K::Accepted => new::FeedbackKind::Accepted,
+                K::Delivered => new::FeedbackKind::Delivered,
+                K::Deferred => new::FeedbackKind::Deferred,
+                K::BouncedHard => new::FeedbackKind::BouncedHard,
+                K::BouncedSoft => new::FeedbackKind::BouncedSoft,
+                K::Complained => new::FeedbackKind::Complained,
+                K::Rejected => new::FeedbackKind::Rejected,
+                K::Failed => new::FeedbackKind::Failed,
+                K::Opened => new::FeedbackKind::Opened,
+                K::Clicked => new::FeedbackKind::Clicked,
+                K::Unsubscribed => new::FeedbackKind::Unsubscribed,
+            },
+            provider_event_id: e.provider_event_id,
+            provider_message_id: e.provider_message_id,
+            occurred_at_ms: e.occurred_at_ms,
+            reason: e.reason,
+        })
+        .collect())
+}

@@ -131,6 +131,19 @@ pub async fn set_preference(
     scope: &PrefScope,
     enabled: Option<bool>,
 ) -> Result<(), PolicyError> {
+    let mut conn = db.acquire().await?;
+    set_preference_in(&mut conn, tenant, recipient_id, scope, enabled).await
+}
+
+/// [`set_preference`] inside the caller's transaction (a one-click unsubscribe records the
+/// preference and its explanation together).
+pub(crate) async fn set_preference_in(
+    conn: &mut store::Conn,
+    tenant: &str,
+    recipient_id: &str,
+    scope: &PrefScope,
+    enabled: Option<bool>,
+) -> Result<(), PolicyError> {
     check_name("tenant", tenant)?;
     check_name("recipient", recipient_id)?;
     scope.validate()?;
@@ -149,7 +162,7 @@ pub async fn set_preference(
             .bind(&target)
             .bind(on as i64)
             .bind(store::time_text(store::now()))
-            .execute(db)
+            .execute(&mut *conn)
             .await?;
         }
         None => {
@@ -160,7 +173,7 @@ pub async fn set_preference(
             .bind(recipient_id)
             .bind(scope.scope())
             .bind(&target)
-            .execute(db)
+            .execute(&mut *conn)
             .await?;
         }
     }
@@ -609,6 +622,20 @@ pub async fn add_suppression(
     note: Option<&str>,
     expires_at: Option<DateTime<Utc>>,
 ) -> Result<Suppression, PolicyError> {
+    let mut conn = db.acquire().await?;
+    add_suppression_in(&mut conn, tenant, target, reason, note, expires_at).await
+}
+
+/// [`add_suppression`] inside the caller's transaction (feedback suppresses the address of a
+/// hard bounce in the transaction that records the bounce).
+pub(crate) async fn add_suppression_in(
+    conn: &mut store::Conn,
+    tenant: &str,
+    target: &SuppressionTarget,
+    reason: SuppressionReason,
+    note: Option<&str>,
+    expires_at: Option<DateTime<Utc>>,
+) -> Result<Suppression, PolicyError> {
     check_name("tenant", tenant)?;
     let now = store::now();
     if let Some(at) = expires_at
@@ -651,14 +678,14 @@ pub async fn add_suppression(
     .bind(note)
     .bind(expires_at.map(store::time_text))
     .bind(store::time_text(now))
-    .execute(db)
+    .execute(&mut *conn)
     .await?;
     let row = sqlx::query(&format!(
         "{SUPPRESSION_COLUMNS} WHERE tenant = $1 AND subject = $2"
     ))
     .bind(tenant)
     .bind(&subject)
-    .fetch_one(db)
+    .fetch_one(&mut *conn)
     .await?;
     Ok(suppression_from_row(&row))
 }

@@ -19,6 +19,7 @@ pub use inputs::{
     Cap, PolicyError, PrefScope, Preference, Settings, SettingsPatch, Suppression,
     SuppressionReason, SuppressionTarget, TENANT_DEFAULT,
 };
+pub(crate) use inputs::{add_suppression_in, set_preference_in};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

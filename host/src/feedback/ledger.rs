@@ -1,0 +1,352 @@
+//! The append-only ledger of feedback events, and what each new event does to its delivery:
+//! a trace, a fresh projection, and for a hard bounce, complaint or unsubscribe a suppression.
+
+use super::{FeedbackEvent, FeedbackKind, ReceivedEvent, projection};
+use crate::content::{Channel, Recipient};
+use crate::policy::{self, SuppressionTarget};
+use crate::store::{self, Conn, Db, StoreError};
+use crate::traces::{self, NewTrace};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::Row;
+
+/// The trace kinds this module appends to a delivery's explanation.
+pub mod kind {
+    pub const FEEDBACK: &str = "feedback.received";
+    pub const SUPPRESSION_ADDED: &str = "suppression.added";
+}
+
+/// The delivery a provider message belongs to, as much of it as feedback needs.
+#[derive(Clone, Debug)]
+pub(crate) struct DeliveryRef {
+    pub id: String,
+    pub tenant: String,
+    pub event_id: String,
+    pub notification_id: String,
+    pub channel: Channel,
+    pub recipient: Recipient,
+}
+
+/// One row of the ledger.
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LedgerEvent {
+    pub id: String,
+    pub adapter: String,
+    pub provider_event_id: String,
+    pub provider_message_id: String,
+    pub kind: FeedbackKind,
+    pub occurred_at: Option<String>,
+    pub reason: Option<String>,
+    pub received_at: String,
+    pub receipt_id: String,
+    /// None while the event is an orphan.
+    pub delivery_id: Option<String>,
+}
+
+const EVENT_COLUMNS: &str = "SELECT id, adapter, provider_event_id, provider_message_id, kind, occurred_at, reason, received_at, receipt_id, delivery_id FROM feedback_events";
+
+fn event_from_row(r: &sqlx::any::AnyRow) -> Result<LedgerEvent, StoreError> {
+    let kind: String = r.get("kind");
+    Ok(LedgerEvent {
+        id: r.get("id"),
+        adapter: r.get("adapter"),
+        provider_event_id: r.get("provider_event_id"),
+        provider_message_id: r.get("provider_message_id"),
+        kind: FeedbackKind::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("feedback kind `{kind}`")))?,
+        occurred_at: r.get("occurred_at"),
+        reason: r.get("reason"),
+        received_at: r.get("received_at"),
+        receipt_id: r.get("receipt_id"),
+        delivery_id: r.get("delivery_id"),
+    })
+}
+
+/// A delivery's events, in the order they happened (by the provider's time when it gave one).
+pub async fn events_of(
+    db: &Db,
+    tenant: &str,
+    delivery_id: &str,
+) -> Result<Vec<LedgerEvent>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "{EVENT_COLUMNS} WHERE tenant = $1 AND delivery_id = $2 ORDER BY COALESCE(occurred_at, received_at), id"
+    ))
+    .bind(tenant)
+    .bind(delivery_id)
+    .fetch_all(db)
+    .await?;
+    rows.iter().map(event_from_row).collect()
+}
+
+/// A tenant's events whose message no delivery claimed yet, oldest first.
+pub async fn orphans(db: &Db, tenant: &str) -> Result<Vec<LedgerEvent>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "{EVENT_COLUMNS} WHERE tenant = $1 AND delivery_id IS NULL ORDER BY received_at, id"
+    ))
+    .bind(tenant)
+    .fetch_all(db)
+    .await?;
+    rows.iter().map(event_from_row).collect()
+}
+
+/// Appends the events of one webhook request; a repeated event id writes nothing.
+pub(super) async fn record(
+    conn: &mut Conn,
+    tenant: &str,
+    adapter: &str,
+    receipt_id: &str,
+    events: Vec<FeedbackEvent>,
+    received_at: DateTime<Utc>,
+) -> Result<Vec<ReceivedEvent>, StoreError> {
+    let mut out = Vec::with_capacity(events.len());
+    for e in events {
+        let id = store::new_id();
+        let inserted = sqlx::query(
+            "INSERT INTO feedback_events (id, tenant, adapter, provider_event_id, provider_message_id, kind, occurred_at, reason, received_at, receipt_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             ON CONFLICT (tenant, adapter, provider_event_id) DO NOTHING",
+        )
+        .bind(&id)
+        .bind(tenant)
+        .bind(adapter)
+        .bind(&e.provider_event_id)
+        .bind(&e.provider_message_id)
+        .bind(e.kind.as_str())
+        .bind(e.occurred_at.map(store::time_text))
+        .bind(&e.reason)
+        .bind(store::time_text(received_at))
+        .bind(receipt_id)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected()
+            == 1;
+        if !inserted {
+            tracing::debug!(event = %e.provider_event_id, "feedback event repeated; nothing written");
+            out.push(ReceivedEvent {
+                provider_event_id: e.provider_event_id,
+                kind: e.kind,
+                delivery_id: None,
+                duplicate: true,
+            });
+            continue;
+        }
+        lock_message(conn, tenant, adapter, &e.provider_message_id).await?;
+        let delivery = find_delivery(conn, tenant, adapter, &e.provider_message_id).await?;
+        if let Some(d) = &delivery {
+            attach(conn, d, &[(id, e.clone())]).await?;
+        } else {
+            tracing::info!(event = %e.provider_event_id, message = %e.provider_message_id, "feedback event kept as an orphan");
+        }
+        out.push(ReceivedEvent {
+            provider_event_id: e.provider_event_id,
+            kind: e.kind,
+            delivery_id: delivery.map(|d| d.id),
+            duplicate: false,
+        });
+    }
+    Ok(out)
+}
+
+/// Attaches the orphans of `provider_message_id` (sent by `adapter_reference`,
+/// `name@version#hash`) to the delivery whose attempt is being committed.
+pub(super) async fn claim_orphans(
+    conn: &mut Conn,
+    delivery: &DeliveryRef,
+    adapter_reference: &str,
+    provider_message_id: &str,
+) -> Result<usize, StoreError> {
+    let adapter = adapter_name(adapter_reference);
+    lock_message(conn, &delivery.tenant, adapter, provider_message_id).await?;
+    let rows = sqlx::query(&format!(
+        "{EVENT_COLUMNS} WHERE tenant = $1 AND adapter = $2 AND provider_message_id = $3 AND delivery_id IS NULL"
+    ))
+    .bind(&delivery.tenant)
+    .bind(adapter)
+    .bind(provider_message_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let mut events = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let e = event_from_row(r)?;
+        let occurred_at = e
+            .occurred_at
+            .as_deref()
+            .map(store::parse_time)
+            .transpose()?;
+        events.push((
+            e.id,
+            FeedbackEvent {
+                kind: e.kind,
+                provider_event_id: e.provider_event_id,
+                provider_message_id: e.provider_message_id,
+                occurred_at,
+                reason: e.reason,
+            },
+        ));
+    }
+    tracing::info!(delivery = %delivery.id, orphans = events.len(), "orphan feedback reconciled");
+    attach(conn, delivery, &events).await?;
+    Ok(events.len())
+}
+
+/// Serializes the two writers that meet on one provider message: a webhook recording an
+/// event, and the dispatch commit recording the attempt that sent the message. Without it, on
+/// PostgreSQL each could miss the other's uncommitted row and the event would stay an orphan
+/// for good. The second waits for the first's commit and then, reading committed data, sees
+/// it. SQLite has a single writer, so the transactions are already serial there.
+async fn lock_message(
+    conn: &mut Conn,
+    tenant: &str,
+    adapter: &str,
+    provider_message_id: &str,
+) -> Result<(), StoreError> {
+    if conn.backend_name() != "PostgreSQL" {
+        return Ok(());
+    }
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(format!("feedback:{tenant}:{adapter}:{provider_message_id}"))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+fn adapter_name(reference: &str) -> &str {
+    reference.split('@').next().unwrap_or(reference)
+}
+
+/// The delivery that `adapter` sent as `provider_message_id`, by the attempt that recorded it.
+async fn find_delivery(
+    conn: &mut Conn,
+    tenant: &str,
+    adapter: &str,
+    provider_message_id: &str,
+) -> Result<Option<DeliveryRef>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT a.adapter, d.id, d.event_id, d.notification_id, d.channel, n.recipient
+         FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
+         JOIN notifications n ON n.id = d.notification_id
+         WHERE a.provider_message_id = $1 AND d.tenant = $2
+         ORDER BY a.started_at",
+    )
+    .bind(provider_message_id)
+    .bind(tenant)
+    .fetch_all(&mut *conn)
+    .await?;
+    for r in rows {
+        if adapter_name(&r.get::<String, _>("adapter")) != adapter {
+            continue;
+        }
+        return delivery_from_row(tenant, &r).map(Some);
+    }
+    Ok(None)
+}
+
+fn delivery_from_row(tenant: &str, r: &sqlx::any::AnyRow) -> Result<DeliveryRef, StoreError> {
+    let channel: String = r.get("channel");
+    let recipient: String = r.get("recipient");
+    Ok(DeliveryRef {
+        id: r.get("id"),
+        tenant: tenant.to_string(),
+        event_id: r.get("event_id"),
+        notification_id: r.get("notification_id"),
+        channel: channel
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("delivery channel `{channel}`")))?,
+        recipient: serde_json::from_str(&recipient)
+            .map_err(|e| StoreError::Corrupt(format!("notification recipient: {e}")))?,
+    })
+}
+
+/// Gives `events` (already in the ledger) to `delivery`: each is traced, the projection is
+/// folded again from the whole ledger, and suppressing kinds suppress the address.
+async fn attach(
+    conn: &mut Conn,
+    delivery: &DeliveryRef,
+    events: &[(String, FeedbackEvent)],
+) -> Result<(), StoreError> {
+    let d = delivery;
+    let mut rows = Vec::new();
+    for (id, e) in events {
+        sqlx::query("UPDATE feedback_events SET delivery_id = $1 WHERE id = $2")
+            .bind(&d.id)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+        let at = e
+            .occurred_at
+            .map(|t| format!(" at {}", store::time_text(t)))
+            .unwrap_or_default();
+        let reason = e
+            .reason
+            .as_ref()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default();
+        rows.push(NewTrace {
+            tenant: &d.tenant,
+            event_id: &d.event_id,
+            notification_id: Some(&d.notification_id),
+            delivery_id: Some(&d.id),
+            kind: kind::FEEDBACK,
+            reason: Some(e.kind.as_str()),
+            detail: Some(format!(
+                "provider event {} on message {}{at}{reason}",
+                e.provider_event_id, e.provider_message_id
+            )),
+            ..Default::default()
+        });
+    }
+    traces::append_all(conn, rows).await?;
+    projection::refresh(conn, &d.tenant, &d.id).await?;
+    for (_, e) in events {
+        suppress(conn, d, e).await?;
+    }
+    Ok(())
+}
+
+/// A hard bounce or complaint suppresses the address the delivery went to (email or phone);
+/// an unsubscribe too. Channels without an address suppress the recipient on that channel.
+async fn suppress(conn: &mut Conn, d: &DeliveryRef, e: &FeedbackEvent) -> Result<(), StoreError> {
+    let Some(reason) = e.kind.suppresses() else {
+        return Ok(());
+    };
+    let address = match d.channel {
+        Channel::Email => d.recipient.email.clone(),
+        Channel::Sms => d.recipient.phone.clone(),
+        _ => None,
+    };
+    let target = match address {
+        Some(a) => SuppressionTarget::Address(a),
+        None => SuppressionTarget::Recipient {
+            id: d.recipient.id.clone(),
+            channel: d.channel,
+        },
+    };
+    let note = format!(
+        "{} from provider event {} on delivery {}",
+        e.kind, e.provider_event_id, d.id
+    );
+    let s = policy::add_suppression_in(conn, &d.tenant, &target, reason, Some(&note), None)
+        .await
+        .map_err(|e| match e {
+            policy::PolicyError::Store(s) => s,
+            other => StoreError::Corrupt(format!("automatic suppression: {other}")),
+        })?;
+    traces::append(
+        conn,
+        NewTrace {
+            tenant: &d.tenant,
+            event_id: &d.event_id,
+            notification_id: Some(&d.notification_id),
+            delivery_id: Some(&d.id),
+            kind: kind::SUPPRESSION_ADDED,
+            reason: Some(reason.as_str()),
+            detail: Some(format!("{} ({note})", s.describe())),
+            ..Default::default()
+        },
+    )
+    .await
+}

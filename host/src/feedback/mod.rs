@@ -1,0 +1,309 @@
+//! What providers say after the send: their webhooks, verified by the adapter plugin that
+//! sent the message, become normalized feedback events in an append-only ledger, each folded
+//! into its delivery's projection (status, last event, first delivered/opened/clicked, a
+//! terminal latch). A hard bounce, complaint or unsubscribe suppresses the address.
+//!
+//! Order of a webhook: the adapter verifies the signature over the raw request and parses it;
+//! any refusal stores nothing. Then one transaction keeps the raw request (for replay), the
+//! new events (a provider's repeat of an event id writes nothing), their projections,
+//! suppressions and traces. The caller answers 2xx only after that commit, so a provider that
+//! retries after a lost answer repeats nothing.
+//!
+//! An event whose message is not found yet (the webhook beat the send's own commit) waits in
+//! the ledger as an orphan; the dispatch commit that records the attempt with that provider
+//! message id claims it ([`claim_orphans`]).
+
+mod ledger;
+mod projection;
+
+pub(crate) use ledger::DeliveryRef;
+pub use ledger::{LedgerEvent, events_of, orphans};
+pub use projection::{Projection, projection};
+
+use crate::plugins::{CallError, Plugin, PluginKind, PluginRuntime};
+use crate::store::{self, Db, StoreError};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use tracing::Instrument;
+
+/// The normalized taxonomy every adapter maps its provider's events onto.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum FeedbackKind {
+    Accepted,
+    Delivered,
+    Deferred,
+    BouncedHard,
+    BouncedSoft,
+    Complained,
+    Rejected,
+    Failed,
+    Opened,
+    Clicked,
+    Unsubscribed,
+}
+
+impl FeedbackKind {
+    pub const ALL: [FeedbackKind; 11] = [
+        FeedbackKind::Accepted,
+        FeedbackKind::Delivered,
+        FeedbackKind::Deferred,
+        FeedbackKind::BouncedHard,
+        FeedbackKind::BouncedSoft,
+        FeedbackKind::Complained,
+        FeedbackKind::Rejected,
+        FeedbackKind::Failed,
+        FeedbackKind::Opened,
+        FeedbackKind::Clicked,
+        FeedbackKind::Unsubscribed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FeedbackKind::Accepted => "accepted",
+            FeedbackKind::Delivered => "delivered",
+            FeedbackKind::Deferred => "deferred",
+            FeedbackKind::BouncedHard => "bounced_hard",
+            FeedbackKind::BouncedSoft => "bounced_soft",
+            FeedbackKind::Complained => "complained",
+            FeedbackKind::Rejected => "rejected",
+            FeedbackKind::Failed => "failed",
+            FeedbackKind::Opened => "opened",
+            FeedbackKind::Clicked => "clicked",
+            FeedbackKind::Unsubscribed => "unsubscribed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<FeedbackKind> {
+        FeedbackKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The suppression this kind of event adds for the address it was about, if any.
+    fn suppresses(self) -> Option<crate::policy::SuppressionReason> {
+        use crate::policy::SuppressionReason as R;
+        match self {
+            FeedbackKind::BouncedHard => Some(R::Bounce),
+            FeedbackKind::Complained => Some(R::Complaint),
+            FeedbackKind::Unsubscribed => Some(R::Unsubscribe),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for FeedbackKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One event an adapter read from a provider's webhook.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FeedbackEvent {
+    pub kind: FeedbackKind,
+    pub provider_event_id: String,
+    pub provider_message_id: String,
+    pub occurred_at: Option<DateTime<Utc>>,
+    pub reason: Option<String>,
+}
+
+/// A provider's webhook request, exactly as received.
+#[derive(Clone, Debug)]
+pub struct WebhookRequest {
+    pub method: String,
+    /// The absolute URL the provider called.
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub received_at: DateTime<Utc>,
+}
+
+/// Why an adapter refused a webhook request.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WebhookRejection {
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    #[error("malformed: {0}")]
+    Malformed(String),
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FeedbackError {
+    #[error("no channel adapter named `{0}` is loaded")]
+    UnknownAdapter(String),
+    #[error("{plugin} refused the webhook: {rejection}")]
+    Rejected {
+        plugin: String,
+        rejection: WebhookRejection,
+    },
+    #[error(transparent)]
+    Plugin(#[from] CallError),
+    #[error("webhook receipt `{0}` not found")]
+    ReceiptNotFound(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for FeedbackError {
+    fn from(e: sqlx::Error) -> Self {
+        FeedbackError::Store(e.into())
+    }
+}
+
+/// What one webhook request added.
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Received {
+    /// The stored raw request, for `belfry webhooks replay`.
+    pub receipt_id: String,
+    pub events: Vec<ReceivedEvent>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReceivedEvent {
+    pub provider_event_id: String,
+    pub kind: FeedbackKind,
+    /// The delivery it is about; none while it is an orphan (or a repeat of one).
+    pub delivery_id: Option<String>,
+    /// A repeat of an event already in the ledger: nothing was written for it.
+    pub duplicate: bool,
+}
+
+/// Verifies and records one provider webhook for `tenant` through `adapter`. Nothing is stored
+/// unless the adapter accepts the request.
+pub async fn receive(
+    db: &Db,
+    runtime: &PluginRuntime,
+    adapter: &Plugin,
+    tenant: &str,
+    request: WebhookRequest,
+) -> Result<Received, FeedbackError> {
+    let span = tracing::info_span!("webhook", tenant, adapter = %adapter.reference());
+    async {
+        let events = verify(runtime, adapter, &request).await?;
+        let mut tx = db.begin().await?;
+        let receipt_id = store::new_id();
+        sqlx::query(
+            "INSERT INTO webhook_receipts (id, tenant, adapter, plugin, method, url, headers, body, received_at, new_events)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0)",
+        )
+        .bind(&receipt_id)
+        .bind(tenant)
+        .bind(adapter.name())
+        .bind(adapter.reference().to_string())
+        .bind(&request.method)
+        .bind(&request.url)
+        .bind(serde_json::to_string(&request.headers).expect("headers serialize"))
+        .bind(request.body.clone())
+        .bind(store::time_text(request.received_at))
+        .execute(&mut *tx)
+        .await?;
+        let received =
+            ledger::record(&mut tx, tenant, adapter.name(), &receipt_id, events, request.received_at).await?;
+        let new_events = received.iter().filter(|e| !e.duplicate).count() as i64;
+        sqlx::query("UPDATE webhook_receipts SET new_events = $1 WHERE id = $2")
+            .bind(new_events)
+            .bind(&receipt_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        tracing::info!(receipt = %receipt_id, events = received.len(), new_events, "webhook recorded");
+        Ok(Received {
+            receipt_id,
+            events: received,
+        })
+    }
+    .instrument(span)
+    .await
+}
+
+/// Re-processes a stored webhook request through the adapter (as loaded now) against the time
+/// it was received, so its signature's timestamp still checks out. Events already in the
+/// ledger are repeats and write nothing; any that were lost are recorded.
+pub async fn replay(
+    db: &Db,
+    runtime: &PluginRuntime,
+    adapters: impl Fn(&str) -> Option<Plugin>,
+    receipt_id: &str,
+) -> Result<Received, FeedbackError> {
+    let row = sqlx::query(
+        "SELECT tenant, adapter, method, url, headers, body, received_at FROM webhook_receipts WHERE id = $1",
+    )
+    .bind(receipt_id)
+    .fetch_optional(db)
+    .await?
+    .ok_or_else(|| FeedbackError::ReceiptNotFound(receipt_id.to_string()))?;
+    let tenant: String = row.get("tenant");
+    let adapter_name: String = row.get("adapter");
+    let adapter = adapters(&adapter_name)
+        .filter(|p| p.kind() == PluginKind::ChannelAdapter)
+        .ok_or_else(|| FeedbackError::UnknownAdapter(adapter_name.clone()))?;
+    let headers: Vec<(String, String)> = serde_json::from_str(&row.get::<String, _>("headers"))
+        .map_err(|e| StoreError::Corrupt(format!("webhook receipt {receipt_id} headers: {e}")))?;
+    let received_at = store::parse_time(&row.get::<String, _>("received_at"))?;
+    let request = WebhookRequest {
+        method: row.get("method"),
+        url: row.get("url"),
+        headers,
+        body: row.get("body"),
+        received_at,
+    };
+    let events = verify(runtime, &adapter, &request).await?;
+    let mut tx = db.begin().await?;
+    let received = ledger::record(
+        &mut tx,
+        &tenant,
+        &adapter_name,
+        receipt_id,
+        events,
+        received_at,
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(receipt = %receipt_id, events = received.len(), "webhook replayed");
+    Ok(Received {
+        receipt_id: receipt_id.to_string(),
+        events: received,
+    })
+}
+
+/// Deletes raw webhook requests received before `before`; the events read from them stay.
+pub async fn purge_receipts(db: &Db, before: DateTime<Utc>) -> Result<u64, StoreError> {
+    let done = sqlx::query("DELETE FROM webhook_receipts WHERE received_at < $1")
+        .bind(store::time_text(before))
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+async fn verify(
+    runtime: &PluginRuntime,
+    adapter: &Plugin,
+    request: &WebhookRequest,
+) -> Result<Vec<FeedbackEvent>, FeedbackError> {
+    runtime
+        .handle_webhook(adapter, request)
+        .await?
+        .map_err(|rejection| {
+            tracing::warn!(adapter = %adapter.reference(), %rejection, "webhook refused");
+            FeedbackError::Rejected {
+                plugin: adapter.reference().to_string(),
+                rejection,
+            }
+        })
+}
+
+/// Called by the dispatch commit that records an attempt with a provider message id: events
+/// that arrived for that message before this commit are attached to the delivery now.
+pub(crate) async fn claim_orphans(
+    conn: &mut store::Conn,
+    delivery: &ledger::DeliveryRef,
+    adapter_reference: &str,
+    provider_message_id: &str,
+) -> Result<usize, StoreError> {
+    ledger::claim_orphans(conn, delivery, adapter_reference, provider_message_id).await
+}

@@ -1,0 +1,219 @@
+//! One-click unsubscribe (RFC 8058): every email belfry sends carries `List-Unsubscribe` with a
+//! signed link and `List-Unsubscribe-Post: List-Unsubscribe=One-Click`; a POST to the link
+//! turns the recipient's preference for the notification's category off, and the delivery the
+//! link came from explains it.
+//!
+//! The link's token is `PAYLOAD.SIGNATURE`, base64url: the payload is JSON `{"t": tenant,
+//! "r": recipient, "c": category, "d": delivery}`, the signature HMAC-SHA256 over the payload
+//! text with a key derived from the tenant's secret for this purpose only, so an inbox token
+//! can never pass as an unsubscribe token or the other way round. The token does not expire:
+//! mail clients show the button for as long as the message is kept, and RFC 8058 asks that the
+//! link keep working. It names one delivery, so `explain` can tell which message it came from.
+
+use crate::policy::{self, PolicyError, PrefScope};
+use crate::store::{Db, StoreError};
+use crate::tenants::{self, TenantError};
+use crate::traces::{self, NewTrace};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use sqlx::Row;
+use tracing::Instrument;
+
+/// The trace kind an unsubscribe appends to the delivery it came from.
+pub const TRACE_KIND: &str = "recipient.unsubscribed";
+
+/// The path under the public base URL that takes the POST (and shows a page on GET).
+pub const PATH: &str = "/v1/unsubscribe";
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Claims {
+    t: String,
+    r: String,
+    c: String,
+    d: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UnsubscribeError {
+    #[error("unsubscribe link: {0}")]
+    Invalid(&'static str),
+    #[error("unsubscribe link: delivery {0} no longer exists")]
+    UnknownDelivery(String),
+    #[error(transparent)]
+    Tenant(#[from] TenantError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for UnsubscribeError {
+    fn from(e: sqlx::Error) -> Self {
+        UnsubscribeError::Store(e.into())
+    }
+}
+
+/// What a one-click unsubscribe did.
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Unsubscribed {
+    pub tenant: String,
+    pub recipient_id: String,
+    pub category: String,
+    /// The delivery whose email carried the link.
+    pub delivery_id: String,
+    /// False when the category was already off for the recipient (a repeated click).
+    pub changed: bool,
+}
+
+async fn key(db: &Db, tenant: &str) -> Result<Vec<u8>, TenantError> {
+    let secret = tenants::inbox_secret(db, tenant).await?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(&secret).expect("HMAC takes any key length");
+    mac.update(b"belfry one-click unsubscribe");
+    Ok(mac.finalize().into_bytes().to_vec())
+}
+
+fn signature(key: &[u8], payload: &str) -> Hmac<Sha256> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(payload.as_bytes());
+    mac
+}
+
+/// The headers an email of this delivery must carry: the signed link under `base_url` (the
+/// server's public URL) and the one-click marker.
+pub async fn headers(
+    db: &Db,
+    base_url: &str,
+    tenant: &str,
+    recipient_id: &str,
+    category: &str,
+    delivery_id: &str,
+) -> Result<Vec<(String, String)>, TenantError> {
+    let claims = Claims {
+        t: tenant.to_string(),
+        r: recipient_id.to_string(),
+        c: category.to_string(),
+        d: delivery_id.to_string(),
+    };
+    let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).expect("claims serialize"));
+    let sig = URL_SAFE_NO_PAD.encode(
+        signature(&key(db, tenant).await?, &payload)
+            .finalize()
+            .into_bytes(),
+    );
+    let url = format!("{}{PATH}/{payload}.{sig}", base_url.trim_end_matches('/'));
+    Ok(vec![
+        ("List-Unsubscribe".to_string(), format!("<{url}>")),
+        (
+            "List-Unsubscribe-Post".to_string(),
+            "List-Unsubscribe=One-Click".to_string(),
+        ),
+    ])
+}
+
+/// Verifies a token and unsubscribes its recipient from its category, recording why on the
+/// delivery the link came from, in one transaction. A repeat changes nothing and says so.
+pub async fn unsubscribe(db: &Db, token: &str) -> Result<Unsubscribed, UnsubscribeError> {
+    let (payload, sig) = token
+        .split_once('.')
+        .ok_or(UnsubscribeError::Invalid("malformed"))?;
+    let raw = URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|_| UnsubscribeError::Invalid("malformed"))?;
+    let claims: Claims =
+        serde_json::from_slice(&raw).map_err(|_| UnsubscribeError::Invalid("malformed"))?;
+    let sig = URL_SAFE_NO_PAD
+        .decode(sig)
+        .map_err(|_| UnsubscribeError::Invalid("malformed"))?;
+    if tenants::check_id(&claims.t).is_err() {
+        return Err(UnsubscribeError::Invalid("malformed"));
+    }
+    // The tenant must already exist: a forged tenant id must not create one.
+    let known: Option<String> = sqlx::query("SELECT id FROM tenants WHERE id = $1")
+        .bind(&claims.t)
+        .fetch_optional(db)
+        .await?
+        .map(|r| r.get("id"));
+    if known.is_none() {
+        return Err(UnsubscribeError::Invalid("bad signature"));
+    }
+    signature(&key(db, &claims.t).await?, payload)
+        .verify_slice(&sig)
+        .map_err(|_| UnsubscribeError::Invalid("bad signature"))?;
+
+    let span = tracing::info_span!("unsubscribe", tenant = %claims.t, recipient = %claims.r, category = %claims.c);
+    record(db, claims).instrument(span).await
+}
+
+async fn record(db: &Db, claims: Claims) -> Result<Unsubscribed, UnsubscribeError> {
+    let mut tx = db.begin().await?;
+    let delivery = sqlx::query(
+        "SELECT event_id, notification_id FROM deliveries WHERE id = $1 AND tenant = $2",
+    )
+    .bind(&claims.d)
+    .bind(&claims.t)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| UnsubscribeError::UnknownDelivery(claims.d.clone()))?;
+    let scope = PrefScope::Category(claims.c.clone());
+    let already_off = sqlx::query(
+        "SELECT enabled FROM preferences WHERE tenant = $1 AND recipient_id = $2 AND scope = $3 AND target = $4",
+    )
+    .bind(&claims.t)
+    .bind(&claims.r)
+    .bind(scope.scope())
+    .bind(scope.target())
+    .fetch_optional(&mut *tx)
+    .await?
+    .is_some_and(|r| r.get::<i64, _>("enabled") == 0);
+    if !already_off {
+        policy::set_preference_in(&mut tx, &claims.t, &claims.r, &scope, Some(false)).await?;
+        traces::append(
+            &mut tx,
+            NewTrace {
+                tenant: &claims.t,
+                event_id: &delivery.get::<String, _>("event_id"),
+                notification_id: Some(&delivery.get::<String, _>("notification_id")),
+                delivery_id: Some(&claims.d),
+                kind: TRACE_KIND,
+                reason: Some("one_click"),
+                detail: Some(format!(
+                    "recipient {} unsubscribed from category {} with the List-Unsubscribe link of this email (RFC 8058); preference category:{} is now off",
+                    claims.r, claims.c, claims.c
+                )),
+                ..Default::default()
+            },
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    tracing::info!(changed = !already_off, "one-click unsubscribe");
+    Ok(Unsubscribed {
+        tenant: claims.t,
+        recipient_id: claims.r,
+        category: claims.c,
+        delivery_id: claims.d,
+        changed: !already_off,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn purposes_get_different_keys() {
+        // The unsubscribe key is derived, so a signature made with the raw inbox secret (an
+        // inbox token's) does not verify as an unsubscribe signature.
+        let secret = b"tenant-secret";
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret).unwrap();
+        mac.update(b"belfry one-click unsubscribe");
+        let derived = mac.finalize().into_bytes().to_vec();
+        let a = signature(secret, "payload").finalize().into_bytes();
+        let b = signature(&derived, "payload").finalize().into_bytes();
+        assert_ne!(a, b);
+    }
+}
