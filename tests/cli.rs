@@ -165,6 +165,22 @@ fn bad_input_is_one_line_on_stderr_and_a_non_zero_exit() {
             "/no/such/plugin",
         ),
         (vec!["--database-url", "mysql://x", "migrate"], "mysql://x"),
+        (
+            vec!["webhooks", "replay", "no-such-receipt"],
+            "webhook receipt `no-such-receipt` not found",
+        ),
+        (
+            vec!["--route", "email", "webhooks", "orphans"],
+            "write CHANNEL=ADAPTER",
+        ),
+        (
+            vec!["--route", "fax=resend", "webhooks", "orphans"],
+            "`fax` is not a channel",
+        ),
+        (
+            vec!["--route", "email=nosuch", "webhooks", "orphans"],
+            "no channel-adapter plugin named `nosuch`",
+        ),
     ] {
         let o = belfry(dir.path(), &args);
         assert!(!o.status.success(), "{args:?} succeeded");
@@ -175,6 +191,13 @@ fn bad_input_is_one_line_on_stderr_and_a_non_zero_exit() {
             "{args:?}: {err}"
         );
     }
+    // Routing email to a bundled provider adapter is accepted; nothing is waiting yet.
+    let o = belfry(
+        dir.path(),
+        &["--route", "email=resend", "webhooks", "orphans", "--tenant", "acme"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("no orphan feedback in tenant acme"), "{}", stdout(&o));
     // The database written by nothing above holds no event.
     let o = belfry(
         dir.path(),
@@ -207,10 +230,15 @@ fn plugin_list_and_check() {
             "comment",
             "log",
             "mention",
+            "ntfy",
             "order-shipped",
+            "resend",
             "security-alert",
+            "slack",
+            "smtp",
             "task-assigned",
             "templates",
+            "twilio",
             "webhook",
             "welcome"
         ]

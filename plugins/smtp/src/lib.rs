@@ -1,0 +1,441 @@
+//! The `smtp` channel adapter: sends `email` content to an SMTP server (a relay or a
+//! provider's submission port) over plain TCP through WASI sockets.
+//!
+//! Config keys (resolved by the host):
+//! - `host` (required) and `port` (default 587): the server. It must be granted as
+//!   `host:port`: the manifest's `smtp.example.com:587` is a placeholder, operators grant
+//!   theirs with `allow_tcp`.
+//! - `from` (required): the sender, `alerts@example.com` or `Belfry <alerts@example.com>`;
+//!   its address is also the envelope sender (`MAIL FROM`).
+//! - `username` and `password` (optional, both or neither): `AUTH PLAIN` when the server
+//!   offers it, else `AUTH LOGIN`.
+//! - `helo_name` (default `belfry.localdomain`): the name in `EHLO`.
+//! - `starttls`: `never`, `opportunistic` (default) or `required`. This build cannot do TLS
+//!   (see the docs): `required` fails permanently without connecting, `opportunistic` sends
+//!   in plain text with a warning in the host's log when the server offers STARTTLS.
+//!
+//! The message ([`mail`]) carries Date, From, To, Subject, a Message-ID of
+//! `<{idempotency_key}@{from's domain}>`, the same for every attempt so a receiver can drop
+//! repeats, every header the host requires (`message.headers`: List-Unsubscribe, …), and
+//! quoted-printable bodies, `multipart/alternative` with both text and HTML. The receipt is
+//! that Message-ID, angle brackets included; the server's queue id, when its reply names one,
+//! goes to the log only (it differs per attempt and per relay hop, the Message-ID does not).
+//!
+//! Replies ([`session`]): 4xx transient, 5xx permanent, naming the command and the server's
+//! text. Connection errors and timeouts are transient, except the host refusing the
+//! connection (a destination not granted), which is permanent: only the configuration can
+//! fix it. SMTP has no delivery callbacks here: `handle-webhook` is unsupported.
+
+pub mod mail;
+pub mod session;
+
+wit_bindgen::generate!({
+    world: "channel-adapter",
+    path: "../../wit/plugin@0.5.0",
+});
+
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use belfry::plugin::config;
+use belfry::plugin::log::{Level, log};
+use belfry::plugin::types::Content;
+use exports::belfry::plugin::delivery::{
+    FeedbackEvent, Guest, Message, RateLimit, Receipt, SendError, WebhookError, WebhookRequest,
+};
+use mail::{Email, Mailbox};
+use provider_kit::{Config, Failure};
+use session::{Envelope, LineTransport, Settings, StartTls};
+
+provider_kit::bind_errors!(SendError, RateLimit, WebhookError);
+
+const CONFIG: Config = Config::new("smtp", config::get);
+const DEFAULT_PORT: u16 = 587;
+const DEFAULT_HELO: &str = "belfry.localdomain";
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Per read and per write; the host's call limit (the manifest's 60 s) bounds the session.
+const IO_TIMEOUT: Duration = Duration::from_secs(30);
+
+struct SmtpAdapter;
+
+impl Guest for SmtpAdapter {
+    fn send(message: Message) -> Result<Receipt, SendError> {
+        let Content::Email(content) = &message.content else {
+            return Err(CONFIG.wrong_content("email").into());
+        };
+        let server = ServerConfig::read(&CONFIG)?;
+        let to = message
+            .recipient
+            .email
+            .as_deref()
+            .ok_or_else(|| Failure::Permanent("the recipient has no email address".to_string()))
+            .and_then(|email| {
+                Mailbox::parse(email)
+                    .map(|mailbox| Mailbox {
+                        display: None,
+                        ..mailbox
+                    })
+                    .map_err(|err| Failure::Permanent(format!("recipient: {err}")))
+            })?;
+        let message_id = message_id(&message.idempotency_key, &server.from, &server.helo_name);
+        let date = mail::rfc5322_date(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64),
+        );
+        let text = mail::build(&Email {
+            from: &server.from,
+            to: &to,
+            subject: &content.subject,
+            text: content.text.as_deref(),
+            html: content.html.as_deref(),
+            message_id: &message_id,
+            date: &date,
+            headers: &message.headers,
+        })
+        .map_err(Failure::Permanent)?;
+
+        let authority = format!("{}:{}", server.host, server.port);
+        let mut transport = TcpTransport::connect(&server.host, server.port)?;
+        let accepted = session::deliver(
+            &mut transport,
+            &Settings {
+                server: &authority,
+                helo_name: &server.helo_name,
+                credentials: server
+                    .credentials
+                    .as_ref()
+                    .map(|(u, p)| (u.as_str(), p.as_str())),
+                starttls: server.starttls,
+            },
+            &Envelope {
+                from: &server.from.address,
+                to: &to.address,
+                message: &text,
+            },
+            &mut |warning| log(Level::Warn, &warning),
+        )?;
+        log(
+            Level::Info,
+            &format!(
+                "{authority} accepted {message_id} for delivery {}{}",
+                message.delivery_id,
+                accepted
+                    .queued_as
+                    .as_deref()
+                    .map(|id| format!(", queued as {id}"))
+                    .unwrap_or_default()
+            ),
+        );
+        Ok(Receipt {
+            provider_message_id: message_id,
+        })
+    }
+
+    fn handle_webhook(_request: WebhookRequest) -> Result<Vec<FeedbackEvent>, WebhookError> {
+        Err(CONFIG.no_webhooks().into())
+    }
+}
+
+export!(SmtpAdapter);
+
+/// The checked configuration.
+#[derive(Debug)]
+struct ServerConfig {
+    host: String,
+    port: u16,
+    from: Mailbox,
+    credentials: Option<(String, String)>,
+    helo_name: String,
+    starttls: StartTls,
+}
+
+impl ServerConfig {
+    fn read(config: &Config) -> Result<ServerConfig, Failure> {
+        let bad = |key: &str, why: String| Failure::Permanent(format!("config key `{key}`: {why}"));
+        let host = config.required("host")?;
+        if host.contains([' ', '/', '@']) {
+            return Err(bad("host", format!("{host:?} is not a host name")));
+        }
+        let port = match config.optional("port") {
+            None => DEFAULT_PORT,
+            Some(text) => text
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| bad("port", format!("{text:?} is not a port number")))?,
+        };
+        let from = Mailbox::parse(&config.required("from")?).map_err(|e| bad("from", e))?;
+        let credentials = match (config.optional("username"), config.optional("password")) {
+            (Some(user), Some(password)) => Some((user, password)),
+            (None, None) => None,
+            _ => {
+                return Err(Failure::Permanent(
+                    "config keys `username` and `password` go together: set both or neither"
+                        .to_string(),
+                ));
+            }
+        };
+        let helo_name = config
+            .optional("helo_name")
+            .unwrap_or_else(|| DEFAULT_HELO.to_string());
+        if !helo_name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.[]:".contains(&b))
+        {
+            return Err(bad(
+                "helo_name",
+                format!("{helo_name:?} is not a host name"),
+            ));
+        }
+        let starttls = match config.optional("starttls") {
+            None => StartTls::Opportunistic,
+            Some(text) => StartTls::parse(&text).ok_or_else(|| {
+                bad(
+                    "starttls",
+                    format!("{text:?} is not one of never, opportunistic, required"),
+                )
+            })?,
+        };
+        if starttls == StartTls::Required {
+            return Err(Failure::Permanent(
+                "config key `starttls` is `required`, but this adapter cannot do TLS (no TLS \
+                 stack in its wasm32-wasip2 build); use `opportunistic` or `never` with a \
+                 relay on a trusted network"
+                    .to_string(),
+            ));
+        }
+        Ok(ServerConfig {
+            host,
+            port,
+            from,
+            credentials,
+            helo_name,
+            starttls,
+        })
+    }
+}
+
+/// `<{idempotency key}@{domain}>`: the key as a dot-atom (other characters dropped), the
+/// sender's domain (the HELO name when that is not ASCII).
+fn message_id(idempotency_key: &str, from: &Mailbox, helo_name: &str) -> String {
+    let local: String = idempotency_key
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(*c))
+        .collect();
+    let local = local.trim_matches('.').replace("..", ".");
+    let local = if local.is_empty() {
+        "belfry".to_string()
+    } else {
+        local
+    };
+    let domain = from.domain();
+    let domain = if domain.is_ascii() && !domain.starts_with('[') {
+        domain
+    } else {
+        helo_name
+    };
+    format!("<{local}@{domain}>")
+}
+
+/// A TCP connection (std's sockets, which on wasm32-wasip2 are WASI sockets), read by lines.
+struct TcpTransport {
+    server: String,
+    reader: BufReader<TcpStream>,
+}
+
+impl TcpTransport {
+    fn connect(host: &str, port: u16) -> Result<TcpTransport, Failure> {
+        let server = format!("{host}:{port}");
+        let addresses: Vec<SocketAddr> = (host, port)
+            .to_socket_addrs()
+            .map_err(|err| io_failure(&server, "resolving", &err))?
+            .collect();
+        if addresses.is_empty() {
+            return Err(Failure::Transient(format!("{host} resolves to no address")));
+        }
+        let mut last = None;
+        for address in &addresses {
+            match TcpStream::connect_timeout(address, CONNECT_TIMEOUT) {
+                Ok(stream) => {
+                    // Best effort: a stream without timeouts is still bounded by the host.
+                    let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+                    let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
+                    let _ = stream.set_nodelay(true);
+                    return Ok(TcpTransport {
+                        server,
+                        reader: BufReader::new(stream),
+                    });
+                }
+                Err(err) => last = Some((address, err)),
+            }
+        }
+        let (address, err) = last.expect("at least one address was tried");
+        Err(io_failure(
+            &server,
+            &format!("connecting to {address}"),
+            &err,
+        ))
+    }
+}
+
+impl LineTransport for TcpTransport {
+    fn write_all(&mut self, data: &[u8]) -> Result<(), Failure> {
+        let stream = self.reader.get_mut();
+        stream
+            .write_all(data)
+            .and_then(|()| stream.flush())
+            .map_err(|err| io_failure(&self.server, "writing", &err))
+    }
+
+    fn read_line(&mut self) -> Result<String, Failure> {
+        let mut line = Vec::new();
+        let read = (&mut self.reader)
+            .take(session::MAX_LINE_BYTES as u64)
+            .read_until(b'\n', &mut line)
+            .map_err(|err| io_failure(&self.server, "reading", &err))?;
+        if read == 0 {
+            return Err(Failure::Transient(format!(
+                "{} closed the connection",
+                self.server
+            )));
+        }
+        if !line.ends_with(b"\n") {
+            return Err(Failure::Transient(format!(
+                "{} sent a line longer than {} bytes",
+                self.server,
+                session::MAX_LINE_BYTES
+            )));
+        }
+        while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            line.pop();
+        }
+        Ok(String::from_utf8_lossy(&line).into_owned())
+    }
+}
+
+/// A socket error as a failure: the host's refusal is permanent (a grant is missing), every
+/// other error transient.
+fn io_failure(server: &str, doing: &str, err: &std::io::Error) -> Failure {
+    match err.kind() {
+        ErrorKind::PermissionDenied => Failure::Permanent(format!(
+            "{doing} {server} was denied by the host: grant `{server}` with the config key \
+             `allow_tcp` ({err})"
+        )),
+        ErrorKind::TimedOut | ErrorKind::WouldBlock => {
+            Failure::Transient(format!("{doing} {server} timed out ({err})"))
+        }
+        _ => Failure::Transient(format!("{doing} {server} failed: {err}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_ids_are_stable_dot_atoms() {
+        let from = Mailbox::parse("Shop <orders@shop.example>").unwrap();
+        assert_eq!(
+            message_id("belfry-0192f0c4-7e1a", &from, "h"),
+            "<belfry-0192f0c4-7e1a@shop.example>"
+        );
+        assert_eq!(message_id("a b<c>..d.", &from, "h"), "<abc.d@shop.example>");
+        assert_eq!(message_id("<>", &from, "h"), "<belfry@shop.example>");
+        let utf8 = Mailbox::parse("o@bücher.example").unwrap();
+        assert_eq!(message_id("k", &utf8, "relay.local"), "<k@relay.local>");
+    }
+
+    fn config(get: fn(&str) -> Option<String>) -> Result<ServerConfig, Failure> {
+        ServerConfig::read(&Config::new("smtp", get))
+    }
+
+    #[test]
+    fn config_has_defaults_and_names_bad_keys() {
+        let c = config(|k| match k {
+            "host" => Some("mail.example".into()),
+            "from" => Some("Belfry <a@example.com>".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(c.port, 587);
+        assert_eq!(c.helo_name, "belfry.localdomain");
+        assert_eq!(c.starttls, StartTls::Opportunistic);
+        assert!(c.credentials.is_none());
+        assert_eq!(c.from.address, "a@example.com");
+
+        let err = |get: fn(&str) -> Option<String>| match config(get) {
+            Err(Failure::Permanent(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        assert!(err(|_| None).contains("`host`"));
+        assert!(err(|k| (k == "host").then(|| "h".into())).contains("`from`"));
+        fn base(k: &str) -> Option<String> {
+            match k {
+                "host" => Some("h".to_string()),
+                "from" => Some("a@b".to_string()),
+                _ => None,
+            }
+        }
+        assert!(
+            err(|k| if k == "port" {
+                Some("70000".into())
+            } else {
+                base(k)
+            })
+            .contains("`port`")
+        );
+        assert!(
+            err(|k| if k == "username" {
+                Some("u".into())
+            } else {
+                base(k)
+            })
+            .contains("set both or neither")
+        );
+        assert!(
+            err(|k| if k == "starttls" {
+                Some("always".into())
+            } else {
+                base(k)
+            })
+            .contains("`starttls`")
+        );
+        assert!(
+            err(|k| if k == "starttls" {
+                Some("required".into())
+            } else {
+                base(k)
+            })
+            .contains("cannot do TLS")
+        );
+        assert!(
+            err(|k| if k == "helo_name" {
+                Some("a b".into())
+            } else {
+                base(k)
+            })
+            .contains("`helo_name`")
+        );
+    }
+
+    #[test]
+    fn socket_errors_classify() {
+        let denied = std::io::Error::from(ErrorKind::PermissionDenied);
+        assert!(matches!(
+            io_failure("h:25", "connecting to 1.2.3.4:25", &denied),
+            Failure::Permanent(m) if m.contains("allow_tcp")
+        ));
+        let refused = std::io::Error::from(ErrorKind::ConnectionRefused);
+        assert!(matches!(
+            io_failure("h:25", "connecting to", &refused),
+            Failure::Transient(_)
+        ));
+        let timeout = std::io::Error::from(ErrorKind::TimedOut);
+        assert!(matches!(
+            io_failure("h:25", "reading", &timeout),
+            Failure::Transient(m) if m.contains("timed out")
+        ));
+    }
+}
