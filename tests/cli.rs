@@ -194,10 +194,21 @@ fn bad_input_is_one_line_on_stderr_and_a_non_zero_exit() {
     // Routing email to a bundled provider adapter is accepted; nothing is waiting yet.
     let o = belfry(
         dir.path(),
-        &["--route", "email=resend", "webhooks", "orphans", "--tenant", "acme"],
+        &[
+            "--route",
+            "email=resend",
+            "webhooks",
+            "orphans",
+            "--tenant",
+            "acme",
+        ],
     );
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).contains("no orphan feedback in tenant acme"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("no orphan feedback in tenant acme"),
+        "{}",
+        stdout(&o)
+    );
     // The database written by nothing above holds no event.
     let o = belfry(
         dir.path(),
