@@ -3,9 +3,10 @@
 //! ntfy's JSON publishing formats, and aiosmtpd (from PyPI, installed by
 //! `tests/smtp/setup.sh` into a venv under the target dir) running `tests/smtp/server.py`.
 //!
-//! No bundled notifier plans `chat` or `push`, so slack and ntfy are called through the
-//! engine's plugin runtime (`send`, with the engine's routes, config and grants); email goes
-//! the whole way: trigger, plan, render, dispatch through `smtp`, and the delivery's record.
+//! The answer mapping of slack and ntfy is exercised by calling them through the engine's
+//! plugin runtime (`send`, with the engine's routes, config and grants); the whole way —
+//! trigger, plan, render, dispatch, the delivery's record — runs for chat and push with the
+//! `deploy-finished` notifier, and for email through `smtp`.
 //! Without python3 (or when the venv cannot be set up) the SMTP tests print `SKIPPED: …`
 //! and pass. Every server is local, every wait bounded.
 
@@ -826,8 +827,126 @@ async fn smtp_without_a_tcp_grant_is_refused_by_the_host(b: Backend) {
 }
 
 on_both_backends!(
+    chat_and_push_go_the_whole_way_through_slack_and_ntfy,
     smtp_sends_an_order_email_with_every_header,
     smtp_rejections_fail_for_good_and_greylisting_is_retried,
     smtp_authenticates_with_plain_and_refuses_wrong_credentials,
     smtp_without_a_tcp_grant_is_refused_by_the_host,
 );
+
+/// The whole way for chat and push: `deploy-finished` plans a chat message for each watcher
+/// and a push for the one with an ntfy topic; the templates render them; slack and ntfy,
+/// routed and granted their local servers, send them; the deliveries record the receipts.
+async fn chat_and_push_go_the_whole_way_through_slack_and_ntfy(b: Backend) {
+    let slack = Provider::start(text(200, "ok")).await;
+    let ntfy = Provider::start(json_answer(
+        200,
+        json!({"id": "nt_1", "event": "message", "topic": "ada-phone"}),
+    ))
+    .await;
+    let (slack_auth, ntfy_auth) = (slack.authority(), ntfy.authority());
+    let w = world_with(b, |c| {
+        c.routes = BTreeMap::from([
+            (Channel::Chat, "slack".to_string()),
+            (Channel::Push, "ntfy".to_string()),
+        ]);
+        c.plugin_config.insert(
+            "slack".into(),
+            config(&[
+                (
+                    "webhook_url",
+                    format!("http://{slack_auth}/services/T0/B0/x"),
+                ),
+                ("allow_http", slack_auth.clone()),
+            ]),
+        );
+        c.plugin_config.insert(
+            "ntfy".into(),
+            config(&[
+                ("server", format!("http://{ntfy_auth}")),
+                ("allow_http", ntfy_auth.clone()),
+            ]),
+        );
+    })
+    .await;
+    let e = &w.engine;
+    let out = e
+        .trigger(&TriggerRequest::new(
+            "deploy-finished",
+            json!({
+                "service": "billing",
+                "version": "v42",
+                "status": "succeeded",
+                "url": "https://ci.example.com/runs/42",
+                "watchers": [{"id": "ada", "ntfy_topic": "ada-phone"}, {"id": "bob"}]
+            }),
+        ))
+        .await
+        .unwrap();
+    e.dispatch_event(&out.event_id).await.unwrap();
+    let after = serde_json::to_value(e.event(&out.event_id).await.unwrap()).unwrap();
+    let mut seen = Vec::new();
+    for n in after["notifications"].as_array().unwrap() {
+        for d in n["deliveries"].as_array().unwrap() {
+            assert_eq!(d["status"], "succeeded", "{d}");
+            seen.push((
+                n["recipient_id"].as_str().unwrap().to_string(),
+                d["channel"].as_str().unwrap().to_string(),
+                d["sent_by"]
+                    .as_str()
+                    .unwrap()
+                    .split('@')
+                    .next()
+                    .unwrap()
+                    .to_string(),
+                d["provider_message_id"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    seen.sort();
+    let ada_chat = format!(
+        "slack:belfry-{}",
+        after["notifications"][0]["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["channel"] == "chat")
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+    );
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert_eq!(seen[0].1, "chat");
+    assert_eq!(seen[0].2, "slack");
+    assert_eq!(seen[0].3, ada_chat);
+    assert_eq!(
+        (seen[1].1.as_str(), seen[1].2.as_str(), seen[1].3.as_str()),
+        ("push", "ntfy", "nt_1")
+    );
+    assert_eq!((seen[2].0.as_str(), seen[2].1.as_str()), ("bob", "chat"));
+
+    // What Slack received: text and the rendered Block Kit blocks.
+    let posts = slack.requests();
+    assert_eq!(posts.len(), 2);
+    assert_eq!(posts[0].path, "/services/T0/B0/x");
+    let body = posts[0].json();
+    assert!(
+        body["text"]
+            .as_str()
+            .unwrap()
+            .contains("billing v42 succeeded"),
+        "{body}"
+    );
+    assert_eq!(
+        body["blocks"][0]["text"]["text"], "*billing* `v42`: deploy succeeded",
+        "{body}"
+    );
+    // What ntfy received: ada's topic, the title and body, the click URL and tags.
+    let published = ntfy.requests();
+    assert_eq!(published.len(), 1);
+    let body = published[0].json();
+    assert_eq!(body["topic"], "ada-phone", "{body}");
+    assert_eq!(body["title"], "Deploy succeeded: billing", "{body}");
+    assert_eq!(body["click"], "https://ci.example.com/runs/42", "{body}");
+    assert_eq!(body["tags"], json!(["white_check_mark"]), "{body}");
+}

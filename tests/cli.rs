@@ -239,6 +239,7 @@ fn plugin_list_and_check() {
         names,
         [
             "comment",
+            "deploy-finished",
             "log",
             "mention",
             "ntfy",
