@@ -104,7 +104,9 @@ pub struct Engine {
     /// The lease owner for jobs run in the caller's task ([`Engine::dispatch_pending`]).
     inline_owner: String,
     /// Where one-click unsubscribe links point (see [`EngineConfig::public_url`]).
-    public_url: Option<Arc<str>>,
+    unsubscribe_links: Option<crate::unsubscribe::Links>,
+    /// The links' signing keys, derived once per tenant (also to verify a click).
+    unsubscribe_keys: crate::unsubscribe::Keys,
 }
 
 impl Engine {
@@ -120,6 +122,7 @@ impl Engine {
             plugins::load_all(&runtime, config.bundled, config.plugins_dir.as_deref()).await?;
         let uploaded = uploads::load_recorded(&db, &runtime).await?;
         let registry = Registry::new(uploads::apply(loaded, uploaded), &config.routes)?;
+        let unsubscribe_keys = crate::unsubscribe::Keys::default();
         Ok(Engine {
             db,
             database_url: config.database_url.clone(),
@@ -131,10 +134,11 @@ impl Engine {
             dispatch: config.dispatch.clone(),
             wake: Wakeup::new(),
             inline_owner: format!("{} (inline)", dispatch::worker::default_owner()),
-            public_url: config
+            unsubscribe_links: config
                 .public_url
                 .as_deref()
-                .map(|u| u.trim_end_matches('/').into()),
+                .map(|u| crate::unsubscribe::Links::new(u, unsubscribe_keys.clone())),
+            unsubscribe_keys,
         })
     }
 
@@ -226,7 +230,7 @@ impl Engine {
             runtime: self.runtime.clone(),
             registry: self.registry.clone(),
             retry: self.retry.clone(),
-            public_url: self.public_url.clone(),
+            unsubscribe: self.unsubscribe_links.clone(),
         }
     }
 
@@ -742,7 +746,7 @@ impl Engine {
         &self,
         token: &str,
     ) -> Result<crate::unsubscribe::Unsubscribed, crate::unsubscribe::UnsubscribeError> {
-        crate::unsubscribe::unsubscribe(&self.db, token).await
+        crate::unsubscribe::unsubscribe(&self.db, &self.unsubscribe_keys, token).await
     }
 
     /// Feedback events no delivery has claimed yet.

@@ -20,6 +20,8 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use sqlx::Row;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use tracing::Instrument;
 
 /// The trace kind an unsubscribe appends to the delivery it came from.
@@ -69,11 +71,73 @@ pub struct Unsubscribed {
     pub changed: bool,
 }
 
-async fn key(db: &Db, tenant: &str) -> Result<Vec<u8>, TenantError> {
-    let secret = tenants::inbox_secret(db, tenant).await?;
-    let mut mac = Hmac::<Sha256>::new_from_slice(&secret).expect("HMAC takes any key length");
-    mac.update(b"belfry one-click unsubscribe");
-    Ok(mac.finalize().into_bytes().to_vec())
+/// The signing key of each tenant's links, derived once per tenant and process: an email send
+/// must not read (or write, as `tenants::inbox_secret` may) the tenants table every time.
+/// Tenant secrets are never rotated, so a cached key cannot go stale.
+#[derive(Clone, Default)]
+pub struct Keys(Arc<Mutex<HashMap<String, Arc<[u8]>>>>);
+
+impl Keys {
+    async fn get(&self, db: &Db, tenant: &str) -> Result<Arc<[u8]>, TenantError> {
+        if let Some(k) = self.0.lock().unwrap_or_else(|p| p.into_inner()).get(tenant) {
+            return Ok(k.clone());
+        }
+        let secret = tenants::inbox_secret(db, tenant).await?;
+        let mut mac = Hmac::<Sha256>::new_from_slice(&secret).expect("HMAC takes any key length");
+        mac.update(b"belfry one-click unsubscribe");
+        let key: Arc<[u8]> = mac.finalize().into_bytes().to_vec().into();
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(tenant.to_string(), key.clone());
+        Ok(key)
+    }
+}
+
+/// Where links point and how they are signed; an engine has one when it knows its public URL.
+#[derive(Clone)]
+pub struct Links {
+    base_url: Arc<str>,
+    keys: Keys,
+}
+
+impl Links {
+    pub fn new(base_url: &str, keys: Keys) -> Links {
+        Links {
+            base_url: base_url.trim_end_matches('/').into(),
+            keys,
+        }
+    }
+
+    /// The headers an email of this delivery must carry: the signed link and the one-click
+    /// marker.
+    pub async fn headers(
+        &self,
+        db: &Db,
+        tenant: &str,
+        recipient_id: &str,
+        category: &str,
+        delivery_id: &str,
+    ) -> Result<Vec<(String, String)>, TenantError> {
+        let claims = Claims {
+            t: tenant.to_string(),
+            r: recipient_id.to_string(),
+            c: category.to_string(),
+            d: delivery_id.to_string(),
+        };
+        let payload =
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).expect("claims serialize"));
+        let key = self.keys.get(db, tenant).await?;
+        let sig = URL_SAFE_NO_PAD.encode(signature(&key, &payload).finalize().into_bytes());
+        let url = format!("{}{PATH}/{payload}.{sig}", self.base_url);
+        Ok(vec![
+            ("List-Unsubscribe".to_string(), format!("<{url}>")),
+            (
+                "List-Unsubscribe-Post".to_string(),
+                "List-Unsubscribe=One-Click".to_string(),
+            ),
+        ])
+    }
 }
 
 fn signature(key: &[u8], payload: &str) -> Hmac<Sha256> {
@@ -82,41 +146,13 @@ fn signature(key: &[u8], payload: &str) -> Hmac<Sha256> {
     mac
 }
 
-/// The headers an email of this delivery must carry: the signed link under `base_url` (the
-/// server's public URL) and the one-click marker.
-pub async fn headers(
-    db: &Db,
-    base_url: &str,
-    tenant: &str,
-    recipient_id: &str,
-    category: &str,
-    delivery_id: &str,
-) -> Result<Vec<(String, String)>, TenantError> {
-    let claims = Claims {
-        t: tenant.to_string(),
-        r: recipient_id.to_string(),
-        c: category.to_string(),
-        d: delivery_id.to_string(),
-    };
-    let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).expect("claims serialize"));
-    let sig = URL_SAFE_NO_PAD.encode(
-        signature(&key(db, tenant).await?, &payload)
-            .finalize()
-            .into_bytes(),
-    );
-    let url = format!("{}{PATH}/{payload}.{sig}", base_url.trim_end_matches('/'));
-    Ok(vec![
-        ("List-Unsubscribe".to_string(), format!("<{url}>")),
-        (
-            "List-Unsubscribe-Post".to_string(),
-            "List-Unsubscribe=One-Click".to_string(),
-        ),
-    ])
-}
-
 /// Verifies a token and unsubscribes its recipient from its category, recording why on the
 /// delivery the link came from, in one transaction. A repeat changes nothing and says so.
-pub async fn unsubscribe(db: &Db, token: &str) -> Result<Unsubscribed, UnsubscribeError> {
+pub async fn unsubscribe(
+    db: &Db,
+    keys: &Keys,
+    token: &str,
+) -> Result<Unsubscribed, UnsubscribeError> {
     let (payload, sig) = token
         .split_once('.')
         .ok_or(UnsubscribeError::Invalid("malformed"))?;
@@ -140,7 +176,7 @@ pub async fn unsubscribe(db: &Db, token: &str) -> Result<Unsubscribed, Unsubscri
     if known.is_none() {
         return Err(UnsubscribeError::Invalid("bad signature"));
     }
-    signature(&key(db, &claims.t).await?, payload)
+    signature(&keys.get(db, &claims.t).await?, payload)
         .verify_slice(&sig)
         .map_err(|_| UnsubscribeError::Invalid("bad signature"))?;
 

@@ -63,9 +63,9 @@ pub struct Executor {
     pub runtime: Arc<PluginRuntime>,
     pub registry: LiveRegistry,
     pub retry: Arc<RetryPolicy>,
-    /// The public base URL of `belfry serve`; when set, every email carries a one-click
-    /// unsubscribe link under it (RFC 8058).
-    pub public_url: Option<Arc<str>>,
+    /// When the engine knows its public URL, every email carries a one-click unsubscribe
+    /// link under it (RFC 8058).
+    pub unsubscribe: Option<crate::unsubscribe::Links>,
 }
 
 /// The delivery a job is about, as loaded when its job ran.
@@ -305,16 +305,10 @@ impl Executor {
                 None,
             );
         };
-        let headers = match (&self.public_url, d.channel) {
-            (Some(base), Channel::Email) => match crate::unsubscribe::headers(
-                &self.db,
-                base,
-                &d.tenant,
-                &d.recipient.id,
-                &d.category,
-                &d.id,
-            )
-            .await
+        let headers = match (&self.unsubscribe, d.channel) {
+            (Some(links), Channel::Email) => match links
+                .headers(&self.db, &d.tenant, &d.recipient.id, &d.category, &d.id)
+                .await
             {
                 Ok(h) => h,
                 Err(e) => {

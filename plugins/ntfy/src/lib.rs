@@ -184,14 +184,7 @@ mod tests {
     use serde_json::json;
 
     fn response(status: u16, headers: &[(&str, &str)], body: &str) -> Response {
-        Response {
-            status,
-            headers: headers
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
-            body: body.as_bytes().to_vec(),
-        }
+        Response::from_parts(status, headers, body)
     }
 
     #[test]
