@@ -4,6 +4,7 @@ mod bench;
 mod demo;
 mod digest_bench;
 mod digests_cli;
+mod endpoints_cli;
 mod inbox_cli;
 mod keys_cli;
 mod output;
@@ -70,6 +71,34 @@ struct Global {
     /// carry no unsubscribe link.
     #[arg(long, global = true, env = "BELFRY_PUBLIC_URL")]
     public_url: Option<String>,
+    /// Non-public networks outbound webhook endpoints may reach (comma-separated IPs or
+    /// CIDRs, e.g. `127.0.0.1,10.0.0.0/8`). Private, loopback and link-local addresses are
+    /// refused otherwise.
+    #[arg(
+        long,
+        global = true,
+        env = "BELFRY_ENDPOINT_ALLOW_NETWORKS",
+        value_delimiter = ',',
+        value_name = "NETWORKS"
+    )]
+    endpoint_allow_networks: Vec<String>,
+    /// Failed attempts in a row that disable an outbound webhook endpoint (it is enabled
+    /// again by hand: `belfry endpoints enable`).
+    #[arg(
+        long,
+        global = true,
+        env = "BELFRY_ENDPOINT_DISABLE_AFTER",
+        default_value_t = 20
+    )]
+    endpoint_disable_after: u32,
+    /// Seconds one outbound webhook attempt may take.
+    #[arg(
+        long,
+        global = true,
+        env = "BELFRY_ENDPOINT_TIMEOUT_SECS",
+        default_value_t = 15
+    )]
+    endpoint_timeout_secs: u64,
     /// Machine-readable JSON output.
     #[arg(long, global = true)]
     json: bool,
@@ -162,6 +191,12 @@ enum Command {
     Webhooks {
         #[command(subcommand)]
         command: webhooks_cli::WebhooksCommand,
+    },
+    /// Outbound lifecycle webhooks of a tenant: add (prints the `whsec_` secret), list, get,
+    /// enable, disable, remove, messages, events.
+    Endpoints {
+        #[command(subcommand)]
+        command: endpoints_cli::EndpointsCommand,
     },
     /// API keys for `belfry serve`: create (the secret is printed once), list, revoke.
     Keys {
@@ -439,6 +474,28 @@ fn engine_config(g: &Global) -> Result<EngineConfig> {
         routes: belfry::config::routes(&g.routes).map_err(anyhow::Error::msg)?,
         dispatch: Default::default(),
         public_url: g.public_url.clone(),
+        endpoints: endpoints_config(g)?,
+    })
+}
+
+fn endpoints_config(g: &Global) -> Result<belfry::host::endpoints::EndpointsConfig> {
+    let allow_networks = g
+        .endpoint_allow_networks
+        .iter()
+        .filter(|n| !n.trim().is_empty())
+        .map(|n| belfry::host::endpoints::AddressPolicy::parse_net(n))
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow::anyhow!("--endpoint-allow-networks: {e}"))?;
+    if g.endpoint_disable_after == 0 {
+        bail!("--endpoint-disable-after must be at least 1");
+    }
+    if g.endpoint_timeout_secs == 0 {
+        bail!("--endpoint-timeout-secs must be at least 1");
+    }
+    Ok(belfry::host::endpoints::EndpointsConfig {
+        allow_networks,
+        disable_after: g.endpoint_disable_after,
+        timeout: std::time::Duration::from_secs(g.endpoint_timeout_secs),
     })
 }
 
@@ -501,6 +558,10 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Webhooks { command } => {
             let engine = Engine::open(engine_config(&g)?).await?;
             webhooks_cli::run(&engine, command, g.json).await
+        }
+        Command::Endpoints { command } => {
+            let engine = Engine::open(engine_config(&g)?).await?;
+            endpoints_cli::run(&engine, command, g.json).await
         }
         Command::Keys { command } => {
             let db = belfry::host::store::open(&g.database_url).await?;

@@ -42,7 +42,7 @@ async fn engine(
         plugin_config: config,
         routes: Default::default(),
         dispatch,
-        public_url: None,
+        ..Default::default()
     })
     .await
     .unwrap()

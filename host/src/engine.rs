@@ -8,6 +8,7 @@ use crate::dispatch::{
     self, ChangeError, DispatchConfig, Dispatched, Executor, QueueStats, Scope, Wakeup,
     WorkerConfig, WorkerReport,
 };
+use crate::endpoints;
 use crate::feedback::{self, FeedbackError, LedgerEvent, Projection, Received, WebhookRequest};
 use crate::inbox::{self, Counts, Filter, InboxError, InboxItem, Mark, Page, token};
 use crate::keys::{self, ApiKey, KeyError};
@@ -51,6 +52,8 @@ pub struct EngineConfig {
     /// every email carries a signed one-click unsubscribe link under it (RFC 8058); without
     /// it there is nowhere to point the link, and emails carry none.
     pub public_url: Option<String>,
+    /// Outbound lifecycle webhooks: reachable networks, disabling, timeouts.
+    pub endpoints: crate::endpoints::EndpointsConfig,
 }
 
 impl Default for EngineConfig {
@@ -64,6 +67,7 @@ impl Default for EngineConfig {
             routes: BTreeMap::new(),
             dispatch: DispatchConfig::default(),
             public_url: None,
+            endpoints: crate::endpoints::EndpointsConfig::default(),
         }
     }
 }
@@ -82,6 +86,8 @@ pub enum EngineError {
     Load(#[from] LoadError),
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Endpoints(#[from] crate::endpoints::EndpointError),
     #[error("retry policy: {0}")]
     RetryPolicy(#[from] dispatch::retry::RetryPolicyError),
 }
@@ -107,6 +113,8 @@ pub struct Engine {
     unsubscribe_links: Option<crate::unsubscribe::Links>,
     /// The links' signing keys, derived once per tenant (also to verify a click).
     unsubscribe_keys: crate::unsubscribe::Keys,
+    /// Posts lifecycle events to endpoints; holds the SSRF policy registration checks too.
+    endpoint_sender: crate::endpoints::Sender,
 }
 
 impl Engine {
@@ -123,6 +131,7 @@ impl Engine {
         let uploaded = uploads::load_recorded(&db, &runtime).await?;
         let registry = Registry::new(uploads::apply(loaded, uploaded), &config.routes)?;
         let unsubscribe_keys = crate::unsubscribe::Keys::default();
+        let endpoint_sender = crate::endpoints::Sender::new(&config.endpoints)?;
         Ok(Engine {
             db,
             database_url: config.database_url.clone(),
@@ -139,6 +148,7 @@ impl Engine {
                 .as_deref()
                 .map(|u| crate::unsubscribe::Links::new(u, unsubscribe_keys.clone())),
             unsubscribe_keys,
+            endpoint_sender,
         })
     }
 
@@ -231,6 +241,7 @@ impl Engine {
             registry: self.registry.clone(),
             retry: self.retry.clone(),
             unsubscribe: self.unsubscribe_links.clone(),
+            endpoints: self.endpoint_sender.clone(),
         }
     }
 
@@ -739,6 +750,78 @@ impl Engine {
             feedback::projection(&self.db, tenant, delivery_id).await?,
             feedback::events_of(&self.db, tenant, delivery_id).await?,
         ))
+    }
+
+    /// Registers an outbound webhook endpoint for `tenant`; the answer holds its secret.
+    pub async fn add_endpoint(
+        &self,
+        tenant: &str,
+        url: &str,
+        events: &[String],
+        description: Option<&str>,
+    ) -> Result<endpoints::CreatedEndpoint, endpoints::EndpointError> {
+        endpoints::create(
+            &self.db,
+            self.endpoint_sender.policy(),
+            tenant,
+            url,
+            events,
+            description,
+        )
+        .await
+    }
+
+    /// A tenant's endpoints (`None`: every tenant's).
+    pub async fn endpoints(
+        &self,
+        tenant: Option<&str>,
+    ) -> Result<Vec<endpoints::Endpoint>, endpoints::EndpointError> {
+        endpoints::list(&self.db, tenant).await
+    }
+
+    /// One endpoint, if it is `tenant`'s (`None`: any tenant's).
+    pub async fn endpoint(
+        &self,
+        tenant: Option<&str>,
+        id: &str,
+    ) -> Result<endpoints::Endpoint, endpoints::EndpointError> {
+        endpoints::get(&self.db, tenant, id).await
+    }
+
+    pub async fn endpoint_secret(
+        &self,
+        tenant: Option<&str>,
+        id: &str,
+    ) -> Result<String, endpoints::EndpointError> {
+        endpoints::secret(&self.db, tenant, id).await
+    }
+
+    /// Enables an endpoint again (clearing its run of failures), or disables it.
+    pub async fn set_endpoint_enabled(
+        &self,
+        tenant: Option<&str>,
+        id: &str,
+        enabled: bool,
+    ) -> Result<endpoints::Endpoint, endpoints::EndpointError> {
+        endpoints::set_enabled(&self.db, tenant, id, enabled).await
+    }
+
+    pub async fn remove_endpoint(
+        &self,
+        tenant: Option<&str>,
+        id: &str,
+    ) -> Result<(), endpoints::EndpointError> {
+        endpoints::remove(&self.db, tenant, id).await
+    }
+
+    /// An endpoint's messages, newest first, with their tries.
+    pub async fn endpoint_messages(
+        &self,
+        tenant: Option<&str>,
+        id: &str,
+        limit: u32,
+    ) -> Result<Vec<endpoints::Message>, endpoints::EndpointError> {
+        endpoints::messages(&self.db, tenant, id, limit).await
     }
 
     /// A one-click unsubscribe (RFC 8058) from the link in an email this engine sent.

@@ -16,6 +16,7 @@
 pub mod content;
 pub mod digests;
 pub mod dispatch;
+pub mod endpoints;
 pub mod engine;
 pub mod feedback;
 pub mod inbox;

@@ -15,6 +15,9 @@ pub const TRIGGERS: &str = "belfry_triggers_total";
 /// (succeeded, transient, rate_limited, permanent). An attempt written by a commit that then
 /// rolled back (its lease was lost) is counted too: rare, and never hidden.
 pub const ATTEMPTS: &str = "belfry_attempts_total";
+/// Counter: outbound lifecycle webhook attempts recorded by this process, by outcome
+/// (delivered, failed).
+pub const ENDPOINT_ATTEMPTS: &str = "belfry_endpoint_attempts_total";
 /// Histogram: seconds per plugin call, by plugin (`name@version`) and function.
 pub const PLUGIN_CALL_SECONDS: &str = "belfry_plugin_call_duration_seconds";
 /// Counter: plugin calls that failed (trap, timeout, memory limit, bad output…), by plugin,

@@ -87,21 +87,43 @@ async fn append_chunk(conn: &mut Conn, rows: Vec<NewTrace<'_>>) -> Result<(), St
         values.join(", ")
     );
     let mut q = sqlx::query(&sql);
+    // Traces that are lifecycle events go to the tenant's subscribed endpoints too, in this
+    // transaction: an application hears of exactly what was recorded.
+    let mut lifecycle = Vec::new();
     for t in rows {
+        let at = t.at.unwrap_or_else(store::now);
+        if let Some(event_type) = crate::endpoints::events::of_trace(t.kind, t.reason) {
+            lifecycle.push(crate::endpoints::events::Lifecycle {
+                tenant: t.tenant.to_string(),
+                event_type,
+                trace_kind: t.kind.to_string(),
+                at,
+                event_id: t.event_id.to_string(),
+                notification_id: t.notification_id.map(str::to_string),
+                delivery_id: t.delivery_id.map(str::to_string),
+                reason: t.reason.map(str::to_string),
+                detail: t.detail.clone(),
+                plugin: t.plugin.clone(),
+                attempt: t.attempt,
+            });
+        }
         q = q
             .bind(store::new_id())
             .bind(t.tenant)
             .bind(t.event_id)
             .bind(t.notification_id)
             .bind(t.delivery_id)
-            .bind(store::time_text(t.at.unwrap_or_else(store::now)))
+            .bind(store::time_text(at))
             .bind(t.kind)
             .bind(t.reason)
             .bind(t.detail)
             .bind(t.plugin)
             .bind(t.attempt);
     }
-    q.execute(conn).await?;
+    q.execute(&mut *conn).await?;
+    if !lifecycle.is_empty() {
+        crate::endpoints::events::publish(conn, lifecycle).await?;
+    }
     Ok(())
 }
 

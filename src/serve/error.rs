@@ -5,6 +5,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use belfry_host::dispatch::ChangeError;
+use belfry_host::endpoints::EndpointError;
 use belfry_host::inbox::InboxError;
 use belfry_host::inbox::token::TokenError;
 use belfry_host::keys::KeyError;
@@ -131,6 +132,20 @@ impl From<ChangeError> for ApiError {
             ChangeError::NotFound(id) => ApiError::not_found("delivery", &id),
             ChangeError::Store(e) => e.into(),
             e => ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string()),
+        }
+    }
+}
+
+impl From<EndpointError> for ApiError {
+    fn from(e: EndpointError) -> Self {
+        match e {
+            EndpointError::InvalidUrl { .. } => ApiError::invalid("url", e.to_string()),
+            EndpointError::UnknownEvent { .. } | EndpointError::NoEvents => {
+                ApiError::invalid("events", e.to_string())
+            }
+            EndpointError::NotFound(id) => ApiError::not_found("endpoint", &id),
+            EndpointError::Client(_) => ApiError::internal(e),
+            EndpointError::Store(e) => e.into(),
         }
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod endpoints;
 pub mod error;
 pub mod inbox;
 pub mod openapi;
@@ -113,6 +114,14 @@ pub fn router(state: AppState) -> Router {
             get(webhooks::delivery_feedback),
         )
         .route("/webhooks/{tenant}/{adapter}", post(webhooks::receive))
+        .route("/endpoints", get(endpoints::list).post(endpoints::create))
+        .route(
+            "/endpoints/{id}",
+            get(endpoints::get).delete(endpoints::remove),
+        )
+        .route("/endpoints/{id}/secret", get(endpoints::secret))
+        .route("/endpoints/{id}/messages", get(endpoints::messages))
+        .route("/endpoints/{id}/{action}", post(endpoints::switch))
         .route(
             "/unsubscribe/{token}",
             post(unsubscribe::one_click).get(unsubscribe::page),

@@ -97,6 +97,23 @@ pub struct SettingsView {
 }
 
 #[derive(Serialize, ToSchema)]
+pub struct EndpointList {
+    pub endpoints: Vec<belfry_host::endpoints::Endpoint>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EndpointSecret {
+    pub id: String,
+    /// `whsec_` and the base64 key, as Standard Webhooks libraries take it.
+    pub secret: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MessageList {
+    pub messages: Vec<belfry_host::endpoints::Message>,
+}
+
+#[derive(Serialize, ToSchema)]
 pub struct SuppressionList {
     pub suppressions: Vec<Suppression>,
 }
@@ -227,6 +244,13 @@ pub struct ReadAll {
         super::inbox::read_all,
         super::inbox::stream,
         super::webhooks::receive,
+        super::endpoints::create,
+        super::endpoints::list,
+        super::endpoints::get,
+        super::endpoints::secret,
+        super::endpoints::switch,
+        super::endpoints::remove,
+        super::endpoints::messages,
         super::webhooks::delivery_feedback,
         super::unsubscribe::one_click,
         super::unsubscribe::page,

@@ -66,6 +66,8 @@ pub struct Executor {
     /// When the engine knows its public URL, every email carries a one-click unsubscribe
     /// link under it (RFC 8058).
     pub unsubscribe: Option<crate::unsubscribe::Links>,
+    /// Posts lifecycle events to the endpoints applications registered.
+    pub endpoints: crate::endpoints::Sender,
 }
 
 /// The delivery a job is about, as loaded when its job ran.
@@ -138,6 +140,8 @@ enum Verdict {
     Emit,
     /// A `workflow_wake` job: the run's move is written by the commit.
     Wake,
+    /// An `endpoint_send` job: one post of a lifecycle event, written by the commit.
+    Post(crate::endpoints::send::Attempted),
 }
 
 /// What one job run did and decided; written by [`commit`].
@@ -174,6 +178,14 @@ impl Executor {
         }
         if work.job.kind == queue::job_kind::WORKFLOW_WAKE {
             work.verdict = Verdict::Wake;
+            return Ok(work);
+        }
+        if work.job.kind == queue::job_kind::ENDPOINT_SEND {
+            let attempted = self
+                .endpoints
+                .attempt(&self.db, &work.job.subject_id)
+                .await?;
+            work.verdict = Verdict::Post(attempted);
             return Ok(work);
         }
         if work.job.kind != queue::job_kind::DELIVER {
@@ -453,7 +465,14 @@ impl Executor {
         let mut tx = self.db.begin().await?;
         let mut rescheduled = false;
         for work in works {
-            let (dispatched, again) = commit_one(&mut tx, &self.retry, work).await?;
+            let (dispatched, again) = match work.verdict {
+                Verdict::Post(attempted) => (
+                    None,
+                    crate::endpoints::send::commit(&mut tx, &self.endpoints, &work.job, attempted)
+                        .await?,
+                ),
+                _ => commit_one(&mut tx, &self.retry, work).await?,
+            };
             rescheduled |= again;
             out.extend(dispatched);
         }
@@ -770,8 +789,9 @@ async fn commit_one(
             tracing::info!(job = %job.id, %why, "job dropped");
             return Ok((None, false));
         }
-        // Handled by `commit_emit` and `commit_wake` before anything else.
-        Verdict::Emit | Verdict::Wake => return Ok((None, false)),
+        // Handled by `commit_emit` and `commit_wake` before anything else, and by the
+        // endpoints' own commit.
+        Verdict::Emit | Verdict::Wake | Verdict::Post(_) => return Ok((None, false)),
     };
     // In-app deliveries are "sent" when their inbox item is written: caps count them too.
     let sent_at = (status == "succeeded").then(|| store::time_text(now));

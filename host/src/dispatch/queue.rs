@@ -18,6 +18,8 @@ use std::time::Duration;
 
 /// Job kinds (stored; do not rename).
 pub mod job_kind {
+    /// Post one lifecycle event to one endpoint; the subject is the message id.
+    pub const ENDPOINT_SEND: &str = "endpoint_send";
     /// Send one delivery; the subject is the delivery id.
     pub const DELIVER: &str = "deliver";
     /// Emit a digest bucket when its window ends; the subject is the bucket id.

@@ -17,7 +17,7 @@ mod ledger;
 mod projection;
 
 pub(crate) use ledger::DeliveryRef;
-pub use ledger::{LedgerEvent, events_of, orphans};
+pub use ledger::{LedgerEvent, events_of, kind, orphans};
 pub use projection::{Projection, projection};
 
 use crate::plugins::{CallError, Plugin, PluginKind, PluginRuntime};

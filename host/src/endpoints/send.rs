@@ -1,0 +1,406 @@
+//! One attempt to post one message to its endpoint, and what its outcome writes.
+//!
+//! Like a delivery job, [`Sender::attempt`] writes nothing: it reads the message, signs it
+//! and posts it. [`commit`] writes the outcome in the worker's batch transaction, guarded by
+//! the job's lease: the attempt row (always, it happened), the message's status, the
+//! endpoint's run of failures, and either the next try on the Standard Webhooks schedule or
+//! the end of the message.
+
+use super::guard::{AddressPolicy, GuardedResolver};
+use super::{EndpointError, EndpointsConfig};
+use crate::dispatch::queue::{self, Leased, job_state};
+use crate::store::{self, Conn, Db, StoreError};
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// When the next try follows a failed one: the Standard Webhooks spec's example schedule.
+/// The first try is immediate; after try `n` fails, try `n + 1` waits `SCHEDULE[n - 1]`; after
+/// the eighth, the message has failed.
+pub const SCHEDULE: [Duration; 7] = [
+    Duration::from_secs(5),
+    Duration::from_secs(5 * 60),
+    Duration::from_secs(30 * 60),
+    Duration::from_secs(2 * 3600),
+    Duration::from_secs(5 * 3600),
+    Duration::from_secs(10 * 3600),
+    Duration::from_secs(10 * 3600),
+];
+
+/// Tries per message: the first, then one per [`SCHEDULE`] step.
+pub const MAX_ATTEMPTS: i64 = SCHEDULE.len() as i64 + 1;
+
+/// How much of an endpoint's answer is kept with the attempt, for the operator to read.
+const KEEP_RESPONSE: usize = 2048;
+
+/// Message statuses and reasons (stored; do not rename).
+pub mod status {
+    pub const PENDING: &str = "pending";
+    pub const DELIVERED: &str = "delivered";
+    pub const FAILED: &str = "failed";
+    /// Pending after a failed try, with `next_attempt_at`.
+    pub const RETRYING: &str = "retrying";
+    pub const ENDPOINT_DISABLED: &str = "endpoint_disabled";
+    pub const RETRIES_EXHAUSTED: &str = "retries_exhausted";
+}
+
+/// Posts messages: one HTTP client (connection pool, TLS roots, the SSRF guard in its
+/// resolver) for every endpoint. Cheap to clone.
+#[derive(Clone)]
+pub struct Sender {
+    client: reqwest::Client,
+    policy: Arc<AddressPolicy>,
+    disable_after: u32,
+}
+
+impl Sender {
+    pub fn new(config: &EndpointsConfig) -> Result<Sender, EndpointError> {
+        let policy = Arc::new(config.address_policy());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| EndpointError::Client(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .dns_resolver(GuardedResolver(policy.clone()))
+            // A redirect could point anywhere, an IP literal included; the spec treats 3xx
+            // as a failure anyway.
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
+            .timeout(config.timeout)
+            .user_agent(concat!("belfry/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| EndpointError::Client(chain(&e)))?;
+        Ok(Sender {
+            client,
+            policy,
+            disable_after: config.disable_after.max(1),
+        })
+    }
+
+    pub(crate) fn policy(&self) -> &AddressPolicy {
+        &self.policy
+    }
+
+    /// Posts the message once, if it and its endpoint still want it. Writes nothing.
+    #[tracing::instrument(skip(self, db))]
+    pub(crate) async fn attempt(&self, db: &Db, message_id: &str) -> Result<Attempted, StoreError> {
+        let row = sqlx::query(
+            "SELECT m.payload, m.status, m.attempts, m.endpoint_id, e.url, e.secret, e.enabled
+             FROM endpoint_messages m JOIN endpoints e ON e.id = m.endpoint_id
+             WHERE m.id = $1",
+        )
+        .bind(message_id)
+        .fetch_optional(db)
+        .await?;
+        let Some(row) = row else {
+            return Ok(Attempted::Gone(
+                "the message or its endpoint was deleted".into(),
+            ));
+        };
+        let endpoint_id: String = row.get("endpoint_id");
+        if row.get::<String, _>("status") != status::PENDING {
+            return Ok(Attempted::Gone("the message is no longer pending".into()));
+        }
+        if row.get::<i64, _>("enabled") == 0 {
+            return Ok(Attempted::Disabled {
+                message_id: message_id.to_string(),
+            });
+        }
+        let payload: String = row.get("payload");
+        let url: String = row.get("url");
+        let secret: String = row.get("secret");
+        let attempt = row.get::<i64, _>("attempts") + 1;
+        let started_at = store::now();
+        let clock = Instant::now();
+        let result = self.post(message_id, &url, &secret, &payload).await;
+        let duration_ms = clock.elapsed().as_millis() as i64;
+        let (status_code, response, error) = match result {
+            Ok((code, body)) if (200..300).contains(&code) => (Some(code), Some(body), None),
+            Ok((code, body)) => (
+                Some(code),
+                Some(body),
+                Some(format!("the endpoint answered {code}")),
+            ),
+            Err(e) => (None, None, Some(e)),
+        };
+        tracing::info!(
+            endpoint = %endpoint_id, attempt, status = ?status_code, error = ?error,
+            "endpoint attempt"
+        );
+        Ok(Attempted::Tried(Tried {
+            message_id: message_id.to_string(),
+            endpoint_id,
+            attempt,
+            started_at,
+            duration_ms,
+            status_code,
+            response,
+            error,
+        }))
+    }
+
+    /// One signed POST: `webhook-id` is the message id (the same on every try, so a receiver
+    /// can drop repeats), `webhook-timestamp` this try's time, `webhook-signature` v1 HMAC.
+    async fn post(
+        &self,
+        id: &str,
+        url: &str,
+        secret: &str,
+        payload: &str,
+    ) -> Result<(i64, String), String> {
+        // Registered URLs were checked then; the allow-list may have shrunk since.
+        let url = self.policy.check_url(url)?;
+        let timestamp = store::now().timestamp();
+        let signature = standardwebhooks::Webhook::new(secret)
+            .and_then(|w| w.sign(id, timestamp, payload.as_bytes()))
+            .map_err(|e| format!("signing failed: {e}"))?;
+        let mut response = self
+            .client
+            .post(url)
+            .header("content-type", "application/json")
+            .header("webhook-id", id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(payload.to_string())
+            .send()
+            .await
+            .map_err(|e| chain(&e))?;
+        let code = response.status().as_u16() as i64;
+        let mut kept = Vec::new();
+        while kept.len() < KEEP_RESPONSE {
+            match response.chunk().await {
+                Ok(Some(chunk)) => kept.extend_from_slice(&chunk),
+                // The status decided the outcome; a body cut short does not change it.
+                Ok(None) | Err(_) => break,
+            }
+        }
+        kept.truncate(KEEP_RESPONSE);
+        Ok((code, String::from_utf8_lossy(&kept).into_owned()))
+    }
+}
+
+/// An error with its causes, which reqwest keeps in its source chain (the resolver's refusal,
+/// a connection refused, a timeout).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// What one `endpoint_send` job found or did.
+pub(crate) enum Attempted {
+    /// Nothing to do: the message was deleted or is no longer pending.
+    Gone(String),
+    /// The endpoint was disabled: nothing was sent, and the message ends.
+    Disabled {
+        message_id: String,
+    },
+    Tried(Tried),
+}
+
+pub(crate) struct Tried {
+    message_id: String,
+    endpoint_id: String,
+    attempt: i64,
+    started_at: DateTime<Utc>,
+    duration_ms: i64,
+    status_code: Option<i64>,
+    response: Option<String>,
+    /// `None` when the endpoint answered 2xx.
+    error: Option<String>,
+}
+
+/// Writes what an attempt did (see the module comment). Returns whether the job was put back
+/// for a later try.
+pub(crate) async fn commit(
+    tx: &mut Conn,
+    sender: &Sender,
+    job: &Leased,
+    attempted: Attempted,
+) -> Result<bool, StoreError> {
+    let now = store::time_text(store::now());
+    let t = match attempted {
+        Attempted::Gone(why) => {
+            queue::finish(tx, job).await?;
+            tracing::info!(job = %job.id, %why, "endpoint job dropped");
+            return Ok(false);
+        }
+        Attempted::Disabled { message_id } => {
+            if queue::finish(tx, job).await? {
+                end_message(
+                    tx,
+                    &message_id,
+                    status::FAILED,
+                    Some(status::ENDPOINT_DISABLED),
+                    None,
+                    &now,
+                )
+                .await?;
+            }
+            return Ok(false);
+        }
+        Attempted::Tried(t) => t,
+    };
+    // The attempt happened whether or not this worker still holds the job.
+    sqlx::query(
+        "INSERT INTO endpoint_attempts (id, message_id, attempt, started_at, duration_ms, status_code, error, response)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(store::new_id())
+    .bind(&t.message_id)
+    .bind(t.attempt)
+    .bind(store::time_text(t.started_at))
+    .bind(t.duration_ms)
+    .bind(t.status_code)
+    .bind(&t.error)
+    .bind(&t.response)
+    .execute(&mut *tx)
+    .await?;
+    metrics::counter!(crate::metrics::ENDPOINT_ATTEMPTS, "outcome" => if t.error.is_none() { "delivered" } else { "failed" }).increment(1);
+
+    let Some(error) = &t.error else {
+        sqlx::query("UPDATE endpoints SET failure_streak = 0, updated_at = $1 WHERE id = $2")
+            .bind(&now)
+            .bind(&t.endpoint_id)
+            .execute(&mut *tx)
+            .await?;
+        if queue::finish(tx, job).await? {
+            end_message(
+                tx,
+                &t.message_id,
+                status::DELIVERED,
+                None,
+                Some(t.attempt),
+                &now,
+            )
+            .await?;
+        }
+        return Ok(false);
+    };
+
+    // A failure lengthens the endpoint's run; a run long enough disables it.
+    let row = sqlx::query(
+        "UPDATE endpoints SET failure_streak = failure_streak + 1, updated_at = $1 WHERE id = $2
+         RETURNING failure_streak, enabled",
+    )
+    .bind(&now)
+    .bind(&t.endpoint_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let (streak, enabled) = row
+        .map(|r| {
+            (
+                r.get::<i64, _>("failure_streak"),
+                r.get::<i64, _>("enabled") == 1,
+            )
+        })
+        .unwrap_or((0, false));
+    let mut disabled = !enabled;
+    if enabled && streak >= sender.disable_after as i64 {
+        let why = format!("disabled after {streak} failed attempts in a row; the last: {error}");
+        sqlx::query(
+            "UPDATE endpoints SET enabled = 0, disabled_reason = $1, disabled_at = $2 WHERE id = $3",
+        )
+        .bind(&why)
+        .bind(&now)
+        .bind(&t.endpoint_id)
+        .execute(&mut *tx)
+        .await?;
+        tracing::warn!(endpoint = %t.endpoint_id, streak, "endpoint disabled");
+        disabled = true;
+    }
+
+    let next = match () {
+        _ if disabled => Err(status::ENDPOINT_DISABLED),
+        _ if t.attempt >= MAX_ATTEMPTS => Err(status::RETRIES_EXHAUSTED),
+        _ => Ok(store::now()
+            + chrono::Duration::from_std(SCHEDULE[(t.attempt - 1) as usize])
+                .expect("the schedule fits")),
+    };
+    match next {
+        Ok(at) => {
+            if !queue::reschedule(tx, job, at, job_state::RETRYING, None, Some(error), false)
+                .await?
+            {
+                return Ok(false);
+            }
+            sqlx::query(
+                "UPDATE endpoint_messages SET status_reason = $1, attempts = $2, next_attempt_at = $3, updated_at = $4
+                 WHERE id = $5",
+            )
+            .bind(status::RETRYING)
+            .bind(t.attempt)
+            .bind(store::time_text(at))
+            .bind(&now)
+            .bind(&t.message_id)
+            .execute(&mut *tx)
+            .await?;
+            Ok(true)
+        }
+        Err(reason) => {
+            if queue::finish(tx, job).await? {
+                end_message(
+                    tx,
+                    &t.message_id,
+                    status::FAILED,
+                    Some(reason),
+                    Some(t.attempt),
+                    &now,
+                )
+                .await?;
+            }
+            Ok(false)
+        }
+    }
+}
+
+async fn end_message(
+    tx: &mut Conn,
+    id: &str,
+    status: &str,
+    reason: Option<&str>,
+    attempts: Option<i64>,
+    now: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE endpoint_messages SET status = $1, status_reason = $2, attempts = COALESCE($3, attempts),
+                next_attempt_at = NULL, updated_at = $4
+         WHERE id = $5",
+    )
+    .bind(status)
+    .bind(reason)
+    .bind(attempts)
+    .bind(now)
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schedule_is_the_specs_example() {
+        let secs: Vec<u64> = SCHEDULE.iter().map(|d| d.as_secs()).collect();
+        assert_eq!(secs, [5, 300, 1800, 7200, 18000, 36000, 36000]);
+        assert_eq!(MAX_ATTEMPTS, 8);
+    }
+}
