@@ -12,7 +12,7 @@ mod common;
 use belfry::Engine;
 use belfry::host::dispatch::WorkerConfig;
 use belfry::serve::{Running, ServeConfig};
-use common::{Backend, World, world};
+use common::{Backend, World, world_with};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -29,7 +29,11 @@ struct Api {
 }
 
 async fn serve(backend: Backend, tweak: impl FnOnce(&mut ServeConfig)) -> Api {
-    let w = world(backend).await;
+    // Outbound webhook endpoints in these tests listen on 127.0.0.1, which must be allowed.
+    let w = world_with(backend, |c| {
+        c.endpoints.allow_networks = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
     let mut config = ServeConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         workers: None,
@@ -1249,7 +1253,143 @@ async fn plugins_load_at_runtime(backend: Backend) {
     api.stop().await;
 }
 
+// ---- outbound lifecycle webhooks ---------------------------------------------------------
+
+/// An endpoint on 127.0.0.1 that records each request's headers and body and answers 204.
+async fn recording_endpoint() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, Vec<u8>)>>>,
+) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = seen.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let keep = keep.clone();
+                async move {
+                    keep.lock().unwrap().push((headers, body.to_vec()));
+                    axum::http::StatusCode::NO_CONTENT
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, seen)
+}
+
+async fn endpoints_over_http(backend: Backend) {
+    let api = serve(backend, |_| {}).await;
+    let (url, seen) = recording_endpoint().await;
+
+    let (s, created) = api
+        .post(
+            "/v1/endpoints",
+            json!({"url": url, "events": ["delivery.*"], "description": "app"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    let secret = created["secret"].as_str().unwrap().to_string();
+    assert!(secret.starts_with("whsec_"), "{created}");
+    assert_eq!(created["tenant"], "acme");
+    assert_eq!(created["enabled"], true);
+
+    // Bad input names the field, and stores nothing.
+    let private = api
+        .post(
+            "/v1/endpoints",
+            json!({"url": "http://10.1.2.3/x", "events": ["*"]}),
+        )
+        .await;
+    let message = error(&private, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    assert!(message.contains("private"), "{message}");
+    assert_eq!(private.1["error"]["field"], "url");
+    let unknown = api
+        .post(
+            "/v1/endpoints",
+            json!({"url": url, "events": ["delivery.sennt"]}),
+        )
+        .await;
+    error(&unknown, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    assert_eq!(unknown.1["error"]["field"], "events");
+    let (_, list) = api.get("/v1/endpoints").await;
+    assert_eq!(list["endpoints"].as_array().unwrap().len(), 1, "{list}");
+    assert!(
+        list["endpoints"][0].get("secret").is_none(),
+        "lists hide secrets"
+    );
+    let (s, got) = api.get(&format!("/v1/endpoints/{id}/secret")).await;
+    assert_eq!(
+        (s, got["secret"].as_str()),
+        (StatusCode::OK, Some(secret.as_str()))
+    );
+
+    // Another tenant sees none of it.
+    let (_, other) = api.engine().create_key(Some("other"), "t").await.unwrap();
+    let hidden = api
+        .as_key(Method::GET, &format!("/v1/endpoints/{id}"), &other, None)
+        .await;
+    error(&hidden, StatusCode::NOT_FOUND, "not_found");
+
+    // A delivery's lifecycle reaches the endpoint, signed.
+    api.mention(&["u-1"]).await;
+    api.engine().dispatch_pending().await.unwrap();
+    let requests = seen.lock().unwrap().clone();
+    assert_eq!(requests.len(), 1);
+    standardwebhooks::Webhook::new(&secret)
+        .unwrap()
+        .verify(&requests[0].1, &requests[0].0)
+        .unwrap();
+    let (s, m) = api
+        .get(&format!("/v1/endpoints/{id}/messages?limit=5"))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{m}");
+    assert_eq!(m["messages"][0]["event_type"], "delivery.sent", "{m}");
+    assert_eq!(m["messages"][0]["status"], "delivered", "{m}");
+    assert_eq!(m["messages"][0]["tries"][0]["status_code"], 204, "{m}");
+    let bad_limit = api
+        .get(&format!("/v1/endpoints/{id}/messages?limit=0"))
+        .await;
+    error(&bad_limit, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+
+    // Disabled by hand: no new messages; enabled again: they flow.
+    let (s, off) = api
+        .post(&format!("/v1/endpoints/{id}/disable"), json!({}))
+        .await;
+    assert_eq!(
+        (s, off["enabled"].as_bool()),
+        (StatusCode::OK, Some(false)),
+        "{off}"
+    );
+    api.mention(&["u-2"]).await;
+    api.engine().dispatch_pending().await.unwrap();
+    assert_eq!(seen.lock().unwrap().len(), 1);
+    let (_, on) = api
+        .post(&format!("/v1/endpoints/{id}/enable"), json!({}))
+        .await;
+    assert_eq!(on["enabled"], true, "{on}");
+    api.mention(&["u-3"]).await;
+    api.engine().dispatch_pending().await.unwrap();
+    assert_eq!(seen.lock().unwrap().len(), 2);
+
+    let (s, _) = api
+        .send(api.request(
+            Method::DELETE,
+            &format!("/v1/endpoints/{id}"),
+            Some(&api.key),
+        ))
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let gone = api.get(&format!("/v1/endpoints/{id}")).await;
+    error(&gone, StatusCode::NOT_FOUND, "not_found");
+    api.stop().await;
+}
+
 on_both_backends!(
+    endpoints_over_http,
     health_ready_and_metrics,
     keys_tenants_and_isolation,
     triggers_and_bad_input,

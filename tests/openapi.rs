@@ -49,6 +49,14 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/webhooks/{tenant}/{adapter}"),
     ("post", "/v1/unsubscribe/{token}"),
     ("get", "/v1/unsubscribe/{token}"),
+    ("get", "/v1/endpoints"),
+    ("post", "/v1/endpoints"),
+    ("get", "/v1/endpoints/{id}"),
+    ("delete", "/v1/endpoints/{id}"),
+    ("get", "/v1/endpoints/{id}/secret"),
+    ("get", "/v1/endpoints/{id}/messages"),
+    ("post", "/v1/endpoints/{id}/enable"),
+    ("post", "/v1/endpoints/{id}/disable"),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -118,30 +118,52 @@ pub async fn secret(
 
 #[utoipa::path(
     post,
-    path = "/v1/endpoints/{id}/{action}",
+    path = "/v1/endpoints/{id}/enable",
     tag = "endpoints",
-    summary = "Enable an endpoint again (its run of failures starts over), or disable it",
-    params(
-        ("id" = String, Path, description = "endpoint id"),
-        ("action" = String, Path, description = "`enable` or `disable`"),
-    ),
+    summary = "Enable an endpoint again: its run of failures starts over and new events reach it",
+    params(("id" = String, Path, description = "endpoint id")),
     responses(
         (status = 200, description = "the endpoint as it is now", body = Endpoint),
         KeyErrors,
-        (status = 404, description = "no such id in the caller's tenant, or no such action", body = ErrorBody),
+        (status = 404, description = "no such id in the caller's tenant", body = ErrorBody),
     ),
     security(("api_key" = [])),
 )]
-pub async fn switch(
+pub async fn enable(
     State(state): State<AppState>,
     caller: Caller,
-    Path((id, action)): Path<(String, String)>,
+    Path(id): Path<String>,
 ) -> Result<Json<Endpoint>, ApiError> {
-    let enabled = match action.as_str() {
-        "enable" => true,
-        "disable" => false,
-        other => return Err(ApiError::not_found("endpoint action", other)),
-    };
+    switch(state, caller, id, true).await
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/endpoints/{id}/disable",
+    tag = "endpoints",
+    summary = "Stop posting to an endpoint until it is enabled again",
+    params(("id" = String, Path, description = "endpoint id")),
+    responses(
+        (status = 200, description = "the endpoint as it is now", body = Endpoint),
+        KeyErrors,
+        (status = 404, description = "no such id in the caller's tenant", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
+pub async fn disable(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Endpoint>, ApiError> {
+    switch(state, caller, id, false).await
+}
+
+async fn switch(
+    state: AppState,
+    caller: Caller,
+    id: String,
+    enabled: bool,
+) -> Result<Json<Endpoint>, ApiError> {
     Ok(Json(
         state
             .engine

@@ -121,7 +121,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/endpoints/{id}/secret", get(endpoints::secret))
         .route("/endpoints/{id}/messages", get(endpoints::messages))
-        .route("/endpoints/{id}/{action}", post(endpoints::switch))
+        .route("/endpoints/{id}/enable", post(endpoints::enable))
+        .route("/endpoints/{id}/disable", post(endpoints::disable))
         .route(
             "/unsubscribe/{token}",
             post(unsubscribe::one_click).get(unsubscribe::page),

@@ -4,13 +4,12 @@
 //! non-public addresses are refused unless an operator allows their network in config.
 //!
 //! The check is made twice: on the URL when an endpoint is registered (an IP literal), and on
-//! every address a host name resolves to at send time, inside the HTTP client's resolver, so
-//! the connection goes only to an address that was checked (a name that resolves to a public
+//! every address a host name resolves to at send time, right before connecting to it, so the
+//! connection goes only to an address that was checked (a name that resolves to a public
 //! address when registered and to a private one later gets nowhere).
 
 use ipnet::IpNet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
 
 /// The operator's allow-list of networks endpoints may reach despite being non-public.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -123,42 +122,39 @@ fn non_public_v6(ip: Ipv6Addr) -> Option<&'static str> {
     })
 }
 
-/// The HTTP client's resolver: the system's answer, with every address the policy refuses
-/// taken out; a name left with none fails the attempt with the reason.
-pub(crate) struct GuardedResolver(pub Arc<AddressPolicy>);
-
-impl reqwest::dns::Resolve for GuardedResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let policy = self.0.clone();
-        Box::pin(async move {
-            let host = name.as_str().to_string();
-            let found: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let mut refused = Vec::new();
-            let allowed: Vec<SocketAddr> = found
-                .into_iter()
-                .filter(|a| match policy.permits(a.ip()) {
-                    Ok(()) => true,
-                    Err(why) => {
-                        refused.push(why);
-                        false
-                    }
-                })
-                .collect();
-            if allowed.is_empty() {
-                let why = if refused.is_empty() {
-                    format!("{host} has no address")
-                } else {
-                    format!(
-                        "{host} resolves only to refused addresses: {}",
-                        refused.join("; ")
-                    )
-                };
-                return Err(why.into());
+/// The addresses `host` resolves to that `policy` permits, in the resolver's order; none
+/// fails the attempt with the reasons. An IP literal is judged as itself.
+pub(crate) async fn resolve(
+    policy: &AddressPolicy,
+    host: &str,
+    port: u16,
+) -> Result<Vec<SocketAddr>, String> {
+    let found: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| format!("{host} could not be resolved: {e}"))?
+        .collect();
+    let mut refused = Vec::new();
+    let allowed: Vec<SocketAddr> = found
+        .into_iter()
+        .filter(|a| match policy.permits(a.ip()) {
+            Ok(()) => true,
+            Err(why) => {
+                refused.push(why);
+                false
             }
-            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
         })
+        .collect();
+    if allowed.is_empty() {
+        return Err(if refused.is_empty() {
+            format!("{host} has no address")
+        } else {
+            format!(
+                "{host} resolves only to refused addresses: {}",
+                refused.join("; ")
+            )
+        });
     }
+    Ok(allowed)
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! endpoint's run of failures, and either the next try on the Standard Webhooks schedule or
 //! the end of the message.
 
-use super::guard::{AddressPolicy, GuardedResolver};
+use super::guard::AddressPolicy;
 use super::{EndpointError, EndpointsConfig};
 use crate::dispatch::queue::{self, Leased, job_state};
 use crate::store::{self, Conn, Db, StoreError};
@@ -45,18 +45,20 @@ pub mod status {
     pub const RETRIES_EXHAUSTED: &str = "retries_exhausted";
 }
 
-/// Posts messages: one HTTP client (connection pool, TLS roots, the SSRF guard in its
-/// resolver) for every endpoint. Cheap to clone.
+/// Posts messages: the TLS roots and the SSRF policy, shared by every attempt. Cheap to clone.
+///
+/// Each attempt resolves the endpoint's host, keeps the addresses the policy permits, and
+/// connects to one of those itself, so no later lookup can swap in another address.
 #[derive(Clone)]
 pub struct Sender {
-    client: reqwest::Client,
+    tls: tokio_rustls::TlsConnector,
     policy: Arc<AddressPolicy>,
     disable_after: u32,
+    timeout: Duration,
 }
 
 impl Sender {
     pub fn new(config: &EndpointsConfig) -> Result<Sender, EndpointError> {
-        let policy = Arc::new(config.address_policy());
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let roots = rustls::RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
@@ -66,22 +68,11 @@ impl Sender {
             .map_err(|e| EndpointError::Client(e.to_string()))?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        let client = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .dns_resolver(GuardedResolver(policy.clone()))
-            // A redirect could point anywhere, an IP literal included; the spec treats 3xx
-            // as a failure anyway.
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
-            .timeout(config.timeout)
-            .user_agent(concat!("belfry/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| EndpointError::Client(chain(&e)))?;
         Ok(Sender {
-            client,
-            policy,
+            tls: tokio_rustls::TlsConnector::from(Arc::new(tls)),
+            policy: Arc::new(config.address_policy()),
             disable_after: config.disable_after.max(1),
+            timeout: config.timeout,
         })
     }
 
@@ -149,6 +140,7 @@ impl Sender {
 
     /// One signed POST: `webhook-id` is the message id (the same on every try, so a receiver
     /// can drop repeats), `webhook-timestamp` this try's time, `webhook-signature` v1 HMAC.
+    /// A redirect is not followed (it could point anywhere); like any non-2xx it is a failure.
     async fn post(
         &self,
         id: &str,
@@ -162,45 +154,110 @@ impl Sender {
         let signature = standardwebhooks::Webhook::new(secret)
             .and_then(|w| w.sign(id, timestamp, payload.as_bytes()))
             .map_err(|e| format!("signing failed: {e}"))?;
-        let mut response = self
-            .client
-            .post(url)
-            .header("content-type", "application/json")
+        let host = match url.host() {
+            Some(url::Host::Domain(d)) => d.to_string(),
+            Some(url::Host::Ipv4(ip)) => ip.to_string(),
+            Some(url::Host::Ipv6(ip)) => ip.to_string(),
+            None => return Err("the URL has no host".into()),
+        };
+        let port = url.port_or_known_default().unwrap_or(80);
+        let authority = match url.port() {
+            Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
+            None => url.host_str().unwrap_or_default().to_string(),
+        };
+        let target = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_string(),
+        };
+        let request = http::Request::post(target)
+            .header(http::header::HOST, authority)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(
+                http::header::USER_AGENT,
+                concat!("belfry/", env!("CARGO_PKG_VERSION")),
+            )
             .header("webhook-id", id)
             .header("webhook-timestamp", timestamp.to_string())
             .header("webhook-signature", signature)
-            .body(payload.to_string())
-            .send()
+            .body(http_body_util::Full::new(bytes::Bytes::from(
+                payload.to_string(),
+            )))
+            .map_err(|e| format!("bad request: {e}"))?;
+        let https = url.scheme() == "https";
+        let attempt = async {
+            let addrs = super::guard::resolve(&self.policy, &host, port).await?;
+            let stream = connect(&addrs).await?;
+            if https {
+                let name = rustls::pki_types::ServerName::try_from(host.clone())
+                    .map_err(|e| format!("`{host}` is not a TLS server name: {e}"))?;
+                let tls = self
+                    .tls
+                    .connect(name, stream)
+                    .await
+                    .map_err(|e| format!("TLS with {host} failed: {e}"))?;
+                exchange(tls, request).await
+            } else {
+                exchange(stream, request).await
+            }
+        };
+        tokio::time::timeout(self.timeout, attempt)
             .await
-            .map_err(|e| chain(&e))?;
+            .map_err(|_| format!("no answer within {} s", self.timeout.as_secs()))?
+    }
+}
+
+/// Connects to the first address that answers.
+async fn connect(addrs: &[std::net::SocketAddr]) -> Result<tokio::net::TcpStream, String> {
+    let mut last = String::from("no address to connect to");
+    for a in addrs {
+        match tokio::net::TcpStream::connect(a).await {
+            Ok(s) => return Ok(s),
+            Err(e) => last = format!("connecting to {a} failed: {e}"),
+        }
+    }
+    Err(last)
+}
+
+/// Sends one HTTP/1.1 request on `io` and reads the status and the start of the body.
+async fn exchange<S>(
+    io: S,
+    request: http::Request<http_body_util::Full<bytes::Bytes>>,
+) -> Result<(i64, String), String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use http_body_util::BodyExt;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
+            .await
+            .map_err(|e| format!("HTTP handshake failed: {e}"))?;
+    // The connection is driven beside the request and dropped with it.
+    let driver = tokio::spawn(connection);
+    let result = async {
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| format!("the request failed: {e}"))?;
         let code = response.status().as_u16() as i64;
+        let mut body = response.into_body();
         let mut kept = Vec::new();
         while kept.len() < KEEP_RESPONSE {
-            match response.chunk().await {
-                Ok(Some(chunk)) => kept.extend_from_slice(&chunk),
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Some(data) = frame.data_ref() {
+                        kept.extend_from_slice(data);
+                    }
+                }
                 // The status decided the outcome; a body cut short does not change it.
-                Ok(None) | Err(_) => break,
+                Some(Err(_)) | None => break,
             }
         }
         kept.truncate(KEEP_RESPONSE);
         Ok((code, String::from_utf8_lossy(&kept).into_owned()))
     }
-}
-
-/// An error with its causes, which reqwest keeps in its source chain (the resolver's refusal,
-/// a connection refused, a timeout).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
+    .await;
+    driver.abort();
+    result
 }
 
 /// What one `endpoint_send` job found or did.
