@@ -796,3 +796,90 @@ fn a_workflow_through_the_cli() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("payload"), "{}", stderr(&o));
 }
+
+#[test]
+fn endpoints_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| belfry(dir.path(), args);
+    // Loopback is refused unless the operator allows it, and the error says how.
+    let o = run(&[
+        "endpoints",
+        "add",
+        "http://127.0.0.1:9/hook",
+        "--events",
+        "delivery.*",
+    ]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("loopback") && e.contains("endpoint_allow_networks"),
+        "{e}"
+    );
+    let o = run(&[
+        "endpoints",
+        "add",
+        "https://hooks.example.com/x",
+        "--events",
+        "delivery.sentt",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("`delivery.sentt`"), "{}", stderr(&o));
+    let o = run(&[
+        "--endpoint-allow-networks",
+        "10.0.0.0/33",
+        "endpoints",
+        "list",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("10.0.0.0/33"), "{}", stderr(&o));
+
+    let o = run(&[
+        "--endpoint-allow-networks",
+        "127.0.0.1",
+        "--json",
+        "endpoints",
+        "add",
+        "http://127.0.0.1:9/hook",
+        "--events",
+        "delivery.*",
+        "--events",
+        "inbox.read",
+        "--tenant",
+        "acme",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let created = json(&o);
+    let id = created["id"].as_str().unwrap().to_string();
+    assert!(created["secret"].as_str().unwrap().starts_with("whsec_"));
+    assert_eq!(
+        created["events"],
+        serde_json::json!(["delivery.*", "inbox.read"])
+    );
+
+    let o = run(&["--json", "endpoints", "list", "--tenant", "acme"]);
+    assert_eq!(json(&o).as_array().unwrap().len(), 1);
+    let o = run(&["endpoints", "list"]);
+    assert!(
+        stdout(&o).contains("no endpoints"),
+        "the default tenant has none"
+    );
+    let o = run(&["endpoints", "secret", &id]);
+    assert_eq!(stdout(&o).trim(), created["secret"].as_str().unwrap());
+    let o = run(&["endpoints", "disable", &id]);
+    assert!(stdout(&o).contains("disabled by hand"), "{}", stdout(&o));
+    let o = run(&["--json", "endpoints", "enable", &id]);
+    assert_eq!(json(&o)["enabled"], true);
+    let o = run(&["endpoints", "messages", &id]);
+    assert!(stdout(&o).contains("no messages"), "{}", stdout(&o));
+    let o = run(&["endpoints", "events"]);
+    assert!(stdout(&o).lines().any(|l| l == "delivery.bounced"));
+    let o = run(&["endpoints", "remove", &id]);
+    assert!(o.status.success());
+    let o = run(&["endpoints", "get", &id]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("no endpoint has the id"),
+        "{}",
+        stderr(&o)
+    );
+}

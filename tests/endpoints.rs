@@ -16,7 +16,10 @@ use belfry::{Engine, TriggerRequest};
 use common::{Backend, World, count, world_with};
 use serde_json::{Value, json};
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+use tokio::io::AsyncBufReadExt;
 
 const TENANT: &str = "default";
 
@@ -433,7 +436,123 @@ async fn endpoints_are_managed_per_tenant(b: Backend) {
     assert_eq!(count(&w.engine, "endpoints").await, 0);
 }
 
+// ---- the official Python package ---------------------------------------------------------
+
+/// The venv's python with `standardwebhooks`, or why there is none (set up once per binary).
+fn python() -> Result<&'static Path, &'static str> {
+    static PYTHON: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            let here = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/standardwebhooks");
+            let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("standardwebhooks-venv");
+            let out = std::process::Command::new("bash")
+                .arg(here.join("setup.sh"))
+                .arg(&venv)
+                .output()
+                .map_err(|e| format!("cannot run tests/standardwebhooks/setup.sh: {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "tests/standardwebhooks/setup.sh failed ({}): {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+            Ok(venv.join("bin/python"))
+        })
+        .as_deref()
+        .map_err(String::as_str)
+}
+
+async fn python_standardwebhooks_verifies_every_request(b: Backend) {
+    let python = match python() {
+        Ok(p) => p,
+        // `.ci/run` sets BELFRY_TEST_PYTHON=1: there a missing package is a failure.
+        Err(why) if std::env::var("BELFRY_TEST_PYTHON").as_deref() != Ok("1") => {
+            eprintln!("SKIPPED: the standardwebhooks Python package is not available: {why}");
+            return;
+        }
+        Err(why) => panic!("{why}"),
+    };
+    let secret_file = tempfile::NamedTempFile::new().unwrap();
+    let mut child = tokio::process::Command::new(python)
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/standardwebhooks/receiver.py"))
+        .arg(secret_file.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starting tests/standardwebhooks/receiver.py");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut next = async || {
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("receiver.py answers within 20 s")
+            .unwrap()
+            .expect("receiver.py is running");
+        line
+    };
+    let ready = next().await;
+    let port: u16 = ready
+        .strip_prefix("READY ")
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("unexpected first line from receiver.py: {ready}"));
+
+    let w = world(b, 20).await;
+    let e = w
+        .engine
+        .add_endpoint(
+            TENANT,
+            &format!("http://127.0.0.1:{port}/"),
+            &["*".into()],
+            None,
+        )
+        .await
+        .unwrap();
+    std::fs::write(secret_file.path(), &e.secret).unwrap();
+    welcome(&w.engine, "u1").await;
+    let item = w.engine.inbox(TENANT, "u1").await.unwrap().remove(0);
+    w.engine.mark_read(TENANT, "u1", &item.id).await.unwrap();
+    w.engine.dispatch_pending().await.unwrap();
+    let mut verified = Vec::new();
+    for _ in 0..2 {
+        let report: Value = serde_json::from_str(&next().await).unwrap();
+        assert_eq!(
+            report["ok"], true,
+            "the official package refused it: {report}"
+        );
+        verified.push((
+            report["type"].as_str().unwrap().to_string(),
+            report["id"].clone(),
+        ));
+    }
+    let m = messages(&w.engine, &e.endpoint.id).await;
+    let expect: Vec<(String, Value)> = m
+        .iter()
+        .map(|m| (m.event_type.clone(), Value::from(m.id.clone())))
+        .collect();
+    assert_eq!(verified, expect);
+    assert_eq!(expect[0].0, "delivery.sent");
+    assert_eq!(expect[1].0, "inbox.read");
+    assert!(m.iter().all(|m| m.status == "delivered"));
+
+    // The check can fail: under another secret the package refuses belfry's signature, and
+    // the refusal (400) is a failed try to be retried.
+    std::fs::write(secret_file.path(), "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+    welcome(&w.engine, "u2").await;
+    let report: Value = serde_json::from_str(&next().await).unwrap();
+    assert_eq!(report["ok"], false, "{report}");
+    assert!(
+        report["error"].as_str().unwrap().contains("signature"),
+        "{report}"
+    );
+    let last = messages(&w.engine, &e.endpoint.id).await.pop().unwrap();
+    assert_eq!(last.status_reason.as_deref(), Some("retrying"));
+    assert_eq!(last.tries[0].status_code, Some(400));
+    drop(child.stdin.take());
+}
+
 on_both_backends!(
+    python_standardwebhooks_verifies_every_request,
     events_reach_subscribers_signed_and_explained,
     failures_retry_on_the_schedule_until_the_last_try,
     a_run_of_failures_disables_until_enabled_by_hand,

@@ -156,6 +156,8 @@ async fn fixture_at(b: Backend, public_url: Option<String>) -> Fixture {
             ]),
         );
         c.public_url = public_url;
+        // Lifecycle webhook endpoints in these tests listen on 127.0.0.1.
+        c.endpoints.allow_networks = vec!["127.0.0.1/32".parse().unwrap()];
     })
     .await;
     Fixture { w, resend, twilio }
@@ -941,7 +943,100 @@ async fn webhooks_and_one_click_unsubscribe_over_http(b: Backend) {
     server.shutdown().await.unwrap();
 }
 
+/// What providers report goes on to the application's endpoints as lifecycle events, once per
+/// new ledger event (a provider's repeat publishes nothing), with the suppression it caused.
+async fn provider_feedback_reaches_lifecycle_endpoints(b: Backend) {
+    let f = fixture(b).await;
+    let e = f.engine();
+    let seen: Arc<Mutex<Vec<(HeaderMap, Vec<u8>)>>> = Arc::default();
+    let keep = seen.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        post(move |headers: HeaderMap, body: axum::body::Bytes| {
+            let keep = keep.clone();
+            async move {
+                keep.lock().unwrap().push((headers, body.to_vec()));
+                AxumStatus::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let endpoint = e
+        .add_endpoint(
+            TENANT,
+            &url,
+            &["delivery.delivered, delivery.opened, delivery.bounced, suppression.added".into()],
+            None,
+        )
+        .await
+        .unwrap();
+
+    let (email, _) = ship(&f, "L-1", "lea").await;
+    let message_id = email["provider_message_id"].as_str().unwrap().to_string();
+    for (id, kind, extra) in [
+        ("msg_l1", "email.delivered", json!({})),
+        ("msg_l2", "email.opened", json!({})),
+        (
+            "msg_l3",
+            "email.bounced",
+            json!({"bounce": {"type": "Permanent", "subType": "General", "message": "no mailbox"}}),
+        ),
+    ] {
+        let body = resend_event(kind, &message_id, "2026-12-02T10:00:05.000Z", extra);
+        e.receive_webhook(TENANT, "resend", resend_hook(id, 0, &body))
+            .await
+            .unwrap();
+    }
+    // The provider repeats one: nothing new is published.
+    let again = resend_event(
+        "email.opened",
+        &message_id,
+        "2026-12-02T10:00:05.000Z",
+        json!({}),
+    );
+    e.receive_webhook(TENANT, "resend", resend_hook("msg_l2", 0, &again))
+        .await
+        .unwrap();
+    e.dispatch_pending().await.unwrap();
+
+    let got: Vec<Value> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(headers, body)| {
+            standardwebhooks::Webhook::new(&endpoint.secret)
+                .unwrap()
+                .verify(body, headers)
+                .unwrap();
+            serde_json::from_slice(body).unwrap()
+        })
+        .collect();
+    let mut types: Vec<&str> = got.iter().map(|v| v["type"].as_str().unwrap()).collect();
+    types.sort();
+    assert_eq!(
+        types,
+        [
+            "delivery.bounced",
+            "delivery.delivered",
+            "delivery.opened",
+            "suppression.added"
+        ],
+        "{got:?}"
+    );
+    let bounced = got
+        .iter()
+        .find(|v| v["type"] == "delivery.bounced")
+        .unwrap();
+    assert_eq!(bounced["data"]["bounce"], "hard");
+    assert_eq!(bounced["data"]["source"], "provider");
+    assert_eq!(bounced["data"]["delivery_id"], email["id"]);
+    assert_eq!(bounced["data"]["channel"], "email");
+}
+
 on_both_backends!(
+    provider_feedback_reaches_lifecycle_endpoints,
     webhooks_and_one_click_unsubscribe_over_http,
     resend_sends_and_its_webhooks_fold_into_the_delivery,
     an_orphan_event_is_reconciled_when_the_send_commits,
