@@ -484,12 +484,11 @@ async fn python_standardwebhooks_verifies_every_request(b: Backend) {
         .expect("starting tests/standardwebhooks/receiver.py");
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let mut next = async || {
-        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        tokio::time::timeout(Duration::from_secs(20), lines.next_line())
             .await
             .expect("receiver.py answers within 20 s")
             .unwrap()
-            .expect("receiver.py is running");
-        line
+            .expect("receiver.py is running")
     };
     let ready = next().await;
     let port: u16 = ready

@@ -948,7 +948,8 @@ async fn webhooks_and_one_click_unsubscribe_over_http(b: Backend) {
 async fn provider_feedback_reaches_lifecycle_endpoints(b: Backend) {
     let f = fixture(b).await;
     let e = f.engine();
-    let seen: Arc<Mutex<Vec<(HeaderMap, Vec<u8>)>>> = Arc::default();
+    type Requests = Arc<Mutex<Vec<(HeaderMap, Vec<u8>)>>>;
+    let seen: Requests = Arc::default();
     let keep = seen.clone();
     let app = axum::Router::new().route(
         "/hook",
