@@ -194,13 +194,41 @@ async fn events_reach_subscribers_signed_and_explained(b: Backend) {
     assert_eq!(body["data"]["source"], "recipient");
     assert_eq!(all.seen().len(), 1);
 
+    // A delivery policy stops is an event too, with the policy's reason.
+    w.engine
+        .add_suppression(
+            TENANT,
+            &belfry::host::policy::SuppressionTarget::Recipient {
+                id: "u9".into(),
+                channel: belfry::host::content::Channel::InApp,
+            },
+            belfry::host::policy::SuppressionReason::Manual,
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    let suppressed = welcome(&w.engine, "u9").await;
+    let seen = all.seen();
+    assert_eq!(seen.len(), 2);
+    let body: Value = serde_json::from_slice(&seen[1].body).unwrap();
+    assert_eq!(body["type"], "delivery.suppressed", "{body}");
+    assert_eq!(body["data"]["delivery_id"], suppressed.as_str());
+    assert!(
+        body["data"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("suppress"),
+        "{body}"
+    );
+
     // Another tenant's events never reach this tenant's endpoints.
     w.engine
         .trigger(&TriggerRequest::new("welcome", json!({ "user": { "id": "u2" } })).tenant("other"))
         .await
         .unwrap();
     w.engine.dispatch_pending().await.unwrap();
-    assert_eq!(all.seen().len(), 1);
+    assert_eq!(all.seen().len(), 2);
 }
 
 async fn failures_retry_on_the_schedule_until_the_last_try(b: Backend) {

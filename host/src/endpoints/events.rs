@@ -324,5 +324,20 @@ mod tests {
             );
         }
         assert_eq!(of_trace(kind::DELIVERY_PLANNED, None), None);
+        assert_eq!(of_trace(crate::feedback::kind::FEEDBACK, Some("x")), None);
+        let engine = [
+            (kind::DELIVERY_SUCCEEDED, event_type::DELIVERY_SENT),
+            (kind::DELIVERY_FAILED, event_type::DELIVERY_FAILED),
+            (kind::DELIVERY_SUPPRESSED, event_type::DELIVERY_SUPPRESSED),
+            (kind::DELIVERY_CANCELLED, event_type::DELIVERY_CANCELLED),
+            (kind::INBOX_READ, event_type::INBOX_READ),
+        ];
+        for (trace, event) in engine {
+            assert_eq!(of_trace(trace, None), Some(event));
+        }
+        // Every published type is one an endpoint can subscribe to.
+        for t in ALL {
+            assert!(validate(&[t.to_string()]).is_ok());
+        }
     }
 }
