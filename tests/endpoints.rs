@@ -578,7 +578,51 @@ async fn python_standardwebhooks_verifies_every_request(b: Backend) {
     drop(child.stdin.take());
 }
 
+/// A background worker (the path `belfry worker` and `belfry serve` take) posts the events of
+/// deliveries it sends itself.
+async fn a_worker_posts_what_it_publishes(b: Backend) {
+    let w = world(b, 20).await;
+    let ep = Endpoint::start().await;
+    let e = w
+        .engine
+        .add_endpoint(TENANT, &ep.url, &["delivery.sent".into()], None)
+        .await
+        .unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let engine = w.engine.clone();
+    let worker = tokio::spawn(async move {
+        engine
+            .run_worker(
+                belfry::host::dispatch::WorkerConfig {
+                    poll: Duration::from_millis(50),
+                    ..Default::default()
+                },
+                stopped,
+            )
+            .await
+    });
+    for user in ["u1", "u2", "u3"] {
+        w.engine
+            .trigger(&TriggerRequest::new(
+                "welcome",
+                json!({ "user": { "id": user } }),
+            ))
+            .await
+            .unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while ep.seen().len() < 3 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.send(true).unwrap();
+    let report = worker.await.unwrap();
+    assert_eq!(ep.seen().len(), 3, "{report:?}");
+    let m = messages(&w.engine, &e.endpoint.id).await;
+    assert!(m.iter().all(|m| m.status == "delivered"), "{m:?}");
+}
+
 on_both_backends!(
+    a_worker_posts_what_it_publishes,
     python_standardwebhooks_verifies_every_request,
     events_reach_subscribers_signed_and_explained,
     failures_retry_on_the_schedule_until_the_last_try,
