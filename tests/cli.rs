@@ -873,6 +873,83 @@ fn endpoints_through_the_cli() {
     assert!(stdout(&o).contains("no messages"), "{}", stdout(&o));
     let o = run(&["endpoints", "events"]);
     assert!(stdout(&o).lines().any(|l| l == "delivery.bounced"));
+
+    // `belfry trigger` runs its event to the end, lifecycle webhooks included: a one-shot
+    // endpoint on 127.0.0.1 (answering 204) receives the signed `delivery.sent`.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let received = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let mut request = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Headers, then as much body as content-length says.
+        loop {
+            let n = conn.read(&mut buf).unwrap();
+            request.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&request).to_string();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse::<usize>().unwrap())
+                    })
+                    .unwrap_or(0);
+                if body.len() >= length || n == 0 {
+                    break;
+                }
+            }
+        }
+        conn.write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+            .unwrap();
+        String::from_utf8_lossy(&request).to_string()
+    });
+    let local = format!("http://127.0.0.1:{port}/hook");
+    let o = run(&[
+        "--endpoint-allow-networks",
+        "127.0.0.1",
+        "--json",
+        "endpoints",
+        "add",
+        &local,
+        "--events",
+        "delivery.sent",
+        "--tenant",
+        "acme",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let local_id = json(&o)["id"].as_str().unwrap().to_string();
+    let o = run(&[
+        "--endpoint-allow-networks",
+        "127.0.0.1",
+        "trigger",
+        "welcome",
+        "--tenant",
+        "acme",
+        "--data",
+        r#"{"user": {"id": "u1"}}"#,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let request = received.join().unwrap();
+    assert!(request.starts_with("POST /hook HTTP/1.1"), "{request}");
+    assert!(
+        request
+            .to_ascii_lowercase()
+            .contains("webhook-signature: v1,"),
+        "{request}"
+    );
+    assert!(request.contains(r#""type":"delivery.sent""#), "{request}");
+    let o = run(&["endpoints", "messages", &local_id]);
+    assert!(
+        stdout(&o).contains("delivery.sent delivered, 1 try"),
+        "{}",
+        stdout(&o)
+    );
+
     let o = run(&["endpoints", "remove", &id]);
     assert!(o.status.success());
     let o = run(&["endpoints", "get", &id]);

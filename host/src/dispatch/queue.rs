@@ -135,7 +135,8 @@ pub struct Leased {
 #[derive(Clone, Copy, Debug)]
 pub enum Scope<'a> {
     All,
-    /// Only the delivery jobs of one event (for running one trigger to completion in-process).
+    /// Only the jobs of one event's deliveries and of the lifecycle webhooks they published (for
+    /// running one trigger to completion in-process).
     Event(&'a str),
 }
 
@@ -156,8 +157,12 @@ pub async fn lease(
     let token = store::new_id();
     let scope_sql = match scope {
         Scope::All => "",
+        // Its deliveries, and the lifecycle webhooks their outcomes published.
         Scope::Event(_) => {
-            " AND kind = 'deliver' AND subject_id IN (SELECT id FROM deliveries WHERE event_id = $6)"
+            " AND ((kind = 'deliver' AND subject_id IN (SELECT id FROM deliveries WHERE event_id = $6))
+                OR (kind = 'endpoint_send' AND subject_id IN (
+                    SELECT m.id FROM endpoint_messages m JOIN deliveries d ON d.id = m.delivery_id
+                    WHERE d.event_id = $6)))"
         }
     };
     // `leased_from` and `rescued_from` record the row as it was: SET expressions see the old
