@@ -446,26 +446,7 @@ async fn ntfy_publishes_json_to_the_recipients_topic_and_maps_its_errors() {
 /// The venv's python with aiosmtpd, or why there is none (set up once per test binary).
 fn smtp_python() -> Result<&'static Path, &'static str> {
     static PYTHON: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    PYTHON
-        .get_or_init(|| {
-            let here = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/smtp");
-            let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("smtp-venv");
-            let out = std::process::Command::new("bash")
-                .arg(here.join("setup.sh"))
-                .arg(&venv)
-                .output()
-                .map_err(|e| format!("cannot run tests/smtp/setup.sh: {e}"))?;
-            if !out.status.success() {
-                return Err(format!(
-                    "tests/smtp/setup.sh failed ({}): {}",
-                    out.status,
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ));
-            }
-            Ok(venv.join("bin/python"))
-        })
-        .as_deref()
-        .map_err(String::as_str)
+    common::python_venv(&PYTHON, "smtp")
 }
 
 /// `tests/smtp/server.py` on a free port of 127.0.0.1; killed when dropped (and it exits by

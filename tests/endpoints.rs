@@ -469,26 +469,7 @@ async fn endpoints_are_managed_per_tenant(b: Backend) {
 /// The venv's python with `standardwebhooks`, or why there is none (set up once per binary).
 fn python() -> Result<&'static Path, &'static str> {
     static PYTHON: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    PYTHON
-        .get_or_init(|| {
-            let here = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/standardwebhooks");
-            let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("standardwebhooks-venv");
-            let out = std::process::Command::new("bash")
-                .arg(here.join("setup.sh"))
-                .arg(&venv)
-                .output()
-                .map_err(|e| format!("cannot run tests/standardwebhooks/setup.sh: {e}"))?;
-            if !out.status.success() {
-                return Err(format!(
-                    "tests/standardwebhooks/setup.sh failed ({}): {}",
-                    out.status,
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ));
-            }
-            Ok(venv.join("bin/python"))
-        })
-        .as_deref()
-        .map_err(String::as_str)
+    common::python_venv(&PYTHON, "standardwebhooks")
 }
 
 async fn python_standardwebhooks_verifies_every_request(b: Backend) {

@@ -168,3 +168,32 @@ pub async fn count(engine: &Engine, table: &str) -> i64 {
         .await
         .unwrap()
 }
+
+/// The python of a venv that `tests/<dir>/setup.sh` sets up under the target dir (once per
+/// test binary, kept in `cell`), or why there is none.
+pub fn python_venv(
+    cell: &'static std::sync::OnceLock<Result<PathBuf, String>>,
+    dir: &str,
+) -> Result<&'static std::path::Path, &'static str> {
+    cell.get_or_init(|| {
+        let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests")
+            .join(dir);
+        let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{dir}-venv"));
+        let out = std::process::Command::new("bash")
+            .arg(here.join("setup.sh"))
+            .arg(&venv)
+            .output()
+            .map_err(|e| format!("cannot run tests/{dir}/setup.sh: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "tests/{dir}/setup.sh failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(venv.join("bin/python"))
+    })
+    .as_deref()
+    .map_err(String::as_str)
+}

@@ -159,8 +159,9 @@ pub(crate) struct Lifecycle {
 /// event's tenant that subscribes to it, in the caller's transaction. Costs one indexed read
 /// per tenant when nobody subscribes.
 pub(crate) async fn publish(conn: &mut Conn, events: Vec<Lifecycle>) -> Result<(), StoreError> {
-    let mut tenants: Vec<&str> = events.iter().map(|e| e.tenant.as_str()).collect();
-    tenants.dedup();
+    // Each tenant once, however its events interleave with others'.
+    let tenants: std::collections::BTreeSet<&str> =
+        events.iter().map(|e| e.tenant.as_str()).collect();
     let mut written = 0usize;
     for tenant in tenants {
         let endpoints: Vec<(String, Vec<String>)> =
