@@ -1,5 +1,5 @@
 //! `belfry endpoints`: the outbound lifecycle webhooks of a tenant — register one (its secret
-//! is printed), list, show, enable again after a run of failures, disable, remove, and read
+//! is printed), list, show, enable again after a run of failures and recover what it missed, disable, remove, and read
 //! the messages sent to one with every try.
 
 use anyhow::Result;
@@ -36,6 +36,9 @@ pub enum EndpointsCommand {
     /// Enable an endpoint again (a run of failures disabled it, or someone did): its run of
     /// failures starts over and new events reach it.
     Enable { id: String },
+    /// Send again the messages an endpoint missed while it was disabled (it must be enabled);
+    /// each resumes its retry schedule where it was cut off.
+    Recover { id: String },
     /// Stop posting to an endpoint until it is enabled again.
     Disable { id: String },
     /// Delete an endpoint with its messages.
@@ -95,6 +98,14 @@ pub async fn run(engine: &Engine, command: EndpointsCommand, json: bool) -> Resu
         }
         EndpointsCommand::Enable { id } => {
             show(&engine.set_endpoint_enabled(None, &id, true).await?, json)?
+        }
+        EndpointsCommand::Recover { id } => {
+            let n = engine.recover_endpoint(None, &id).await?;
+            if json {
+                println!("{}", serde_json::json!({ "id": id, "recovered": n }));
+            } else {
+                println!("queued {n} message(s) of endpoint {id} again");
+            }
         }
         EndpointsCommand::Disable { id } => {
             show(&engine.set_endpoint_enabled(None, &id, false).await?, json)?

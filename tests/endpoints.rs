@@ -349,6 +349,14 @@ async fn a_run_of_failures_disables_until_enabled_by_hand(b: Backend) {
     assert_eq!(messages(&w.engine, &e.endpoint.id).await.len(), 3);
     assert_eq!(ep.seen().len(), 6);
 
+    // Its missed messages cannot be recovered while it is disabled.
+    assert!(matches!(
+        w.engine
+            .recover_endpoint(Some(TENANT), &e.endpoint.id)
+            .await,
+        Err(EndpointError::Disabled(_))
+    ));
+
     // Enabled by hand, it gets new events again.
     let now = w
         .engine
@@ -360,6 +368,30 @@ async fn a_run_of_failures_disables_until_enabled_by_hand(b: Backend) {
     assert_eq!(ep.seen().len(), 7);
     let m = messages(&w.engine, &e.endpoint.id).await;
     assert_eq!((m.len(), m[3].status.as_str()), (4, "delivered"));
+
+    // And the two messages it missed are sent again on request, once.
+    let recovered = w
+        .engine
+        .recover_endpoint(Some(TENANT), &e.endpoint.id)
+        .await
+        .unwrap();
+    assert_eq!(recovered, 2);
+    w.engine.dispatch_pending().await.unwrap();
+    assert_eq!(ep.seen().len(), 9);
+    let m = messages(&w.engine, &e.endpoint.id).await;
+    assert!(m.iter().all(|m| m.status == "delivered"), "{m:?}");
+    assert_eq!(
+        m[1].tries.len(),
+        3,
+        "u2's message resumed after its two failed tries"
+    );
+    assert_eq!(
+        w.engine
+            .recover_endpoint(Some(TENANT), &e.endpoint.id)
+            .await
+            .unwrap(),
+        0
+    );
 }
 
 async fn private_targets_are_refused_unless_allowed(b: Backend) {

@@ -1364,6 +1364,10 @@ async fn endpoints_over_http(backend: Backend) {
         (StatusCode::OK, Some(false)),
         "{off}"
     );
+    let early = api
+        .post(&format!("/v1/endpoints/{id}/recover"), json!({}))
+        .await;
+    error(&early, StatusCode::CONFLICT, "conflict");
     api.mention(&["u-2"]).await;
     api.engine().dispatch_pending().await.unwrap();
     assert_eq!(seen.lock().unwrap().len(), 1);
@@ -1374,6 +1378,15 @@ async fn endpoints_over_http(backend: Backend) {
     api.mention(&["u-3"]).await;
     api.engine().dispatch_pending().await.unwrap();
     assert_eq!(seen.lock().unwrap().len(), 2);
+    // Nothing was owed while it was off (it got no messages), so nothing is recovered.
+    let (s, r) = api
+        .post(&format!("/v1/endpoints/{id}/recover"), json!({}))
+        .await;
+    assert_eq!(
+        (s, r["recovered"].as_u64()),
+        (StatusCode::OK, Some(0)),
+        "{r}"
+    );
 
     let (s, _) = api
         .send(api.request(

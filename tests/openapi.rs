@@ -57,6 +57,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/endpoints/{id}/messages"),
     ("post", "/v1/endpoints/{id}/enable"),
     ("post", "/v1/endpoints/{id}/disable"),
+    ("post", "/v1/endpoints/{id}/recover"),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -806,6 +806,19 @@ impl Engine {
         endpoints::set_enabled(&self.db, tenant, id, enabled).await
     }
 
+    /// Sends again the messages an endpoint missed while it was disabled.
+    pub async fn recover_endpoint(
+        &self,
+        tenant: Option<&str>,
+        id: &str,
+    ) -> Result<u64, endpoints::EndpointError> {
+        let n = endpoints::recover(&self.db, tenant, id).await?;
+        if n > 0 {
+            self.wake.wake();
+        }
+        Ok(n)
+    }
+
     pub async fn remove_endpoint(
         &self,
         tenant: Option<&str>,

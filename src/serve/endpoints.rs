@@ -5,7 +5,7 @@ use super::AppState;
 use super::api::{Body, body};
 use super::auth::Caller;
 use super::error::{ApiError, Path};
-use super::openapi::{EndpointList, EndpointSecret, ErrorBody, KeyErrors, MessageList};
+use super::openapi::{EndpointList, EndpointSecret, ErrorBody, KeyErrors, MessageList, Recovered};
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -156,6 +156,32 @@ pub async fn disable(
     Path(id): Path<String>,
 ) -> Result<Json<Endpoint>, ApiError> {
     switch(state, caller, id, false).await
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/endpoints/{id}/recover",
+    tag = "endpoints",
+    summary = "Send again the messages an endpoint missed while it was disabled",
+    params(("id" = String, Path, description = "endpoint id")),
+    responses(
+        (status = 200, description = "how many messages were queued again", body = Recovered),
+        KeyErrors,
+        (status = 404, description = "no such id in the caller's tenant", body = ErrorBody),
+        (status = 409, description = "the endpoint is disabled: enable it first", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
+pub async fn recover(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Recovered>, ApiError> {
+    let recovered = state
+        .engine
+        .recover_endpoint(Some(&caller.tenant), &id)
+        .await?;
+    Ok(Json(Recovered { id, recovered }))
 }
 
 async fn switch(

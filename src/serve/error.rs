@@ -144,6 +144,9 @@ impl From<EndpointError> for ApiError {
                 ApiError::invalid("events", e.to_string())
             }
             EndpointError::NotFound(id) => ApiError::not_found("endpoint", &id),
+            EndpointError::Disabled(_) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
+            }
             EndpointError::Client(_) => ApiError::internal(e),
             EndpointError::Store(e) => e.into(),
         }

@@ -123,6 +123,7 @@ pub fn router(state: AppState) -> Router {
         .route("/endpoints/{id}/messages", get(endpoints::messages))
         .route("/endpoints/{id}/enable", post(endpoints::enable))
         .route("/endpoints/{id}/disable", post(endpoints::disable))
+        .route("/endpoints/{id}/recover", post(endpoints::recover))
         .route(
             "/unsubscribe/{token}",
             post(unsubscribe::one_click).get(unsubscribe::page),

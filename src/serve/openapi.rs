@@ -109,6 +109,13 @@ pub struct EndpointSecret {
 }
 
 #[derive(Serialize, ToSchema)]
+pub struct Recovered {
+    pub id: String,
+    /// Messages queued again.
+    pub recovered: u64,
+}
+
+#[derive(Serialize, ToSchema)]
 pub struct MessageList {
     pub messages: Vec<belfry_host::endpoints::Message>,
 }
@@ -250,6 +257,7 @@ pub struct ReadAll {
         super::endpoints::secret,
         super::endpoints::enable,
         super::endpoints::disable,
+        super::endpoints::recover,
         super::endpoints::remove,
         super::endpoints::messages,
         super::webhooks::delivery_feedback,

@@ -66,6 +66,8 @@ pub enum EndpointError {
     NoEvents,
     #[error("no endpoint has the id `{0}`")]
     NotFound(String),
+    #[error("endpoint `{0}` is disabled: enable it before recovering its messages")]
+    Disabled(String),
     #[error("the webhook client could not be built: {0}")]
     Client(String),
     #[error(transparent)]
@@ -273,6 +275,60 @@ pub async fn set_enabled(
         return Err(EndpointError::NotFound(id.to_string()));
     }
     get(db, tenant, id).await
+}
+
+/// Sends again every message of an enabled endpoint that ended because the endpoint was
+/// disabled: each resumes its retry schedule where it was cut off (a message with tries left
+/// gets them; one with none left gets one). Returns how many were queued.
+#[tracing::instrument(skip(db))]
+pub async fn recover(db: &Db, tenant: Option<&str>, id: &str) -> Result<u64, EndpointError> {
+    let endpoint = get(db, tenant, id).await?;
+    if !endpoint.enabled {
+        return Err(EndpointError::Disabled(id.to_string()));
+    }
+    let mut tx = db.begin().await?;
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM endpoint_messages WHERE endpoint_id = $1 AND status = $2 AND status_reason = $3
+         ORDER BY id",
+    )
+    .bind(id)
+    .bind(send::status::FAILED)
+    .bind(send::status::ENDPOINT_DISABLED)
+    .fetch_all(&mut *tx)
+    .await?;
+    let now = store::now();
+    for message in &ids {
+        // A message whose tries were all spent gets one more: its count steps back one.
+        sqlx::query(
+            "UPDATE endpoint_messages SET status = $1, status_reason = $2, next_attempt_at = $3,
+                    attempts = CASE WHEN attempts >= $4 THEN $4 - 1 ELSE attempts END, updated_at = $3
+             WHERE id = $5",
+        )
+        .bind(send::status::PENDING)
+        .bind(send::status::RECOVERED)
+        .bind(store::time_text(now))
+        .bind(send::MAX_ATTEMPTS)
+        .bind(message)
+        .execute(&mut *tx)
+        .await?;
+        crate::dispatch::queue::enqueue(
+            &mut tx,
+            crate::dispatch::queue::NewJob {
+                kind: crate::dispatch::queue::job_kind::ENDPOINT_SEND,
+                subject_id: message,
+                tenant: &endpoint.tenant,
+                run_at: now,
+                deferred: None,
+            },
+        )
+        .await?;
+    }
+    if !ids.is_empty() {
+        crate::dispatch::queue::announce(&mut tx, store::backend(db)).await?;
+    }
+    tx.commit().await?;
+    tracing::info!(endpoint = %id, messages = ids.len(), "endpoint messages recovered");
+    Ok(ids.len() as u64)
 }
 
 /// Deletes an endpoint with its messages, their tries and their jobs.

@@ -42,6 +42,8 @@ pub mod status {
     /// Pending after a failed try, with `next_attempt_at`.
     pub const RETRYING: &str = "retrying";
     pub const ENDPOINT_DISABLED: &str = "endpoint_disabled";
+    /// Pending again: sent anew after its endpoint was enabled.
+    pub const RECOVERED: &str = "recovered";
     pub const RETRIES_EXHAUSTED: &str = "retries_exhausted";
 }
 
