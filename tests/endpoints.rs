@@ -182,6 +182,13 @@ async fn events_reach_subscribers_signed_and_explained(b: Backend) {
     w.engine.mark_read(TENANT, "u1", &item.id).await.unwrap();
     // Marking it read again is no new event.
     w.engine.mark_read(TENANT, "u1", &item.id).await.unwrap();
+    // Workflows hear of it as two signals, once each.
+    let signals: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM signals WHERE actor = 'u1' ORDER BY id")
+            .fetch_all(w.engine.db())
+            .await
+            .unwrap();
+    assert_eq!(signals, ["notification.read", "notification.seen"]);
     w.engine.dispatch_pending().await.unwrap();
     let seen = reads.seen();
     assert_eq!(seen.len(), 1);

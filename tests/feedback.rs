@@ -1026,6 +1026,24 @@ async fn provider_feedback_reaches_lifecycle_endpoints(b: Backend) {
         ],
         "{got:?}"
     );
+    // Each new event is also a signal to the recipient's waiting workflows, naming the
+    // delivery (the provider's repeat signals nothing).
+    let signals: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT name, actor, payload FROM signals ORDER BY id")
+            .fetch_all(e.db())
+            .await
+            .unwrap();
+    let names: Vec<&str> = signals.iter().map(|(n, _, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        ["delivery.delivered", "delivery.opened", "delivery.bounced"],
+        "{signals:?}"
+    );
+    for (_, actor, payload) in &signals {
+        assert_eq!(actor, "lea");
+        let payload: Value = serde_json::from_str(payload).unwrap();
+        assert_eq!(payload["delivery_id"], email["id"], "{payload}");
+    }
     let bounced = got
         .iter()
         .find(|v| v["type"] == "delivery.bounced")

@@ -301,8 +301,32 @@ async fn attach(
     }
     traces::append_all(conn, rows).await?;
     projection::refresh(conn, &d.tenant, &d.id).await?;
+    let mut enqueued = false;
     for (_, e) in events {
         suppress(conn, d, e).await?;
+        // Workflows waiting on this delivery's fate hear of it in the same transaction.
+        let (_, moved) = crate::workflows::signals::signal_in(
+            conn,
+            &d.tenant,
+            &d.recipient.id,
+            &crate::workflows::signals::name::of_feedback(e.kind),
+            &serde_json::json!({
+                "notification_id": d.notification_id,
+                "delivery_id": d.id,
+                "kind": e.kind.as_str(),
+                "provider_event_id": e.provider_event_id,
+            }),
+        )
+        .await?;
+        enqueued |= moved;
+    }
+    if enqueued {
+        let backend = if conn.backend_name() == "PostgreSQL" {
+            store::Backend::Postgres
+        } else {
+            store::Backend::Sqlite
+        };
+        crate::dispatch::queue::announce(conn, backend).await?;
     }
     Ok(())
 }

@@ -373,6 +373,20 @@ async fn mark_in(
         .await?
         .rows_affected()
             > 0;
+    // Likewise the first time it is seen (a read sees it too).
+    let first_seen = matches!(how, Mark::Seen | Mark::Read)
+        && sqlx::query(
+            "UPDATE inbox_items SET seen_at = $1
+             WHERE id = $2 AND tenant = $3 AND recipient_id = $4 AND seen_at IS NULL",
+        )
+        .bind(&now)
+        .bind(item_id)
+        .bind(tenant)
+        .bind(recipient_id)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected()
+            > 0;
     sqlx::query(&format!(
         "UPDATE inbox_items SET {set} WHERE id = $2 AND tenant = $3 AND recipient_id = $4"
     ))
@@ -421,6 +435,23 @@ async fn mark_in(
             tenant,
             recipient_id,
             crate::workflows::signals::name::NOTIFICATION_READ,
+            &serde_json::json!({
+                "notification_id": found.notification_id,
+                "delivery_id": found.delivery_id,
+                "inbox_item_id": item_id,
+            }),
+        )
+        .await?;
+        if enqueued {
+            crate::dispatch::queue::announce(conn, store::backend(db)).await?;
+        }
+    }
+    if first_seen {
+        let (_, enqueued) = crate::workflows::signals::signal_in(
+            conn,
+            tenant,
+            recipient_id,
+            crate::workflows::signals::name::NOTIFICATION_SEEN,
             &serde_json::json!({
                 "notification_id": found.notification_id,
                 "delivery_id": found.delivery_id,

@@ -15,6 +15,19 @@ use serde::Serialize;
 pub mod name {
     /// An in-app item was read; the payload names its `notification_id` and `delivery_id`.
     pub const NOTIFICATION_READ: &str = "notification.read";
+    /// An in-app item was seen (listed as seen, or read) for the first time; payload as above.
+    pub const NOTIFICATION_SEEN: &str = "notification.seen";
+
+    /// What a provider reported about a delivery: `delivery.delivered`, `delivery.opened`,
+    /// `delivery.bounced` (hard or soft), … — one per new feedback event, its payload naming
+    /// the `notification_id`, `delivery_id`, the normalized `kind` and the provider's event id.
+    pub fn of_feedback(kind: crate::feedback::FeedbackKind) -> String {
+        use crate::feedback::FeedbackKind as K;
+        match kind {
+            K::BouncedHard | K::BouncedSoft => "delivery.bounced".into(),
+            other => format!("delivery.{}", other.as_str()),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
