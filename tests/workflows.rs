@@ -371,7 +371,88 @@ async fn signals_reach_only_their_tenant_and_actor(b: Backend) {
     assert!(err.to_string().contains("payload"), "{err}");
 }
 
+/// A run finishes on the builds it started with: a new notifier and adapter loaded while it
+/// waits change nothing for it, and everything for a run started afterwards.
+async fn a_run_is_pinned_to_the_builds_that_started_it(b: Backend) {
+    let w = world(b).await;
+    let e = &w.engine;
+    let (old_run, r) = in_app_then_wait(e, task("default", ada("u1"), "Pinned")).await;
+
+    // Version 0.9.0 of the notifier and of the email adapter, loaded mid-run.
+    let bundled = |name: &str| belfry::BUNDLED.iter().find(|b| b.name == name).unwrap();
+    for name in ["task-assigned", "log"] {
+        let b = bundled(name);
+        let v9 = b
+            .manifest
+            .replace("version = \"0.1.0\"", "version = \"0.9.0\"");
+        assert_ne!(v9, b.manifest, "{name}: the test's manifest edit took");
+        let (loaded, replaced) = e.load_plugin(b.wasm, &v9, "test").await.unwrap();
+        assert!(
+            loaded
+                .reference()
+                .to_string()
+                .starts_with(&format!("{name}@0.9.0"))
+        );
+        assert!(replaced.is_some());
+    }
+    let (new_run, r2) = in_app_then_wait(e, task("default", ada("u2"), "Fresh")).await;
+
+    end_wait(e, &r.id).await;
+    end_wait(e, &r2.id).await;
+    e.dispatch_pending().await.unwrap();
+    let email = |n: String| async move {
+        let x = e.explain(&n).await.unwrap();
+        let d = x
+            .deliveries
+            .iter()
+            .find(|d| d.channel == "email")
+            .unwrap()
+            .clone();
+        let built = x
+            .timeline
+            .iter()
+            .find(|t| t.kind == "delivery.built" && t.delivery_id.as_deref() == Some(&d.id))
+            .and_then(|t| t.plugin.clone())
+            .unwrap();
+        assert!(
+            !x.timeline.iter().any(|t| t.kind == "plugin.pin_lost"),
+            "{:?}",
+            x.timeline
+        );
+        (d.status, built, d.sent_by.unwrap())
+    };
+    let (status, built, sent) = email(old_run).await;
+    assert_eq!(status, "succeeded");
+    assert!(built.starts_with("task-assigned@0.1.0"), "{built}");
+    assert!(sent.starts_with("log@0.1.0"), "{sent}");
+    let (status, built, sent) = email(new_run).await;
+    assert_eq!(status, "succeeded");
+    assert!(built.starts_with("task-assigned@0.9.0"), "{built}");
+    assert!(sent.starts_with("log@0.9.0"), "{sent}");
+
+    // A restart keeps replaced uploads loadable: a run pinned to one still finishes on it.
+    let (pinned_v9, r3) = in_app_then_wait(e, task("default", ada("u3"), "Across")).await;
+    let b = bundled("log");
+    let v10 = b
+        .manifest
+        .replace("version = \"0.1.0\"", "version = \"0.10.0\"");
+    e.load_plugin(b.wasm, &v10, "test").await.unwrap();
+    let reopened = belfry::Engine::open(common::config_for(&w.db.url, &w.receiver.url()))
+        .await
+        .unwrap();
+    end_wait(&reopened, &r3.id).await;
+    reopened.dispatch_pending().await.unwrap();
+    let x = reopened.explain(&pinned_v9).await.unwrap();
+    let d = x.deliveries.iter().find(|d| d.channel == "email").unwrap();
+    assert!(
+        d.sent_by.as_deref().unwrap().starts_with("log@0.9.0"),
+        "{:?}",
+        d.sent_by
+    );
+}
+
 on_both_backends!(
+    a_run_is_pinned_to_the_builds_that_started_it,
     unread_gets_the_email_after_the_hour_read_does_not,
     branches_stop_go_to_and_skip,
     progression_is_duplicate_safe,

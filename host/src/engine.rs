@@ -129,7 +129,9 @@ impl Engine {
         let loaded =
             plugins::load_all(&runtime, config.bundled, config.plugins_dir.as_deref()).await?;
         let uploaded = uploads::load_recorded(&db, &runtime).await?;
-        let registry = Registry::new(uploads::apply(loaded, uploaded), &config.routes)?;
+        // Every recorded upload stays reachable: runs pinned to a replaced build finish on it.
+        let registry = Registry::new(uploads::apply(loaded, uploaded.clone()), &config.routes)?
+            .remembering(uploaded);
         let unsubscribe_keys = crate::unsubscribe::Keys::default();
         let endpoint_sender = crate::endpoints::Sender::new(&config.endpoints)?;
         Ok(Engine {
@@ -195,7 +197,8 @@ impl Engine {
         let next = Registry::new(
             uploads::apply(current.plugins().to_vec(), [plugin.clone()]),
             &self.routes,
-        )?;
+        )?
+        .remembering(current.builds().cloned());
         uploads::record(&self.db, &plugin, component, manifest, by).await?;
         self.registry.replace(next);
         tracing::info!(plugin = %plugin.reference(), replaced = ?replaced.as_ref().map(|p| p.reference().to_string()), "plugin loaded at runtime");

@@ -37,6 +37,9 @@ pub mod kind {
     pub const DELIVERY_DIGESTED: &str = "delivery.digested";
     /// A bucket closed and its digest delivery was planned.
     pub const DIGEST_EMITTED: &str = "digest.emitted";
+    /// A workflow run's or digest bucket's pinned build is no longer loaded; the build in
+    /// force was used instead.
+    pub const PIN_LOST: &str = "plugin.pin_lost";
 }
 
 /// A trace row to append.

@@ -203,6 +203,9 @@ struct PlannedEvent<'r> {
     fold_deferred: bool,
     /// The notifier's workflow: one run per notification, starting at its first step.
     workflow: Option<crate::workflows::Workflow>,
+    /// The builds in force now, which a workflow run or a digest bucket this event starts
+    /// keeps to the end (JSON of [`crate::plugins::pins::Pins`]).
+    pins: String,
 }
 
 enum Plan<'r> {
@@ -879,6 +882,8 @@ async fn plan<'r>(
         recipients: planned,
         fold_deferred: description.fold_deferred,
         workflow: description.workflow.clone(),
+        pins: crate::plugins::pins::Pins::current(registry, Some(notifier), &Channel::ALL)
+            .to_json(),
     }))
 }
 
@@ -1043,6 +1048,7 @@ async fn write(
                         recipient_id: &p.recipient.id,
                         workflow: wf,
                         notifier_plugin: plugin,
+                        pins: &event.pins,
                         channels: all,
                         first_delivery: p.delivery_ids.first().map(String::as_str),
                     },
@@ -1121,6 +1127,7 @@ async fn write(
                             window: &window,
                             at: scheduled.unwrap_or(now_time),
                             delivery_id,
+                            pins: &event.pins,
                         },
                     )
                     .await?;

@@ -143,6 +143,9 @@ pub(crate) struct Join<'a> {
     /// When the delivery would be sent: its window is the one containing this time.
     pub at: DateTime<Utc>,
     pub delivery_id: &'a str,
+    /// The builds a bucket opened now renders and sends its digest with (JSON of
+    /// [`crate::plugins::pins::Pins`]).
+    pub pins: &'a str,
 }
 
 /// Where a joining delivery went.
@@ -170,8 +173,8 @@ pub(crate) async fn join(conn: &mut Conn, j: &Join<'_>) -> Result<Joined, StoreE
         let id = store::new_id();
         let opened = sqlx::query(
             "INSERT INTO digest_buckets (id, tenant, rule_id, recipient_id, channel, group_value,
-                                         window_start, window_end, status, items, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'open', 0, $9)
+                                         window_start, window_end, status, items, created_at, pins)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'open', 0, $9, $10)
              ON CONFLICT (tenant, rule_id, recipient_id, channel, group_value, window_start)
                  WHERE status = 'open' DO NOTHING",
         )
@@ -184,6 +187,7 @@ pub(crate) async fn join(conn: &mut Conn, j: &Join<'_>) -> Result<Joined, StoreE
         .bind(&start_text)
         .bind(&end_text)
         .bind(&now)
+        .bind(j.pins)
         .execute(&mut *conn)
         .await?;
         if opened.rows_affected() == 1 {

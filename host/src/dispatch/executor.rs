@@ -14,6 +14,7 @@ use crate::content::{Channel, Content, Recipient, RenderRequest};
 use crate::digests::buckets::{self, DigestItems, Emission};
 use crate::feedback;
 use crate::inbox;
+use crate::plugins::pins;
 use crate::plugins::{
     CallError, FailureReason, LiveRegistry, OutgoingMessage, PluginRuntime, Registry, SendError,
 };
@@ -90,6 +91,8 @@ struct Loaded {
     digest_of: Option<String>,
     /// A workflow step's delivery: its run and step.
     workflow: Option<(String, String)>,
+    /// The builds its workflow run or digest bucket began with (none for other deliveries).
+    pins: crate::plugins::pins::Pins,
 }
 
 /// A step worth telling in `explain`, kept until the commit.
@@ -229,15 +232,40 @@ impl Executor {
 
     async fn run(&self, work: &mut Work, d: &Loaded, digest: Option<DigestItems>) -> Verdict {
         let registry = self.registry.current();
-        let renderer = match registry.renderer() {
-            Ok(r) => r,
-            Err(e) => return failed(reason::RENDER_FAILED, e.to_string(), None),
+        // A workflow step or a digest uses the builds its run or bucket began with.
+        let current = registry.renderer().ok();
+        let Some(renderer) = pinned(
+            &mut work.steps,
+            pins::choose(&registry, d.pins.renderer.as_deref(), current),
+        ) else {
+            let e = registry
+                .renderer()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            return failed(reason::RENDER_FAILED, e, None);
         };
+        let current = registry.adapter_for(d.channel);
+        let adapter = pinned(
+            &mut work.steps,
+            pins::choose(
+                &registry,
+                d.pins.adapters.get(&d.channel).map(String::as_str),
+                current,
+            ),
+        );
         let request = match digest {
             None => {
-                let notifier = match registry.notifier(&d.notifier_key) {
-                    Ok(n) => n,
-                    Err(e) => return failed(reason::NOTIFIER_MISSING, e.to_string(), None),
+                let current = registry.notifier(&d.notifier_key).ok();
+                let Some(notifier) = pinned(
+                    &mut work.steps,
+                    pins::choose(&registry, d.pins.notifier.as_deref(), current),
+                ) else {
+                    let e = registry
+                        .notifier(&d.notifier_key)
+                        .err()
+                        .map(|e| e.to_string());
+                    return failed(reason::NOTIFIER_MISSING, e.unwrap_or_default(), None);
                 };
                 let request = match self
                     .runtime
@@ -310,7 +338,7 @@ impl Executor {
             return Verdict::Succeeded;
         }
 
-        let Some(adapter) = registry.adapter_for(d.channel) else {
+        let Some(adapter) = adapter else {
             return failed(
                 reason::NO_ADAPTER,
                 format!("no channel-adapter plugin serves {}", d.channel),
@@ -482,6 +510,22 @@ impl Executor {
         tx.commit().await?;
         Ok(out)
     }
+}
+
+/// The build [`pins::choose`] chose; a pin it could not honour is told in the story.
+fn pinned<'a>(
+    steps: &mut Vec<Step>,
+    (plugin, lost): (Option<&'a crate::plugins::Plugin>, Option<String>),
+) -> Option<&'a crate::plugins::Plugin> {
+    if let Some(lost) = lost {
+        steps.push(Step {
+            at: store::now(),
+            kind: kind::PIN_LOST,
+            detail: lost,
+            plugin: None,
+        });
+    }
+    plugin
 }
 
 fn failed(reason: &'static str, detail: String, plugin: Option<String>) -> Verdict {
@@ -999,9 +1043,12 @@ async fn load(conn: &mut Conn, delivery_id: &str) -> Result<Option<Loaded>, Stor
     let Some(r) = sqlx::query(
         "SELECT d.id, d.tenant, d.event_id, d.notification_id, d.channel, d.idempotency_key,
                 e.notifier_key, e.payload, n.recipient, n.category, n.severity, n.created_at,
-                d.fallback_of, i.read_at, d.digest_of, d.workflow_run_id, d.workflow_step
+                d.fallback_of, i.read_at, d.digest_of, d.workflow_run_id, d.workflow_step,
+                COALESCE(r.pins, b.pins) AS pins
          FROM deliveries d JOIN notifications n ON n.id = d.notification_id JOIN events e ON e.id = d.event_id
               LEFT JOIN inbox_items i ON i.delivery_id = d.fallback_of
+              LEFT JOIN workflow_runs r ON r.id = d.workflow_run_id
+              LEFT JOIN digest_buckets b ON b.id = d.digest_of
          WHERE d.id = $1 AND d.status IN ('pending', 'deferred')",
     )
     .bind(delivery_id)
@@ -1045,6 +1092,8 @@ async fn load(conn: &mut Conn, delivery_id: &str) -> Result<Option<Loaded>, Stor
         workflow: r
             .get::<Option<String>, _>("workflow_run_id")
             .zip(r.get::<Option<String>, _>("workflow_step")),
+        pins: crate::plugins::pins::Pins::from_json(r.get::<Option<String>, _>("pins").as_deref())
+            .map_err(|e| StoreError::Corrupt(format!("pins of {delivery_id}: {e}")))?,
     }))
 }
 

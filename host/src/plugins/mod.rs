@@ -15,6 +15,7 @@ pub mod capabilities;
 mod compile_cache;
 pub mod limits;
 pub mod manifest;
+pub mod pins;
 mod registry;
 mod state;
 pub mod uploads;

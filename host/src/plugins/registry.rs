@@ -34,6 +34,9 @@ pub struct Registry {
     notifiers: BTreeMap<String, Plugin>,
     renderer: Option<Plugin>,
     routes: BTreeMap<Channel, Plugin>,
+    /// Every build this process has had in force, by reference (`name@version#hash`),
+    /// replaced ones included: workflow runs and digest buckets pinned to a build finish on it.
+    builds: BTreeMap<String, Plugin>,
 }
 
 impl Registry {
@@ -82,8 +85,30 @@ impl Registry {
             }
             reg.routes.insert(*channel, p.clone());
         }
+        reg.builds = plugins
+            .iter()
+            .map(|p| (p.reference().to_string(), p.clone()))
+            .collect();
         reg.plugins = plugins;
         Ok(reg)
+    }
+
+    /// Keeps `older` builds reachable by reference (those in force win on a clash).
+    pub fn remembering(mut self, older: impl IntoIterator<Item = Plugin>) -> Registry {
+        for p in older {
+            self.builds.entry(p.reference().to_string()).or_insert(p);
+        }
+        self
+    }
+
+    /// Every build known, in force or replaced.
+    pub fn builds(&self) -> impl Iterator<Item = &Plugin> {
+        self.builds.values()
+    }
+
+    /// A build by its reference, in force or replaced.
+    pub fn build(&self, reference: &str) -> Option<&Plugin> {
+        self.builds.get(reference)
     }
 
     pub fn plugins(&self) -> &[Plugin] {

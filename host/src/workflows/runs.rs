@@ -269,6 +269,8 @@ pub(crate) struct Start<'a> {
     pub recipient_id: &'a str,
     pub workflow: &'a Workflow,
     pub notifier_plugin: &'a str,
+    /// The builds every step delivery uses (JSON of [`crate::plugins::pins::Pins`]).
+    pub pins: &'a str,
     /// The channels the notifier planned for the recipient.
     pub channels: &'a [Channel],
     /// The first step's delivery, when its channel was planned.
@@ -284,8 +286,8 @@ pub(crate) async fn start(conn: &mut Conn, s: &Start<'_>) -> Result<(String, Mov
     sqlx::query(
         "INSERT INTO workflow_runs (id, tenant, event_id, notification_id, recipient_id, workflow_key,
                                     workflow_version, definition, notifier_plugin, channels, status,
-                                    step_key, step_delivery_id, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)",
+                                    step_key, step_delivery_id, created_at, updated_at, pins)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15)",
     )
     .bind(&id)
     .bind(s.tenant)
@@ -301,6 +303,7 @@ pub(crate) async fn start(conn: &mut Conn, s: &Start<'_>) -> Result<(String, Mov
     .bind(&first.key)
     .bind(s.first_delivery)
     .bind(&now)
+    .bind(s.pins)
     .execute(&mut *conn)
     .await?;
     append(
