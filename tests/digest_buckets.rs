@@ -814,7 +814,62 @@ async fn a_recipient_cadence_replaces_the_rule_window(b: Backend) {
     }
 }
 
+/// An open bucket's digest goes out through the builds in force when the bucket opened, even
+/// when a new version was loaded while it filled; a bucket opened afterwards uses the new one.
+async fn an_open_bucket_is_pinned_to_the_builds_it_opened_with(b: Backend) {
+    let w = world(b).await;
+    let e = &w.engine;
+    e.upsert_digest_rule("default", &rule("threads"))
+        .await
+        .unwrap();
+    let req = TriggerRequest::new("comment", comment("P", "Ada", "before", &["u1"]));
+    let (_, held) = post(e, req, "u1").await;
+    let first = bucket_of(e, &held).await;
+
+    let log = belfry::BUNDLED.iter().find(|b| b.name == "log").unwrap();
+    let v9 = log
+        .manifest
+        .replace("version = \"0.1.0\"", "version = \"0.9.0\"");
+    e.load_plugin(log.wasm, &v9, "test").await.unwrap();
+
+    end_window(e, &first).await;
+    e.dispatch_pending().await.unwrap();
+    let digest = e
+        .digest_bucket("default", &first)
+        .await
+        .unwrap()
+        .digest_delivery_id
+        .unwrap();
+    let d = e.delivery(&digest).await.unwrap().unwrap();
+    assert_eq!(d.status, "succeeded");
+    assert!(
+        d.sent_by.as_deref().unwrap().starts_with("log@0.1.0"),
+        "{:?}",
+        d.sent_by
+    );
+
+    let req = TriggerRequest::new("comment", comment("P", "Ada", "after", &["u1"]));
+    let (_, held) = post(e, req, "u1").await;
+    let second = bucket_of(e, &held).await;
+    assert_ne!(second, first);
+    end_window(e, &second).await;
+    e.dispatch_pending().await.unwrap();
+    let digest = e
+        .digest_bucket("default", &second)
+        .await
+        .unwrap()
+        .digest_delivery_id
+        .unwrap();
+    let d = e.delivery(&digest).await.unwrap().unwrap();
+    assert!(
+        d.sent_by.as_deref().unwrap().starts_with("log@0.9.0"),
+        "{:?}",
+        d.sent_by
+    );
+}
+
 on_both_backends!(
+    an_open_bucket_is_pinned_to_the_builds_it_opened_with,
     a_recipient_cadence_replaces_the_rule_window,
     held_deliveries_collapse_into_one_digest_per_group,
     concurrent_emissions_emit_exactly_once,

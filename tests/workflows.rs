@@ -451,7 +451,38 @@ async fn a_run_is_pinned_to_the_builds_that_started_it(b: Backend) {
     );
 }
 
+/// A pin whose build is no longer loaded (an older bundled plugin after an upgrade of the
+/// binary) falls back to the build in force, and the story says so.
+async fn a_lost_pin_falls_back_and_is_explained(b: Backend) {
+    let w = world(b).await;
+    let e = &w.engine;
+    let (n, r) = in_app_then_wait(e, task("default", ada("u1"), "Lost")).await;
+    sqlx::query("UPDATE workflow_runs SET pins = $1 WHERE id = $2")
+        .bind(r#"{"adapters": {"email": "log@0.0.1#000000000000"}}"#)
+        .bind(&r.id)
+        .execute(e.db())
+        .await
+        .unwrap();
+    end_wait(e, &r.id).await;
+    e.dispatch_pending().await.unwrap();
+    let x = e.explain(&n).await.unwrap();
+    let d = x.deliveries.iter().find(|d| d.channel == "email").unwrap();
+    assert_eq!(d.status, "succeeded");
+    assert!(d.sent_by.as_deref().unwrap().starts_with("log@0.1.0"));
+    let lost = x
+        .timeline
+        .iter()
+        .find(|t| t.kind == "plugin.pin_lost")
+        .unwrap();
+    let detail = lost.detail.as_deref().unwrap();
+    assert!(
+        detail.contains("log@0.0.1#000000000000") && detail.contains("used log@0.1.0"),
+        "{detail}"
+    );
+}
+
 on_both_backends!(
+    a_lost_pin_falls_back_and_is_explained,
     a_run_is_pinned_to_the_builds_that_started_it,
     unread_gets_the_email_after_the_hour_read_does_not,
     branches_stop_go_to_and_skip,
