@@ -82,8 +82,7 @@ pub async fn run(engine: &Engine, command: EndpointsCommand, json: bool) -> Resu
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else if list.is_empty() {
                 println!("no endpoints");
-            }
-            if !json {
+            } else {
                 list.iter().for_each(print_endpoint);
             }
         }

@@ -68,6 +68,15 @@ pub fn backend(db: &Db) -> Backend {
     }
 }
 
+/// The backend a connection (or transaction) talks to, for code that holds no pool.
+pub fn backend_of(conn: &Conn) -> Backend {
+    if conn.backend_name() == "PostgreSQL" {
+        Backend::Postgres
+    } else {
+        Backend::Sqlite
+    }
+}
+
 /// Opens (creating if needed) the database at `url` and applies pending migrations.
 pub async fn open(url: &str) -> Result<Db, StoreError> {
     sqlx::any::install_default_drivers();

@@ -204,8 +204,9 @@ struct PlannedEvent<'r> {
     /// The notifier's workflow: one run per notification, starting at its first step.
     workflow: Option<crate::workflows::Workflow>,
     /// The builds in force now, which a workflow run or a digest bucket this event starts
-    /// keeps to the end (JSON of [`crate::plugins::pins::Pins`]).
-    pins: String,
+    /// keeps to the end (JSON of [`crate::plugins::pins::Pins`]; `None` when the event can
+    /// start neither).
+    pins: Option<String>,
 }
 
 enum Plan<'r> {
@@ -874,6 +875,14 @@ async fn plan<'r>(
         });
     }
 
+    // Only a workflow run or a digest bucket keeps them (a held delivery, or one deferred and
+    // folded into a digest): most events need none.
+    let pins = (description.workflow.is_some()
+        || description.fold_deferred
+        || planned.iter().any(|p| p.held.iter().any(Option::is_some)))
+    .then(|| {
+        crate::plugins::pins::Pins::current(registry, Some(notifier), &Channel::ALL).to_json()
+    });
     Ok(Plan::New(PlannedEvent {
         req,
         plugin: notifier.reference().to_string(),
@@ -882,8 +891,7 @@ async fn plan<'r>(
         recipients: planned,
         fold_deferred: description.fold_deferred,
         workflow: description.workflow.clone(),
-        pins: crate::plugins::pins::Pins::current(registry, Some(notifier), &Channel::ALL)
-            .to_json(),
+        pins,
     }))
 }
 
@@ -1048,7 +1056,7 @@ async fn write(
                         recipient_id: &p.recipient.id,
                         workflow: wf,
                         notifier_plugin: plugin,
-                        pins: &event.pins,
+                        pins: event.pins.as_deref(),
                         channels: all,
                         first_delivery: p.delivery_ids.first().map(String::as_str),
                     },
@@ -1127,7 +1135,7 @@ async fn write(
                             window: &window,
                             at: scheduled.unwrap_or(now_time),
                             delivery_id,
-                            pins: &event.pins,
+                            pins: event.pins.as_deref(),
                         },
                     )
                     .await?;

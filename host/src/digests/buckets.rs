@@ -145,7 +145,7 @@ pub(crate) struct Join<'a> {
     pub delivery_id: &'a str,
     /// The builds a bucket opened now renders and sends its digest with (JSON of
     /// [`crate::plugins::pins::Pins`]).
-    pub pins: &'a str,
+    pub pins: Option<&'a str>,
 }
 
 /// Where a joining delivery went.

@@ -226,11 +226,7 @@ pub(crate) async fn publish(conn: &mut Conn, events: Vec<Lifecycle>) -> Result<(
     if written > 0 {
         tracing::debug!(messages = written, "lifecycle events published");
         // Workers in other processes hear of the new jobs at commit (PostgreSQL).
-        let backend = if conn.backend_name() == "PostgreSQL" {
-            store::Backend::Postgres
-        } else {
-            store::Backend::Sqlite
-        };
+        let backend = store::backend_of(conn);
         queue::announce(conn, backend).await?;
     }
     Ok(())

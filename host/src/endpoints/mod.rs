@@ -371,30 +371,39 @@ pub async fn messages(
     .bind(limit as i64)
     .fetch_all(db)
     .await?;
+    // Every try of the listed messages in one read, grouped by message.
+    let mut tries: std::collections::HashMap<String, Vec<MessageAttempt>> = Default::default();
+    for a in sqlx::query(
+        "SELECT message_id, attempt, started_at, duration_ms, status_code, error, response
+         FROM endpoint_attempts WHERE message_id IN (
+             SELECT id FROM endpoint_messages WHERE endpoint_id = $1 ORDER BY id DESC LIMIT $2)
+         ORDER BY attempt, started_at",
+    )
+    .bind(endpoint_id)
+    .bind(limit as i64)
+    .fetch_all(db)
+    .await?
+    {
+        tries
+            .entry(a.get("message_id"))
+            .or_default()
+            .push(MessageAttempt {
+                attempt: a.get("attempt"),
+                started_at: a.get("started_at"),
+                duration_ms: a.get("duration_ms"),
+                status_code: a.get("status_code"),
+                error: a.get("error"),
+                response: a.get("response"),
+            });
+    }
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
         let id: String = r.get("id");
         let payload: String = r.get("payload");
-        let tries = sqlx::query(
-            "SELECT attempt, started_at, duration_ms, status_code, error, response
-             FROM endpoint_attempts WHERE message_id = $1 ORDER BY attempt, started_at",
-        )
-        .bind(&id)
-        .fetch_all(db)
-        .await?
-        .iter()
-        .map(|a| MessageAttempt {
-            attempt: a.get("attempt"),
-            started_at: a.get("started_at"),
-            duration_ms: a.get("duration_ms"),
-            status_code: a.get("status_code"),
-            error: a.get("error"),
-            response: a.get("response"),
-        })
-        .collect();
         out.push(Message {
             payload: serde_json::from_str(&payload)
                 .map_err(|e| StoreError::Corrupt(format!("message {id} payload: {e}")))?,
+            tries: tries.remove(&id).unwrap_or_default(),
             id,
             endpoint_id: r.get("endpoint_id"),
             event_type: r.get("event_type"),
@@ -404,7 +413,6 @@ pub async fn messages(
             attempts: r.get("attempts"),
             next_attempt_at: r.get("next_attempt_at"),
             created_at: r.get("created_at"),
-            tries,
         });
     }
     Ok(out)

@@ -321,11 +321,7 @@ async fn attach(
         enqueued |= moved;
     }
     if enqueued {
-        let backend = if conn.backend_name() == "PostgreSQL" {
-            store::Backend::Postgres
-        } else {
-            store::Backend::Sqlite
-        };
+        let backend = store::backend_of(conn);
         crate::dispatch::queue::announce(conn, backend).await?;
     }
     Ok(())

@@ -430,38 +430,47 @@ async fn mark_in(
         )
         .await?;
         // Workflows waiting on this notification hear of it in the same transaction.
-        let (_, enqueued) = crate::workflows::signals::signal_in(
+        signal(
             conn,
-            tenant,
-            recipient_id,
+            db,
+            &found,
             crate::workflows::signals::name::NOTIFICATION_READ,
-            &serde_json::json!({
-                "notification_id": found.notification_id,
-                "delivery_id": found.delivery_id,
-                "inbox_item_id": item_id,
-            }),
         )
         .await?;
-        if enqueued {
-            crate::dispatch::queue::announce(conn, store::backend(db)).await?;
-        }
     }
     if first_seen {
-        let (_, enqueued) = crate::workflows::signals::signal_in(
+        signal(
             conn,
-            tenant,
-            recipient_id,
+            db,
+            &found,
             crate::workflows::signals::name::NOTIFICATION_SEEN,
-            &serde_json::json!({
-                "notification_id": found.notification_id,
-                "delivery_id": found.delivery_id,
-                "inbox_item_id": item_id,
-            }),
         )
         .await?;
-        if enqueued {
-            crate::dispatch::queue::announce(conn, store::backend(db)).await?;
-        }
     }
     Ok(found)
+}
+
+/// Tells the recipient's waiting workflows that `item` was read or seen.
+async fn signal(
+    conn: &mut Conn,
+    db: &store::Db,
+    item: &InboxItem,
+    name: &str,
+) -> Result<(), InboxError> {
+    let (_, enqueued) = crate::workflows::signals::signal_in(
+        conn,
+        &item.tenant,
+        &item.recipient_id,
+        name,
+        &serde_json::json!({
+            "notification_id": item.notification_id,
+            "delivery_id": item.delivery_id,
+            "inbox_item_id": item.id,
+        }),
+    )
+    .await?;
+    if enqueued {
+        crate::dispatch::queue::announce(conn, store::backend(db)).await?;
+    }
+    Ok(())
 }

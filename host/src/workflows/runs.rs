@@ -270,7 +270,7 @@ pub(crate) struct Start<'a> {
     pub workflow: &'a Workflow,
     pub notifier_plugin: &'a str,
     /// The builds every step delivery uses (JSON of [`crate::plugins::pins::Pins`]).
-    pub pins: &'a str,
+    pub pins: Option<&'a str>,
     /// The channels the notifier planned for the recipient.
     pub channels: &'a [Channel],
     /// The first step's delivery, when its channel was planned.
