@@ -7,7 +7,8 @@
 //! 2. Writes `$OUT_DIR/bundled.rs`: one `BUNDLED` static listing every plugin in `plugins/`
 //!    (manifest, component bytes, and every file its manifest grants), sorted by name.
 //! 3. Copies each hostile fixture to `<target dir>/wasm-plugins/fixtures/` as `<case>.wasm`,
-//!    `<case>.toml` (its manifest) and `<case>.expected.toml`, and points the
+//!    `<case>.toml` (its manifest) and `<case>.expected.toml` (a fixture without one is a
+//!    plugin whose behaviour a test observes rather than a failure case), and points the
 //!    `BELFRY_FIXTURE_PLUGINS_DIR` compile-time environment variable at that directory.
 
 use std::env;
@@ -178,7 +179,21 @@ fn main() {
         .unwrap_or_else(|err| panic!("cannot create {}: {err}", fixtures_out.display()));
     let mut produced = Vec::new();
     for case in plugin_crates(&fixtures_src) {
+        let wasm = release_dir.join(&case.wasm_file);
         let expected_path = case.dir.join("expected.toml");
+        if !expected_path.is_file() {
+            // Not a failure case but a plugin whose behaviour a test observes (`remember`).
+            for (from, name) in [
+                (wasm, format!("{}.wasm", case.folder)),
+                (case.manifest_path.clone(), format!("{}.toml", case.folder)),
+            ] {
+                let bytes = fs::read(&from)
+                    .unwrap_or_else(|err| panic!("cannot read {}: {err}", from.display()));
+                write_if_changed(&fixtures_out.join(&name), &bytes);
+                produced.push(name);
+            }
+            continue;
+        }
         let expected: Expected = parse_toml(&expected_path);
         assert!(
             REASONS.contains(&expected.reason.as_str()),
@@ -193,7 +208,6 @@ fn main() {
             expected.kind,
             case.manifest.kind
         );
-        let wasm = release_dir.join(&case.wasm_file);
         let copies = [
             (wasm, format!("{}.wasm", case.folder)),
             (case.manifest_path.clone(), format!("{}.toml", case.folder)),

@@ -2,8 +2,9 @@
 //! natively, measured in one run on this machine.
 //!
 //! Three ways to render the `welcome` e-mail (subject, html, text) for the same data:
-//! - **fresh**: the `templates` plugin on a fresh instance per call (the production path);
-//! - **reused**: the same plugin on one instance kept for many calls ([`RendererSession`]);
+//! - **fresh**: the `templates` plugin on a fresh instance per call ([`Reuse::Fresh`]);
+//! - **reused**: the same plugin on a warm instance kept for one tenant ([`Reuse::Tenant`],
+//!   the path trigger and dispatch take);
 //! - **native**: minijinja in this process, reading and parsing the same template files per
 //!   call (the same work as a fresh instance);
 //! - **native, cached**: minijinja with one environment that keeps its parsed templates (the
@@ -14,7 +15,7 @@
 
 use anyhow::{Context, Result};
 use belfry::host::content::{Channel, Content, Recipient, RenderRequest};
-use belfry::host::plugins::{self, PluginKind, PluginRuntime, RendererSession, RuntimeConfig};
+use belfry::host::plugins::{self, PluginKind, PluginRuntime, Reuse, RuntimeConfig};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -112,7 +113,7 @@ pub async fn plugins(iterations: u32, json: bool) -> Result<()> {
     let iterations = iterations.max(10);
     let runtime = PluginRuntime::new(RuntimeConfig {
         cache_dir: belfry::config::default_cache_dir(),
-        plugin_config: Default::default(),
+        ..Default::default()
     })?;
     let loaded = plugins::load_all(&runtime, belfry::BUNDLED, None).await?;
     let renderer = loaded
@@ -140,11 +141,11 @@ pub async fn plugins(iterations: u32, json: bool) -> Result<()> {
         data: None,
     };
     let request = runtime
-        .build(welcome, payload, &recipient, Channel::Email)
+        .build(welcome, payload, &recipient, Channel::Email, Reuse::Fresh)
         .await?;
 
     // All three must produce the same content, or the comparison means nothing.
-    let from_plugin = runtime.render(renderer, &request).await?;
+    let from_plugin = runtime.render(renderer, &request, Reuse::Fresh).await?;
     let cached_env = native_env(&template_dir);
     let native = render_native(&cached_env, &request)?;
     anyhow::ensure!(
@@ -153,7 +154,7 @@ pub async fn plugins(iterations: u32, json: bool) -> Result<()> {
     );
 
     let fresh = measure("fresh instance", iterations, async || {
-        runtime.render(renderer, &request).await?;
+        runtime.render(renderer, &request, Reuse::Fresh).await?;
         Ok(())
     })
     .await?;
@@ -163,9 +164,10 @@ pub async fn plugins(iterations: u32, json: bool) -> Result<()> {
         Ok(())
     })
     .await?;
-    let mut session = RendererSession::new(&runtime, renderer);
     let reused = measure("reused instance", iterations, async || {
-        session.render(&request).await?;
+        runtime
+            .render(renderer, &request, Reuse::Tenant("bench"))
+            .await?;
         Ok(())
     })
     .await?;

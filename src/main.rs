@@ -99,6 +99,16 @@ struct Global {
         default_value_t = 15
     )]
     endpoint_timeout_secs: u64,
+    /// Calls one plugin instance may serve for the same tenant before it is replaced by a
+    /// fresh one (0: a fresh instance for every call). An instance is also replaced after any
+    /// failed call.
+    #[arg(
+        long,
+        global = true,
+        env = "BELFRY_PLUGIN_REUSE",
+        default_value_t = belfry::host::plugins::WarmConfig::default().max_calls
+    )]
+    plugin_reuse: u32,
     /// Machine-readable JSON output.
     #[arg(long, global = true)]
     json: bool,
@@ -471,6 +481,7 @@ fn engine_config(g: &Global) -> Result<EngineConfig> {
             .or_else(belfry::config::default_cache_dir),
         plugin_config: belfry::config::plugin_config(&g.plugin_config)
             .map_err(anyhow::Error::msg)?,
+        warm: warm_config(g),
         routes: belfry::config::routes(&g.routes).map_err(anyhow::Error::msg)?,
         dispatch: Default::default(),
         public_url: g.public_url.clone(),
@@ -717,7 +728,15 @@ fn runtime_config(g: &Global) -> Result<RuntimeConfig> {
         cache_dir: g_cache(g),
         plugin_config: belfry::config::plugin_config(&g.plugin_config)
             .map_err(anyhow::Error::msg)?,
+        warm: warm_config(g),
     })
+}
+
+fn warm_config(g: &Global) -> belfry::host::plugins::WarmConfig {
+    belfry::host::plugins::WarmConfig {
+        max_calls: g.plugin_reuse,
+        ..Default::default()
+    }
 }
 
 /// `belfry serve`: the HTTP server and its workers until SIGTERM/SIGINT, then a graceful

@@ -18,7 +18,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use belfry::host::content::{Channel, Content, Recipient};
-use belfry::host::plugins::{FailureReason, OutgoingMessage, Plugin, SendError};
+use belfry::host::plugins::{FailureReason, OutgoingMessage, Plugin, Reuse, SendError};
 use belfry::{Engine, EngineConfig, TriggerRequest};
 use common::{Backend, World, world_with};
 use serde_json::{Value, json};
@@ -183,10 +183,13 @@ fn recipient(id: &str, data: Option<Value>) -> Recipient {
 }
 
 async fn send(engine: &Engine, plugin: &Plugin, m: &OutgoingMessage) -> Result<String, SendError> {
-    tokio::time::timeout(Duration::from_secs(30), engine.runtime().send(plugin, m))
-        .await
-        .expect("the adapter answers within 30 s")
-        .expect("the call itself succeeds")
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        engine.runtime().send(plugin, m, Reuse::Fresh),
+    )
+    .await
+    .expect("the adapter answers within 30 s")
+    .expect("the call itself succeeds")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -312,7 +315,7 @@ async fn slack_without_a_grant_for_the_url_is_refused_by_the_host() {
     // makes of the refusal: a capability denial is the operator's to fix.
     let refused = tokio::time::timeout(
         Duration::from_secs(30),
-        w.engine.runtime().send(&plugin, &m),
+        w.engine.runtime().send(&plugin, &m, Reuse::Fresh),
     )
     .await
     .expect("the adapter answers within 30 s")

@@ -5,7 +5,9 @@
 mod common;
 
 use belfry::host::content::{Channel, Content, Recipient, RenderRequest};
-use belfry::host::plugins::{self, OutgoingMessage, PluginKind, PluginRuntime, RuntimeConfig};
+use belfry::host::plugins::{
+    self, OutgoingMessage, PluginKind, PluginRuntime, Reuse, RuntimeConfig,
+};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -69,6 +71,7 @@ async fn every_hostile_plugin_fails_its_own_call_and_the_host_carries_on() {
     let runtime = PluginRuntime::new(RuntimeConfig {
         cache_dir: Some(common::cache_dir()),
         plugin_config,
+        ..Default::default()
     })
     .unwrap();
     let bundled = plugins::load_all(&runtime, belfry::BUNDLED, None)
@@ -90,6 +93,8 @@ async fn every_hostile_plugin_fails_its_own_call_and_the_host_carries_on() {
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+        // A fixture without an expected failure is a behaviour fixture (`remember`).
+        .filter(|p| p.with_extension("expected.toml").is_file())
         .collect();
     cases.sort();
     assert_eq!(
@@ -114,12 +119,15 @@ async fn every_hostile_plugin_fails_its_own_call_and_the_host_carries_on() {
         let plugin = runtime.load_file(&wasm).await.unwrap();
         assert_eq!(plugin.kind().as_str(), expected.kind, "{case}");
         let limits = plugin.manifest().limits;
+        let warm_before = runtime.warm_instances();
         let started = Instant::now();
         let err = match plugin.kind() {
-            PluginKind::ChannelAdapter => match runtime.send(&plugin, &message()).await {
-                Err(e) => e,
-                Ok(r) => panic!("{case}: send did not fail its call: {r:?}"),
-            },
+            PluginKind::ChannelAdapter => {
+                match runtime.send(&plugin, &message(), Reuse::Tenant("t")).await {
+                    Err(e) => e,
+                    Ok(r) => panic!("{case}: send did not fail its call: {r:?}"),
+                }
+            }
             _ => {
                 let req = RenderRequest {
                     template: "x".into(),
@@ -127,7 +135,7 @@ async fn every_hostile_plugin_fails_its_own_call_and_the_host_carries_on() {
                     data: "{}".into(),
                     locale: None,
                 };
-                match runtime.render(&plugin, &req).await {
+                match runtime.render(&plugin, &req, Reuse::Tenant("t")).await {
                     Err(e) => e,
                     Ok(c) => panic!(
                         "{case}: render succeeded and returned {} bytes",
@@ -154,8 +162,17 @@ async fn every_hostile_plugin_fails_its_own_call_and_the_host_carries_on() {
             elapsed < Duration::from_millis(limits.timeout_ms) + Duration::from_secs(5),
             "{case} took {elapsed:?}"
         );
+        // Called as trigger and dispatch call it (warm instances allowed), an instance that
+        // trapped, ran out of time or memory, was denied or returned too much is dropped, never
+        // kept for the tenant's next call; one that answered its own error is sound and kept.
+        let kept = runtime.warm_instances() - warm_before;
+        let expected_kept = usize::from(expected.reason == "plugin_error");
+        assert_eq!(kept, expected_kept, "{case}: instances kept after its failure");
         // A normal plugin works right after, in the same runtime.
-        let content = runtime.render(templates, &good_request).await.unwrap();
+        let content = runtime
+            .render(templates, &good_request, Reuse::Fresh)
+            .await
+            .unwrap();
         assert!(matches!(content, Content::InApp { .. }), "{case}");
     }
     assert_eq!(
@@ -212,7 +229,7 @@ async fn compiled_components_are_cached_on_disk_by_content_hash() {
     let cache = tempfile::tempdir().unwrap();
     let config = RuntimeConfig {
         cache_dir: Some(cache.path().to_path_buf()),
-        plugin_config: Default::default(),
+        ..Default::default()
     };
     let runtime = PluginRuntime::new(config.clone()).unwrap();
     let first = plugins::load_all(&runtime, belfry::BUNDLED, None)

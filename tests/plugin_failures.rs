@@ -5,7 +5,7 @@ mod common;
 
 use belfry::host::content::{Channel, RenderRequest};
 use belfry::host::dispatch::{DispatchConfig, RetryPolicy};
-use belfry::host::plugins::{self, PluginRuntime, RuntimeConfig};
+use belfry::host::plugins::{self, PluginRuntime, Reuse, RuntimeConfig};
 use belfry::{Engine, EngineConfig, TriggerRequest};
 use common::Backend;
 use serde_json::json;
@@ -169,7 +169,10 @@ async fn an_empty_grant_blocks_the_file_system() {
         data: r#"{"name": "A", "app_name": "b"}"#.into(),
         locale: None,
     };
-    let err = runtime.render(&plugin, &req).await.unwrap_err();
+    let err = runtime
+        .render(&plugin, &req, Reuse::Fresh)
+        .await
+        .unwrap_err();
     assert_eq!(err.reason.as_str(), "plugin_error");
     assert!(err.message.contains("template not found"), "{err}");
 
@@ -179,14 +182,14 @@ async fn an_empty_grant_blocks_the_file_system() {
         .unwrap();
     let granted = bundled.iter().find(|p| p.name() == "templates").unwrap();
     assert_eq!(granted.reference().hash, plugin.reference().hash);
-    runtime.render(granted, &req).await.unwrap();
+    runtime.render(granted, &req, Reuse::Fresh).await.unwrap();
 }
 
 #[tokio::test]
-async fn a_reused_renderer_instance_renders_like_a_fresh_one_and_is_dropped_after_a_failure() {
+async fn a_warm_renderer_instance_renders_like_a_fresh_one() {
     let runtime = PluginRuntime::new(RuntimeConfig {
         cache_dir: Some(common::cache_dir()),
-        plugin_config: Default::default(),
+        ..Default::default()
     })
     .unwrap();
     let bundled = plugins::load_all(&runtime, belfry::BUNDLED, None)
@@ -199,50 +202,252 @@ async fn a_reused_renderer_instance_renders_like_a_fresh_one_and_is_dropped_afte
         data: json!({"name": name, "app_name": "belfry"}).to_string(),
         locale: None,
     };
-    let mut session = plugins::RendererSession::new(&runtime, templates);
     for name in ["Ada", "Grace", "Alan"] {
-        let fresh = runtime.render(templates, &req(name)).await.unwrap();
-        let reused = session.render(&req(name)).await.unwrap();
-        assert_eq!(fresh, reused);
+        let fresh = runtime
+            .render(templates, &req(name), Reuse::Fresh)
+            .await
+            .unwrap();
+        let warm = runtime
+            .render(templates, &req(name), Reuse::Tenant("t"))
+            .await
+            .unwrap();
+        assert_eq!(fresh, warm);
     }
-    // A failing call (a missing variable) fails alone; the session goes on with a new instance.
+    // One instance served the three warm calls.
+    assert_eq!(runtime.warm_instances(), 1);
+    // The renderer's own error (a missing variable) leaves a sound instance: it is kept.
     let bad = RenderRequest {
         data: "{}".into(),
         ..req("x")
     };
-    let err = session.render(&bad).await.unwrap_err();
+    let err = runtime
+        .render(templates, &bad, Reuse::Tenant("t"))
+        .await
+        .unwrap_err();
     assert_eq!(err.reason.as_str(), "plugin_error");
     assert!(
         err.message
             .starts_with("missing variable: undefined variable `app_name`"),
         "{err}"
     );
-    session.render(&req("Linus")).await.unwrap();
+    let again = runtime
+        .render(templates, &req("Linus"), Reuse::Tenant("t"))
+        .await
+        .unwrap();
+    let fresh = runtime
+        .render(templates, &req("Linus"), Reuse::Fresh)
+        .await
+        .unwrap();
+    assert_eq!(again, fresh);
     let missing = RenderRequest {
         template: "nope".into(),
         ..req("x")
     };
-    let err = runtime.render(templates, &missing).await.unwrap_err();
+    let err = runtime
+        .render(templates, &missing, Reuse::Fresh)
+        .await
+        .unwrap_err();
     assert!(err.message.contains("template `nope` not found"), "{err}");
     let no_variant = RenderRequest {
         channel: Channel::Sms,
         ..req("x")
     };
-    let err = runtime.render(templates, &no_variant).await.unwrap_err();
+    let err = runtime
+        .render(templates, &no_variant, Reuse::Fresh)
+        .await
+        .unwrap_err();
     assert!(err.message.contains("has no sms variant"), "{err}");
+}
 
-    // A panicking renderer traps; its session drops the instance and the next call traps again
-    // on a fresh one instead of reporting a dead instance.
-    let panic = runtime
-        .load_file(&Path::new(belfry::FIXTURE_PLUGINS_DIR).join("panic.wasm"))
+/// What the `remember` fixture saw before this call, from what it rendered.
+async fn remembered(
+    runtime: &PluginRuntime,
+    plugin: &plugins::Plugin,
+    data: &str,
+    reuse: Reuse<'_>,
+) -> String {
+    let req = RenderRequest {
+        template: "x".into(),
+        channel: Channel::InApp,
+        data: json!(data).to_string(),
+        locale: None,
+    };
+    match runtime.render(plugin, &req, reuse).await.unwrap() {
+        belfry::host::content::Content::InApp { body, .. } => body,
+        other => panic!("remember rendered {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_warm_instance_serves_only_its_own_tenant_and_is_retired_after_a_failure_or_its_calls() {
+    let runtime = PluginRuntime::new(RuntimeConfig {
+        cache_dir: Some(common::cache_dir()),
+        warm: plugins::WarmConfig {
+            max_calls: 3,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .unwrap();
+    let remember = runtime
+        .load_file(&Path::new(belfry::FIXTURE_PLUGINS_DIR).join("remember.wasm"))
         .await
         .unwrap();
-    let mut session = plugins::RendererSession::new(&runtime, &panic);
-    for _ in 0..2 {
-        let err = session.render(&req("x")).await.unwrap_err();
-        assert_eq!(err.reason.as_str(), "trap");
-        assert!(err.message.contains("panicked on purpose"), "{err}");
+
+    // Warm for tenant a: the second call sees the first's data, so the instance was kept.
+    assert_eq!(
+        remembered(&runtime, &remember, "a1", Reuse::Tenant("a")).await,
+        ""
+    );
+    assert_eq!(
+        remembered(&runtime, &remember, "a2", Reuse::Tenant("a")).await,
+        "a1"
+    );
+    // Tenant b, and a fresh call, never see what tenant a's instance holds.
+    assert_eq!(
+        remembered(&runtime, &remember, "b1", Reuse::Tenant("b")).await,
+        ""
+    );
+    assert_eq!(
+        remembered(&runtime, &remember, "f1", Reuse::Fresh).await,
+        ""
+    );
+    assert_eq!(
+        remembered(&runtime, &remember, "b2", Reuse::Tenant("b")).await,
+        "b1"
+    );
+    // The third call is tenant a's instance's last (max_calls = 3); the next starts afresh.
+    assert_eq!(
+        remembered(&runtime, &remember, "a3", Reuse::Tenant("a")).await,
+        "a1,a2"
+    );
+    assert_eq!(
+        remembered(&runtime, &remember, "a4", Reuse::Tenant("a")).await,
+        ""
+    );
+    assert_eq!(
+        remembered(&runtime, &remember, "a5", Reuse::Tenant("a")).await,
+        "a4"
+    );
+
+    // A plugin's own error leaves the instance sound and kept (and counts as a call).
+    assert_eq!(
+        remembered(&runtime, &remember, "c1", Reuse::Tenant("c")).await,
+        ""
+    );
+    let refuse = RenderRequest {
+        template: "x".into(),
+        channel: Channel::InApp,
+        data: json!("refuse").to_string(),
+        locale: None,
+    };
+    let err = runtime
+        .render(&remember, &refuse, Reuse::Tenant("c"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason.as_str(), "plugin_error");
+    assert_eq!(
+        remembered(&runtime, &remember, "c2", Reuse::Tenant("c")).await,
+        "c1"
+    );
+
+    // A trap drops it: the next call of the tenant runs on a fresh instance, and the trap's
+    // message is this call's stderr alone.
+    let panic = RenderRequest {
+        data: json!("panic").to_string(),
+        ..refuse.clone()
+    };
+    let err = runtime
+        .render(&remember, &panic, Reuse::Tenant("b"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason.as_str(), "trap");
+    assert!(
+        err.message.contains("remember panicked on purpose"),
+        "{err}"
+    );
+    assert_eq!(
+        remembered(&runtime, &remember, "b3", Reuse::Tenant("b")).await,
+        ""
+    );
+    let err = runtime
+        .render(&remember, &panic, Reuse::Tenant("b"))
+        .await
+        .unwrap_err();
+    assert!(
+        err.message.contains("remember panicked on purpose"),
+        "{err}"
+    );
+    // The warm instance had written about b3 to stderr in its earlier call; not this call's.
+    assert!(!err.message.contains("rendering b3"), "{err}");
+
+    // A reloaded build is another build: its instances start afresh.
+    let reloaded = runtime
+        .load_file(&Path::new(belfry::FIXTURE_PLUGINS_DIR).join("remember.wasm"))
+        .await
+        .unwrap();
+    assert_eq!(
+        remembered(&runtime, &reloaded, "r1", Reuse::Tenant("a")).await,
+        ""
+    );
+
+    // With reuse off, every call is fresh.
+    let off = PluginRuntime::new(RuntimeConfig {
+        cache_dir: Some(common::cache_dir()),
+        warm: plugins::WarmConfig {
+            max_calls: 0,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .unwrap();
+    let remember = off
+        .load_file(&Path::new(belfry::FIXTURE_PLUGINS_DIR).join("remember.wasm"))
+        .await
+        .unwrap();
+    for data in ["x1", "x2"] {
+        assert_eq!(
+            remembered(&off, &remember, data, Reuse::Tenant("a")).await,
+            ""
+        );
     }
+    assert_eq!(off.warm_instances(), 0);
+}
+
+#[tokio::test]
+async fn the_warm_pool_keeps_at_most_max_idle_instances_dropping_the_oldest() {
+    let runtime = PluginRuntime::new(RuntimeConfig {
+        cache_dir: Some(common::cache_dir()),
+        warm: plugins::WarmConfig {
+            max_calls: 100,
+            max_idle: 2,
+        },
+        ..Default::default()
+    })
+    .unwrap();
+    let remember = runtime
+        .load_file(&Path::new(belfry::FIXTURE_PLUGINS_DIR).join("remember.wasm"))
+        .await
+        .unwrap();
+    for tenant in ["a", "b", "c"] {
+        remembered(
+            &runtime,
+            &remember,
+            &format!("{tenant}1"),
+            Reuse::Tenant(tenant),
+        )
+        .await;
+    }
+    assert_eq!(runtime.warm_instances(), 2);
+    // a's was the oldest, so it went; b's and c's wait.
+    assert_eq!(
+        remembered(&runtime, &remember, "a2", Reuse::Tenant("a")).await,
+        ""
+    );
+    assert_eq!(
+        remembered(&runtime, &remember, "c2", Reuse::Tenant("c")).await,
+        "c1"
+    );
 }
 
 on_both_backends!(

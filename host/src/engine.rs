@@ -44,6 +44,8 @@ pub struct EngineConfig {
     pub plugins_dir: Option<PathBuf>,
     pub cache_dir: Option<PathBuf>,
     pub plugin_config: PluginConfig,
+    /// When plugin instances are kept for more calls of the same build and tenant.
+    pub warm: crate::plugins::WarmConfig,
     /// Channel → adapter plugin name, overriding the manifests' `channels`.
     pub routes: BTreeMap<Channel, String>,
     /// Retries and leases.
@@ -64,6 +66,7 @@ impl Default for EngineConfig {
             plugins_dir: None,
             cache_dir: None,
             plugin_config: PluginConfig::default(),
+            warm: crate::plugins::WarmConfig::default(),
             routes: BTreeMap::new(),
             dispatch: DispatchConfig::default(),
             public_url: None,
@@ -125,6 +128,7 @@ impl Engine {
         let runtime = PluginRuntime::new(RuntimeConfig {
             cache_dir: config.cache_dir.clone(),
             plugin_config: config.plugin_config.clone(),
+            warm: config.warm.clone(),
         })?;
         let loaded =
             plugins::load_all(&runtime, config.bundled, config.plugins_dir.as_deref()).await?;

@@ -14,7 +14,7 @@ use crate::digests::rules::{self, DigestRule, Lookup};
 use crate::digests::window::Window;
 use crate::dispatch::executor::reason;
 use crate::dispatch::queue::{self, NewJob};
-use crate::plugins::{CallError, PluginRuntime, Registry, RegistryError};
+use crate::plugins::{CallError, PluginRuntime, Registry, RegistryError, Reuse};
 use crate::policy::{self, Checkpoint, Decision, Outcome, Severity};
 use crate::store::{self, Db, StoreError};
 use crate::traces::{self, DeliveryRecord, NewTrace, kind};
@@ -766,7 +766,7 @@ async fn plan<'r>(
     // Recipients: deduplicated by id (first occurrence wins) and sorted, so the same payload
     // always plans the same notifications in the same order.
     let mut recipients = runtime
-        .recipients(notifier, &payload)
+        .recipients(notifier, &payload, Reuse::Tenant(&req.tenant))
         .await
         .map_err(plan_err)?;
     recipients.sort_by(|a, b| a.id.cmp(&b.id));
@@ -803,7 +803,7 @@ async fn plan<'r>(
     let mut planned = Vec::with_capacity(recipients.len());
     for recipient in recipients {
         let plan = runtime
-            .channels(notifier, &payload, &recipient)
+            .channels(notifier, &payload, &recipient, Reuse::Tenant(&req.tenant))
             .await
             .map_err(plan_err)?;
         let mut channels = plan.channels;

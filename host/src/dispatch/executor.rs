@@ -16,7 +16,8 @@ use crate::feedback;
 use crate::inbox;
 use crate::plugins::pins;
 use crate::plugins::{
-    CallError, FailureReason, LiveRegistry, OutgoingMessage, PluginRuntime, Registry, SendError,
+    CallError, FailureReason, LiveRegistry, OutgoingMessage, PluginRuntime, Registry, Reuse,
+    SendError,
 };
 use crate::policy::{self, Checkpoint, Decision, Outcome, Severity};
 use crate::store::{self, Conn, Db, StoreError};
@@ -269,7 +270,13 @@ impl Executor {
                 };
                 let request = match self
                     .runtime
-                    .build(notifier, &d.payload, &d.recipient, d.channel)
+                    .build(
+                        notifier,
+                        &d.payload,
+                        &d.recipient,
+                        d.channel,
+                        Reuse::Tenant(&d.tenant),
+                    )
                     .await
                 {
                     Ok(r) => r,
@@ -304,7 +311,11 @@ impl Executor {
             },
         };
 
-        let content = match self.runtime.render(renderer, &request).await {
+        let content = match self
+            .runtime
+            .render(renderer, &request, Reuse::Tenant(&d.tenant))
+            .await
+        {
             Ok(c) => c,
             Err(e) => return call_failed(reason::RENDER_FAILED, e),
         };
@@ -376,7 +387,10 @@ impl Executor {
         };
         let started_at = store::now();
         let clock = Instant::now();
-        let result = self.runtime.send(adapter, &message).await;
+        let result = self
+            .runtime
+            .send(adapter, &message, Reuse::Tenant(&d.tenant))
+            .await;
         let duration_ms = clock.elapsed().as_millis() as i64;
         let sent_by = adapter.reference().to_string();
         work.sent_by = Some(sent_by.clone());
@@ -448,12 +462,18 @@ impl Executor {
             })?;
             let request = self
                 .runtime
-                .build(notifier, &item.payload, &item.recipient, d.channel)
+                .build(
+                    notifier,
+                    &item.payload,
+                    &item.recipient,
+                    d.channel,
+                    Reuse::Tenant(&d.tenant),
+                )
                 .await
                 .map_err(|e| item_failed(reason::BUILD_FAILED, &item.delivery_id, e))?;
             let content = self
                 .runtime
-                .render(renderer, &request)
+                .render(renderer, &request, Reuse::Tenant(&d.tenant))
                 .await
                 .map_err(|e| item_failed(reason::RENDER_FAILED, &item.delivery_id, e))?;
             shown.push(serde_json::json!({

@@ -76,6 +76,9 @@ impl Limits {
 pub struct PluginLimiter {
     memory_bytes: usize,
     pub(crate) memory_refused: bool,
+    /// The largest size any of the instance's memories has grown to; a warm instance that
+    /// grew past half its limit is retired rather than left to fail a later call.
+    pub(crate) memory_peak: usize,
 }
 
 impl PluginLimiter {
@@ -83,7 +86,13 @@ impl PluginLimiter {
         PluginLimiter {
             memory_bytes: limits.memory_bytes,
             memory_refused: false,
+            memory_peak: 0,
         }
+    }
+
+    /// Whether the instance has room to serve another call as it is.
+    pub(crate) fn roomy(&self) -> bool {
+        !self.memory_refused && self.memory_peak <= self.memory_bytes / 2
     }
 }
 
@@ -100,6 +109,7 @@ impl wasmtime::ResourceLimiter for PluginLimiter {
             self.memory_refused = true;
             return Ok(false);
         }
+        self.memory_peak = self.memory_peak.max(desired);
         Ok(true)
     }
 

@@ -3,8 +3,11 @@
 //!
 //! Model (after wasmtime's own embeddings): one `Engine` and one `Linker` per plugin kind for
 //! the life of the process; each component compiled once (and cached on disk by content hash
-//! and engine build) and pre-instantiated; **one fresh `Store` per call**, so no state leaks
-//! between calls, tenants or deliveries, and a trapped instance is simply dropped.
+//! and engine build) and pre-instantiated; **one `Store` per instance**. A call runs on a
+//! fresh instance, or, when the caller names a tenant ([`Reuse::Tenant`]), on a warm one kept
+//! from an earlier clean call of the same build for the same tenant (`warm.rs` says when an
+//! instance is retired); so nothing crosses between builds or tenants, and a trapped
+//! instance is simply dropped.
 //!
 //! A call is bounded by CPU time (epoch interruption, plus a wall-clock timeout for time spent
 //! waiting on the host), memory (a `ResourceLimiter`) and the size of what it returns. Any
@@ -24,9 +27,11 @@ mod v0_2_0;
 mod v0_3_0;
 mod v0_4_0;
 mod v0_5_0;
+mod warm;
 
 pub use manifest::{FileGrant, Manifest, ManifestError, PluginKind};
 pub use registry::{LiveRegistry, Registry, RegistryError};
+pub use warm::{Reuse, WarmConfig};
 
 use crate::content::{Channel, Content, Recipient, RenderRequest};
 use crate::feedback;
@@ -311,7 +316,37 @@ enum Pre {
     AdapterV0_5(v0_5_0::ChannelAdapterPre<PluginState>),
 }
 
-/// A fresh notifier instance, of the WIT version its component was built against.
+/// A live instance of a plugin, of its kind and WIT version.
+enum Instance {
+    Notifier(NotifierInstance),
+    Renderer(v0_1_0::Renderer),
+    Adapter(v0_1_0::ChannelAdapter),
+    AdapterV0_5(v0_5_0::ChannelAdapter),
+}
+
+impl Pre {
+    async fn instantiate(&self, store: &mut Store<PluginState>) -> wasmtime::Result<Instance> {
+        Ok(match self {
+            Pre::Notifier(pre) => {
+                Instance::Notifier(NotifierInstance::V0_1(pre.instantiate_async(store).await?))
+            }
+            Pre::NotifierV0_2(pre) => {
+                Instance::Notifier(NotifierInstance::V0_2(pre.instantiate_async(store).await?))
+            }
+            Pre::NotifierV0_3(pre) => {
+                Instance::Notifier(NotifierInstance::V0_3(pre.instantiate_async(store).await?))
+            }
+            Pre::NotifierV0_4(pre) => {
+                Instance::Notifier(NotifierInstance::V0_4(pre.instantiate_async(store).await?))
+            }
+            Pre::Renderer(pre) => Instance::Renderer(pre.instantiate_async(store).await?),
+            Pre::Adapter(pre) => Instance::Adapter(pre.instantiate_async(store).await?),
+            Pre::AdapterV0_5(pre) => Instance::AdapterV0_5(pre.instantiate_async(store).await?),
+        })
+    }
+}
+
+/// A notifier instance, of the WIT version its component was built against.
 enum NotifierInstance {
     V0_1(v0_1_0::Notifier),
     V0_2(v0_2_0::Notifier),
@@ -385,6 +420,10 @@ struct LoadedPlugin {
 }
 
 impl Plugin {
+    /// The same loaded build (not merely the same hash: config and grants come with a load).
+    fn same_build(&self, other: &Plugin) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
     pub fn reference(&self) -> &PluginRef {
         &self.0.reference
     }
@@ -473,6 +512,8 @@ pub struct RuntimeConfig {
     /// every start and keeps bundled files in a temporary directory.
     pub cache_dir: Option<PathBuf>,
     pub plugin_config: PluginConfig,
+    /// When instances are kept for further calls of the same build and tenant.
+    pub warm: WarmConfig,
 }
 
 /// The wasmtime engine, linkers and epoch ticker shared by every plugin.
@@ -483,6 +524,7 @@ pub struct PluginRuntime {
     /// Channel adapters: the same plus `wasi:http`, gated per plugin.
     adapter_linker: Linker<PluginState>,
     config: RuntimeConfig,
+    warm: warm::WarmPool<Instance>,
     _ticker: EpochTicker,
 }
 
@@ -556,6 +598,7 @@ impl PluginRuntime {
             engine,
             linker,
             adapter_linker,
+            warm: warm::WarmPool::new(config.warm.clone()),
             config,
             _ticker: EpochTicker { stop },
         })
@@ -821,24 +864,61 @@ impl PluginRuntime {
         Ok(store)
     }
 
-    /// Runs `body` against a fresh store and turns every way it can fail into a `CallError`.
-    async fn run<R>(
+    /// Runs `body` on an instance of `plugin` — a warm one kept for this tenant if `reuse`
+    /// allows and one waits, else a fresh one — then `finish` on what it returned (the
+    /// plugin's own errors, output limits, conversion), and turns every way it can fail into
+    /// a `CallError`. The instance is offered back to the warm pool if the call succeeded or
+    /// failed only by the plugin's own verdict; any other failure drops it with its store.
+    async fn run<R, T>(
         &self,
         plugin: &Plugin,
         function: &'static str,
-        body: impl AsyncFnOnce(&mut Store<PluginState>, &Pre) -> wasmtime::Result<R>,
-    ) -> Result<R, CallError> {
+        reuse: Reuse<'_>,
+        body: impl AsyncFnOnce(&mut Store<PluginState>, &Instance) -> wasmtime::Result<R>,
+        finish: impl FnOnce(R) -> Result<T, CallError>,
+    ) -> Result<T, CallError> {
         let p = &*plugin.0;
-        let span = tracing::debug_span!("plugin_call", plugin = %p.reference, function);
+        let tenant = self.warm.tenant(reuse);
+        let warm = tenant.and_then(|t| self.warm.take(plugin, t));
+        let span = tracing::debug_span!(
+            "plugin_call",
+            plugin = %p.reference,
+            function,
+            warm = warm.is_some()
+        );
         async {
             let started = std::time::Instant::now();
-            let mut store = self.new_store(p)?;
+            let (mut store, instance, calls) = match warm {
+                Some(w) => (w.store, Some(w.instance), w.calls),
+                None => (self.new_store(p)?, None, 0),
+            };
+            store.data_mut().begin_call();
+            store.set_epoch_deadline(p.manifest.limits.epoch_ticks());
             let wall = Duration::from_millis(p.manifest.limits.timeout_ms);
-            let outcome = tokio::time::timeout(wall, body(&mut store, &p.pre)).await;
+            let outcome = tokio::time::timeout(wall, async {
+                let instance = match instance {
+                    Some(i) => i,
+                    None => p.pre.instantiate(&mut store).await?,
+                };
+                let r = body(&mut store, &instance).await?;
+                Ok((instance, r))
+            })
+            .await;
             let result = classify(p, function, &store, outcome.map_err(|_| ()));
             let name = format!("{}@{}", p.manifest.name, p.manifest.version);
             metrics::histogram!(crate::metrics::PLUGIN_CALL_SECONDS, "plugin" => name.clone(), "function" => function)
                 .record(started.elapsed().as_secs_f64());
+            let (result, instance) = match result {
+                Ok((instance, r)) => (finish(r), Some(instance)),
+                Err(e) => (Err(e), None),
+            };
+            let sound = match &result {
+                Ok(_) => true,
+                Err(e) => e.reason == FailureReason::PluginError,
+            };
+            if let (Some(t), Some(instance), true) = (tenant, instance, sound) {
+                self.warm.put(plugin, t, store, instance, calls + 1);
+            }
             if let Err(e) = &result {
                 metrics::counter!(crate::metrics::PLUGIN_CALL_FAILURES, "plugin" => name, "function" => function, "reason" => e.reason.as_str())
                     .increment(1);
@@ -847,6 +927,11 @@ impl PluginRuntime {
         }
         .instrument(span)
         .await
+    }
+
+    /// Instances waiting in the warm pool now.
+    pub fn warm_instances(&self) -> usize {
+        self.warm.idle()
     }
 
     fn plugin_error(plugin: &Plugin, function: &'static str, message: String) -> CallError {
@@ -880,51 +965,50 @@ impl PluginRuntime {
         }
     }
 
-    /// Runs `call` on a fresh instance of a notifier (the shape every notifier export shares),
+    /// Runs `call` on an instance of a notifier (the shape every notifier export shares),
     /// whichever WIT version it was built against.
-    async fn notifier_call<R>(
+    async fn notifier_call<R, T>(
         &self,
         plugin: &Plugin,
         function: &'static str,
-        call: impl AsyncFnOnce(&mut Store<PluginState>, NotifierInstance) -> wasmtime::Result<R>,
-    ) -> Result<R, CallError> {
-        self.run(plugin, function, async move |store, pre| {
-            let inst = match pre {
-                Pre::Notifier(pre) => {
-                    NotifierInstance::V0_1(pre.instantiate_async(&mut *store).await?)
-                }
-                Pre::NotifierV0_2(pre) => {
-                    NotifierInstance::V0_2(pre.instantiate_async(&mut *store).await?)
-                }
-                Pre::NotifierV0_3(pre) => {
-                    NotifierInstance::V0_3(pre.instantiate_async(&mut *store).await?)
-                }
-                Pre::NotifierV0_4(pre) => {
-                    NotifierInstance::V0_4(pre.instantiate_async(&mut *store).await?)
-                }
-                _ => return Ok(None),
-            };
-            Ok(Some(call(store, inst).await?))
-        })
-        .await?
-        .ok_or_else(|| Self::wrong_kind(plugin, function))
+        reuse: Reuse<'_>,
+        call: impl AsyncFnOnce(&mut Store<PluginState>, &NotifierInstance) -> wasmtime::Result<R>,
+        finish: impl FnOnce(R) -> Result<T, CallError>,
+    ) -> Result<T, CallError> {
+        self.run(
+            plugin,
+            function,
+            reuse,
+            async move |store, inst| match inst {
+                Instance::Notifier(n) => Ok(Some(call(store, n).await?)),
+                _ => Ok(None),
+            },
+            |r| finish(r.ok_or_else(|| Self::wrong_kind(plugin, function))?),
+        )
+        .await
     }
 
     pub async fn describe(&self, plugin: &Plugin) -> Result<NotifierDescription, CallError> {
-        self.notifier_call(plugin, "describe", async |store, inst| match inst {
-            NotifierInstance::V0_1(i) => Ok(v0_1_0::description_from_wit(
-                i.belfry_plugin_notifications().call_describe(store).await?,
-            )),
-            NotifierInstance::V0_2(i) => Ok(v0_2_0::description_from_wit(
-                i.belfry_plugin_notifications().call_describe(store).await?,
-            )),
-            NotifierInstance::V0_3(i) => Ok(v0_3_0::description_from_wit(
-                i.belfry_plugin_notifications().call_describe(store).await?,
-            )),
-            NotifierInstance::V0_4(i) => Ok(v0_4_0::description_from_wit(
-                i.belfry_plugin_notifications().call_describe(store).await?,
-            )),
-        })
+        self.notifier_call(
+            plugin,
+            "describe",
+            Reuse::Fresh,
+            async |store, inst| match inst {
+                NotifierInstance::V0_1(i) => Ok(v0_1_0::description_from_wit(
+                    i.belfry_plugin_notifications().call_describe(store).await?,
+                )),
+                NotifierInstance::V0_2(i) => Ok(v0_2_0::description_from_wit(
+                    i.belfry_plugin_notifications().call_describe(store).await?,
+                )),
+                NotifierInstance::V0_3(i) => Ok(v0_3_0::description_from_wit(
+                    i.belfry_plugin_notifications().call_describe(store).await?,
+                )),
+                NotifierInstance::V0_4(i) => Ok(v0_4_0::description_from_wit(
+                    i.belfry_plugin_notifications().call_describe(store).await?,
+                )),
+            },
+            Ok,
+        )
         .await
     }
 
@@ -941,10 +1025,14 @@ impl PluginRuntime {
         &self,
         plugin: &Plugin,
         payload: &str,
+        reuse: Reuse<'_>,
     ) -> Result<Vec<Recipient>, CallError> {
         let payload = payload.to_string();
-        let r = self
-            .notifier_call(plugin, "recipients", async |store, inst| {
+        self.notifier_call(
+            plugin,
+            "recipients",
+            reuse,
+            async |store, inst| {
                 Ok(match inst {
                     NotifierInstance::V0_1(i) => i
                         .belfry_plugin_notifications()
@@ -967,15 +1055,18 @@ impl PluginRuntime {
                         .await?
                         .map_err(PlanError::from),
                 })
-            })
-            .await?
-            .map_err(|e| Self::plan_error(plugin, "recipients", e))?;
-        let size = r
-            .iter()
-            .map(|x| x.id.len() + x.data.as_ref().map_or(0, String::len) + 64)
-            .sum();
-        Self::check_output(plugin, "recipients", size)?;
-        Ok(r.into_iter().map(v0_1_0::recipient_from_wit).collect())
+            },
+            |r| {
+                let r = r.map_err(|e| Self::plan_error(plugin, "recipients", e))?;
+                let size = r
+                    .iter()
+                    .map(|x| x.id.len() + x.data.as_ref().map_or(0, String::len) + 64)
+                    .sum();
+                Self::check_output(plugin, "recipients", size)?;
+                Ok(r.into_iter().map(v0_1_0::recipient_from_wit).collect())
+            },
+        )
+        .await
     }
 
     pub async fn channels(
@@ -983,11 +1074,15 @@ impl PluginRuntime {
         plugin: &Plugin,
         payload: &str,
         recipient: &Recipient,
+        reuse: Reuse<'_>,
     ) -> Result<RecipientPlan, CallError> {
         let wr = v0_1_0::recipient_to_wit(recipient);
         let payload = payload.to_string();
-        let (channels, severity, held) = self
-            .notifier_call(plugin, "channels", async |store, inst| {
+        self.notifier_call(
+            plugin,
+            "channels",
+            reuse,
+            async |store, inst| {
                 Ok(match inst {
                     NotifierInstance::V0_1(i) => i
                         .belfry_plugin_notifications()
@@ -1025,14 +1120,18 @@ impl PluginRuntime {
                         })
                         .map_err(PlanError::from),
                 })
-            })
-            .await?
-            .map_err(|e| Self::plan_error(plugin, "channels", e))?;
-        Ok(RecipientPlan {
-            channels: channels.into_iter().map(v0_1_0::channel_from_wit).collect(),
-            severity,
-            held,
-        })
+            },
+            |r| {
+                let (channels, severity, held) =
+                    r.map_err(|e| Self::plan_error(plugin, "channels", e))?;
+                Ok(RecipientPlan {
+                    channels: channels.into_iter().map(v0_1_0::channel_from_wit).collect(),
+                    severity,
+                    held,
+                })
+            },
+        )
+        .await
     }
 
     pub async fn build(
@@ -1041,12 +1140,16 @@ impl PluginRuntime {
         payload: &str,
         recipient: &Recipient,
         channel: Channel,
+        reuse: Reuse<'_>,
     ) -> Result<RenderRequest, CallError> {
         let wr = v0_1_0::recipient_to_wit(recipient);
         let wc = v0_1_0::channel_to_wit(channel);
         let payload = payload.to_string();
-        let r = self
-            .notifier_call(plugin, "build", async |store, inst| {
+        self.notifier_call(
+            plugin,
+            "build",
+            reuse,
+            async |store, inst| {
                 Ok(match inst {
                     NotifierInstance::V0_1(i) => i
                         .belfry_plugin_notifications()
@@ -1069,34 +1172,40 @@ impl PluginRuntime {
                         .await?
                         .map_err(PlanError::from),
                 })
-            })
-            .await?
-            .map_err(|e| Self::plan_error(plugin, "build", e))?;
-        Self::check_output(plugin, "build", r.template.len() + r.data.len())?;
-        Ok(v0_1_0::render_request_from_wit(r))
+            },
+            |r| {
+                let r = r.map_err(|e| Self::plan_error(plugin, "build", e))?;
+                Self::check_output(plugin, "build", r.template.len() + r.data.len())?;
+                Ok(v0_1_0::render_request_from_wit(r))
+            },
+        )
+        .await
     }
 
     pub async fn render(
         &self,
         plugin: &Plugin,
         request: &RenderRequest,
+        reuse: Reuse<'_>,
     ) -> Result<Content, CallError> {
         let wr = v0_1_0::render_request_to_wit(request);
-        let r = self
-            .run(plugin, "render", async |store, pre| {
-                let Pre::Renderer(pre) = pre else {
+        self.run(
+            plugin,
+            "render",
+            reuse,
+            async |store, inst| {
+                let Instance::Renderer(inst) = inst else {
                     return Ok(None);
                 };
-                let inst = pre.instantiate_async(&mut *store).await?;
                 Ok(Some(
                     inst.belfry_plugin_rendering()
                         .call_render(&mut *store, &wr)
                         .await?,
                 ))
-            })
-            .await?
-            .ok_or_else(|| Self::wrong_kind(plugin, "render"))?;
-        Self::finish_render(plugin, r)
+            },
+            |r| Self::finish_render(plugin, r.ok_or_else(|| Self::wrong_kind(plugin, "render"))?),
+        )
+        .await
     }
 
     fn finish_render(
@@ -1124,11 +1233,15 @@ impl PluginRuntime {
         &self,
         plugin: &Plugin,
         message: &OutgoingMessage,
+        reuse: Reuse<'_>,
     ) -> Result<Result<String, SendError>, CallError> {
-        let r = self
-            .run(plugin, "send", async |store, pre| {
-                let r = match pre {
-                    Pre::Adapter(pre) => {
+        self.run(
+            plugin,
+            "send",
+            reuse,
+            async |store, inst| {
+                let r = match inst {
+                    Instance::Adapter(inst) => {
                         let wm = v0_1_0::wit_delivery::Message {
                             delivery_id: message.delivery_id.clone(),
                             notification_id: message.notification_id.clone(),
@@ -1139,7 +1252,6 @@ impl PluginRuntime {
                             recipient: v0_1_0::recipient_to_wit(&message.recipient),
                             content: v0_1_0::content_to_wit(&message.content),
                         };
-                        let inst = pre.instantiate_async(&mut *store).await?;
                         inst.belfry_plugin_delivery()
                             .call_send(&mut *store, &wm)
                             .await?
@@ -1156,9 +1268,8 @@ impl PluginRuntime {
                                 }
                             })
                     }
-                    Pre::AdapterV0_5(pre) => {
+                    Instance::AdapterV0_5(inst) => {
                         let wm = v0_5_0::message_to_wit(message);
-                        let inst = pre.instantiate_async(&mut *store).await?;
                         inst.belfry_plugin_delivery()
                             .call_send(&mut *store, &wm)
                             .await?
@@ -1178,13 +1289,16 @@ impl PluginRuntime {
                     _ => return Ok(None),
                 };
                 Ok(Some(r))
-            })
-            .await?
-            .ok_or_else(|| Self::wrong_kind(plugin, "send"))?;
-        if let Ok(id) = &r {
-            Self::check_output(plugin, "send", id.len())?;
-        }
-        Ok(r)
+            },
+            |r| {
+                let r = r.ok_or_else(|| Self::wrong_kind(plugin, "send"))?;
+                if let Ok(id) = &r {
+                    Self::check_output(plugin, "send", id.len())?;
+                }
+                Ok(r)
+            },
+        )
+        .await
     }
 
     /// Hands a provider's webhook request to the adapter, which verifies it and turns it into
@@ -1195,10 +1309,13 @@ impl PluginRuntime {
         plugin: &Plugin,
         request: &feedback::WebhookRequest,
     ) -> Result<Result<Vec<feedback::FeedbackEvent>, feedback::WebhookRejection>, CallError> {
-        let r = self
-            .run(plugin, "handle-webhook", async |store, pre| {
-                let r = match pre {
-                    Pre::Adapter(pre) => {
+        self.run(
+            plugin,
+            "handle-webhook",
+            Reuse::Fresh,
+            async |store, inst| {
+                let r = match inst {
+                    Instance::Adapter(inst) => {
                         let path = request
                             .url
                             .find("://")
@@ -1210,16 +1327,14 @@ impl PluginRuntime {
                             headers: request.headers.clone(),
                             body: request.body.clone(),
                         };
-                        let inst = pre.instantiate_async(&mut *store).await?;
                         v0_1_0::feedback_to_v0_5_0(
                             inst.belfry_plugin_delivery()
                                 .call_handle_webhook(&mut *store, &wr)
                                 .await?,
                         )
                     }
-                    Pre::AdapterV0_5(pre) => {
+                    Instance::AdapterV0_5(inst) => {
                         let wr = v0_5_0::webhook_request_to_wit(request);
-                        let inst = pre.instantiate_async(&mut *store).await?;
                         inst.belfry_plugin_delivery()
                             .call_handle_webhook(&mut *store, &wr)
                             .await?
@@ -1227,22 +1342,25 @@ impl PluginRuntime {
                     _ => return Ok(None),
                 };
                 Ok(Some(r))
-            })
-            .await?
-            .ok_or_else(|| Self::wrong_kind(plugin, "handle-webhook"))?;
-        let size: usize = r.as_ref().map_or(0, |events| {
-            events
-                .iter()
-                .map(|e| {
-                    e.provider_event_id.len()
-                        + e.provider_message_id.len()
-                        + e.reason.as_ref().map_or(0, String::len)
-                        + 16
-                })
-                .sum()
-        });
-        Self::check_output(plugin, "handle-webhook", size)?;
-        Ok(v0_5_0::feedback_from_wit(r))
+            },
+            |r| {
+                let r = r.ok_or_else(|| Self::wrong_kind(plugin, "handle-webhook"))?;
+                let size: usize = r.as_ref().map_or(0, |events| {
+                    events
+                        .iter()
+                        .map(|e| {
+                            e.provider_event_id.len()
+                                + e.provider_message_id.len()
+                                + e.reason.as_ref().map_or(0, String::len)
+                                + 16
+                        })
+                        .sum()
+                });
+                Self::check_output(plugin, "handle-webhook", size)?;
+                Ok(v0_5_0::feedback_from_wit(r))
+            },
+        )
+        .await
     }
 }
 
@@ -1303,68 +1421,6 @@ fn classify<R>(
             }
             Err(err(FailureReason::Trap, message))
         }
-    }
-}
-
-/// A renderer instance kept for several calls of the same plugin (and, by the caller's
-/// choice, the same tenant): it skips instantiation, at the price of state surviving between
-/// calls. It is replaced after [`RendererSession::MAX_CALLS`] calls or any failure, since a
-/// trapped instance refuses further calls and a misbehaving one should not linger.
-pub struct RendererSession<'r> {
-    runtime: &'r PluginRuntime,
-    plugin: Plugin,
-    live: Option<(Store<PluginState>, v0_1_0::Renderer)>,
-    calls: u32,
-}
-
-impl<'r> RendererSession<'r> {
-    /// Long enough to amortise instantiation; short enough that a slow leak in a guest
-    /// never grows far.
-    pub const MAX_CALLS: u32 = 1000;
-
-    pub fn new(runtime: &'r PluginRuntime, plugin: &Plugin) -> Self {
-        RendererSession {
-            runtime,
-            plugin: plugin.clone(),
-            live: None,
-            calls: 0,
-        }
-    }
-
-    pub async fn render(&mut self, request: &RenderRequest) -> Result<Content, CallError> {
-        let p = &*self.plugin.0;
-        let Pre::Renderer(pre) = &p.pre else {
-            return Err(PluginRuntime::wrong_kind(&self.plugin, "render"));
-        };
-        if self.calls >= Self::MAX_CALLS {
-            self.live = None;
-        }
-        if self.live.is_none() {
-            let mut store = self.runtime.new_store(p)?;
-            let inst = pre.instantiate_async(&mut store).await;
-            let inst = classify(p, "instantiate", &store, Ok(inst))?;
-            self.live = Some((store, inst));
-            self.calls = 0;
-        }
-        let (store, inst) = self.live.as_mut().expect("instantiated above");
-        store.set_epoch_deadline(p.manifest.limits.epoch_ticks());
-        let wr = v0_1_0::render_request_to_wit(request);
-        let wall = Duration::from_millis(p.manifest.limits.timeout_ms);
-        let outcome = tokio::time::timeout(
-            wall,
-            inst.belfry_plugin_rendering().call_render(&mut *store, &wr),
-        )
-        .await;
-        self.calls += 1;
-        let result = classify(p, "render", store, outcome.map_err(|_| ()));
-        let r = match result {
-            Ok(r) => r,
-            Err(e) => {
-                self.live = None;
-                return Err(e);
-            }
-        };
-        PluginRuntime::finish_render(&self.plugin, r)
     }
 }
 

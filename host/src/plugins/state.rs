@@ -20,6 +20,8 @@ pub struct PluginState {
     pub(crate) gate: HttpGate,
     pub(crate) limiter: PluginLimiter,
     stderr: MemoryOutputPipe,
+    /// Where this call's stderr starts: a warm instance keeps what earlier calls wrote.
+    stderr_from: usize,
     /// `name@version#hash12`, attached to every log line.
     plugin: String,
     config: Arc<BTreeMap<String, String>>,
@@ -78,16 +80,37 @@ impl PluginState {
             },
             limiter: PluginLimiter::new(&manifest.limits),
             stderr,
+            stderr_from: 0,
             plugin: reference.to_string(),
             config,
             log_lines: 0,
         })
     }
 
-    /// The last part of what the guest wrote to stderr (a panic message, usually).
+    /// Starts a call: what is counted or captured per call begins again here.
+    pub fn begin_call(&mut self) {
+        self.log_lines = 0;
+        self.stderr_from = self.stderr.contents().len();
+    }
+
+    /// Whether this state may serve another call: nothing denied, memory to spare, and room
+    /// left to capture a panic message.
+    pub fn reusable(&self) -> bool {
+        self.gate
+            .denials
+            .lock()
+            .map(|d| d.is_empty())
+            .unwrap_or(false)
+            && self.limiter.roomy()
+            && self.stderr.contents().len() <= limits::STDERR_CAPTURE_BYTES / 2
+    }
+
+    /// The last part of what the guest wrote to stderr during this call (a panic message,
+    /// usually).
     pub fn stderr_tail(&self) -> String {
         let bytes = self.stderr.contents();
-        let text = String::from_utf8_lossy(&bytes);
+        let bytes = &bytes[self.stderr_from.min(bytes.len())..];
+        let text = String::from_utf8_lossy(bytes);
         let text = text.trim();
         let start = text.len().saturating_sub(1024);
         let start = (start..=text.len())

@@ -42,7 +42,7 @@ mod bindings {
     }
 }
 
-pub use bindings::adapter::ChannelAdapterPre;
+pub use bindings::adapter::{ChannelAdapter, ChannelAdapterPre};
 pub use bindings::notifier::belfry::plugin::{config as wit_config, log as wit_log, types as wit};
 pub use bindings::notifier::{Notifier, NotifierPre};
 pub use bindings::renderer::{Renderer, RendererPre};
