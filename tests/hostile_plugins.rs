@@ -167,7 +167,10 @@ async fn every_hostile_plugin_fails_its_own_call_and_the_host_carries_on() {
         // kept for the tenant's next call; one that answered its own error is sound and kept.
         let kept = runtime.warm_instances() - warm_before;
         let expected_kept = usize::from(expected.reason == "plugin_error");
-        assert_eq!(kept, expected_kept, "{case}: instances kept after its failure");
+        assert_eq!(
+            kept, expected_kept,
+            "{case}: instances kept after its failure"
+        );
         // A normal plugin works right after, in the same runtime.
         let content = runtime
             .render(templates, &good_request, Reuse::Fresh)
