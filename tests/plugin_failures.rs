@@ -278,21 +278,32 @@ async fn remembered(
     }
 }
 
-#[tokio::test]
-async fn a_warm_instance_serves_only_its_own_tenant_and_is_retired_after_a_failure_or_its_calls() {
+/// A runtime keeping instances as `warm` says, with the `remember` fixture loaded.
+async fn remember_runtime(warm: plugins::WarmConfig) -> (PluginRuntime, plugins::Plugin) {
     let runtime = PluginRuntime::new(RuntimeConfig {
         cache_dir: Some(common::cache_dir()),
-        warm: plugins::WarmConfig {
-            max_calls: 3,
-            ..Default::default()
-        },
+        warm,
         ..Default::default()
     })
     .unwrap();
-    let remember = runtime
+    let remember = load_remember(&runtime).await;
+    (runtime, remember)
+}
+
+async fn load_remember(runtime: &PluginRuntime) -> plugins::Plugin {
+    runtime
         .load_file(&Path::new(belfry::FIXTURE_PLUGINS_DIR).join("remember.wasm"))
         .await
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_warm_instance_serves_only_its_own_tenant_and_is_retired_after_a_failure_or_its_calls() {
+    let (runtime, remember) = remember_runtime(plugins::WarmConfig {
+        max_calls: 3,
+        ..Default::default()
+    })
+    .await;
 
     // Warm for tenant a: the second call sees the first's data, so the instance was kept.
     assert_eq!(
@@ -382,29 +393,18 @@ async fn a_warm_instance_serves_only_its_own_tenant_and_is_retired_after_a_failu
     assert!(!err.message.contains("rendering b3"), "{err}");
 
     // A reloaded build is another build: its instances start afresh.
-    let reloaded = runtime
-        .load_file(&Path::new(belfry::FIXTURE_PLUGINS_DIR).join("remember.wasm"))
-        .await
-        .unwrap();
+    let reloaded = load_remember(&runtime).await;
     assert_eq!(
         remembered(&runtime, &reloaded, "r1", Reuse::Tenant("a")).await,
         ""
     );
 
     // With reuse off, every call is fresh.
-    let off = PluginRuntime::new(RuntimeConfig {
-        cache_dir: Some(common::cache_dir()),
-        warm: plugins::WarmConfig {
-            max_calls: 0,
-            ..Default::default()
-        },
+    let (off, remember) = remember_runtime(plugins::WarmConfig {
+        max_calls: 0,
         ..Default::default()
     })
-    .unwrap();
-    let remember = off
-        .load_file(&Path::new(belfry::FIXTURE_PLUGINS_DIR).join("remember.wasm"))
-        .await
-        .unwrap();
+    .await;
     for data in ["x1", "x2"] {
         assert_eq!(
             remembered(&off, &remember, data, Reuse::Tenant("a")).await,
@@ -416,19 +416,11 @@ async fn a_warm_instance_serves_only_its_own_tenant_and_is_retired_after_a_failu
 
 #[tokio::test]
 async fn the_warm_pool_keeps_at_most_max_idle_instances_dropping_the_oldest() {
-    let runtime = PluginRuntime::new(RuntimeConfig {
-        cache_dir: Some(common::cache_dir()),
-        warm: plugins::WarmConfig {
-            max_calls: 100,
-            max_idle: 2,
-        },
-        ..Default::default()
+    let (runtime, remember) = remember_runtime(plugins::WarmConfig {
+        max_calls: 100,
+        max_idle: 2,
     })
-    .unwrap();
-    let remember = runtime
-        .load_file(&Path::new(belfry::FIXTURE_PLUGINS_DIR).join("remember.wasm"))
-        .await
-        .unwrap();
+    .await;
     for tenant in ["a", "b", "c"] {
         remembered(
             &runtime,
