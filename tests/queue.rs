@@ -107,7 +107,8 @@ async fn an_expired_lease_is_taken_over_and_the_first_holder_cannot_complete(b: 
         .await
         .unwrap();
     assert!(none.is_empty());
-    let a_work = exec.execute(a[0].clone()).await.unwrap();
+    let (job, prepared) = exec.prepare(a.clone()).await.unwrap().remove(0);
+    let a_work = exec.execute(job, prepared).await.unwrap();
 
     // The lease expires; worker B takes the job over and completes it.
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -125,7 +126,8 @@ async fn an_expired_lease_is_taken_over_and_the_first_holder_cannot_complete(b: 
     assert_eq!(status(e, &id).await, "pending");
     assert_eq!(e.queue_stats().await.unwrap().running, 1);
 
-    let b_work = exec.execute(b_jobs[0].clone()).await.unwrap();
+    let (job, prepared) = exec.prepare(b_jobs).await.unwrap().remove(0);
+    let b_work = exec.execute(job, prepared).await.unwrap();
     let done = exec.commit(vec![b_work]).await.unwrap();
     assert_eq!(done[0].status, "succeeded");
     assert_eq!(status(e, &id).await, "succeeded");

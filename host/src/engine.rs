@@ -110,6 +110,7 @@ pub struct Engine {
     /// Shared by every executor this engine hands out.
     retry: Arc<dispatch::RetryPolicy>,
     wake: Wakeup,
+    gate: dispatch::WriteGate,
     /// The lease owner for jobs run in the caller's task ([`Engine::dispatch_pending`]).
     inline_owner: String,
     /// Where one-click unsubscribe links point (see [`EngineConfig::public_url`]).
@@ -148,6 +149,7 @@ impl Engine {
             retry: Arc::new(config.dispatch.retry.clone()),
             dispatch: config.dispatch.clone(),
             wake: Wakeup::new(),
+            gate: dispatch::WriteGate::new(),
             inline_owner: format!("{} (inline)", dispatch::worker::default_owner()),
             unsubscribe_links: config
                 .public_url
@@ -249,6 +251,7 @@ impl Engine {
             retry: self.retry.clone(),
             unsubscribe: self.unsubscribe_links.clone(),
             endpoints: self.endpoint_sender.clone(),
+            gate: self.gate.clone(),
         }
     }
 

@@ -78,16 +78,10 @@ pub(crate) async fn append_all(conn: &mut Conn, rows: Vec<NewTrace<'_>>) -> Resu
 }
 
 async fn append_chunk(conn: &mut Conn, rows: Vec<NewTrace<'_>>) -> Result<(), StoreError> {
-    let values: Vec<String> = (0..rows.len())
-        .map(|r| {
-            let cols: Vec<String> = (1..=11).map(|c| format!("${}", r * 11 + c)).collect();
-            format!("({})", cols.join(", "))
-        })
-        .collect();
     let sql = format!(
         "INSERT INTO traces (id, tenant, event_id, notification_id, delivery_id, at, kind, reason, detail, plugin, attempt)
          VALUES {}",
-        values.join(", ")
+        store::value_rows(store::backend_of(conn), rows.len(), 11, 1)
     );
     let mut q = sqlx::query(&sql);
     // Traces that are lifecycle events go to the tenant's subscribed endpoints too, in this

@@ -70,6 +70,8 @@ pub struct Executor {
     pub unsubscribe: Option<crate::unsubscribe::Links>,
     /// Posts lifecycle events to the endpoints applications registered.
     pub endpoints: crate::endpoints::Sender,
+    /// Leases and commits of this process take turns through it (on SQLite).
+    pub gate: queue::WriteGate,
 }
 
 /// The delivery a job is about, as loaded when its job ran.
@@ -159,12 +161,115 @@ pub struct Work {
     /// Policy checkpoint 2, taken before any plugin ran.
     policy: Option<Decision>,
     verdict: Verdict,
+    /// When a retry or a deferral puts the job back in the queue; set by [`settle`].
+    retry_at: Option<DateTime<Utc>>,
+}
+
+/// What [`Executor::prepare`] read for one job.
+pub struct Prepared(Preloaded);
+
+enum Preloaded {
+    /// Not a delivery job: it reads what it needs itself.
+    NotDelivery,
+    /// The delivery is no longer waiting to be sent.
+    Gone,
+    /// The delivery, its send-time policy decision, and a digest's items.
+    Ready(Box<(Loaded, Decision, Option<DigestItems>)>),
+    /// Its rows could not be read: the job fails on the database, and runs again when its
+    /// lease expires.
+    Failed(StoreError),
 }
 
 impl Executor {
-    /// Runs one leased delivery job: plugin calls only, no writes.
+    /// Leases up to `limit` due jobs in `scope`, in this process's turn to write.
+    pub async fn lease(
+        &self,
+        owner: &str,
+        limit: usize,
+        lease_for: Duration,
+        scope: queue::Scope<'_>,
+    ) -> Result<Vec<Leased>, StoreError> {
+        let _turn = self.gate.enter(&self.db).await;
+        queue::lease(&self.db, owner, limit, lease_for, scope).await
+    }
+
+    /// Reads what a leased batch of jobs needs before any plugin runs: the deliveries, their
+    /// recipients' policy inputs and the send-time policy decision, in a few statements for
+    /// the whole batch rather than a few per job. Each job then runs with [`execute`].
+    #[tracing::instrument(skip_all, fields(jobs = jobs.len()))]
+    pub async fn prepare(&self, jobs: Vec<Leased>) -> Result<Vec<(Leased, Prepared)>, StoreError> {
+        let ids: Vec<&str> = jobs
+            .iter()
+            .filter(|j| j.kind == queue::job_kind::DELIVER)
+            .map(|j| j.subject_id.as_str())
+            .collect();
+        if ids.is_empty() {
+            return Ok(jobs
+                .into_iter()
+                .map(|j| (j, Prepared(Preloaded::NotDelivery)))
+                .collect());
+        }
+        // One connection for every read, returned to the pool before any plugin runs.
+        let mut conn = self.db.acquire().await?;
+        let mut loaded = load_all(&mut conn, &ids).await?;
+        let now = store::now();
+        let mut inputs: std::collections::HashMap<(String, String), policy::decide::Inputs> =
+            std::collections::HashMap::new();
+        let mut by_tenant: std::collections::BTreeMap<&str, Vec<&Recipient>> =
+            std::collections::BTreeMap::new();
+        for d in loaded.values().flat_map(|d| d.as_ref().ok()) {
+            by_tenant.entry(&d.tenant).or_default().push(&d.recipient);
+        }
+        for (tenant, recipients) in by_tenant {
+            for (recipient, i) in
+                policy::decide::Inputs::load_many(&mut conn, tenant, &recipients, now).await?
+            {
+                inputs.insert((tenant.to_string(), recipient), i);
+            }
+        }
+        let mut out = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            if job.kind != queue::job_kind::DELIVER {
+                out.push((job, Prepared(Preloaded::NotDelivery)));
+                continue;
+            }
+            let prepared = match loaded.remove(&job.subject_id) {
+                None => Preloaded::Gone,
+                Some(Err(e)) => Preloaded::Failed(e),
+                Some(Ok(d)) => {
+                    let none = policy::decide::Inputs::default();
+                    let i = inputs
+                        .get(&(d.tenant.clone(), d.recipient.id.clone()))
+                        .unwrap_or(&none);
+                    match check_policy(&mut conn, &d, i).await {
+                        Err(e) => Preloaded::Failed(e),
+                        Ok(decision) => match (&d.digest_of, &decision.outcome) {
+                            (Some(bucket), Outcome::Allow) => {
+                                match buckets::items_of(&mut conn, bucket).await {
+                                    Ok(items) => {
+                                        Preloaded::Ready(Box::new((d, decision, Some(items))))
+                                    }
+                                    Err(crate::digests::BucketError::Store(e)) => {
+                                        Preloaded::Failed(e)
+                                    }
+                                    Err(other) => {
+                                        Preloaded::Failed(StoreError::Corrupt(other.to_string()))
+                                    }
+                                }
+                            }
+                            _ => Preloaded::Ready(Box::new((d, decision, None))),
+                        },
+                    }
+                }
+            };
+            out.push((job, Prepared(prepared)));
+        }
+        Ok(out)
+    }
+
+    /// Runs one leased job with what [`prepare`] read for it: plugin calls only, no writes.
     #[tracing::instrument(skip_all, fields(job = %job.id, delivery = %job.subject_id, attempt = job.attempt))]
-    pub async fn execute(&self, job: Leased) -> Result<Work, StoreError> {
+    pub async fn execute(&self, job: Leased, prepared: Prepared) -> Result<Work, StoreError> {
         let mut work = Work {
             delivery: None,
             steps: Vec::new(),
@@ -174,6 +279,7 @@ impl Executor {
             policy: None,
             verdict: Verdict::Succeeded,
             job,
+            retry_at: None,
         };
         if work.job.kind == queue::job_kind::DIGEST_EMIT {
             // Database work only, done inside the commit's transaction.
@@ -196,25 +302,14 @@ impl Executor {
             work.verdict = Verdict::Skip(format!("unknown job kind `{}`", work.job.kind));
             return Ok(work);
         }
-        // One connection for every read, returned to the pool before any plugin runs.
-        let mut conn = self.db.acquire().await?;
-        let Some(d) = load(&mut conn, &work.job.subject_id).await? else {
-            work.verdict = Verdict::Skip("the delivery is no longer waiting to be sent".into());
-            return Ok(work);
+        let (d, decision, digest) = match prepared.0 {
+            Preloaded::Ready(ready) => *ready,
+            Preloaded::Failed(e) => return Err(e),
+            Preloaded::Gone | Preloaded::NotDelivery => {
+                work.verdict = Verdict::Skip("the delivery is no longer waiting to be sent".into());
+                return Ok(work);
+            }
         };
-        let decision = check_policy(&mut conn, &d).await?;
-        let digest = match (&d.digest_of, &decision.outcome) {
-            (Some(bucket), Outcome::Allow) => Some(
-                buckets::items_of(&mut conn, bucket)
-                    .await
-                    .map_err(|e| match e {
-                        crate::digests::BucketError::Store(e) => e,
-                        other => StoreError::Corrupt(other.to_string()),
-                    })?,
-            ),
-            _ => None,
-        };
-        drop(conn);
         work.verdict = match &decision.outcome {
             Outcome::Allow => self.run(&mut work, &d, digest).await,
             Outcome::Suppress { reason } => Verdict::Suppressed {
@@ -503,32 +598,118 @@ impl Executor {
         })
     }
 
-    /// Writes a batch of job outcomes in one transaction; returns where each delivery stands.
+    /// Writes a batch of job outcomes in one transaction; returns where each delivery stands,
+    /// in the order given.
+    ///
+    /// A batch costs a handful of statements, not a handful per job: the jobs it finishes are
+    /// deleted in one statement, and the attempts, delivery updates, traces and feedback
+    /// look-ups of plain outcomes wait in [`Pending`] and go in together. Anything that reads
+    /// what came before it (a workflow's next step, a digest emission, a lost lease) first
+    /// writes what is waiting, so each job still sees the batch as if written one by one.
     #[tracing::instrument(skip_all, fields(jobs = works.len()))]
-    pub async fn commit(&self, works: Vec<Work>) -> Result<Vec<Dispatched>, StoreError> {
+    pub async fn commit(&self, mut works: Vec<Work>) -> Result<Vec<Dispatched>, StoreError> {
         if works.is_empty() {
             return Ok(Vec::new());
         }
-        let mut out = Vec::with_capacity(works.len());
+        let _turn = self.gate.enter(&self.db).await;
         let mut tx = self.db.begin().await?;
+        for work in &mut works {
+            settle(&self.retry, work);
+        }
+        let finishing: Vec<&Leased> = works
+            .iter()
+            .filter(|w| w.finishes_job())
+            .map(|w| &w.job)
+            .collect();
+        let held = queue::finish_all(&mut tx, &finishing).await?;
+        let mut out = Vec::with_capacity(works.len());
         let mut rescheduled = false;
-        for work in works {
-            let (dispatched, again) = match work.verdict {
-                Verdict::Post(attempted) => (
-                    None,
+        let mut pending = Pending::default();
+        for work in &mut works {
+            let again = match &mut work.verdict {
+                Verdict::Post(attempted) => {
+                    // Its own commit owns what it tried; the verdict is not read again.
+                    let attempted = std::mem::replace(
+                        attempted,
+                        crate::endpoints::send::Attempted::Gone(String::new()),
+                    );
+                    pending.flush(&mut tx).await?;
                     crate::endpoints::send::commit(&mut tx, &self.endpoints, &work.job, attempted)
-                        .await?,
-                ),
-                _ => commit_one(&mut tx, &self.retry, work).await?,
+                        .await?
+                }
+                Verdict::Emit => {
+                    pending.flush(&mut tx).await?;
+                    commit_emit(&mut tx, &work.job, held.contains(&work.job.id)).await?
+                }
+                Verdict::Wake => {
+                    pending.flush(&mut tx).await?;
+                    commit_wake(&mut tx, &work.job, held.contains(&work.job.id)).await?
+                }
+                _ => {
+                    let (dispatched, again) =
+                        commit_one(&mut tx, &mut pending, &self.retry, work, &held).await?;
+                    out.extend(dispatched);
+                    again
+                }
             };
             rescheduled |= again;
-            out.extend(dispatched);
         }
+        pending.flush(&mut tx).await?;
         if rescheduled {
             queue::announce(&mut tx, store::backend(&self.db)).await?;
         }
         tx.commit().await?;
         Ok(out)
+    }
+}
+
+impl Work {
+    /// Whether committing this job deletes it (rather than putting it back for later, or
+    /// leaving it to its own commit).
+    fn finishes_job(&self) -> bool {
+        match &self.verdict {
+            Verdict::Post(_) => false,
+            Verdict::Retry { .. } | Verdict::Deferred { .. } => self.retry_at.is_none(),
+            _ => true,
+        }
+    }
+}
+
+/// Turns a retry the policy has no more attempts for into the final failure, and fixes when
+/// a retried or deferred job runs again.
+fn settle(policy: &RetryPolicy, work: &mut Work) {
+    let attempt = work.job.attempt;
+    match std::mem::replace(&mut work.verdict, Verdict::Succeeded) {
+        Verdict::Retry {
+            reason,
+            detail,
+            plugin,
+            retry_after,
+        } => match policy.next_delay(attempt as u32, retry_after) {
+            Some(delay) => {
+                let at = store::now()
+                    + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+                work.retry_at = Some(at);
+                work.verdict = Verdict::Retry {
+                    reason,
+                    detail,
+                    plugin,
+                    retry_after,
+                };
+            }
+            None => {
+                work.verdict = Verdict::Failed {
+                    reason: reason::RETRIES_EXHAUSTED,
+                    detail: format!("gave up after {attempt} attempts; last: {reason}: {detail}"),
+                    plugin,
+                }
+            }
+        },
+        Verdict::Deferred { reason, until } => {
+            work.retry_at = Some(until);
+            work.verdict = Verdict::Deferred { reason, until };
+        }
+        other => work.verdict = other,
     }
 }
 
@@ -597,51 +778,19 @@ fn call_failed(reason: &'static str, e: CallError) -> Verdict {
     }
 }
 
-/// One job's outcome inside the batch transaction. Returns the delivery's new standing (none
-/// when the job was only dropped) and whether the job was put back in the queue.
-async fn commit_one(
+/// One delivery job's outcome inside the batch transaction. Returns the delivery's new
+/// standing (none when the job was only dropped) and whether something was put in the queue.
+async fn commit_one<'a>(
     tx: &mut Conn,
+    pending: &mut Pending<'a>,
     policy: &RetryPolicy,
-    work: Work,
+    work: &'a Work,
+    finished: &std::collections::HashSet<String>,
 ) -> Result<(Option<Dispatched>, bool), StoreError> {
-    match work.verdict {
-        Verdict::Emit => return commit_emit(tx, &work.job).await,
-        Verdict::Wake => return commit_wake(tx, &work.job).await,
-        _ => {}
-    }
     let job = &work.job;
-    let now = store::now();
+    let verdict = &work.verdict;
     // First the lease: everything else is written only if this worker still holds the job.
-    let mut retry_at = None;
-    let verdict = match work.verdict {
-        Verdict::Retry {
-            reason,
-            detail,
-            plugin,
-            retry_after,
-        } => match policy.next_delay(job.attempt as u32, retry_after) {
-            Some(delay) => {
-                let at = now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
-                retry_at = Some(at);
-                Verdict::Retry {
-                    reason,
-                    detail,
-                    plugin,
-                    retry_after,
-                }
-            }
-            None => Verdict::Failed {
-                reason: reason::RETRIES_EXHAUSTED,
-                detail: format!(
-                    "gave up after {} attempts; last: {reason}: {detail}",
-                    job.attempt
-                ),
-                plugin,
-            },
-        },
-        other => other,
-    };
-    let held = match (&verdict, retry_at) {
+    let held = match (verdict, work.retry_at) {
         (Verdict::Retry { detail, .. }, Some(at)) => {
             queue::reschedule(tx, job, at, job_state::RETRYING, None, Some(detail), false).await?
         }
@@ -657,11 +806,11 @@ async fn commit_one(
             )
             .await?
         }
-        _ => queue::finish(tx, job).await?,
+        _ => finished.contains(&job.id),
     };
 
     let Some(d) = &work.delivery else {
-        if let Verdict::Skip(why) = &verdict {
+        if let Verdict::Skip(why) = verdict {
             tracing::info!(job = %job.id, %why, "job dropped");
         }
         return Ok((None, false));
@@ -682,25 +831,21 @@ async fn commit_one(
         // The lease expired and another worker took the job (or it was cancelled). What this
         // worker did is still a fact worth keeping; its verdict is not.
         if let Some(a) = &work.attempt {
-            insert_attempt(tx, &d.id, attempt_no, a).await?;
+            pending.attempts.push((&d.id, attempt_no, a));
         }
-        traces::append(
-            tx,
-            NewTrace {
-                attempt: Some(attempt_no),
-                ..trace(
-                    kind::LEASE_LOST,
-                    Some("lease_lost"),
-                    Some(format!(
-                        "worker {} lost its lease before committing; its outcome was not applied",
-                        job.owner
-                    )),
-                )
-            },
-        )
-        .await?;
+        pending.traces.push(NewTrace {
+            attempt: Some(attempt_no),
+            ..trace(
+                kind::LEASE_LOST,
+                Some("lease_lost"),
+                Some(format!(
+                    "worker {} lost its lease before committing; its outcome was not applied",
+                    job.owner
+                )),
+            )
+        });
         if let Some(a) = &work.attempt {
-            claim_feedback(tx, d, a).await?;
+            pending.claims.push((d, a));
         }
         tracing::warn!(job = %job.id, delivery = %d.id, "lease lost before commit");
         return Ok((None, false));
@@ -716,7 +861,7 @@ async fn commit_one(
             job.reason.as_deref().unwrap_or("no reason")
         ));
     }
-    // The whole story of this run goes in with one statement at the end.
+    // The whole story of this run goes in with the batch's traces.
     let mut story = vec![NewTrace {
         at: Some(job.leased_at),
         attempt: Some(attempt_no),
@@ -744,9 +889,11 @@ async fn commit_one(
     if let Some((content, rendered_by)) = &work.content {
         content_json = Some((
             serde_json::to_string(content).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            rendered_by.clone(),
+            rendered_by.as_str(),
         ));
         if d.channel == Channel::InApp && matches!(verdict, Verdict::Succeeded) {
+            // The inbox item is written now, after everything the batch holds so far.
+            pending.flush(tx).await?;
             let item = inbox::write(
                 tx,
                 &d.tenant,
@@ -764,7 +911,7 @@ async fn commit_one(
         }
     }
     if let Some(a) = &work.attempt {
-        insert_attempt(tx, &d.id, attempt_no, a).await?;
+        pending.attempts.push((&d.id, attempt_no, a));
         let summary = match (&a.provider_message_id, &a.error) {
             (Some(id), _) => format!(
                 "{} in {} ms, provider message {id}",
@@ -784,22 +931,19 @@ async fn commit_one(
             )
         });
     }
-    let provider_message_id = work
-        .attempt
-        .as_ref()
-        .and_then(|a| a.provider_message_id.clone());
+    let retry_at = work.retry_at;
     let (status, status_reason, detail, final_kind, plugin) = match verdict {
         Verdict::Succeeded => ("succeeded", None, None, kind::DELIVERY_SUCCEEDED, None),
         Verdict::Failed {
             reason,
             detail,
             plugin,
-        } if reason == reason::RETRIES_EXHAUSTED => (
+        } if *reason == reason::RETRIES_EXHAUSTED => (
             "cancelled",
-            Some(reason),
-            Some(detail),
+            Some(*reason),
+            Some(detail.clone()),
             kind::DELIVERY_CANCELLED,
-            plugin,
+            plugin.clone(),
         ),
         Verdict::Failed {
             reason,
@@ -807,10 +951,10 @@ async fn commit_one(
             plugin,
         } => (
             "failed",
-            Some(reason),
-            Some(detail),
+            Some(*reason),
+            Some(detail.clone()),
             kind::DELIVERY_FAILED,
-            plugin,
+            plugin.clone(),
         ),
         Verdict::Retry {
             reason,
@@ -821,7 +965,7 @@ async fn commit_one(
             let at = retry_at.expect("a retry has a time");
             (
                 "pending",
-                Some(reason),
+                Some(*reason),
                 Some(format!(
                     "{detail}; attempt {} of {} at {}",
                     attempt_no + 1,
@@ -829,73 +973,64 @@ async fn commit_one(
                     store::time_text(at)
                 )),
                 kind::RETRY_SCHEDULED,
-                plugin,
+                plugin.clone(),
             )
         }
         Verdict::Suppressed { reason, detail } => (
             "suppressed",
-            Some(reason),
-            Some(detail),
+            Some(*reason),
+            Some(detail.clone()),
             kind::DELIVERY_SUPPRESSED,
             None,
         ),
-        Verdict::Deferred { reason, until } => {
-            retry_at = Some(until);
-            (
-                "deferred",
-                Some(reason),
-                Some(format!("until {}", store::time_text(until))),
-                kind::DELIVERY_DEFERRED,
-                None,
-            )
-        }
+        Verdict::Deferred { reason, until } => (
+            "deferred",
+            Some(*reason),
+            Some(format!("until {}", store::time_text(*until))),
+            kind::DELIVERY_DEFERRED,
+            None,
+        ),
         Verdict::Skip(why) => {
             tracing::info!(job = %job.id, %why, "job dropped");
             return Ok((None, false));
         }
-        // Handled by `commit_emit` and `commit_wake` before anything else, and by the
-        // endpoints' own commit.
+        // Handled by `commit_emit` and `commit_wake`, and by the endpoints' own commit.
         Verdict::Emit | Verdict::Wake | Verdict::Post(_) => return Ok((None, false)),
     };
     // In-app deliveries are "sent" when their inbox item is written: caps count them too.
-    let sent_at = (status == "succeeded").then(|| store::time_text(now));
     let (content, rendered_by) = content_json.unzip();
-    sqlx::query(
-        "UPDATE deliveries SET status = $1, status_reason = $2, status_detail = $3,
-                sent_by = COALESCE($4, sent_by), provider_message_id = COALESCE($5, provider_message_id),
-                attempts = attempts + $6, updated_at = $7,
-                content = COALESCE($8, content), rendered_by = COALESCE($9, rendered_by),
-                sent_at = COALESCE($11, sent_at)
-         WHERE id = $10",
-    )
-    .bind(status)
-    .bind(status_reason)
-    .bind(&detail)
-    .bind(&work.sent_by)
-    .bind(&provider_message_id)
-    .bind(work.attempt.is_some() as i64)
-    .bind(store::time_text(now))
-    .bind(content)
-    .bind(rendered_by)
-    .bind(&d.id)
-    .bind(sent_at)
-    .execute(&mut *tx)
-    .await?;
+    pending.updates.push(DeliveryUpdate {
+        id: &d.id,
+        status,
+        reason: status_reason,
+        detail: detail.clone(),
+        sent_by: work.sent_by.as_deref(),
+        provider_message_id: work
+            .attempt
+            .as_ref()
+            .and_then(|a| a.provider_message_id.as_deref()),
+        attempted: work.attempt.is_some() as i64,
+        content,
+        rendered_by,
+        sent: status == "succeeded",
+    });
     story.push(NewTrace {
         plugin,
         attempt: Some(attempt_no),
         ..trace(final_kind, status_reason, detail)
     });
-    traces::append_all(tx, story).await?;
+    pending.traces.extend(story);
     if let Some(a) = &work.attempt {
-        claim_feedback(tx, d, a).await?;
+        pending.claims.push((d, a));
     }
     tracing::info!(delivery = %d.id, status, reason = ?status_reason, "delivery outcome");
-    // A workflow step that reached its final outcome moves its run on, in this transaction.
+    // A workflow step that reached its final outcome moves its run on, in this transaction,
+    // after its own outcome is written.
     let mut moved = false;
     if let Some((run_id, step)) = &d.workflow
         && let Some(outcome) = workflows::runs::outcome_of(status, status_reason)
     {
+        pending.flush(tx).await?;
         let evidence = format!(
             "delivery {} {status}{}",
             d.id,
@@ -916,46 +1051,136 @@ async fn commit_one(
     ))
 }
 
-/// Provider webhooks can beat this commit: events already waiting for the message this
-/// attempt sent are attached to the delivery now, after the attempt's own traces.
-async fn claim_feedback(tx: &mut Conn, d: &Loaded, a: &AttemptRow) -> Result<(), StoreError> {
-    let Some(message_id) = &a.provider_message_id else {
-        return Ok(());
-    };
-    let delivery = feedback::DeliveryRef {
+/// A delivery's new standing, waiting in [`Pending`].
+struct DeliveryUpdate<'a> {
+    id: &'a str,
+    status: &'static str,
+    reason: Option<&'static str>,
+    detail: Option<String>,
+    sent_by: Option<&'a str>,
+    provider_message_id: Option<&'a str>,
+    /// 1 when this run made an attempt.
+    attempted: i64,
+    content: Option<String>,
+    rendered_by: Option<&'a str>,
+    /// Whether it was sent now (caps count it from `sent_at`).
+    sent: bool,
+}
+
+/// Rows of a batch's outcomes not yet written: attempts, delivery updates, traces, and the
+/// sends whose orphan feedback must be claimed. [`Pending::flush`] writes them in a few
+/// statements, in that order, which is the order one job's rows were always written in.
+#[derive(Default)]
+struct Pending<'a> {
+    attempts: Vec<(&'a str, i64, &'a AttemptRow)>,
+    updates: Vec<DeliveryUpdate<'a>>,
+    traces: Vec<NewTrace<'a>>,
+    claims: Vec<(&'a Loaded, &'a AttemptRow)>,
+}
+
+impl Pending<'_> {
+    /// Writes everything waiting.
+    async fn flush(&mut self, tx: &mut Conn) -> Result<(), StoreError> {
+        insert_attempts(tx, &std::mem::take(&mut self.attempts)).await?;
+        update_deliveries(tx, &std::mem::take(&mut self.updates)).await?;
+        traces::append_all(tx, std::mem::take(&mut self.traces)).await?;
+        let claims: Vec<(feedback::DeliveryRef, &str, &str)> = std::mem::take(&mut self.claims)
+            .into_iter()
+            .filter_map(|(d, a)| {
+                a.provider_message_id
+                    .as_deref()
+                    .map(|m| (delivery_ref(d), a.adapter.as_str(), m))
+            })
+            .collect();
+        feedback::claim_orphans_all(tx, &claims).await?;
+        Ok(())
+    }
+}
+
+fn delivery_ref(d: &Loaded) -> feedback::DeliveryRef {
+    feedback::DeliveryRef {
         id: d.id.clone(),
         tenant: d.tenant.clone(),
         event_id: d.event_id.clone(),
         notification_id: d.notification_id.clone(),
         channel: d.channel,
         recipient: d.recipient.clone(),
-    };
-    feedback::claim_orphans(tx, &delivery, &a.adapter, message_id).await?;
+    }
+}
+
+/// Rows per statement in the batch writes below: far under both backends' parameter limits.
+const ROWS_PER_STATEMENT: usize = 200;
+
+async fn insert_attempts(
+    tx: &mut Conn,
+    attempts: &[(&str, i64, &AttemptRow)],
+) -> Result<(), StoreError> {
+    for chunk in attempts.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO attempts (id, delivery_id, attempt, adapter, started_at, duration_ms, outcome, error, provider_message_id)
+             VALUES {}",
+            store::value_rows(store::backend_of(tx), chunk.len(), 9, 1)
+        );
+        let mut q = sqlx::query(&sql);
+        for (delivery_id, attempt, a) in chunk {
+            q = q
+                .bind(store::new_id())
+                .bind(*delivery_id)
+                .bind(*attempt)
+                .bind(&a.adapter)
+                .bind(store::time_text(a.started_at))
+                .bind(a.duration_ms)
+                .bind(a.outcome)
+                .bind(&a.error)
+                .bind(&a.provider_message_id);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    for (_, _, a) in attempts {
+        metrics::counter!(crate::metrics::ATTEMPTS, "outcome" => a.outcome).increment(1);
+    }
     Ok(())
 }
 
-async fn insert_attempt(
+/// Every delivery's new standing in one statement (per chunk): an `UPDATE … FROM` a table of
+/// values, which both SQLite (3.33+) and PostgreSQL take.
+async fn update_deliveries(
     tx: &mut Conn,
-    delivery_id: &str,
-    attempt: i64,
-    a: &AttemptRow,
+    updates: &[DeliveryUpdate<'_>],
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO attempts (id, delivery_id, attempt, adapter, started_at, duration_ms, outcome, error, provider_message_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(store::new_id())
-    .bind(delivery_id)
-    .bind(attempt)
-    .bind(&a.adapter)
-    .bind(store::time_text(a.started_at))
-    .bind(a.duration_ms)
-    .bind(a.outcome)
-    .bind(&a.error)
-    .bind(&a.provider_message_id)
-    .execute(&mut *tx)
-    .await?;
-    metrics::counter!(crate::metrics::ATTEMPTS, "outcome" => a.outcome).increment(1);
+    let now = store::time_text(store::now());
+    for chunk in updates.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "WITH v (id, status, status_reason, status_detail, sent_by, provider_message_id, attempted,
+                     content, rendered_by, sent_at, updated_at) AS (VALUES {})
+             UPDATE deliveries SET status = v.status, status_reason = v.status_reason,
+                    status_detail = v.status_detail,
+                    sent_by = COALESCE(v.sent_by, deliveries.sent_by),
+                    provider_message_id = COALESCE(v.provider_message_id, deliveries.provider_message_id),
+                    attempts = deliveries.attempts + v.attempted, updated_at = v.updated_at,
+                    content = COALESCE(v.content, deliveries.content),
+                    rendered_by = COALESCE(v.rendered_by, deliveries.rendered_by),
+                    sent_at = COALESCE(v.sent_at, deliveries.sent_at)
+             FROM v WHERE deliveries.id = v.id",
+            store::value_rows(store::backend_of(tx), chunk.len(), 11, 1)
+        );
+        let mut q = sqlx::query(&sql);
+        for u in chunk {
+            q = q
+                .bind(u.id)
+                .bind(u.status)
+                .bind(u.reason)
+                .bind(&u.detail)
+                .bind(u.sent_by)
+                .bind(u.provider_message_id)
+                .bind(u.attempted)
+                .bind(&u.content)
+                .bind(u.rendered_by)
+                .bind(u.sent.then_some(now.as_str()))
+                .bind(&now);
+        }
+        q.execute(&mut *tx).await?;
+    }
     Ok(())
 }
 
@@ -972,23 +1197,20 @@ fn outcome_reason(outcome: &str) -> &'static str {
 /// A `digest_emit` job: finishes it if this worker still holds it, then emits its bucket. A
 /// bucket found not yet due (a clock ahead of this one wrote the job) gets a new job at its
 /// window's end; one already emitted is left as it is.
-async fn commit_emit(
-    tx: &mut Conn,
-    job: &Leased,
-) -> Result<(Option<Dispatched>, bool), StoreError> {
-    if !queue::finish(tx, job).await? {
-        return Ok((None, false));
+async fn commit_emit(tx: &mut Conn, job: &Leased, held: bool) -> Result<bool, StoreError> {
+    if !held {
+        return Ok(false);
     }
     let emission = match buckets::emit_in(tx, &job.subject_id, store::now(), None).await {
         Ok(e) => e,
         Err(crate::digests::BucketError::Store(e)) => return Err(e),
         Err(e) => {
             tracing::warn!(job = %job.id, error = %e, "digest job dropped");
-            return Ok((None, false));
+            return Ok(false);
         }
     };
     match emission {
-        Emission::Emitted { .. } => Ok((None, true)),
+        Emission::Emitted { .. } => Ok(true),
         Emission::NotDue { window_end, .. } => {
             queue::enqueue(
                 tx,
@@ -1001,24 +1223,21 @@ async fn commit_emit(
                 },
             )
             .await?;
-            Ok((None, false))
+            Ok(false)
         }
-        Emission::AlreadyEmitted { .. } | Emission::Empty { .. } => Ok((None, false)),
+        Emission::AlreadyEmitted { .. } | Emission::Empty { .. } => Ok(false),
     }
 }
 
 /// A `workflow_wake` job: finishes it if this worker still holds it, then ends its run's
 /// wait. A run found not yet due gets a new job at its wait's end; one no longer waiting (a
 /// signal came first) is left as it is.
-async fn commit_wake(
-    tx: &mut Conn,
-    job: &Leased,
-) -> Result<(Option<Dispatched>, bool), StoreError> {
-    if !queue::finish(tx, job).await? {
-        return Ok((None, false));
+async fn commit_wake(tx: &mut Conn, job: &Leased, held: bool) -> Result<bool, StoreError> {
+    if !held {
+        return Ok(false);
     }
     match workflows::runs::wake(tx, &job.subject_id).await? {
-        workflows::runs::Wake::Moved(m) => Ok((None, m.enqueued)),
+        workflows::runs::Wake::Moved(m) => Ok(m.enqueued),
         workflows::runs::Wake::NotDue(until) => {
             queue::enqueue(
                 tx,
@@ -1031,17 +1250,20 @@ async fn commit_wake(
                 },
             )
             .await?;
-            Ok((None, false))
+            Ok(false)
         }
-        workflows::runs::Wake::NotWaiting => Ok((None, false)),
+        workflows::runs::Wake::NotWaiting => Ok(false),
     }
 }
 
 /// Policy checkpoint 2: every input read again, since any may have changed while the delivery
 /// waited.
-async fn check_policy(conn: &mut Conn, d: &Loaded) -> Result<Decision, StoreError> {
+async fn check_policy(
+    conn: &mut Conn,
+    d: &Loaded,
+    inputs: &policy::decide::Inputs,
+) -> Result<Decision, StoreError> {
     let now = store::now();
-    let inputs = policy::decide::Inputs::load(conn, &d.tenant, &d.recipient, now).await?;
     let subject = policy::decide::Subject {
         tenant: &d.tenant,
         recipient: &d.recipient,
@@ -1055,31 +1277,45 @@ async fn check_policy(conn: &mut Conn, d: &Loaded) -> Result<Decision, StoreErro
         send_at: now,
         fallback_of: d.fallback_of.as_ref().map(|(id, at)| (id.as_str(), *at)),
     };
-    policy::decide::decide(conn, Checkpoint::Send, &inputs, &subject, now).await
+    policy::decide::decide(conn, Checkpoint::Send, inputs, &subject, now).await
 }
 
-/// The delivery behind a job, if it is still waiting to be sent.
-async fn load(conn: &mut Conn, delivery_id: &str) -> Result<Option<Loaded>, StoreError> {
-    let Some(r) = sqlx::query(
-        "SELECT d.id, d.tenant, d.event_id, d.notification_id, d.channel, d.idempotency_key,
-                e.notifier_key, e.payload, n.recipient, n.category, n.severity, n.created_at,
-                d.fallback_of, i.read_at, d.digest_of, d.workflow_run_id, d.workflow_step,
-                COALESCE(r.pins, b.pins) AS pins
-         FROM deliveries d JOIN notifications n ON n.id = d.notification_id JOIN events e ON e.id = d.event_id
-              LEFT JOIN inbox_items i ON i.delivery_id = d.fallback_of
-              LEFT JOIN workflow_runs r ON r.id = d.workflow_run_id
-              LEFT JOIN digest_buckets b ON b.id = d.digest_of
-         WHERE d.id = $1 AND d.status IN ('pending', 'deferred')",
-    )
-    .bind(delivery_id)
-    .fetch_optional(&mut *conn)
-    .await?
-    else {
-        return Ok(None);
-    };
+/// The deliveries behind a batch of jobs that are still waiting to be sent, by id; a row that
+/// cannot be read is an error for its job alone.
+async fn load_all(
+    conn: &mut Conn,
+    delivery_ids: &[&str],
+) -> Result<std::collections::HashMap<String, Result<Loaded, StoreError>>, StoreError> {
+    let mut out = std::collections::HashMap::with_capacity(delivery_ids.len());
+    for chunk in delivery_ids.chunks(500) {
+        let sql = format!(
+            "SELECT d.id, d.tenant, d.event_id, d.notification_id, d.channel, d.idempotency_key,
+                    e.notifier_key, e.payload, n.recipient, n.category, n.severity, n.created_at,
+                    d.fallback_of, i.read_at, d.digest_of, d.workflow_run_id, d.workflow_step,
+                    COALESCE(r.pins, b.pins) AS pins
+             FROM deliveries d JOIN notifications n ON n.id = d.notification_id JOIN events e ON e.id = d.event_id
+                  LEFT JOIN inbox_items i ON i.delivery_id = d.fallback_of
+                  LEFT JOIN workflow_runs r ON r.id = d.workflow_run_id
+                  LEFT JOIN digest_buckets b ON b.id = d.digest_of
+             WHERE d.id IN ({}) AND d.status IN ('pending', 'deferred')",
+            store::placeholders(store::backend_of(conn), chunk.len(), 1)
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for r in q.fetch_all(&mut *conn).await? {
+            out.insert(r.get("id"), loaded_from_row(&r));
+        }
+    }
+    Ok(out)
+}
+
+fn loaded_from_row(r: &sqlx::any::AnyRow) -> Result<Loaded, StoreError> {
+    let delivery_id: String = r.get("id");
     let channel: String = r.get("channel");
     let recipient: String = r.get("recipient");
-    Ok(Some(Loaded {
+    Ok(Loaded {
         id: r.get("id"),
         tenant: r.get("tenant"),
         event_id: r.get("event_id"),
@@ -1114,7 +1350,7 @@ async fn load(conn: &mut Conn, delivery_id: &str) -> Result<Option<Loaded>, Stor
             .zip(r.get::<Option<String>, _>("workflow_step")),
         pins: crate::plugins::pins::Pins::from_json(r.get::<Option<String>, _>("pins").as_deref())
             .map_err(|e| StoreError::Corrupt(format!("pins of {delivery_id}: {e}")))?,
-    }))
+    })
 }
 
 /// Why a delivery could not be cancelled or deferred.

@@ -17,7 +17,7 @@ pub mod retry;
 pub mod worker;
 
 pub use executor::{ChangeError, Dispatched, Executor, reason};
-pub use queue::{QueueStats, Scope, Wakeup};
+pub use queue::{QueueStats, Scope, Wakeup, WriteGate};
 pub use retry::RetryPolicy;
 pub use worker::{WorkerConfig, WorkerReport};
 
@@ -56,14 +56,14 @@ pub async fn run_due(
 ) -> Result<Vec<Dispatched>, StoreError> {
     let mut out = Vec::new();
     loop {
-        let jobs = queue::lease(&exec.db, owner, CONCURRENCY, lease_for, scope).await?;
+        let jobs = exec.lease(owner, CONCURRENCY, lease_for, scope).await?;
         if jobs.is_empty() {
             return Ok(out);
         }
         let mut tasks = tokio::task::JoinSet::new();
-        for (index, job) in jobs.into_iter().enumerate() {
+        for (index, (job, prepared)) in exec.prepare(jobs).await?.into_iter().enumerate() {
             let exec = exec.clone();
-            tasks.spawn(async move { (index, exec.execute(job).await) });
+            tasks.spawn(async move { (index, exec.execute(job, prepared).await) });
         }
         let mut works = Vec::new();
         while let Some(joined) = tasks.join_next().await {

@@ -111,6 +111,28 @@ impl Wakeup {
     }
 }
 
+/// The queue's writes of one process, one at a time, on SQLite. SQLite has a single writer,
+/// and a writer that finds it busy sleeps in SQLite's busy handler (1, 2, 5, 10 ms…) before
+/// it tries again: a lease colliding with a commit lost milliseconds each time. Waiting here
+/// instead, in turn, wakes each the moment the other is done. Other processes still meet in
+/// the busy handler; on PostgreSQL writers do not exclude each other, and this does nothing.
+#[derive(Clone, Default)]
+pub struct WriteGate(Arc<tokio::sync::Mutex<()>>);
+
+impl WriteGate {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Waits for this process's turn to write to `db` (at once on PostgreSQL).
+    pub async fn enter(&self, db: &Db) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match store::backend(db) {
+            Backend::Sqlite => Some(self.0.lock().await),
+            Backend::Postgres => None,
+        }
+    }
+}
+
 /// A leased job.
 #[derive(Clone, Debug)]
 pub struct Leased {
@@ -226,6 +248,27 @@ pub(crate) async fn finish(conn: &mut Conn, job: &Leased) -> Result<bool, StoreE
         .execute(conn)
         .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// [`finish`] for many jobs in one statement per few hundred: returns the ids of those this
+/// worker still held (and so deleted); the others' leases were lost.
+pub(crate) async fn finish_all(
+    conn: &mut Conn,
+    jobs: &[&Leased],
+) -> Result<std::collections::HashSet<String>, StoreError> {
+    let mut held = std::collections::HashSet::with_capacity(jobs.len());
+    for chunk in jobs.chunks(400) {
+        let sql = format!(
+            "DELETE FROM jobs WHERE (id, lease_token) IN (VALUES {}) RETURNING id",
+            store::value_rows(store::backend_of(conn), chunk.len(), 2, 1)
+        );
+        let mut q = sqlx::query_scalar::<_, String>(&sql);
+        for job in chunk {
+            q = q.bind(&job.id).bind(&job.token);
+        }
+        held.extend(q.fetch_all(&mut *conn).await?);
+    }
+    Ok(held)
 }
 
 /// Releases a job to run again at `run_at` (a retry, or a deferral), if this lease still holds

@@ -130,20 +130,28 @@ pub async fn run(
             break;
         }
         let free = concurrency - tasks.len();
+        // Leases wait until half the slots are free (or none is busy): a lease is a write
+        // transaction, and on SQLite every write waits for the one writer, so leasing one
+        // job per finished job would double the writes the commits already make.
+        let may_lease = free > 0 && (2 * free >= concurrency || tasks.is_empty());
         let mut leased = 0;
-        if free > 0 {
-            match queue::lease(&exec.db, &config.owner, free, config.lease_for, Scope::All).await {
+        if may_lease {
+            match exec
+                .lease(&config.owner, free, config.lease_for, Scope::All)
+                .await
+            {
                 Ok(jobs) => {
                     leased = jobs.len();
                     report.leased += leased as u64;
-                    for job in jobs {
+                    for (job, prepared) in prepare(&exec, jobs, &mut report).await {
                         let exec = exec.clone();
                         let run = job.clone();
                         // A job runs on a blocking-pool thread of its own: a plugin burning
                         // its whole CPU budget must not stall this loop, its timers or the
                         // commit task on a shared runtime thread.
                         let rt = tokio::runtime::Handle::current();
-                        let handle = tasks.spawn_blocking(move || rt.block_on(exec.execute(run)));
+                        let handle =
+                            tasks.spawn_blocking(move || rt.block_on(exec.execute(run, prepared)));
                         in_flight.insert(handle.id(), job);
                     }
                 }
@@ -159,7 +167,7 @@ pub async fn run(
         }
         // The queue has nothing more due now: sleep until a wake-up, a job finishing, the next
         // scheduled job, or the polling backstop, whichever comes first.
-        let nap = if tasks.len() < concurrency {
+        let nap = if may_lease {
             until_next_due(&exec, config.poll).await
         } else {
             config.poll
@@ -168,7 +176,7 @@ pub async fn run(
             Some(joined) = tasks.join_next_with_id(), if !tasks.is_empty() => {
                 collect(joined, &mut in_flight, &finished, &mut report);
             }
-            _ = wake.woken(), if tasks.len() < concurrency => {}
+            _ = wake.woken(), if may_lease => {}
             _ = tokio::time::sleep(nap) => {}
             _ = stop.changed() => {}
         }
@@ -209,6 +217,29 @@ pub async fn run(
     }
     tracing::info!(?report, "worker stopped");
     report
+}
+
+/// [`Executor::prepare`] for a leased batch. If its reads fail, the batch is given back to the
+/// queue at once (rather than left to its leases' expiry) and nothing of it runs.
+async fn prepare(
+    exec: &Executor,
+    jobs: Vec<Leased>,
+    report: &mut WorkerReport,
+) -> Vec<(Leased, super::executor::Prepared)> {
+    match exec.prepare(jobs.clone()).await {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            report.errors += 1;
+            tracing::error!(error = %e, jobs = jobs.len(), "reading a leased batch failed; releasing it");
+            match queue::release(&exec.db, &jobs).await {
+                Ok(n) => report.released += n as u64,
+                Err(e) => {
+                    tracing::error!(error = %e, "releasing jobs failed; their leases will expire")
+                }
+            }
+            Vec::new()
+        }
+    }
 }
 
 fn collect(

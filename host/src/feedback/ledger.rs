@@ -148,6 +148,61 @@ pub(super) async fn record(
     Ok(out)
 }
 
+/// Claims the orphans of a batch of sends `(delivery, adapter reference, provider message id)`.
+/// Every message is locked first (in one statement, in a fixed order, so two batches cannot
+/// deadlock), then one look-up finds the few that have orphans, and only those are claimed.
+pub(super) async fn claim_orphans_all(
+    conn: &mut Conn,
+    sends: &[(DeliveryRef, &str, &str)],
+) -> Result<usize, StoreError> {
+    if sends.is_empty() {
+        return Ok(0);
+    }
+    let keys: Vec<(&str, &str, &str)> = sends
+        .iter()
+        .map(|(d, adapter, message)| (d.tenant.as_str(), adapter_name(adapter), *message))
+        .collect();
+    let mut claimed = 0;
+    for chunk in keys.chunks(300) {
+        if conn.backend_name() == "PostgreSQL" {
+            let mut names: Vec<String> = chunk
+                .iter()
+                .map(|(tenant, adapter, message)| format!("feedback:{tenant}:{adapter}:{message}"))
+                .collect();
+            names.sort();
+            names.dedup();
+            let sql = format!(
+                "SELECT pg_advisory_xact_lock(hashtextextended(k, 0))
+                 FROM (SELECT column1 AS k FROM (VALUES {}) AS v ORDER BY 1) AS sorted",
+                store::value_rows(store::Backend::Postgres, names.len(), 1, 1)
+            );
+            let mut q = sqlx::query(&sql);
+            for name in &names {
+                q = q.bind(name);
+            }
+            q.execute(&mut *conn).await?;
+        }
+        let sql = format!(
+            "SELECT DISTINCT tenant, adapter, provider_message_id FROM feedback_events
+             WHERE delivery_id IS NULL AND (tenant, adapter, provider_message_id) IN (VALUES {})",
+            store::value_rows(store::backend_of(conn), chunk.len(), 3, 1)
+        );
+        let mut q = sqlx::query_as::<_, (String, String, String)>(&sql);
+        for (tenant, adapter, message) in chunk {
+            q = q.bind(*tenant).bind(*adapter).bind(*message);
+        }
+        let waiting = q.fetch_all(&mut *conn).await?;
+        for (tenant, adapter, message) in &waiting {
+            for (d, reference, m) in sends {
+                if &d.tenant == tenant && adapter_name(reference) == adapter && m == message {
+                    claimed += claim_orphans(conn, d, reference, m).await?;
+                }
+            }
+        }
+    }
+    Ok(claimed)
+}
+
 /// Attaches the orphans of `provider_message_id` (sent by `adapter_reference`,
 /// `name@version#hash`) to the delivery whose attempt is being committed.
 pub(super) async fn claim_orphans(

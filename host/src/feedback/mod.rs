@@ -299,11 +299,11 @@ async fn verify(
 
 /// Called by the dispatch commit that records an attempt with a provider message id: events
 /// that arrived for that message before this commit are attached to the delivery now.
-pub(crate) async fn claim_orphans(
+/// [`claim_orphans`] for a batch of sends: one look-up finds which messages have orphans
+/// waiting (rarely any), and only those are claimed one by one.
+pub(crate) async fn claim_orphans_all(
     conn: &mut store::Conn,
-    delivery: &ledger::DeliveryRef,
-    adapter_reference: &str,
-    provider_message_id: &str,
+    sends: &[(ledger::DeliveryRef, &str, &str)],
 ) -> Result<usize, StoreError> {
-    ledger::claim_orphans(conn, delivery, adapter_reference, provider_message_id).await
+    ledger::claim_orphans_all(conn, sends).await
 }
