@@ -540,9 +540,42 @@ async fn bench_dispatch(o: &Options) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
-/// The raw queue: lease 10, complete 10 (delete the jobs, mark the deliveries, insert the
-/// attempts) in one transaction, until nothing is due. Returns the jobs it completed.
+/// The traces the engine appends to a delivery it sends (kind, detail length, whether a plugin
+/// is named), so the raw side writes as many rows of the same sizes.
+const SENT_TRACES: [(&str, usize, bool); 7] = [
+    ("delivery.dispatched", 50, false),
+    ("policy.checked", 433, false),
+    ("delivery.built", 34, true),
+    ("delivery.rendered", 26, true),
+    ("content.valid", 26, false),
+    ("attempt", 83, true),
+    ("delivery.succeeded", 0, false),
+];
+
+/// Placeholders for `rows` rows of `cols` values, numbered on from `$from` on PostgreSQL and
+/// plain `?`s on SQLite (which looks `$N`s up by name, at a cost quadratic in their number).
+fn marks(raw: &Raw, rows: usize, cols: usize, from: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let row: Vec<String> = (0..cols)
+                .map(|c| match raw {
+                    Raw::Sqlite(_) => "?".to_string(),
+                    Raw::Postgres(_) => format!("${}", from + r * cols + c),
+                })
+                .collect();
+            format!("({})", row.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The raw queue, writing the rows the engine writes for a sent delivery: lease 10, read their
+/// deliveries' event and notification, then in one transaction delete the jobs, mark the
+/// deliveries sent (status, content, plugin builds, provider message id), insert the attempts
+/// and the seven traces each, one multi-row statement per table; until nothing is due.
+/// Returns the jobs it completed.
 async fn raw_worker(raw: &Raw, owner: &str) -> Result<usize> {
+    use belfry::host::store::{new_id, time_text};
     let mut done = 0;
     let lock = match raw {
         Raw::Sqlite(_) => "",
@@ -553,51 +586,80 @@ async fn raw_worker(raw: &Raw, owner: &str) -> Result<usize> {
          UPDATE jobs SET state = 'running', lease_owner = $2, run_at = $3, attempt = attempt + 1
          WHERE id IN (SELECT id FROM due) RETURNING id, subject_id"
     );
+    let content = format!("{{\"webhook\":{{\"body\":\"{}\"}}}}", "x".repeat(170));
+    let details: Vec<Option<String>> = SENT_TRACES
+        .iter()
+        .map(|(_, len, _)| (*len > 0).then(|| "x".repeat(*len)))
+        .collect();
     loop {
         let now = belfry::host::store::now();
-        let later = belfry::host::store::time_text(now + chrono::Duration::seconds(60));
-        let now = belfry::host::store::time_text(now);
+        let later = time_text(now + chrono::Duration::seconds(60));
+        let now = time_text(now);
         let leased: Vec<(String, String)> = on_raw!(raw, pool => {
             sqlx::query_as(&lease_sql).bind(&now).bind(owner).bind(&later).fetch_all(pool).await?
         });
         if leased.is_empty() {
             return Ok(done);
         }
-        let ids = |n: usize, from: usize| {
-            (0..n)
-                .map(|i| format!("${}", from + i))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         let n = leased.len();
-        let delete = format!("DELETE FROM jobs WHERE id IN ({})", ids(n, 1));
+        let list = |from: usize| marks(raw, n, 1, from).replace(['(', ')'], "");
+        let one = |at: usize| marks(raw, 1, 1, at).replace(['(', ')'], "");
+        let read = format!(
+            "SELECT id, event_id, notification_id FROM deliveries WHERE id IN ({})",
+            list(1)
+        );
+        let deliveries: Vec<(String, String, String)> = on_raw!(raw, pool => {
+            let mut q = sqlx::query_as(&read);
+            for (_, d) in &leased { q = q.bind(d); }
+            q.fetch_all(pool).await?
+        });
+        ensure!(
+            deliveries.len() == n,
+            "raw dispatch: {} of {n} deliveries read",
+            deliveries.len()
+        );
+        let delete = format!("DELETE FROM jobs WHERE id IN ({})", list(1));
         let mark = format!(
-            "UPDATE deliveries SET status = 'succeeded', attempts = 1, updated_at = $1 WHERE id IN ({})",
-            ids(n, 2)
+            "WITH v (id, content, provider_message_id) AS (VALUES {})
+             UPDATE deliveries SET status = 'succeeded', attempts = deliveries.attempts + 1,
+                    content = v.content, rendered_by = 'templates@raw', sent_by = 'log@raw',
+                    provider_message_id = v.provider_message_id, updated_at = {}, sent_at = {}
+             FROM v WHERE deliveries.id = v.id",
+            marks(raw, n, 3, 1),
+            one(3 * n + 1),
+            one(3 * n + 2),
         );
         let attempts = format!(
-            "INSERT INTO attempts (id, delivery_id, attempt, adapter, started_at, duration_ms, outcome) VALUES {}",
-            (0..n)
-                .map(|i| format!(
-                    "(${}, ${}, 1, 'raw', ${}, 0, 'succeeded')",
-                    3 * i + 1,
-                    3 * i + 2,
-                    3 * i + 3
-                ))
-                .collect::<Vec<_>>()
-                .join(", ")
+            "INSERT INTO attempts (id, delivery_id, attempt, adapter, started_at, duration_ms, outcome, provider_message_id) VALUES {}",
+            marks(raw, n, 8, 1)
+        );
+        let traces = format!(
+            "INSERT INTO traces (id, tenant, event_id, notification_id, delivery_id, at, kind, reason, detail, plugin, attempt) VALUES {}",
+            marks(raw, n * SENT_TRACES.len(), 11, 1)
         );
         on_raw!(raw, pool => {
             let mut tx = pool.begin().await?;
             let mut q = sqlx::query(&delete);
             for (id, _) in &leased { q = q.bind(id); }
             q.execute(&mut *tx).await?;
-            let mut q = sqlx::query(&mark).bind(&now);
-            for (_, d) in &leased { q = q.bind(d); }
-            q.execute(&mut *tx).await?;
+            let mut q = sqlx::query(&mark);
+            for (d, _, _) in &deliveries {
+                q = q.bind(d).bind(&content).bind(format!("log-{d}"));
+            }
+            q.bind(&now).bind(&now).execute(&mut *tx).await?;
             let mut q = sqlx::query(&attempts);
-            for (_, d) in &leased {
-                q = q.bind(belfry::host::store::new_id()).bind(d).bind(&now);
+            for (d, _, _) in &deliveries {
+                q = q.bind(new_id()).bind(d).bind(1i64).bind("log@raw").bind(&now).bind(0i64)
+                    .bind("succeeded").bind(format!("log-{d}"));
+            }
+            q.execute(&mut *tx).await?;
+            let mut q = sqlx::query(&traces);
+            for (d, event, notification) in &deliveries {
+                for ((kind, _, named), detail) in SENT_TRACES.iter().zip(&details) {
+                    q = q.bind(new_id()).bind("default").bind(event).bind(notification).bind(d)
+                        .bind(&now).bind(*kind).bind(None::<String>).bind(detail)
+                        .bind(named.then_some("raw@0.1.0#000000000000")).bind(1i64);
+                }
             }
             q.execute(&mut *tx).await?;
             tx.commit().await?;
