@@ -431,6 +431,55 @@ async fn shutdown_finishes_what_it_can_and_releases_the_rest(b: Backend) {
         .await
         .unwrap();
     assert_eq!(again[0].attempt, 1, "the released lease was not counted");
+    queue::release(e.db(), &again).await.unwrap();
+    e.cancel(&second, "done with it").await.unwrap();
+
+    // One slot and two jobs: the worker leases both, runs one and keeps the other leased
+    // ahead. At shutdown the one running finishes; the one that never started goes back
+    // untouched, its lease not counted.
+    let (third, fourth) = (
+        trigger_one(e, "slow-3").await,
+        trigger_one(e, "slow-4").await,
+    );
+    let worker = start_worker(
+        e,
+        WorkerConfig {
+            concurrency: 1,
+            ..fast_worker()
+        },
+    );
+    wait_for("both jobs to be leased", || async {
+        e.queue_stats().await.unwrap().running == 2
+    })
+    .await;
+    let report = worker.stop().await;
+    assert_eq!(
+        (report.leased, report.retried, report.released),
+        (2, 1, 1),
+        "{report:?}"
+    );
+    // The one that ran failed its render (and waits for a retry); the other never started.
+    let reason = |id: String| async move { e.delivery(&id).await.unwrap().unwrap().status_reason };
+    let waited = if reason(third.clone()).await.as_deref() == Some("render_failed") {
+        fourth
+    } else {
+        third
+    };
+    let d = e.delivery(&waited).await.unwrap().unwrap();
+    assert_eq!(
+        (d.status.as_str(), d.attempts, d.status_reason.as_deref()),
+        ("pending", 0, None)
+    );
+    let stats = e.queue_stats().await.unwrap();
+    assert_eq!(stats.running, 0, "{stats:?}");
+    let again = queue::lease(e.db(), "next", 10, Duration::from_secs(1), Scope::All)
+        .await
+        .unwrap();
+    let waited_job = again.iter().find(|j| j.subject_id == waited).unwrap();
+    assert_eq!(
+        waited_job.attempt, 1,
+        "the lease taken ahead was not counted"
+    );
 }
 
 async fn several_workers_share_the_work_and_send_each_delivery_once(b: Backend) {

@@ -19,7 +19,8 @@ pub struct WorkerConfig {
     /// A name for this worker's leases, shown in `explain` (default: host, pid and a random
     /// suffix).
     pub owner: String,
-    /// Jobs in flight at once.
+    /// Jobs in flight at once. As many again may wait leased ahead, already read, so a freed
+    /// slot starts its next job at once and leases come in full batches.
     pub concurrency: usize,
     /// How long a lease lasts. A job still running after this may be taken over by another
     /// worker, so it must exceed the longest plugin call (render plus send).
@@ -116,6 +117,8 @@ pub async fn run(
     let concurrency = config.concurrency.max(1);
     let mut tasks: JoinSet<Result<Work, StoreError>> = JoinSet::new();
     let mut in_flight: HashMap<tokio::task::Id, Leased> = HashMap::new();
+    let mut ready: std::collections::VecDeque<(Leased, super::executor::Prepared)> =
+        std::collections::VecDeque::new();
     // Outcomes are committed by their own task, so leasing and running go on while a batch
     // commits, and a batch is whatever finished during the previous commit.
     let (finished, outcomes) = mpsc::unbounded_channel::<Work>();
@@ -129,31 +132,26 @@ pub async fn run(
         if *stop.borrow() {
             break;
         }
-        let free = concurrency - tasks.len();
-        // Leases wait until half the slots are free (or none is busy): a lease is a write
-        // transaction, and on SQLite every write waits for the one writer, so leasing one
-        // job per finished job would double the writes the commits already make.
-        let may_lease = free > 0 && (2 * free >= concurrency || tasks.is_empty());
+        start(&exec, concurrency, &mut ready, &mut tasks, &mut in_flight);
+        // Lease ahead: up to `concurrency` jobs wait, read and ready, beside those running, so a
+        // freed slot starts its next job at once (also while a batch commits) and leases come
+        // as full batches. A lease is a write, and on SQLite every write waits for the one
+        // writer: one lease per finished job would double the writes the commits make.
+        let on_hand = tasks.len() + ready.len();
+        let room = 2 * concurrency - on_hand;
+        let may_lease = room >= concurrency || on_hand == 0;
         let mut leased = 0;
         if may_lease {
             match exec
-                .lease(&config.owner, free, config.lease_for, Scope::All)
+                .lease(&config.owner, room, config.lease_for, Scope::All)
                 .await
             {
                 Ok(jobs) => {
                     leased = jobs.len();
                     report.leased += leased as u64;
-                    for (job, prepared) in prepare(&exec, jobs, &mut report).await {
-                        let exec = exec.clone();
-                        let run = job.clone();
-                        // A job runs on a blocking-pool thread of its own: a plugin burning
-                        // its whole CPU budget must not stall this loop, its timers or the
-                        // commit task on a shared runtime thread.
-                        let rt = tokio::runtime::Handle::current();
-                        let handle =
-                            tasks.spawn_blocking(move || rt.block_on(exec.execute(run, prepared)));
-                        in_flight.insert(handle.id(), job);
-                    }
+                    ready.extend(prepare(&exec, jobs, &mut report).await);
+                    // What was just leased starts now, before a stop is looked at again.
+                    start(&exec, concurrency, &mut ready, &mut tasks, &mut in_flight);
                 }
                 Err(e) => {
                     report.errors += 1;
@@ -161,8 +159,8 @@ pub async fn run(
                 }
             }
         }
-        if leased > 0 && leased == free {
-            // Every free slot was filled: there may be more due work as soon as one frees.
+        if leased > 0 && leased == room {
+            // Every place was filled: there may be more due work.
             continue;
         }
         // The queue has nothing more due now: sleep until a wake-up, a job finishing, the next
@@ -202,7 +200,11 @@ pub async fn run(
             tracing::error!(error = %e, "the commit task failed");
         }
     }
-    let left: Vec<Leased> = in_flight.into_values().collect();
+    // Jobs leased ahead never started: they go back as they were, with the unfinished ones.
+    let left: Vec<Leased> = in_flight
+        .into_values()
+        .chain(ready.into_iter().map(|(job, _)| job))
+        .collect();
     if !left.is_empty() {
         match queue::release(&exec.db, &left).await {
             Ok(n) => report.released += n as u64,
@@ -217,6 +219,28 @@ pub async fn run(
     }
     tracing::info!(?report, "worker stopped");
     report
+}
+
+/// Starts jobs leased ahead, as far as the slots allow. A job runs on a blocking-pool thread
+/// of its own: a plugin burning its whole CPU budget must not stall the worker's loop, its
+/// timers or the commit task on a shared runtime thread.
+fn start(
+    exec: &Executor,
+    concurrency: usize,
+    ready: &mut std::collections::VecDeque<(Leased, super::executor::Prepared)>,
+    tasks: &mut JoinSet<Result<Work, StoreError>>,
+    in_flight: &mut HashMap<tokio::task::Id, Leased>,
+) {
+    while tasks.len() < concurrency {
+        let Some((job, prepared)) = ready.pop_front() else {
+            return;
+        };
+        let exec = exec.clone();
+        let run = job.clone();
+        let rt = tokio::runtime::Handle::current();
+        let handle = tasks.spawn_blocking(move || rt.block_on(exec.execute(run, prepared)));
+        in_flight.insert(handle.id(), job);
+    }
 }
 
 /// [`Executor::prepare`] for a leased batch. If its reads fail, the batch is given back to the
