@@ -477,15 +477,23 @@ async fn bench_dispatch(o: &Options) -> Result<Vec<Row>> {
             let place = Place::new(o).await?;
             let engine = place.engine().await?;
             fill(&engine, o.size).await?;
-            let start = Instant::now();
+            let start = belfry::host::store::now();
             let mut running = Vec::new();
             for w in 0..workers {
                 running.push(Worker::start(&engine, &format!("bench-{w}"), 10));
             }
+            // The burn-down ends with the last delivery's commit, as the database recorded it:
+            // looking for the end less often then costs the engine nothing (a poll takes a
+            // connection the workers want).
             while count(&engine, "SELECT COUNT(*) FROM jobs").await? > 0 {
-                tokio::time::sleep(Duration::from_millis(2)).await;
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            engine_rates.push(o.size as f64 / start.elapsed().as_secs_f64());
+            let last: String = sqlx::query_scalar("SELECT MAX(updated_at) FROM deliveries")
+                .fetch_one(engine.db())
+                .await?;
+            let took = belfry::host::store::parse_time(&last)? - start;
+            let took = took.to_std()?.max(Duration::from_millis(1));
+            engine_rates.push(o.size as f64 / took.as_secs_f64());
             let mut leased = 0;
             for worker in running {
                 leased += worker.stop().await?.leased;
