@@ -184,6 +184,7 @@ async fn raw_pool(place: &Place) -> Result<Raw> {
         Raw::Sqlite(
             sqlx::sqlite::SqlitePoolOptions::new()
                 .max_connections(8)
+                .test_before_acquire(false)
                 .connect_with(o)
                 .await?,
         )
@@ -191,6 +192,8 @@ async fn raw_pool(place: &Place) -> Result<Raw> {
         Raw::Postgres(
             sqlx::postgres::PgPoolOptions::new()
                 .max_connections(16)
+                // As the engine's pool: no ping before each use.
+                .test_before_acquire(false)
                 .connect(&place.url)
                 .await?,
         )

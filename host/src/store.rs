@@ -94,6 +94,8 @@ pub async fn open(url: &str) -> Result<Db, StoreError> {
             let options = AnyConnectOptions::from_str(&url)?;
             AnyPoolOptions::new()
                 .max_connections(8)
+                // No ping before each use (see PostgreSQL below).
+                .test_before_acquire(false)
                 .after_connect(|conn, _| {
                     Box::pin(async move {
                         // Writers queue behind each other instead of failing with SQLITE_BUSY;
@@ -113,6 +115,10 @@ pub async fn open(url: &str) -> Result<Db, StoreError> {
             let options = AnyConnectOptions::from_str(url)?;
             AnyPoolOptions::new()
                 .max_connections(16)
+                // No ping before each use: it is a round trip per acquire, and a trigger
+                // acquires three or four times. A connection that broke while idle fails the
+                // one statement that uses it (the request errs, a job retries) and is dropped.
+                .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(30))
                 .connect_with(options)
                 .await?
