@@ -164,6 +164,15 @@ enum Raw {
     Postgres(sqlx::PgPool),
 }
 
+impl Raw {
+    fn backend(&self) -> belfry::host::store::Backend {
+        match self {
+            Raw::Sqlite(_) => belfry::host::store::Backend::Sqlite,
+            Raw::Postgres(_) => belfry::host::store::Backend::Postgres,
+        }
+    }
+}
+
 macro_rules! on_raw {
     ($raw:expr, $pool:ident => $body:expr) => {
         match $raw {
@@ -563,30 +572,13 @@ const SENT_TRACES: [(&str, usize, bool); 7] = [
     ("delivery.succeeded", 0, false),
 ];
 
-/// Placeholders for `rows` rows of `cols` values, numbered on from `$from` on PostgreSQL and
-/// plain `?`s on SQLite (which looks `$N`s up by name, at a cost quadratic in their number).
-fn marks(raw: &Raw, rows: usize, cols: usize, from: usize) -> String {
-    (0..rows)
-        .map(|r| {
-            let row: Vec<String> = (0..cols)
-                .map(|c| match raw {
-                    Raw::Sqlite(_) => "?".to_string(),
-                    Raw::Postgres(_) => format!("${}", from + r * cols + c),
-                })
-                .collect();
-            format!("({})", row.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// The raw queue, writing the rows the engine writes for a sent delivery: lease 10, read their
 /// deliveries' event and notification, then in one transaction delete the jobs, mark the
 /// deliveries sent (status, content, plugin builds, provider message id), insert the attempts
 /// and the seven traces each, one multi-row statement per table; until nothing is due.
 /// Returns the jobs it completed.
 async fn raw_worker(raw: &Raw, owner: &str) -> Result<usize> {
-    use belfry::host::store::{new_id, time_text};
+    use belfry::host::store::{new_id, placeholders, time_text, value_rows};
     let mut done = 0;
     let lock = match raw {
         Raw::Sqlite(_) => "",
@@ -613,8 +605,8 @@ async fn raw_worker(raw: &Raw, owner: &str) -> Result<usize> {
             return Ok(done);
         }
         let n = leased.len();
-        let list = |from: usize| marks(raw, n, 1, from).replace(['(', ')'], "");
-        let one = |at: usize| marks(raw, 1, 1, at).replace(['(', ')'], "");
+        let b = raw.backend();
+        let list = |from: usize| placeholders(b, n, from);
         let read = format!(
             "SELECT id, event_id, notification_id FROM deliveries WHERE id IN ({})",
             list(1)
@@ -636,17 +628,17 @@ async fn raw_worker(raw: &Raw, owner: &str) -> Result<usize> {
                     content = v.content, rendered_by = 'templates@raw', sent_by = 'log@raw',
                     provider_message_id = v.provider_message_id, updated_at = {}, sent_at = {}
              FROM v WHERE deliveries.id = v.id",
-            marks(raw, n, 3, 1),
-            one(3 * n + 1),
-            one(3 * n + 2),
+            value_rows(b, n, 3, 1),
+            placeholders(b, 1, 3 * n + 1),
+            placeholders(b, 1, 3 * n + 2),
         );
         let attempts = format!(
             "INSERT INTO attempts (id, delivery_id, attempt, adapter, started_at, duration_ms, outcome, provider_message_id) VALUES {}",
-            marks(raw, n, 8, 1)
+            value_rows(b, n, 8, 1)
         );
         let traces = format!(
             "INSERT INTO traces (id, tenant, event_id, notification_id, delivery_id, at, kind, reason, detail, plugin, attempt) VALUES {}",
-            marks(raw, n * SENT_TRACES.len(), 11, 1)
+            value_rows(b, n * SENT_TRACES.len(), 11, 1)
         );
         on_raw!(raw, pool => {
             let mut tx = pool.begin().await?;

@@ -162,9 +162,14 @@ pub fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, StoreErro
 
 /// `n` placeholders for an `IN (…)` list: `$from, …` on PostgreSQL, `?, …` on SQLite (see
 /// [`value_rows`] for why, and for the rule that goes with it).
-pub(crate) fn placeholders(backend: Backend, n: usize, from: usize) -> String {
-    let rows = value_rows(backend, n, 1, from);
-    rows.replace(['(', ')'], "")
+pub fn placeholders(backend: Backend, n: usize, from: usize) -> String {
+    (0..n)
+        .map(|i| match backend {
+            Backend::Sqlite => "?".to_string(),
+            Backend::Postgres => format!("${}", from + i),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Placeholders for a statement that writes or matches many rows at once: `rows` rows of
@@ -172,28 +177,11 @@ pub(crate) fn placeholders(backend: Backend, n: usize, from: usize) -> String {
 /// in the order they appear, so the whole statement must use `?`s: SQLite treats `$N` as a
 /// name and finds each one by a linear search, so binding `$N`s costs time quadratic in their
 /// number (a 30-row trace insert spent more time binding than writing).
-pub(crate) fn value_rows(backend: Backend, rows: usize, cols: usize, from: usize) -> String {
-    let mut out = String::with_capacity(rows * cols * 6);
-    for r in 0..rows {
-        if r > 0 {
-            out.push_str(", ");
-        }
-        out.push('(');
-        for c in 0..cols {
-            if c > 0 {
-                out.push_str(", ");
-            }
-            match backend {
-                Backend::Sqlite => out.push('?'),
-                Backend::Postgres => {
-                    out.push('$');
-                    out.push_str(&(from + r * cols + c).to_string());
-                }
-            }
-        }
-        out.push(')');
-    }
-    out
+pub fn value_rows(backend: Backend, rows: usize, cols: usize, from: usize) -> String {
+    (0..rows)
+        .map(|r| format!("({})", placeholders(backend, cols, from + r * cols)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub fn new_id() -> String {

@@ -26,6 +26,7 @@ use crate::workflows;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::Row;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -213,52 +214,32 @@ impl Executor {
         let mut conn = self.db.acquire().await?;
         let mut loaded = load_all(&mut conn, &ids).await?;
         let now = store::now();
-        let mut inputs: std::collections::HashMap<(String, String), policy::decide::Inputs> =
-            std::collections::HashMap::new();
-        let mut by_tenant: std::collections::BTreeMap<&str, Vec<&Recipient>> =
-            std::collections::BTreeMap::new();
+        let mut by_tenant: HashMap<&str, Vec<&Recipient>> = HashMap::new();
         for d in loaded.values().flat_map(|d| d.as_ref().ok()) {
             by_tenant.entry(&d.tenant).or_default().push(&d.recipient);
         }
+        // Policy inputs by tenant, then recipient.
+        let mut inputs: HashMap<String, HashMap<String, policy::decide::Inputs>> = HashMap::new();
         for (tenant, recipients) in by_tenant {
-            for (recipient, i) in
-                policy::decide::Inputs::load_many(&mut conn, tenant, &recipients, now).await?
-            {
-                inputs.insert((tenant.to_string(), recipient), i);
-            }
+            let of_tenant =
+                policy::decide::Inputs::load_many(&mut conn, tenant, &recipients, now).await?;
+            inputs.insert(tenant.to_string(), of_tenant);
         }
+        let none = policy::decide::Inputs::default();
         let mut out = Vec::with_capacity(jobs.len());
         for job in jobs {
-            if job.kind != queue::job_kind::DELIVER {
-                out.push((job, Prepared(Preloaded::NotDelivery)));
-                continue;
-            }
-            let prepared = match loaded.remove(&job.subject_id) {
-                None => Preloaded::Gone,
-                Some(Err(e)) => Preloaded::Failed(e),
-                Some(Ok(d)) => {
-                    let none = policy::decide::Inputs::default();
-                    let i = inputs
-                        .get(&(d.tenant.clone(), d.recipient.id.clone()))
-                        .unwrap_or(&none);
-                    match check_policy(&mut conn, &d, i).await {
-                        Err(e) => Preloaded::Failed(e),
-                        Ok(decision) => match (&d.digest_of, &decision.outcome) {
-                            (Some(bucket), Outcome::Allow) => {
-                                match buckets::items_of(&mut conn, bucket).await {
-                                    Ok(items) => {
-                                        Preloaded::Ready(Box::new((d, decision, Some(items))))
-                                    }
-                                    Err(crate::digests::BucketError::Store(e)) => {
-                                        Preloaded::Failed(e)
-                                    }
-                                    Err(other) => {
-                                        Preloaded::Failed(StoreError::Corrupt(other.to_string()))
-                                    }
-                                }
-                            }
-                            _ => Preloaded::Ready(Box::new((d, decision, None))),
-                        },
+            let prepared = if job.kind != queue::job_kind::DELIVER {
+                Preloaded::NotDelivery
+            } else {
+                match loaded.remove(&job.subject_id) {
+                    None => Preloaded::Gone,
+                    Some(Err(e)) => Preloaded::Failed(e),
+                    Some(Ok(d)) => {
+                        let i = inputs
+                            .get(&d.tenant)
+                            .and_then(|of_tenant| of_tenant.get(&d.recipient.id))
+                            .unwrap_or(&none);
+                        ready(&mut conn, d, i).await
                     }
                 }
             };
@@ -1256,6 +1237,24 @@ async fn commit_wake(tx: &mut Conn, job: &Leased, held: bool) -> Result<bool, St
     }
 }
 
+/// A loaded delivery made ready to run: its send-time policy decision and, for a digest that
+/// may go, its items.
+async fn ready(conn: &mut Conn, d: Loaded, inputs: &policy::decide::Inputs) -> Preloaded {
+    let decision = match check_policy(conn, &d, inputs).await {
+        Ok(decision) => decision,
+        Err(e) => return Preloaded::Failed(e),
+    };
+    let digest = match (&d.digest_of, &decision.outcome) {
+        (Some(bucket), Outcome::Allow) => match buckets::items_of(conn, bucket).await {
+            Ok(items) => Some(items),
+            Err(crate::digests::BucketError::Store(e)) => return Preloaded::Failed(e),
+            Err(other) => return Preloaded::Failed(StoreError::Corrupt(other.to_string())),
+        },
+        _ => None,
+    };
+    Preloaded::Ready(Box::new((d, decision, digest)))
+}
+
 /// Policy checkpoint 2: every input read again, since any may have changed while the delivery
 /// waited.
 async fn check_policy(
@@ -1285,8 +1284,8 @@ async fn check_policy(
 async fn load_all(
     conn: &mut Conn,
     delivery_ids: &[&str],
-) -> Result<std::collections::HashMap<String, Result<Loaded, StoreError>>, StoreError> {
-    let mut out = std::collections::HashMap::with_capacity(delivery_ids.len());
+) -> Result<HashMap<String, Result<Loaded, StoreError>>, StoreError> {
+    let mut out = HashMap::with_capacity(delivery_ids.len());
     for chunk in delivery_ids.chunks(500) {
         let sql = format!(
             "SELECT d.id, d.tenant, d.event_id, d.notification_id, d.channel, d.idempotency_key,

@@ -242,12 +242,7 @@ pub async fn lease(
 /// (it expired and another worker took the job, or the job was cancelled): the caller must not
 /// record the job's outcome as final.
 pub(crate) async fn finish(conn: &mut Conn, job: &Leased) -> Result<bool, StoreError> {
-    let done = sqlx::query("DELETE FROM jobs WHERE id = $1 AND lease_token = $2")
-        .bind(&job.id)
-        .bind(&job.token)
-        .execute(conn)
-        .await?;
-    Ok(done.rows_affected() == 1)
+    Ok(finish_all(conn, &[job]).await?.contains(&job.id))
 }
 
 /// [`finish`] for many jobs in one statement per few hundred: returns the ids of those this

@@ -164,10 +164,10 @@ pub(super) async fn claim_orphans_all(
         .collect();
     let mut claimed = 0;
     for chunk in keys.chunks(300) {
-        if conn.backend_name() == "PostgreSQL" {
+        if store::backend_of(conn) == store::Backend::Postgres {
             let mut names: Vec<String> = chunk
                 .iter()
-                .map(|(tenant, adapter, message)| format!("feedback:{tenant}:{adapter}:{message}"))
+                .map(|(tenant, adapter, message)| message_lock(tenant, adapter, message))
                 .collect();
             names.sort();
             names.dedup();
@@ -263,10 +263,15 @@ async fn lock_message(
         return Ok(());
     }
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-        .bind(format!("feedback:{tenant}:{adapter}:{provider_message_id}"))
+        .bind(message_lock(tenant, adapter, provider_message_id))
         .execute(&mut *conn)
         .await?;
     Ok(())
+}
+
+/// The advisory lock's name for one provider message.
+fn message_lock(tenant: &str, adapter: &str, provider_message_id: &str) -> String {
+    format!("feedback:{tenant}:{adapter}:{provider_message_id}")
 }
 
 fn adapter_name(reference: &str) -> &str {

@@ -297,10 +297,9 @@ async fn verify(
         })
 }
 
-/// Called by the dispatch commit that records an attempt with a provider message id: events
-/// that arrived for that message before this commit are attached to the delivery now.
-/// [`claim_orphans`] for a batch of sends: one look-up finds which messages have orphans
-/// waiting (rarely any), and only those are claimed one by one.
+/// Called by the dispatch commit that records attempts with provider message ids: events that
+/// arrived for those messages before this commit are attached to their deliveries now. One
+/// look-up finds which messages have orphans waiting (rarely any); only those are claimed.
 pub(crate) async fn claim_orphans_all(
     conn: &mut store::Conn,
     sends: &[(ledger::DeliveryRef, &str, &str)],
