@@ -20,6 +20,9 @@ use std::process::Command;
 
 use serde::Deserialize;
 
+#[path = "build/wasm_target.rs"]
+mod wasm_target;
+
 const WASM_TARGET: &str = "wasm32-wasip2";
 
 /// The plugin manifest, as the host parses it (unknown keys are errors). Parsed here to
@@ -106,6 +109,17 @@ struct PluginCrate {
 }
 
 fn main() {
+    // A failed build says what went wrong in one message; a backtrace of this script (shown
+    // because RUST_BACKTRACE is often set) only hides it.
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("the build script failed");
+        eprintln!("error: {message}");
+    }));
     let root = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
     let plugins_dir = root.join("plugins");
@@ -116,6 +130,24 @@ fn main() {
     watch_workspace(&plugins_dir);
     watch_workspace(&fixtures_src);
     println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
+
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let toolchain = env::var("RUSTUP_TOOLCHAIN").ok();
+    match wasm_target::ensure(
+        &rustc,
+        OsStr::new("rustup"),
+        toolchain.as_deref(),
+        WASM_TARGET,
+    ) {
+        Ok(wasm_target::Ensured::Present) => {}
+        Ok(wasm_target::Ensured::Installed { toolchain }) => println!(
+            "cargo:warning=installed the {WASM_TARGET} target into toolchain {toolchain} (rustup target add)"
+        ),
+        Err(line) => {
+            eprintln!("error: {line}");
+            std::process::exit(1);
+        }
+    }
 
     cargo_build(&plugins_dir, &wasm_target_dir);
     cargo_build(&fixtures_src, &wasm_target_dir);

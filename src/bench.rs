@@ -115,7 +115,9 @@ pub async fn plugins(iterations: u32, json: bool) -> Result<()> {
         cache_dir: belfry::config::default_cache_dir(),
         ..Default::default()
     })?;
-    let loaded = plugins::load_all(&runtime, belfry::BUNDLED, None).await?;
+    let loaded = plugins::load_all(&runtime, belfry::BUNDLED, None)
+        .await?
+        .plugins;
     let renderer = loaded
         .iter()
         .find(|p| p.kind() == PluginKind::Renderer)

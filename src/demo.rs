@@ -212,7 +212,7 @@ pub async fn run(cache_dir: &Option<PathBuf>, database: Option<PathBuf>, json: b
                     if !json {
                         println!(
                             "- {label}: duplicate of event {}, nothing written",
-                            output::short(&outcome.event_id)
+                            output::id_label(&outcome.event_id)
                         );
                     }
                     continue;
@@ -227,7 +227,7 @@ pub async fn run(cache_dir: &Option<PathBuf>, database: Option<PathBuf>, json: b
                 if !json {
                     println!(
                         "- {label}: event {}, {} notification(s), {count} {}",
-                        output::short(&outcome.event_id),
+                        output::id_label(&outcome.event_id),
                         outcome.notifications.len(),
                         if count == 1 { "delivery" } else { "deliveries" }
                     );
@@ -240,7 +240,7 @@ pub async fn run(cache_dir: &Option<PathBuf>, database: Option<PathBuf>, json: b
                             Some("quiet_hours") => deferred_delivery = Some(d.id.clone()),
                             _ => {}
                         }
-                        rows.push((output::short(&outcome.event_id), d));
+                        rows.push((output::id_label(&outcome.event_id), d));
                     }
                 }
             }
@@ -275,7 +275,7 @@ pub async fn run(cache_dir: &Option<PathBuf>, database: Option<PathBuf>, json: b
         if let Some(id) = &b.digest_delivery_id
             && let Some(d) = engine.delivery(id).await?
         {
-            rows.push((output::short(&d.event_id), d));
+            rows.push((output::id_label(&d.event_id), d));
         }
     }
 

@@ -5,6 +5,7 @@ mod demo;
 mod digest_bench;
 mod digests_cli;
 mod endpoints_cli;
+mod ids;
 mod inbox_cli;
 mod keys_cli;
 mod output;
@@ -389,11 +390,21 @@ struct QueueBenchArgs {
 }
 
 fn main() {
+    // Before clap has parsed anything, `--json` is looked for by hand.
+    let json_early = std::env::args().any(|a| a == "--json");
     if let Err(e) = load_config_file() {
-        eprintln!("error: {e}");
+        output::print_error(&anyhow::Error::msg(e), json_early);
         std::process::exit(2);
     }
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    // `bench` must know whether --database-url was given, not only its value (see `bench_url`).
+    let database_url_given =
+        matches.value_source("database_url") == Some(clap::parser::ValueSource::CommandLine);
+    let json = cli.global.json;
     init_tracing(cli.global.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -401,14 +412,52 @@ fn main() {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            output::print_error(
+                &anyhow::Error::new(e).context("cannot start the async runtime"),
+                json,
+            );
             std::process::exit(1);
         }
     };
-    if let Err(e) = runtime.block_on(run(cli)) {
-        // One line on stderr, whole cause chain.
-        eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+    if let Err(e) = runtime.block_on(run(cli, database_url_given)) {
+        output::print_error(&e, json);
         std::process::exit(1);
+    }
+}
+
+/// Whether a command only reads the database. Those never create one: run in the wrong folder,
+/// they say there is no database instead of leaving an empty `belfry.db` behind.
+fn only_reads(command: &Command) -> bool {
+    use digests_cli::{CadenceCommand, DigestsCommand, RulesCommand};
+    match command {
+        Command::Queue | Command::Explain { .. } | Command::Run { .. } => true,
+        Command::Keys { command } => matches!(command, keys_cli::KeysCommand::List { .. }),
+        Command::Prefs { command } => matches!(command, policy_cli::PrefsCommand::Get(_)),
+        Command::Settings { command } => matches!(command, policy_cli::SettingsCommand::Get(_)),
+        Command::Suppressions { command } => {
+            matches!(command, policy_cli::SuppressionsCommand::List { .. })
+        }
+        Command::Digests { command } => match command {
+            DigestsCommand::Rules { command } => !matches!(command, RulesCommand::Upsert(_)),
+            DigestsCommand::Cadence { command } => matches!(command, CadenceCommand::List { .. }),
+            DigestsCommand::Buckets { .. } | DigestsCommand::Bucket { .. } => true,
+            DigestsCommand::Emit { .. } => false,
+        },
+        Command::Inbox { command } => matches!(command, inbox_cli::InboxCommand::List { .. }),
+        Command::Webhooks { command } => matches!(
+            command,
+            webhooks_cli::WebhooksCommand::Orphans { .. }
+                | webhooks_cli::WebhooksCommand::Feedback { .. }
+        ),
+        Command::Endpoints { command } => matches!(
+            command,
+            endpoints_cli::EndpointsCommand::List { .. }
+                | endpoints_cli::EndpointsCommand::Get { .. }
+                | endpoints_cli::EndpointsCommand::Secret { .. }
+                | endpoints_cli::EndpointsCommand::Messages { .. }
+                | endpoints_cli::EndpointsCommand::Events
+        ),
+        _ => false,
     }
 }
 
@@ -510,8 +559,11 @@ fn endpoints_config(g: &Global) -> Result<belfry::host::endpoints::EndpointsConf
     })
 }
 
-async fn run(cli: Cli) -> Result<()> {
+async fn run(cli: Cli, database_url_given: bool) -> Result<()> {
     let g = cli.global;
+    if only_reads(&cli.command) {
+        belfry::host::store::require_existing(&g.database_url)?;
+    }
     match cli.command {
         Command::Demo { database } => demo::run(&g_cache(&g), database, g.json).await,
         Command::Migrate => {
@@ -566,16 +618,40 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Worker(args) => worker(&g, args).await,
         Command::Serve(args) => serve(&g, args).await,
-        Command::Webhooks { command } => {
+        Command::Webhooks { mut command } => {
             let engine = Engine::open(engine_config(&g)?).await?;
+            use webhooks_cli::WebhooksCommand as W;
+            match &mut command {
+                W::Replay { id } => *id = ids::resolve(engine.db(), id, &[ids::RECEIPT]).await?,
+                W::Feedback { delivery_id, .. } => {
+                    *delivery_id = ids::resolve(engine.db(), delivery_id, &[ids::DELIVERY]).await?
+                }
+                _ => {}
+            }
             webhooks_cli::run(&engine, command, g.json).await
         }
-        Command::Endpoints { command } => {
+        Command::Endpoints { mut command } => {
             let engine = Engine::open(engine_config(&g)?).await?;
+            use endpoints_cli::EndpointsCommand as E;
+            match &mut command {
+                E::Get { id }
+                | E::Secret { id }
+                | E::Enable { id }
+                | E::Recover { id }
+                | E::Disable { id }
+                | E::Remove { id }
+                | E::Messages { id, .. } => {
+                    *id = ids::resolve(engine.db(), id, &[ids::ENDPOINT]).await?
+                }
+                _ => {}
+            }
             endpoints_cli::run(&engine, command, g.json).await
         }
-        Command::Keys { command } => {
+        Command::Keys { mut command } => {
             let db = belfry::host::store::open(&g.database_url).await?;
+            if let keys_cli::KeysCommand::Revoke { id } = &mut command {
+                *id = ids::resolve(&db, id, &[ids::KEY]).await?;
+            }
             keys_cli::run(&db, command, g.json).await
         }
         Command::Prefs { command } => {
@@ -590,12 +666,19 @@ async fn run(cli: Cli) -> Result<()> {
             let db = belfry::host::store::open(&g.database_url).await?;
             policy_cli::suppressions(&db, command, g.json).await
         }
-        Command::Digests { command } => {
+        Command::Digests { mut command } => {
             let db = belfry::host::store::open(&g.database_url).await?;
+            use digests_cli::DigestsCommand as D;
+            if let D::Bucket { id, .. } | D::Emit { bucket: id, .. } = &mut command {
+                *id = ids::resolve(&db, id, &[ids::BUCKET]).await?;
+            }
             digests_cli::run(&db, command, g.json).await
         }
-        Command::Inbox { command } => {
+        Command::Inbox { mut command } => {
             let db = belfry::host::store::open(&g.database_url).await?;
+            if let inbox_cli::InboxCommand::Read { item_id, .. } = &mut command {
+                *item_id = ids::resolve(&db, item_id, &[ids::INBOX_ITEM]).await?;
+            }
             inbox_cli::run(&db, command, g.json).await
         }
         Command::Cancel {
@@ -603,6 +686,7 @@ async fn run(cli: Cli) -> Result<()> {
             reason,
         } => {
             let db = belfry::host::store::open(&g.database_url).await?;
+            let delivery_id = ids::resolve(&db, &delivery_id, &[ids::DELIVERY]).await?;
             let d = belfry::host::dispatch::executor::cancel(&db, &delivery_id, &reason).await?;
             output::print_dispatched(&d, g.json)
         }
@@ -613,6 +697,7 @@ async fn run(cli: Cli) -> Result<()> {
         } => {
             let until = parse_when("--until", &until)?;
             let db = belfry::host::store::open(&g.database_url).await?;
+            let delivery_id = ids::resolve(&db, &delivery_id, &[ids::DELIVERY]).await?;
             let d =
                 belfry::host::dispatch::executor::defer(&db, &delivery_id, until, &reason).await?;
             output::print_dispatched(&d, g.json)
@@ -657,6 +742,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Run { id } => {
             let db = belfry::host::store::open(&g.database_url).await?;
+            let id = ids::resolve(&db, &id, &[ids::RUN, ids::NOTIFICATION, ids::DELIVERY]).await?;
             let run = belfry::host::workflows::runs::record(&db, &id)
                 .await?
                 .with_context(|| {
@@ -671,6 +757,8 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Explain { id } => {
             let db = belfry::host::store::open(&g.database_url).await?;
+            let kinds = [ids::EVENT, ids::NOTIFICATION, ids::DELIVERY, ids::RUN];
+            let id = ids::resolve(&db, &id, &kinds).await?;
             let explanation = belfry::host::traces::explain(&db, &id).await?;
             if g.json {
                 println!("{}", serde_json::to_string_pretty(&explanation)?);
@@ -682,13 +770,13 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Plugin { command } => match command {
             PluginCommand::List => {
                 let runtime = PluginRuntime::new(runtime_config(&g)?)?;
-                let plugins = belfry::host::plugins::load_all(
+                let loaded = belfry::host::plugins::load_all(
                     &runtime,
                     belfry::BUNDLED,
                     g.plugins_dir.as_deref(),
                 )
                 .await?;
-                output::print_plugins(&plugins, g.json)
+                output::print_plugins(&loaded.plugins, &loaded.broken, g.json)
             }
             PluginCommand::Check { path } => {
                 if path.extension().is_none_or(|e| e != "wasm") {
@@ -702,18 +790,42 @@ async fn run(cli: Cli) -> Result<()> {
                 output::print_check(&plugin, g.json)
             }
         },
-        Command::Bench { command } => match command {
-            BenchCommand::Plugins { iterations } => bench::plugins(iterations, g.json).await,
-            BenchCommand::Trigger(a) => queue_bench_run(&["trigger"], a, g.json).await,
-            BenchCommand::Dispatch(a) => queue_bench_run(&["dispatch"], a, g.json).await,
-            BenchCommand::Latency(a) => queue_bench_run(&["latency"], a, g.json).await,
-            BenchCommand::Schedule(a) => queue_bench_run(&["schedule"], a, g.json).await,
-            BenchCommand::Queue(a) => {
-                queue_bench_run(&["trigger", "dispatch", "latency", "schedule"], a, g.json).await
+        Command::Bench { command } => {
+            let given = database_url_given.then_some(g.database_url.as_str());
+            match command {
+                BenchCommand::Plugins { iterations } => {
+                    if let Some(url) = given {
+                        bail!(
+                            "bench plugins uses no database, so --database-url {} would be ignored: leave it out",
+                            belfry::host::store::redact(url)
+                        );
+                    }
+                    bench::plugins(iterations, g.json).await
+                }
+                BenchCommand::Trigger(a) => {
+                    queue_bench_run(&["trigger"], bench_url(a, given).await?, g.json).await
+                }
+                BenchCommand::Dispatch(a) => {
+                    queue_bench_run(&["dispatch"], bench_url(a, given).await?, g.json).await
+                }
+                BenchCommand::Latency(a) => {
+                    queue_bench_run(&["latency"], bench_url(a, given).await?, g.json).await
+                }
+                BenchCommand::Schedule(a) => {
+                    queue_bench_run(&["schedule"], bench_url(a, given).await?, g.json).await
+                }
+                BenchCommand::Queue(a) => {
+                    let scenarios = ["trigger", "dispatch", "latency", "schedule"];
+                    queue_bench_run(&scenarios, bench_url(a, given).await?, g.json).await
+                }
+                BenchCommand::Digests(a) => {
+                    digest_bench::run(bench_url(a, given).await?, g.json).await
+                }
+                BenchCommand::Http(a) => {
+                    queue_bench_run(&["http"], bench_url(a, given).await?, g.json).await
+                }
             }
-            BenchCommand::Digests(a) => digest_bench::run(a, g.json).await,
-            BenchCommand::Http(a) => queue_bench_run(&["http"], a, g.json).await,
-        },
+        }
     }
 }
 
@@ -889,6 +1001,39 @@ pub(crate) fn duration_secs(flag: &str, text: &str) -> Result<i64> {
         "d" => n * 86_400,
         _ => bail!("{flag} `{text}`: the unit must be s, m, h or d"),
     })
+}
+
+/// The benchmarks run on databases of their own (a temporary SQLite file, or a fresh schema
+/// on a PostgreSQL server, dropped afterwards), never on the one belfry serves. So a
+/// `--database-url` given on the command line names that PostgreSQL server (it is a server
+/// to borrow a schema from, like --postgres-url), and a SQLite one is refused rather than
+/// ignored. (A URL from BELFRY_DATABASE_URL or belfry.toml is the deployment's, and unused.)
+async fn bench_url(mut a: QueueBenchArgs, given: Option<&str>) -> Result<QueueBenchArgs> {
+    if let Some(url) = given {
+        bench_server(&mut a, url)?;
+    }
+    if matches!(a.backend, queue_bench::BenchBackend::Postgres) {
+        // The benchmark's own pools would wait out their acquire timeout on a server that is
+        // down, and then say only "pool timed out".
+        belfry::host::store::check_connect(&a.postgres_url).await?;
+    }
+    Ok(a)
+}
+
+fn bench_server(a: &mut QueueBenchArgs, url: &str) -> Result<()> {
+    match belfry::host::store::Backend::of_url(url)? {
+        belfry::host::store::Backend::Postgres => {
+            a.backend = queue_bench::BenchBackend::Postgres;
+            a.postgres_url = url.to_string();
+            Ok(())
+        }
+        belfry::host::store::Backend::Sqlite => bail!(
+            "bench runs on a temporary SQLite database of its own, never on {}: leave out \
+             --database-url (or give a postgres:// URL to benchmark on that server, in a \
+             schema created and dropped for the run)",
+            belfry::host::store::redact(url)
+        ),
+    }
 }
 
 async fn queue_bench_run(scenarios: &[&str], a: QueueBenchArgs, json: bool) -> Result<()> {

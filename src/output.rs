@@ -2,8 +2,50 @@
 
 use anyhow::Result;
 use belfry::TriggerOutcome;
-use belfry::host::plugins::{Plugin, PluginKind};
+use belfry::host::plugins::{BrokenPlugin, Plugin, PluginKind};
 use belfry::host::traces::DeliveryRecord;
+
+/// An error's message and then each cause that adds something: a cause whose text the
+/// message before it already ends with (an error that shows its source in its own message,
+/// as sqlx's and std's do) is left out, so nothing is said twice.
+pub fn causes(e: &anyhow::Error) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let text = cause.to_string().replace('\n', " ");
+        let said = out
+            .last()
+            .is_some_and(|last| last == &text || last.ends_with(&format!(": {text}")));
+        if !said && !text.is_empty() {
+            out.push(text);
+        }
+    }
+    out
+}
+
+/// A failed command's error on stderr: one line `error: MESSAGE: CAUSE: …`, or under `--json`
+/// one JSON object `{"error": MESSAGE, "causes": [CAUSE, …]}` (stdout carries only results,
+/// so a script reading it never mistakes an error for one).
+pub fn print_error(e: &anyhow::Error, json: bool) {
+    let mut causes = causes(e);
+    let message = if causes.is_empty() {
+        "unknown error".to_string()
+    } else {
+        causes.remove(0)
+    };
+    if json {
+        eprintln!(
+            "{}",
+            serde_json::json!({ "error": message, "causes": causes })
+        );
+    } else {
+        let mut line = format!("error: {message}");
+        for c in &causes {
+            line.push_str(": ");
+            line.push_str(c);
+        }
+        eprintln!("{line}");
+    }
+}
 
 pub fn print_outcome(outcome: &TriggerOutcome) {
     println!(
@@ -35,13 +77,13 @@ pub fn print_outcome(outcome: &TriggerOutcome) {
 /// A fixed-width table of deliveries.
 pub fn print_deliveries(rows: &[(String, DeliveryRecord)]) {
     println!(
-        "{:<14} {:<10} {:<8} {:<10} {:<20} {:<22} EVENT",
+        "{:<36} {:<10} {:<8} {:<10} {:<20} {:<22} EVENT",
         "DELIVERY", "RECIPIENT", "CHANNEL", "STATUS", "REASON", "SENT BY"
     );
     for (label, d) in rows {
         println!(
-            "{:<14} {:<10} {:<8} {:<10} {:<20} {:<22} {}",
-            short(&d.id),
+            "{:<36} {:<10} {:<8} {:<10} {:<20} {:<22} {}",
+            id_label(&d.id),
             d.recipient_id,
             d.channel,
             d.status,
@@ -59,18 +101,22 @@ pub fn print_deliveries(rows: &[(String, DeliveryRecord)]) {
     }
 }
 
-/// The last 12 characters of a UUIDv7: the random part, unique enough to read.
-pub fn short(id: &str) -> String {
-    format!("…{}", &id[id.len().saturating_sub(12)..])
+/// An id as tables show it: whole, so that it can be pasted into `explain`, `cancel` and the
+/// rest. (A shortened form would have to be a prefix those commands accept, and the start of a
+/// UUIDv7 is its creation time, which ids made in the same run share.)
+pub fn id_label(id: &str) -> String {
+    id.to_string()
 }
 
-pub fn print_plugins(plugins: &[Plugin], json: bool) -> Result<()> {
+/// The plugins in force, then those that could not be loaded, with why.
+pub fn print_plugins(plugins: &[Plugin], broken: &[BrokenPlugin], json: bool) -> Result<()> {
     if json {
         let list: Vec<_> = plugins
             .iter()
             .map(|p| {
                 serde_json::json!({
                     "name": p.name(),
+                    "status": "loaded",
                     "version": p.reference().version,
                     "hash": p.reference().hash,
                     "kind": p.kind(),
@@ -80,6 +126,14 @@ pub fn print_plugins(plugins: &[Plugin], json: bool) -> Result<()> {
                     "channels": p.manifest().channels,
                 })
             })
+            .chain(broken.iter().map(|b| {
+                serde_json::json!({
+                    "name": b.name,
+                    "status": "broken",
+                    "path": b.path,
+                    "reason": b.reason,
+                })
+            }))
             .collect();
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(());
@@ -114,6 +168,9 @@ pub fn print_plugins(plugins: &[Plugin], json: bool) -> Result<()> {
             serves,
             p.origin()
         );
+    }
+    for b in broken {
+        println!("{:<16} BROKEN: {} ({})", b.name, b.reason, b.path.display());
     }
     Ok(())
 }

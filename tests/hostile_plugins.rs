@@ -76,7 +76,8 @@ async fn every_hostile_plugin_fails_its_own_call_and_the_host_carries_on() {
     .unwrap();
     let bundled = plugins::load_all(&runtime, belfry::BUNDLED, None)
         .await
-        .unwrap();
+        .unwrap()
+        .plugins;
     let templates = bundled
         .iter()
         .find(|p| p.kind() == PluginKind::Renderer)
@@ -237,7 +238,8 @@ async fn compiled_components_are_cached_on_disk_by_content_hash() {
     let runtime = PluginRuntime::new(config.clone()).unwrap();
     let first = plugins::load_all(&runtime, belfry::BUNDLED, None)
         .await
-        .unwrap();
+        .unwrap()
+        .plugins;
     let compiled: Vec<_> = std::fs::read_dir(cache.path().join("compiled"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
@@ -260,7 +262,8 @@ async fn compiled_components_are_cached_on_disk_by_content_hash() {
     let runtime = PluginRuntime::new(config).unwrap();
     let second = plugins::load_all(&runtime, belfry::BUNDLED, None)
         .await
-        .unwrap();
+        .unwrap()
+        .plugins;
     assert_eq!(second.len(), first.len());
     let after: Vec<_> = compiled.iter().map(|f| modified(f)).collect();
     assert_eq!(before, after);

@@ -179,7 +179,8 @@ async fn an_empty_grant_blocks_the_file_system() {
     // The same component with the grant renders.
     let bundled = plugins::load_all(&runtime, belfry::BUNDLED, None)
         .await
-        .unwrap();
+        .unwrap()
+        .plugins;
     let granted = bundled.iter().find(|p| p.name() == "templates").unwrap();
     assert_eq!(granted.reference().hash, plugin.reference().hash);
     runtime.render(granted, &req, Reuse::Fresh).await.unwrap();
@@ -194,7 +195,8 @@ async fn a_warm_renderer_instance_renders_like_a_fresh_one() {
     .unwrap();
     let bundled = plugins::load_all(&runtime, belfry::BUNDLED, None)
         .await
-        .unwrap();
+        .unwrap()
+        .plugins;
     let templates = bundled.iter().find(|p| p.name() == "templates").unwrap();
     let req = |name: &str| RenderRequest {
         template: "welcome".into(),

@@ -135,8 +135,12 @@ impl Engine {
             plugins::load_all(&runtime, config.bundled, config.plugins_dir.as_deref()).await?;
         let uploaded = uploads::load_recorded(&db, &runtime).await?;
         // Every recorded upload stays reachable: runs pinned to a replaced build finish on it.
-        let registry = Registry::new(uploads::apply(loaded, uploaded.clone()), &config.routes)?
-            .remembering(uploaded);
+        let registry = Registry::new(
+            uploads::apply(loaded.plugins, uploaded.clone()),
+            &config.routes,
+        )?
+        .remembering(uploaded)
+        .with_broken(loaded.broken);
         let unsubscribe_keys = crate::unsubscribe::Keys::default();
         let endpoint_sender = crate::endpoints::Sender::new(&config.endpoints)?;
         Ok(Engine {
@@ -204,7 +208,16 @@ impl Engine {
             uploads::apply(current.plugins().to_vec(), [plugin.clone()]),
             &self.routes,
         )?
-        .remembering(current.builds().cloned());
+        .remembering(current.builds().cloned())
+        // A plugin loaded under a broken one's name stands in for it.
+        .with_broken(
+            current
+                .broken()
+                .iter()
+                .filter(|b| b.name != plugin.name())
+                .cloned()
+                .collect(),
+        );
         uploads::record(&self.db, &plugin, component, manifest, by).await?;
         self.registry.replace(next);
         tracing::info!(plugin = %plugin.reference(), replaced = ?replaced.as_ref().map(|p| p.reference().to_string()), "plugin loaded at runtime");

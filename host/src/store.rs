@@ -24,17 +24,51 @@ pub enum Backend {
     Postgres,
 }
 
+// The wrapped errors are part of the message (the HTTP API shows `to_string()`), so they are
+// not also reported as a `source`: a cause chain would print them twice.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database URL `{url}`: {message}")]
     BadUrl { url: String, message: String },
+    #[error(
+        "no database at {path}: run `belfry migrate` (or any command that writes) to create it, or point --database-url at the one you meant"
+    )]
+    Missing { path: String },
+    #[error("cannot connect to the database at {url}: {message}")]
+    Connect { url: String, message: String },
     #[error("database: {0}")]
-    Sql(#[from] sqlx::Error),
+    Sql(sqlx::Error),
     #[error("migrations: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(sqlx::migrate::MigrateError),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
 }
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Sql(e)
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Migrate(e)
+    }
+}
+
+/// Whether opening a database may create it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Create {
+    /// Commands that write: a missing SQLite file is created.
+    IfMissing,
+    /// Commands that only read: a missing SQLite file is an error, so that running one in
+    /// the wrong folder does not leave an empty database behind.
+    Never,
+}
+
+/// How long the first connection to a PostgreSQL server may take before opening fails with
+/// the reason (a server that is down refuses at once; one that is unreachable never answers).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
@@ -79,17 +113,30 @@ pub fn backend_of(conn: &Conn) -> Backend {
 
 /// Opens (creating if needed) the database at `url` and applies pending migrations.
 pub async fn open(url: &str) -> Result<Db, StoreError> {
+    open_with(url, Create::IfMissing).await
+}
+
+/// Opens the database at `url`, applying pending migrations; `create` says whether a missing
+/// SQLite file may be created.
+pub async fn open_with(url: &str, create: Create) -> Result<Db, StoreError> {
     sqlx::any::install_default_drivers();
     let backend = Backend::of_url(url)?;
     let pool = match backend {
         Backend::Sqlite => {
-            // `mode=rwc` creates the file; the pragmas are per connection.
+            if create == Create::Never {
+                require_existing(url)?;
+            }
+            // `mode=rwc` creates the file, `mode=rw` does not; the pragmas are per connection.
+            let mode = match create {
+                Create::IfMissing => "mode=rwc",
+                Create::Never => "mode=rw",
+            };
             let url = if url.contains("mode=") || url.contains(":memory:") {
                 url.to_string()
             } else if url.contains('?') {
-                format!("{url}&mode=rwc")
+                format!("{url}&{mode}")
             } else {
-                format!("{url}?mode=rwc")
+                format!("{url}?{mode}")
             };
             let options = AnyConnectOptions::from_str(&url)?;
             AnyPoolOptions::new()
@@ -113,6 +160,9 @@ pub async fn open(url: &str) -> Result<Db, StoreError> {
         }
         Backend::Postgres => {
             let options = AnyConnectOptions::from_str(url)?;
+            // One connection first, with a deadline: the pool retries a failing connect until
+            // its acquire timeout and then reports only "pool timed out", never why.
+            connect_once(url, &options).await?;
             AnyPoolOptions::new()
                 .max_connections(16)
                 // No ping before each use: it is a round trip per acquire, and a trigger
@@ -129,6 +179,55 @@ pub async fn open(url: &str) -> Result<Db, StoreError> {
         Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
     }
     Ok(pool)
+}
+
+/// Fails with [`StoreError::Missing`] when `url` names a SQLite file that does not exist. A
+/// PostgreSQL database is never created by belfry, so there is nothing to check there.
+pub fn require_existing(url: &str) -> Result<(), StoreError> {
+    if Backend::of_url(url)? != Backend::Sqlite
+        || url.contains(":memory:")
+        || url.contains("mode=memory")
+    {
+        return Ok(());
+    }
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)?;
+    let path = options.get_filename();
+    if path.exists() {
+        Ok(())
+    } else {
+        Err(StoreError::Missing {
+            path: path.display().to_string(),
+        })
+    }
+}
+
+/// Whether a PostgreSQL server answers at `url`: one connection, opened and closed, or the
+/// reason it could not be, within a few seconds (for code that opens pools of its own).
+pub async fn check_connect(url: &str) -> Result<(), StoreError> {
+    sqlx::any::install_default_drivers();
+    Backend::of_url(url)?;
+    connect_once(url, &AnyConnectOptions::from_str(url)?).await
+}
+
+/// Opens and closes one connection, failing within [`CONNECT_TIMEOUT`] with the reason.
+async fn connect_once(url: &str, options: &AnyConnectOptions) -> Result<(), StoreError> {
+    use sqlx::Connection;
+    let failed = |message: String| StoreError::Connect {
+        url: redact(url),
+        message,
+    };
+    match tokio::time::timeout(CONNECT_TIMEOUT, sqlx::AnyConnection::connect_with(options)).await {
+        Err(_) => Err(failed(format!(
+            "no answer within {} s",
+            CONNECT_TIMEOUT.as_secs()
+        ))),
+        Ok(Err(e)) => Err(failed(e.to_string())),
+        Ok(Ok(conn)) => {
+            // A failed goodbye does not make the server unreachable.
+            let _ = conn.close().await;
+            Ok(())
+        }
+    }
 }
 
 /// The URL with any password replaced, for messages.

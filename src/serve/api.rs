@@ -814,8 +814,18 @@ fn plugin_view(p: &belfry_host::plugins::Plugin) -> PluginView {
 )]
 /// The plugins in force; the same for every tenant, so any key may list them.
 pub async fn plugins(State(state): State<AppState>, _key: AnyKey) -> Json<PluginList> {
-    let plugins = state.engine.plugins().iter().map(plugin_view).collect();
-    Json(PluginList { plugins })
+    let registry = state.engine.registry();
+    let plugins = registry.plugins().iter().map(plugin_view).collect();
+    let broken = registry
+        .broken()
+        .iter()
+        .map(|b| super::openapi::BrokenPluginView {
+            name: b.name.clone(),
+            path: b.path.display().to_string(),
+            reason: b.reason.clone(),
+        })
+        .collect();
+    Json(PluginList { plugins, broken })
 }
 
 #[derive(Deserialize, ToSchema)]

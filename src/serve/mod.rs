@@ -191,13 +191,32 @@ async fn healthz() -> impl IntoResponse {
     axum::Json(serde_json::json!({"status": "ok"}))
 }
 
-/// Readiness: the database answers and every migration is applied.
+/// Readiness: the database answers, every migration is applied, and every plugin of the
+/// plugin directory loaded. A broken plugin is one the operator asked for and is missing (its
+/// notifier unknown, its channel unrouted), so a rollout that shipped one should stop here,
+/// before traffic moves to it; the plugins that did load still work meanwhile.
 async fn readyz(State(state): State<AppState>) -> axum::response::Response {
-    match state.engine.ready().await {
+    let broken = state.engine.registry().broken().to_vec();
+    let ready = match state.engine.ready().await {
+        Ok(()) if !broken.is_empty() => Err(format!(
+            "plugins not loaded: {}",
+            broken
+                .iter()
+                .map(|b| format!("{} ({})", b.name, b.reason))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )),
+        other => other,
+    };
+    match ready {
         Ok(()) => axum::Json(serde_json::json!({"status": "ready"})).into_response(),
         Err(why) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(serde_json::json!({"status": "not_ready", "reason": why})),
+            axum::Json(serde_json::json!({
+                "status": "not_ready",
+                "reason": why,
+                "broken_plugins": broken,
+            })),
         )
             .into_response(),
     }

@@ -171,6 +171,18 @@ pub struct FeedbackView {
 #[derive(Serialize, ToSchema)]
 pub struct PluginList {
     pub plugins: Vec<PluginView>,
+    /// Plugins of the server's plugin directory that could not be loaded: skipped, with why.
+    pub broken: Vec<BrokenPluginView>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BrokenPluginView {
+    /// The file's stem (`NAME` of `NAME.wasm`).
+    pub name: String,
+    /// The `.wasm` file, on the server.
+    pub path: String,
+    /// Why it was not loaded.
+    pub reason: String,
 }
 
 #[derive(Serialize, ToSchema)]

@@ -30,7 +30,7 @@ mod v0_5_0;
 mod warm;
 
 pub use manifest::{FileGrant, Manifest, ManifestError, PluginKind};
-pub use registry::{LiveRegistry, Registry, RegistryError};
+pub use registry::{BrokenPlugin, LiveRegistry, Registry, RegistryError};
 pub use warm::{Reuse, WarmConfig};
 
 use crate::content::{Channel, Content, Recipient, RenderRequest};
@@ -135,14 +135,16 @@ pub enum LoadError {
     Manifest(#[from] ManifestError),
     #[error("plugin {origin}: {message}")]
     Invalid { origin: String, message: String },
-    #[error("plugin {origin}: cannot read {path}: {source}")]
+    // The wrapped errors are part of the message (shown whole by the HTTP API), so they are not
+    // also a `source`, which a cause chain would print a second time.
+    #[error("plugin {origin}: cannot read {path}: {error}")]
     Io {
         origin: String,
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("plugin {origin}: `describe` failed: {source}")]
-    Describe { origin: String, source: CallError },
+    #[error("plugin {origin}: `describe` failed: {error}")]
+    Describe { origin: String, error: CallError },
 }
 
 /// What an adapter's `send` said.
@@ -615,10 +617,10 @@ impl PluginRuntime {
     /// Loads a plugin from `PATH.wasm` with its manifest `PATH.toml` beside it.
     pub async fn load_file(&self, wasm_path: &Path) -> Result<Plugin, LoadError> {
         let origin = wasm_path.display().to_string();
-        let io = |path: &Path, source| LoadError::Io {
+        let io = |path: &Path, error| LoadError::Io {
             origin: origin.clone(),
             path: path.to_path_buf(),
-            source,
+            error,
         };
         let manifest_path = wasm_path.with_extension("toml");
         let wasm = std::fs::read(wasm_path).map_err(|e| io(wasm_path, e))?;
@@ -678,7 +680,7 @@ impl PluginRuntime {
                     .map_err(|e| LoadError::Io {
                         origin: origin.clone(),
                         path: std::env::temp_dir(),
-                        source: e,
+                        error: e,
                     })?;
                 (tmp.path().to_path_buf(), Some(Arc::new(tmp)))
             }
@@ -700,7 +702,7 @@ impl PluginRuntime {
             write().map_err(|e| LoadError::Io {
                 origin: origin.clone(),
                 path: path.clone(),
-                source: e,
+                error: e,
             })?;
         }
         let manifest = Manifest::parse(bundled.manifest, &origin, &base)?;
@@ -708,7 +710,7 @@ impl PluginRuntime {
             std::fs::create_dir_all(&grant.source).map_err(|e| LoadError::Io {
                 origin: origin.clone(),
                 path: grant.source.clone(),
-                source: e,
+                error: e,
             })?;
         }
         self.load(bundled.wasm, manifest, origin, keep).await
@@ -798,9 +800,9 @@ impl PluginRuntime {
             let description = self
                 .describe(&p)
                 .await
-                .map_err(|source| LoadError::Describe {
+                .map_err(|error| LoadError::Describe {
                     origin: origin.clone(),
-                    source,
+                    error,
                 })?;
             description.validate().map_err(invalid)?;
             plugin = Arc::into_inner(p.0).expect("no other handle to a plugin being loaded");
@@ -1420,7 +1422,8 @@ fn classify<R>(
                 ));
             }
             let mut message = match e.downcast_ref::<wasmtime::Trap>() {
-                Some(trap) => format!("wasm trap: {trap}"),
+                // A trap's own text already starts with "wasm trap: ".
+                Some(trap) => trap.to_string(),
                 None => format!("{e:#}"),
             };
             let stderr = state.stderr_tail();
@@ -1432,14 +1435,26 @@ fn classify<R>(
     }
 }
 
+/// What [`load_all`] loaded, and what it skipped.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub plugins: Vec<Plugin>,
+    /// Plugins of the directory that could not be loaded, in file-name order.
+    pub broken: Vec<BrokenPlugin>,
+}
+
 /// Loads every bundled plugin, then every `*.wasm` in `dir` (a later plugin with the same
-/// name replaces an earlier one, so a directory can override a bundled plugin).
+/// name replaces an earlier one, so a directory can override a bundled plugin). A plugin of
+/// the directory that fails to load is skipped and reported in [`Loaded::broken`]: one bad file
+/// must not stop every command. A bundled plugin that fails is a defect of the build, and an
+/// error.
 pub async fn load_all(
     runtime: &PluginRuntime,
     bundled: &[BundledPlugin],
     dir: Option<&Path>,
-) -> Result<Vec<Plugin>, LoadError> {
+) -> Result<Loaded, LoadError> {
     let mut out: Vec<Plugin> = Vec::new();
+    let mut broken = Vec::new();
     for b in bundled {
         out.push(runtime.load_bundled(b).await?);
     }
@@ -1447,7 +1462,7 @@ pub async fn load_all(
         let entries = std::fs::read_dir(dir).map_err(|e| LoadError::Io {
             origin: dir.display().to_string(),
             path: dir.to_path_buf(),
-            source: e,
+            error: e,
         })?;
         let mut paths: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -1455,12 +1470,30 @@ pub async fn load_all(
             .collect();
         paths.sort();
         for path in paths {
-            let plugin = runtime.load_file(&path).await?;
+            let plugin = match runtime.load_file(&path).await {
+                Ok(plugin) => plugin,
+                Err(e) => {
+                    let reason = e.to_string();
+                    tracing::warn!(path = %path.display(), %reason, "plugin skipped: it could not be loaded");
+                    broken.push(BrokenPlugin {
+                        name: path
+                            .file_stem()
+                            .map(|s| s.to_string_lossy().into_owned())
+                            .unwrap_or_default(),
+                        path,
+                        reason,
+                    });
+                    continue;
+                }
+            };
             out.retain(|p| p.name() != plugin.name());
             out.push(plugin);
         }
     }
-    Ok(out)
+    Ok(Loaded {
+        plugins: out,
+        broken,
+    })
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 use super::{Plugin, PluginKind};
 use crate::content::Channel;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 #[derive(Debug, thiserror::Error)]
@@ -28,9 +29,22 @@ pub enum RegistryError {
     },
 }
 
+/// A plugin of the operator's plugin directory that could not be loaded. It is skipped, so
+/// the rest of belfry runs, and shown with its reason (`belfry plugin list`, `GET
+/// /v1/plugins`, the console, `/readyz`) instead of failing every command.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct BrokenPlugin {
+    /// The file's stem (`NAME` of `NAME.wasm`): its manifest may be what is broken.
+    pub name: String,
+    pub path: PathBuf,
+    /// Why it was not loaded.
+    pub reason: String,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Registry {
     plugins: Vec<Plugin>,
+    broken: Vec<BrokenPlugin>,
     notifiers: BTreeMap<String, Plugin>,
     renderer: Option<Plugin>,
     routes: BTreeMap<Channel, Plugin>,
@@ -99,6 +113,17 @@ impl Registry {
             self.builds.entry(p.reference().to_string()).or_insert(p);
         }
         self
+    }
+
+    /// Records the plugins that could not be loaded, to be shown with the ones in force.
+    pub fn with_broken(mut self, broken: Vec<BrokenPlugin>) -> Registry {
+        self.broken = broken;
+        self
+    }
+
+    /// The plugins that could not be loaded (see [`BrokenPlugin`]).
+    pub fn broken(&self) -> &[BrokenPlugin] {
+        &self.broken
     }
 
     /// Every build known, in force or replaced.
