@@ -396,6 +396,26 @@ pub async fn deliveries_page(
     Ok((rows, next))
 }
 
+/// Orders a story by when each step happened. Rows are appended in id order, but not always
+/// in time order: a job's commit appends steps it took earlier (the send-time policy check, the
+/// build, the render, the attempt) with the times they were taken. The sort is stable, so
+/// entries of the same instant (one statement's rows share it) keep their append order, the
+/// order they were taken in; a time that does not parse keeps the place of the entry before it.
+fn in_time_order(timeline: &mut Vec<TraceEntry>) {
+    let mut last = None;
+    let mut keyed: Vec<(Option<chrono::DateTime<chrono::Utc>>, TraceEntry)> = timeline
+        .drain(..)
+        .map(|t| {
+            if let Ok(at) = store::parse_time(&t.at) {
+                last = Some(at);
+            }
+            (last, t)
+        })
+        .collect();
+    keyed.sort_by_key(|(at, _)| *at);
+    timeline.extend(keyed.into_iter().map(|(_, t)| t));
+}
+
 /// The ordered story of a delivery, notification or event.
 pub async fn explain(db: &store::Db, id: &str) -> Result<Explanation, ExplainError> {
     // A workflow run is explained as its notification, whose story is the run's journey.
@@ -475,7 +495,7 @@ pub async fn explain(db: &store::Db, id: &str) -> Result<Explanation, ExplainErr
     .bind(&event_id)
     .fetch_all(db)
     .await?;
-    let timeline = rows
+    let mut timeline: Vec<TraceEntry> = rows
         .iter()
         .map(|r| TraceEntry {
             at: r.get("at"),
@@ -501,6 +521,7 @@ pub async fn explain(db: &store::Db, id: &str) -> Result<Explanation, ExplainErr
             }
         })
         .collect();
+    in_time_order(&mut timeline);
 
     let mut attempts = Vec::new();
     for d in &deliveries {

@@ -1015,6 +1015,23 @@ async fn write(
             ),
         ),
     ];
+    // A workflow's (key, version) is immutable once a run used it: checked once per event.
+    if let Some(wf) = &event.workflow {
+        crate::workflows::definition::publish(tx, wf, plugin)
+            .await
+            .map_err(|e| match e {
+                crate::workflows::definition::PublishError::Store(e) => TriggerError::Store(e),
+                changed => TriggerError::Plan {
+                    notifier: req.notifier.clone(),
+                    source: CallError {
+                        plugin: plugin.clone(),
+                        function: "describe",
+                        reason: crate::plugins::FailureReason::PluginError,
+                        message: changed.to_string(),
+                    },
+                },
+            })?;
+    }
     let mut notifications = Vec::with_capacity(planned.len());
     for p in planned {
         let recipient_json =

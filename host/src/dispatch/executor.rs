@@ -159,8 +159,9 @@ pub struct Work {
     content: Option<(Content, String)>,
     attempt: Option<AttemptRow>,
     sent_by: Option<String>,
-    /// Policy checkpoint 2, taken before any plugin ran.
-    policy: Option<Decision>,
+    /// Policy checkpoint 2, taken before any plugin ran, and when (its trace is dated then,
+    /// not at the commit, so `explain` shows it before the build it preceded).
+    policy: Option<(Decision, DateTime<Utc>)>,
     verdict: Verdict,
     /// When a retry or a deferral puts the job back in the queue; set by [`settle`].
     retry_at: Option<DateTime<Utc>>,
@@ -175,7 +176,7 @@ enum Preloaded {
     /// The delivery is no longer waiting to be sent.
     Gone,
     /// The delivery, its send-time policy decision, and a digest's items.
-    Ready(Box<(Loaded, Decision, Option<DigestItems>)>),
+    Ready(Box<(Loaded, Decision, Option<DigestItems>, DateTime<Utc>)>),
     /// Its rows could not be read: the job fails on the database, and runs again when its
     /// lease expires.
     Failed(StoreError),
@@ -283,7 +284,7 @@ impl Executor {
             work.verdict = Verdict::Skip(format!("unknown job kind `{}`", work.job.kind));
             return Ok(work);
         }
-        let (d, decision, digest) = match prepared.0 {
+        let (d, decision, digest, decided_at) = match prepared.0 {
             Preloaded::Ready(ready) => *ready,
             Preloaded::Failed(e) => return Err(e),
             Preloaded::Gone | Preloaded::NotDelivery => {
@@ -302,7 +303,7 @@ impl Executor {
                 until: *until,
             },
         };
-        work.policy = Some(decision);
+        work.policy = Some((decision, decided_at));
         work.delivery = Some(d);
         Ok(work)
     }
@@ -848,8 +849,9 @@ async fn commit_one<'a>(
         attempt: Some(attempt_no),
         ..trace(kind::DELIVERY_DISPATCHED, None, Some(leased))
     }];
-    if let Some(decision) = &work.policy {
+    if let Some((decision, decided_at)) = &work.policy {
         story.push(NewTrace {
+            at: Some(*decided_at),
             attempt: Some(attempt_no),
             ..trace(
                 kind::POLICY_CHECKED,
@@ -1240,6 +1242,7 @@ async fn commit_wake(tx: &mut Conn, job: &Leased, held: bool) -> Result<bool, St
 /// A loaded delivery made ready to run: its send-time policy decision and, for a digest that
 /// may go, its items.
 async fn ready(conn: &mut Conn, d: Loaded, inputs: &policy::decide::Inputs) -> Preloaded {
+    let decided_at = store::now();
     let decision = match check_policy(conn, &d, inputs).await {
         Ok(decision) => decision,
         Err(e) => return Preloaded::Failed(e),
@@ -1252,7 +1255,7 @@ async fn ready(conn: &mut Conn, d: Loaded, inputs: &policy::decide::Inputs) -> P
         },
         _ => None,
     };
-    Preloaded::Ready(Box::new((d, decision, digest)))
+    Preloaded::Ready(Box::new((d, decision, digest, decided_at)))
 }
 
 /// Policy checkpoint 2: every input read again, since any may have changed while the delivery

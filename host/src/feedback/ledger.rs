@@ -100,7 +100,8 @@ pub(super) async fn record(
     received_at: DateTime<Utc>,
 ) -> Result<Vec<ReceivedEvent>, StoreError> {
     let mut out = Vec::with_capacity(events.len());
-    for e in events {
+    for mut e in events {
+        e.provider_event_id = dedupe_key(&e);
         let id = store::new_id();
         let inserted = sqlx::query(
             "INSERT INTO feedback_events (id, tenant, adapter, provider_event_id, provider_message_id, kind, occurred_at, reason, received_at, receipt_id)
@@ -146,6 +147,33 @@ pub(super) async fn record(
         });
     }
     Ok(out)
+}
+
+/// The prefix of the key an event without a provider id is deduplicated by.
+pub const CONTENT_KEY_PREFIX: &str = "content:";
+
+/// The key the ledger deduplicates an event by: the provider's event id, or for an event
+/// without one (empty or blank) a hash of what it says. An empty id is no id: used as a key,
+/// it made every later id-less event of the adapter a "repeat" of the first (a hard bounce,
+/// and its suppression, were lost that way). Two id-less events that say the same thing about
+/// the same message at the same time are one event repeated; any difference keeps both.
+fn dedupe_key(e: &FeedbackEvent) -> String {
+    if !e.provider_event_id.trim().is_empty() {
+        return e.provider_event_id.clone();
+    }
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let occurred = e.occurred_at.map(store::time_text).unwrap_or_default();
+    for part in [
+        e.provider_message_id.as_str(),
+        e.kind.as_str(),
+        occurred.as_str(),
+        e.reason.as_deref().unwrap_or(""),
+    ] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    format!("{CONTENT_KEY_PREFIX}{}", hex::encode(h.finalize()))
 }
 
 /// Claims the orphans of a batch of sends `(delivery, adapter reference, provider message id)`.
@@ -364,6 +392,21 @@ async fn attach(
     let mut enqueued = false;
     for (_, e) in events {
         suppress(conn, d, e).await?;
+        // A hard bounce or complaint is the step's real outcome when the delivery was a
+        // workflow step: its branch for it decides again while the run still waits after it.
+        if let Some(outcome) = crate::workflows::StepOutcome::of_feedback(e.kind) {
+            let moved = crate::workflows::runs::on_feedback(
+                conn,
+                &d.id,
+                outcome,
+                format!(
+                    "provider event {} ({}) on message {} after the step was sent",
+                    e.provider_event_id, e.kind, e.provider_message_id
+                ),
+            )
+            .await?;
+            enqueued |= moved.enqueued;
+        }
         // Workflows waiting on this delivery's fate hear of it in the same transaction.
         let (_, moved) = crate::workflows::signals::signal_in(
             conn,

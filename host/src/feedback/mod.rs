@@ -185,27 +185,47 @@ pub async fn receive(
     let span = tracing::info_span!("webhook", tenant, adapter = %adapter.reference());
     async {
         let events = verify(runtime, adapter, &request).await?;
+        let digest = request_digest(tenant, adapter.name(), &request);
+        let headers = serde_json::to_string(&redacted(&request.headers))
+            .map_err(|e| StoreError::Corrupt(format!("webhook headers: {e}")))?;
         let mut tx = db.begin().await?;
-        let receipt_id = store::new_id();
-        sqlx::query(
-            "INSERT INTO webhook_receipts (id, tenant, adapter, plugin, method, url, headers, body, received_at, new_events)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0)",
+        let fresh_id = store::new_id();
+        let stored = sqlx::query(
+            "INSERT INTO webhook_receipts (id, tenant, adapter, plugin, method, url, headers, body, received_at, new_events, request_digest)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10)
+             ON CONFLICT (request_digest) DO NOTHING",
         )
-        .bind(&receipt_id)
+        .bind(&fresh_id)
         .bind(tenant)
         .bind(adapter.name())
         .bind(adapter.reference().to_string())
         .bind(&request.method)
         .bind(&request.url)
-        .bind(serde_json::to_string(&request.headers).expect("headers serialize"))
+        .bind(headers)
         .bind(request.body.clone())
         .bind(store::time_text(request.received_at))
+        .bind(&digest)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected()
+            == 1;
+        // A replay of a request already kept (a provider's retry, or someone who captured
+        // it) adds no second raw row: its events, if any are new, point at the first one.
+        let receipt_id = if stored {
+            fresh_id
+        } else {
+            let first: String =
+                sqlx::query_scalar("SELECT id FROM webhook_receipts WHERE request_digest = $1")
+                    .bind(&digest)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            tracing::debug!(receipt = %first, "webhook request repeated; its raw request is already kept");
+            first
+        };
         let received =
             ledger::record(&mut tx, tenant, adapter.name(), &receipt_id, events, request.received_at).await?;
         let new_events = received.iter().filter(|e| !e.duplicate).count() as i64;
-        sqlx::query("UPDATE webhook_receipts SET new_events = $1 WHERE id = $2")
+        sqlx::query("UPDATE webhook_receipts SET new_events = new_events + $1 WHERE id = $2")
             .bind(new_events)
             .bind(&receipt_id)
             .execute(&mut *tx)
@@ -280,6 +300,63 @@ pub async fn purge_receipts(db: &Db, before: DateTime<Utc>) -> Result<u64, Store
     Ok(done.rows_affected())
 }
 
+/// Request headers whose values are credentials, never stored: the adapters verify a provider
+/// by the signature headers it sends, not by these, so a replay verifies without them. Matched
+/// without regard to case.
+pub const REDACTED_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "x-api-key",
+    "api-key",
+    "x-auth-token",
+    "x-access-token",
+    "x-amz-security-token",
+];
+
+/// What stands in for a redacted header's value.
+pub const REDACTED: &str = "[redacted]";
+
+/// The headers as they are stored: the names kept (so the record shows what was sent), the
+/// credentials' values replaced.
+fn redacted(headers: &[(String, String)]) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            let secret = REDACTED_HEADERS
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(name.trim()));
+            let value = if secret {
+                REDACTED.to_string()
+            } else {
+                value.clone()
+            };
+            (name.clone(), value)
+        })
+        .collect()
+}
+
+/// What makes two webhook requests the same request, as a hex SHA-256: the tenant, adapter,
+/// method, URL and body, each length-prefixed so no two tuples hash alike. Headers are left
+/// out: a signature and its timestamp say who sent the body, not what it says, and a replayer
+/// could vary any other header at will.
+fn request_digest(tenant: &str, adapter: &str, request: &WebhookRequest) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in [
+        tenant.as_bytes(),
+        adapter.as_bytes(),
+        request.method.as_bytes(),
+        request.url.as_bytes(),
+        &request.body,
+    ] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part);
+    }
+    hex::encode(h.finalize())
+}
+
 async fn verify(
     runtime: &PluginRuntime,
     adapter: &Plugin,
@@ -289,6 +366,18 @@ async fn verify(
         .handle_webhook(adapter, request)
         .await?
         .map_err(|rejection| {
+            // The adapter's words reach the host's log and the caller: one line each.
+            let rejection = match rejection {
+                WebhookRejection::Unauthorized(m) => {
+                    WebhookRejection::Unauthorized(crate::plugins::one_line(&m).into_owned())
+                }
+                WebhookRejection::Malformed(m) => {
+                    WebhookRejection::Malformed(crate::plugins::one_line(&m).into_owned())
+                }
+                WebhookRejection::Unsupported(m) => {
+                    WebhookRejection::Unsupported(crate::plugins::one_line(&m).into_owned())
+                }
+            };
             tracing::warn!(adapter = %adapter.reference(), %rejection, "webhook refused");
             FeedbackError::Rejected {
                 plugin: adapter.reference().to_string(),

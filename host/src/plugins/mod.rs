@@ -21,6 +21,7 @@ pub mod manifest;
 pub mod pins;
 mod registry;
 mod state;
+pub(crate) use state::one_line;
 pub mod uploads;
 mod v0_1_0;
 mod v0_2_0;
@@ -949,7 +950,8 @@ impl PluginRuntime {
             plugin: plugin.reference().to_string(),
             function,
             reason: FailureReason::PluginError,
-            message,
+            // The guest's own words reach the host's log lines: kept to one line.
+            message: state::one_line(&message).into_owned(),
         }
     }
 
@@ -1386,7 +1388,8 @@ fn classify<R>(
         plugin: p.reference.to_string(),
         function,
         reason,
-        message,
+        // A trap's text can quote the guest: kept to one line.
+        message: state::one_line(&message).into_owned(),
     };
     let state = store.data();
     let denials = state.gate.denials.lock().unwrap().clone();

@@ -116,8 +116,30 @@ impl PluginState {
         let start = (start..=text.len())
             .find(|i| text.is_char_boundary(*i))
             .unwrap_or(text.len());
-        text[start..].replace('\n', " | ")
+        one_line(&text[start..].replace('\n', " | ")).into_owned()
     }
+}
+
+/// Guest text as one line of the host's log: line breaks and every other control character
+/// (an ANSI escape, a carriage return that rewinds the terminal line, Unicode's line and
+/// paragraph separators) are written as escapes (`\n`, `\u{1b}`), so nothing a plugin says can
+/// end the host's line and begin one that looks like the host's own.
+pub(crate) fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}');
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if unsafe_char(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 impl WasiView for PluginState {
@@ -156,6 +178,9 @@ impl wit_log::Host for PluginState {
             message.truncate(end);
             message.push('…');
         }
+        // A guest's newline would start a line of its own in the host's log, one that could
+        // pass for the host's (`ERROR belfry_host::…`).
+        let message = one_line(&message);
         let plugin = self.plugin.as_str();
         match level {
             wit_log::Level::Trace => tracing::trace!(target: "belfry::plugin", plugin, "{message}"),
@@ -219,5 +244,24 @@ impl super::v0_5_0::wit_log::Host for PluginState {
 impl super::v0_5_0::wit_config::Host for PluginState {
     fn get(&mut self, key: String) -> Option<String> {
         wit_config::Host::get(self, key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn guest_text_stays_on_one_line() {
+        assert_eq!(one_line("plain text, ünïcode"), "plain text, ünïcode");
+        assert_eq!(
+            one_line("innocent\nERROR belfry_host::engine: forged"),
+            "innocent\\nERROR belfry_host::engine: forged"
+        );
+        assert_eq!(
+            one_line("a\r\x1b[31mb\u{2028}c\td"),
+            "a\\r\\u{1b}[31mb\\u{2028}c\\td"
+        );
+        assert!(!one_line("x\u{85}y\u{7f}").chars().any(char::is_control));
     }
 }

@@ -65,7 +65,12 @@ pub enum StepOutcome {
     Failed,
     RetriesExhausted,
     PermanentlyFailed,
+    /// The provider reported a hard bounce after the send (provider feedback).
     Bounced,
+    /// The recipient complained (marked it as spam) after the send. Not declarable (WIT
+    /// 0.4.0 has no such outcome): a branch on `bounced` takes it, as the address is
+    /// suppressed for both and neither reached a willing reader.
+    Complained,
 }
 
 impl StepOutcome {
@@ -77,11 +82,23 @@ impl StepOutcome {
             StepOutcome::RetriesExhausted => "retries_exhausted",
             StepOutcome::PermanentlyFailed => "permanently_failed",
             StepOutcome::Bounced => "bounced",
+            StepOutcome::Complained => "complained",
+        }
+    }
+
+    /// The outcome a provider's late word on a delivered step amounts to: a hard bounce or a
+    /// complaint. Every other kind leaves the step's outcome as it was.
+    pub fn of_feedback(kind: crate::feedback::FeedbackKind) -> Option<StepOutcome> {
+        use crate::feedback::FeedbackKind as K;
+        match kind {
+            K::BouncedHard => Some(StepOutcome::Bounced),
+            K::Complained => Some(StepOutcome::Complained),
+            _ => None,
         }
     }
 
     /// Whether a branch declared for `self` takes the actual outcome `actual`: `failed`
-    /// takes every failure, the others only themselves.
+    /// takes every failure, `bounced` a complaint too, the others only themselves.
     pub fn takes(self, actual: StepOutcome) -> bool {
         self == actual
             || (self == StepOutcome::Failed
@@ -89,6 +106,7 @@ impl StepOutcome {
                     actual,
                     StepOutcome::RetriesExhausted | StepOutcome::PermanentlyFailed
                 ))
+            || (self == StepOutcome::Bounced && actual == StepOutcome::Complained)
     }
 }
 
@@ -96,6 +114,113 @@ impl std::fmt::Display for StepOutcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// A declaration that reuses a published `(key, version)` with other content.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error(
+        "workflow `{key}` version {version} is published and cannot change ({differences}; first used by {first_by}); declare the change as a new version"
+    )]
+    Changed {
+        key: String,
+        version: String,
+        /// What differs from the published definition.
+        differences: String,
+        /// The notifier build whose run first used it.
+        first_by: String,
+    },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// Publishes `workflow` under its `(key, version)`, or confirms that this version was
+/// published with the same content. A run stores the definition it starts with, so two
+/// definitions under one version would make runs of "the same" workflow behave differently
+/// and their transitions unreadable against the declaration: a published version is
+/// immutable, as a digest rule's is, and a change is a new version. Insert-or-nothing, then
+/// compare, so two triggers racing to publish the same version cannot both win.
+pub(crate) async fn publish(
+    conn: &mut crate::store::Conn,
+    workflow: &Workflow,
+    notifier_plugin: &str,
+) -> Result<(), PublishError> {
+    use crate::store::{self, StoreError};
+    let json = serde_json::to_string(workflow)
+        .map_err(|e| StoreError::Corrupt(format!("workflow definition: {e}")))?;
+    let inserted = sqlx::query(
+        "INSERT INTO workflow_versions (workflow_key, workflow_version, definition, notifier_plugin, created_at)
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (workflow_key, workflow_version) DO NOTHING",
+    )
+    .bind(&workflow.key)
+    .bind(&workflow.version)
+    .bind(&json)
+    .bind(notifier_plugin)
+    .bind(store::time_text(store::now()))
+    .execute(&mut *conn)
+    .await
+    .map_err(StoreError::from)?
+    .rows_affected()
+        == 1;
+    if inserted {
+        tracing::info!(workflow = %workflow.key, version = %workflow.version, notifier = notifier_plugin, "workflow version published");
+        return Ok(());
+    }
+    let (stored, first_by): (String, String) = sqlx::query_as(
+        "SELECT definition, notifier_plugin FROM workflow_versions
+         WHERE workflow_key = $1 AND workflow_version = $2",
+    )
+    .bind(&workflow.key)
+    .bind(&workflow.version)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(StoreError::from)?;
+    if stored == json {
+        return Ok(());
+    }
+    let published: Workflow = serde_json::from_str(&stored).map_err(|e| {
+        StoreError::Corrupt(format!(
+            "published workflow `{}` version {}: {e}",
+            workflow.key, workflow.version
+        ))
+    })?;
+    match differences(&published, workflow) {
+        None => Ok(()),
+        Some(differences) => {
+            tracing::warn!(workflow = %workflow.key, version = %workflow.version, notifier = notifier_plugin, %differences, "changed workflow version refused");
+            Err(PublishError::Changed {
+                key: workflow.key.clone(),
+                version: workflow.version.clone(),
+                differences,
+                first_by,
+            })
+        }
+    }
+}
+
+/// How `declared` differs from `published` (same key and version), step by step; `None`
+/// when they are the same.
+fn differences(published: &Workflow, declared: &Workflow) -> Option<String> {
+    if published == declared {
+        return None;
+    }
+    let mut out = Vec::new();
+    if published.steps.len() != declared.steps.len() {
+        out.push(format!(
+            "{} steps, published with {}",
+            declared.steps.len(),
+            published.steps.len()
+        ));
+    }
+    for (i, (p, d)) in published.steps.iter().zip(&declared.steps).enumerate() {
+        if p != d {
+            out.push(format!("steps[{i}] (`{}`) differs", d.key));
+        }
+    }
+    if out.is_empty() {
+        out.push("the steps differ".into());
+    }
+    Some(out.join(", "))
 }
 
 fn is_key(s: &str, extra: &[char]) -> bool {
@@ -350,5 +475,13 @@ mod tests {
         assert!(StepOutcome::Failed.takes(StepOutcome::Failed));
         assert!(!StepOutcome::Failed.takes(StepOutcome::Suppressed));
         assert!(!StepOutcome::PermanentlyFailed.takes(StepOutcome::RetriesExhausted));
+    }
+
+    #[test]
+    fn bounced_takes_a_complaint_and_no_failure() {
+        assert!(StepOutcome::Bounced.takes(StepOutcome::Bounced));
+        assert!(StepOutcome::Bounced.takes(StepOutcome::Complained));
+        assert!(!StepOutcome::Failed.takes(StepOutcome::Bounced));
+        assert!(!StepOutcome::Bounced.takes(StepOutcome::Delivered));
     }
 }

@@ -947,6 +947,70 @@ pub(crate) async fn on_signal(
     }
 }
 
+/// A provider's late word on a step's delivery: `outcome` is a hard bounce or a complaint
+/// (see [`StepOutcome::of_feedback`]) about `delivery_id`, which the run took as delivered.
+/// While the run waits right after that step (no later step's delivery planned yet), the
+/// step's first branch that takes the outcome decides again: `stop` ends the run, `goto` moves
+/// it there, and the wait's job goes. A step without such a branch, a run that has moved on
+/// to a later delivery or ended, and a repeat after the move change nothing.
+#[tracing::instrument(skip(conn, evidence), fields(run, step))]
+pub(crate) async fn on_feedback(
+    conn: &mut Conn,
+    delivery_id: &str,
+    outcome: StepOutcome,
+    evidence: String,
+) -> Result<Moved, StoreError> {
+    let Some(row) =
+        sqlx::query("SELECT workflow_run_id, workflow_step FROM deliveries WHERE id = $1")
+            .bind(delivery_id)
+            .fetch_optional(&mut *conn)
+            .await?
+    else {
+        return Ok(Moved::default());
+    };
+    let (Some(run_id), Some(step_key)) = (
+        row.get::<Option<String>, _>("workflow_run_id"),
+        row.get::<Option<String>, _>("workflow_step"),
+    ) else {
+        return Ok(Moved::default());
+    };
+    tracing::Span::current()
+        .record("run", run_id.as_str())
+        .record("step", step_key.as_str());
+    let Some(run) = load(conn, &run_id).await? else {
+        return Ok(Moved::default());
+    };
+    if run.status != status::WAITING {
+        tracing::debug!(status = %run.status, "the run is not waiting: the feedback changes nothing");
+        return Ok(Moved::default());
+    }
+    // Step deliveries are planned in step order with time-ordered ids: the newest is the step
+    // the run last passed.
+    let newest: Option<String> = sqlx::query_scalar(
+        "SELECT id FROM deliveries WHERE workflow_run_id = $1 ORDER BY id DESC LIMIT 1",
+    )
+    .bind(&run.id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if newest.as_deref() != Some(delivery_id) {
+        tracing::debug!("a later step was planned since: the feedback changes nothing");
+        return Ok(Moved::default());
+    }
+    let Some((_, step)) = run.definition.step(&step_key) else {
+        return Err(corrupt("step", format!("`{step_key}` is not a step")));
+    };
+    if !step.on_outcome.iter().any(|b| b.outcome.takes(outcome)) {
+        tracing::debug!("the step has no branch for it: the run keeps waiting");
+        return Ok(Moved::default());
+    }
+    if !claim(conn, &run, &store::time_text(store::now())).await? {
+        return Ok(Moved::default());
+    }
+    queue::remove(conn, queue::job_kind::WORKFLOW_WAKE, &run.id).await?;
+    tracing::info!("provider feedback takes the step's branch");
+    drive(conn, &run, &step_key, outcome, Some(delivery_id), evidence).await
+}
+
 /// The step delivery of a run was cancelled by request: the run ends with it.
 pub(crate) async fn step_cancelled(
     conn: &mut Conn,
