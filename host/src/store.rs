@@ -143,13 +143,20 @@ pub async fn open_with(url: &str, create: Create) -> Result<Db, StoreError> {
                 .max_connections(8)
                 // No ping before each use (see PostgreSQL below).
                 .test_before_acquire(false)
+                // Each new connection refreshes the planner's statistics (below), so replacing
+                // connections at this age keeps them current on a long-running process.
+                .max_lifetime(STATISTICS_REFRESH)
                 .after_connect(|conn, _| {
                     Box::pin(async move {
                         // Writers queue behind each other instead of failing with SQLITE_BUSY;
-                        // WAL lets readers run beside the one writer.
+                        // WAL lets readers run beside the one writer. `optimize` as SQLite
+                        // advises for a new long-lived connection (3.46+): re-analyses, with a
+                        // bounded sample, tables never analysed or much grown since, so that a
+                        // backlog does not leave the planner guessing (issue 22).
                         conn.execute(
                             "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
-                             PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+                             PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+                             PRAGMA optimize = 0x10002;",
                         )
                         .await?;
                         Ok(())
@@ -174,11 +181,53 @@ pub async fn open_with(url: &str, create: Create) -> Result<Db, StoreError> {
                 .await?
         }
     };
-    match backend {
-        Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
-        Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
+    let migrator = match backend {
+        Backend::Sqlite => &SQLITE_MIGRATIONS,
+        Backend::Postgres => &POSTGRES_MIGRATIONS,
+    };
+    let before = applied_migrations(&pool).await;
+    migrator.run(&pool).await?;
+    if applied_migrations(&pool).await != before {
+        analyze(&pool, backend).await?;
     }
     Ok(pool)
+}
+
+/// How long a SQLite connection lives before the pool replaces it (and the new one runs
+/// `PRAGMA optimize`).
+const STATISTICS_REFRESH: Duration = Duration::from_secs(30 * 60);
+
+/// How many migrations the database has applied (0 before the first).
+async fn applied_migrations(db: &Db) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+        .fetch_one(db)
+        .await
+        .unwrap_or(0)
+}
+
+/// Fresh planner statistics, after migrations changed tables or indexes. On PostgreSQL
+/// autovacuum keeps them current from then on; on SQLite each new connection's
+/// `PRAGMA optimize` does. The SQLite sample is bounded, so this stays quick on a large file.
+async fn analyze(db: &Db, backend: Backend) -> Result<(), StoreError> {
+    match backend {
+        Backend::Sqlite => {
+            db.execute("PRAGMA analysis_limit = 1000; ANALYZE;").await?;
+        }
+        Backend::Postgres => {
+            // This schema's tables only: a bare ANALYZE would visit every schema of the
+            // database, other applications' included.
+            let tables: Vec<String> = sqlx::query_scalar(
+                "SELECT quote_ident(tablename::text) FROM pg_tables WHERE schemaname = current_schema()",
+            )
+            .fetch_all(db)
+            .await?;
+            if !tables.is_empty() {
+                db.execute(format!("ANALYZE {}", tables.join(", ")).as_str())
+                    .await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Fails with [`StoreError::Missing`] when `url` names a SQLite file that does not exist. A

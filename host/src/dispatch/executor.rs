@@ -1126,7 +1126,9 @@ async fn insert_attempts(
 }
 
 /// Every delivery's new standing in one statement (per chunk): an `UPDATE … FROM` a table of
-/// values, which both SQLite (3.33+) and PostgreSQL take.
+/// values, which both SQLite (3.33+) and PostgreSQL take. `attempted` is cast because a
+/// VALUES column of parameters is typed only by what the driver binds: as written, the
+/// statement is valid (and its plan can be checked, tests/query_plans.rs) without it.
 async fn update_deliveries(
     tx: &mut Conn,
     updates: &[DeliveryUpdate<'_>],
@@ -1140,7 +1142,7 @@ async fn update_deliveries(
                     status_detail = v.status_detail,
                     sent_by = COALESCE(v.sent_by, deliveries.sent_by),
                     provider_message_id = COALESCE(v.provider_message_id, deliveries.provider_message_id),
-                    attempts = deliveries.attempts + v.attempted, updated_at = v.updated_at,
+                    attempts = deliveries.attempts + CAST(v.attempted AS BIGINT), updated_at = v.updated_at,
                     content = COALESCE(v.content, deliveries.content),
                     rendered_by = COALESCE(v.rendered_by, deliveries.rendered_by),
                     sent_at = COALESCE(v.sent_at, deliveries.sent_at)
@@ -1294,20 +1296,26 @@ async fn load_all(
             "SELECT d.id, d.tenant, d.event_id, d.notification_id, d.channel, d.idempotency_key,
                     e.notifier_key, e.payload, n.recipient, n.category, n.severity, n.created_at,
                     d.fallback_of, i.read_at, d.digest_of, d.workflow_run_id, d.workflow_step,
-                    COALESCE(r.pins, b.pins) AS pins
+                    COALESCE(r.pins, b.pins) AS pins, d.status
              FROM deliveries d JOIN notifications n ON n.id = d.notification_id JOIN events e ON e.id = d.event_id
                   LEFT JOIN inbox_items i ON i.delivery_id = d.fallback_of
                   LEFT JOIN workflow_runs r ON r.id = d.workflow_run_id
                   LEFT JOIN digest_buckets b ON b.id = d.digest_of
-             WHERE d.id IN ({}) AND d.status IN ('pending', 'deferred')",
+             WHERE d.id IN ({})",
             store::placeholders(store::backend_of(conn), chunk.len(), 1)
         );
         let mut q = sqlx::query(&sql);
         for id in chunk {
             q = q.bind(*id);
         }
+        // Whether each is still waiting is asked of the rows, not in the WHERE: a status
+        // condition there let both planners walk `deliveries_status`, every pending delivery
+        // (the whole backlog), instead of looking up these few ids.
         for r in q.fetch_all(&mut *conn).await? {
-            out.insert(r.get("id"), loaded_from_row(&r));
+            let status: String = r.get("status");
+            if status == "pending" || status == "deferred" {
+                out.insert(r.get("id"), loaded_from_row(&r));
+            }
         }
     }
     Ok(out)

@@ -218,10 +218,19 @@ async fn load_chunk(
             .join(", ")
     };
     let id_list = list(3, ids.len());
+    // A suppression names an address or a recipient, never both: a branch for each, so each
+    // is a lookup in its own index (under one OR, SQLite read every suppression of the tenant).
+    let supp = "SELECT 'supp', id, address, recipient_id, channel, reason, note, expires_at,
+                created_at, CAST(NULL AS BIGINT), CAST(NULL AS BIGINT)
+         FROM suppressions";
     let by_address = if addresses.is_empty() {
         String::new()
     } else {
-        format!(" OR address IN ({})", list(3 + ids.len(), addresses.len()))
+        format!(
+            " UNION ALL {supp} WHERE tenant = $1 AND address IN ({})
+               AND (expires_at IS NULL OR expires_at > $2)",
+            list(3 + ids.len(), addresses.len())
+        )
     };
     // Columns are typed by CAST so both backends agree on the union's types.
     let sql = format!(
@@ -235,11 +244,8 @@ async fn load_chunk(
                 CAST(NULL AS TEXT), CAST(NULL AS TEXT), quiet_start, quiet_end
          FROM recipient_settings WHERE tenant = $1 AND recipient_id IN ('*', {id_list})
          UNION ALL
-         SELECT 'supp', id, address, recipient_id, channel, reason, note, expires_at, created_at,
-                CAST(NULL AS BIGINT), CAST(NULL AS BIGINT)
-         FROM suppressions
-         WHERE tenant = $1 AND (recipient_id IN ({id_list}){by_address})
-           AND (expires_at IS NULL OR expires_at > $2)"
+         {supp} WHERE tenant = $1 AND recipient_id IN ({id_list})
+           AND (expires_at IS NULL OR expires_at > $2){by_address}"
     );
     let mut q = sqlx::query(&sql).bind(tenant).bind(store::time_text(now));
     for id in &ids {
