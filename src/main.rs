@@ -948,7 +948,7 @@ async fn worker(g: &Global, args: WorkerArgs) -> Result<()> {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         eprintln!(
-            "belfry worker stopped: {} leased, {} succeeded, {} failed, {} to retry, {} cancelled, {} suppressed, {} deferred, {} dropped, {} released, {} errors",
+            "belfry worker stopped: {} leased, {} succeeded, {} failed, {} to retry, {} cancelled, {} suppressed, {} deferred, {} dropped, {} released, {} errors, {} restarts",
             report.leased,
             report.succeeded,
             report.failed,
@@ -958,7 +958,8 @@ async fn worker(g: &Global, args: WorkerArgs) -> Result<()> {
             report.deferred,
             report.dropped,
             report.released,
-            report.errors
+            report.errors,
+            report.restarts
         );
     }
     Ok(())

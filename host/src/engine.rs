@@ -265,6 +265,7 @@ impl Engine {
             unsubscribe: self.unsubscribe_links.clone(),
             endpoints: self.endpoint_sender.clone(),
             gate: self.gate.clone(),
+            faults: Default::default(),
         }
     }
 

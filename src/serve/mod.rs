@@ -21,7 +21,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 use belfry_host::Engine;
-use belfry_host::dispatch::WorkerConfig;
+use belfry_host::dispatch::{WorkerConfig, WorkerHealth};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,6 +75,8 @@ pub struct AppState {
     /// Turns true at shutdown: open inbox streams end, so graceful shutdown is not held up
     /// by clients that never disconnect.
     pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// The workers run in this process, by lease owner, for `/readyz`.
+    workers: Arc<Vec<(String, WorkerHealth)>>,
 }
 
 /// The process-wide Prometheus recorder: installed once, shared by every server in the
@@ -208,6 +210,8 @@ async fn readyz(State(state): State<AppState>) -> axum::response::Response {
         )),
         other => other,
     };
+    // A worker of this process whose loop died and waits to be restarted sends nothing.
+    let ready = ready.and_then(|()| workers_down(&state).map_or(Ok(()), Err));
     match ready {
         Ok(()) => axum::Json(serde_json::json!({"status": "ready"})).into_response(),
         Err(why) => (
@@ -220,6 +224,20 @@ async fn readyz(State(state): State<AppState>) -> axum::response::Response {
         )
             .into_response(),
     }
+}
+
+/// Why this process's workers are not all running, naming each that is down.
+fn workers_down(state: &AppState) -> Option<String> {
+    let down: Vec<String> = state
+        .workers
+        .iter()
+        .filter_map(|(owner, health)| {
+            health
+                .down()
+                .map(|why| format!("worker {owner} is down: {why}"))
+        })
+        .collect();
+    (!down.is_empty()).then(|| down.join("; "))
 }
 
 async fn openapi_json() -> impl IntoResponse {
@@ -284,9 +302,12 @@ pub async fn start(engine: Engine, config: ServeConfig) -> std::io::Result<Runni
     let addr = listener.local_addr()?;
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let mut workers = Vec::new();
+    let mut health = Vec::new();
     if let Some(wc) = config.workers.clone() {
         let engine = engine.clone();
         let rx = stop_rx.clone();
+        health.push((wc.owner.clone(), wc.health.clone()));
+        // `run_worker` restarts a loop that dies, and says so in `health` meanwhile.
         workers.push(tokio::spawn(async move { engine.run_worker(wc, rx).await }));
     }
     if config.webhook_retention_days > 0 {
@@ -317,6 +338,7 @@ pub async fn start(engine: Engine, config: ServeConfig) -> std::io::Result<Runni
         engine,
         metrics: prometheus(),
         stopping: stop_rx.clone(),
+        workers: Arc::new(health),
     };
     let app = router(state);
     let mut rx = stop_rx;

@@ -24,9 +24,11 @@ use crate::store::{self, Conn, Db, StoreError};
 use crate::traces::{self, NewTrace, kind};
 use crate::workflows;
 use chrono::{DateTime, Utc};
+use futures_util::FutureExt;
 use serde::Serialize;
 use sqlx::Row;
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -57,6 +59,10 @@ pub mod reason {
     pub const RETRIES_EXHAUSTED: &str = "retries_exhausted";
     pub const CANCELLED: &str = "cancelled_by_request";
     pub const SCHEDULED: &str = "scheduled";
+    /// belfry itself failed on the job: a panic, or an error reading or writing its rows,
+    /// while preparing, running or committing it. The detail says where and why; the job is
+    /// retried like a transient failure, and fails with this reason when no attempt is left.
+    pub const INTERNAL_ERROR: &str = "internal_error";
 }
 
 /// Everything a job run needs; cheap to clone into each job's task.
@@ -73,6 +79,8 @@ pub struct Executor {
     pub endpoints: crate::endpoints::Sender,
     /// Leases and commits of this process take turns through it (on SQLite).
     pub gate: queue::WriteGate,
+    #[doc(hidden)]
+    pub faults: super::Faults,
 }
 
 /// The delivery a job is about, as loaded when its job ran.
@@ -149,6 +157,12 @@ enum Verdict {
     Wake,
     /// An `endpoint_send` job: one post of a lifecycle event, written by the commit.
     Post(crate::endpoints::send::Attempted),
+    /// belfry failed on the job (see [`reason::INTERNAL_ERROR`]): retried, or failed when no
+    /// attempt is left; written by [`commit_fault`] from the job alone, since what failed may
+    /// be the reading of its delivery.
+    Fault {
+        detail: String,
+    },
 }
 
 /// What one job run did and decided; written by [`commit`].
@@ -177,9 +191,11 @@ enum Preloaded {
     Gone,
     /// The delivery, its send-time policy decision, and a digest's items.
     Ready(Box<(Loaded, Decision, Option<DigestItems>, DateTime<Utc>)>),
-    /// Its rows could not be read: the job fails on the database, and runs again when its
-    /// lease expires.
+    /// Its rows could not be read, or its policy not decided: the job is a
+    /// [`Verdict::Fault`], retried with the error as its reason.
     Failed(StoreError),
+    /// Preparing it failed or panicked when tried alone: the job is a [`Verdict::Fault`].
+    Fault(String),
 }
 
 impl Executor {
@@ -232,6 +248,7 @@ impl Executor {
             let prepared = if job.kind != queue::job_kind::DELIVER {
                 Preloaded::NotDelivery
             } else {
+                self.faults.check_preparing(&job.tenant);
                 match loaded.remove(&job.subject_id) {
                     None => Preloaded::Gone,
                     Some(Err(e)) => Preloaded::Failed(e),
@@ -247,6 +264,71 @@ impl Executor {
             out.push((job, Prepared(prepared)));
         }
         Ok(out)
+    }
+
+    /// [`prepare`] that one job cannot break for the others. When the batch fails or panics,
+    /// each job is prepared alone, and one that still fails or panics is prepared as a
+    /// [`Verdict::Fault`] with the reason; only a database that cannot be reached at all is an
+    /// error (the caller gives the batch back), since then every job would fail alike.
+    ///
+    /// The batch is awaited under `catch_unwind` in the caller's task rather than in a task of
+    /// its own: its jobs are needed again for the one-by-one retry, and a spawned task would
+    /// have taken them with it.
+    pub async fn prepare_each(
+        &self,
+        jobs: Vec<Leased>,
+    ) -> Result<Vec<(Leased, Prepared)>, StoreError> {
+        let why = match AssertUnwindSafe(self.prepare(jobs.clone()))
+            .catch_unwind()
+            .await
+        {
+            Ok(Ok(prepared)) => return Ok(prepared),
+            Ok(Err(e)) if is_outage(&e) => return Err(e),
+            Ok(Err(e)) => e.to_string(),
+            Err(panic) => format!("panicked: {}", super::panic_message(&*panic)),
+        };
+        tracing::error!(jobs = jobs.len(), %why, "preparing a batch failed; preparing its jobs one by one");
+        let mut out = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let detail = match AssertUnwindSafe(self.prepare(vec![job.clone()]))
+                .catch_unwind()
+                .await
+            {
+                Ok(Ok(mut one)) if one.len() == 1 => {
+                    out.push(one.remove(0));
+                    continue;
+                }
+                Ok(Ok(_)) => "preparing the job lost it".to_string(),
+                Ok(Err(e)) => format!("preparing the job failed: {e}"),
+                Err(panic) => format!(
+                    "preparing the job panicked: {}",
+                    super::panic_message(&*panic)
+                ),
+            };
+            tracing::error!(job = %job.id, tenant = %job.tenant, %detail, "a job could not be prepared");
+            out.push((job, Prepared(Preloaded::Fault(detail))));
+        }
+        Ok(out)
+    }
+
+    /// [`execute`] whose error or panic is the job's own [`Verdict::Fault`], never the
+    /// caller's: the worker goes on with its other jobs and commits this one's failure.
+    pub async fn execute_caught(&self, job: Leased, prepared: Prepared) -> Work {
+        let leased = job.clone();
+        match AssertUnwindSafe(self.execute(job, prepared))
+            .catch_unwind()
+            .await
+        {
+            Ok(Ok(work)) => work,
+            Ok(Err(e)) => Work::fault(leased, format!("running the job failed: {e}")),
+            Err(panic) => Work::fault(
+                leased,
+                format!(
+                    "running the job panicked: {}",
+                    super::panic_message(&*panic)
+                ),
+            ),
+        }
     }
 
     /// Runs one leased job with what [`prepare`] read for it: plugin calls only, no writes.
@@ -286,7 +368,16 @@ impl Executor {
         }
         let (d, decision, digest, decided_at) = match prepared.0 {
             Preloaded::Ready(ready) => *ready,
-            Preloaded::Failed(e) => return Err(e),
+            Preloaded::Failed(e) => {
+                work.verdict = Verdict::Fault {
+                    detail: format!("preparing the job failed: {e}"),
+                };
+                return Ok(work);
+            }
+            Preloaded::Fault(detail) => {
+                work.verdict = Verdict::Fault { detail };
+                return Ok(work);
+            }
             Preloaded::Gone | Preloaded::NotDelivery => {
                 work.verdict = Verdict::Skip("the delivery is no longer waiting to be sent".into());
                 return Ok(work);
@@ -588,16 +679,78 @@ impl Executor {
     /// look-ups of plain outcomes wait in [`Pending`] and go in together. Anything that reads
     /// what came before it (a workflow's next step, a digest emission, a lost lease) first
     /// writes what is waiting, so each job still sees the batch as if written one by one.
+    ///
+    /// One outcome that cannot be written (an error, a panic) does not hold back the others:
+    /// the batch is then written job by job, and a job whose outcome still cannot be written
+    /// is retried as a [`Verdict::Fault`] naming why. Only a database that cannot be reached
+    /// is an error: nothing was written, and the jobs run again when their leases expire.
+    ///
+    /// `catch_unwind` (rather than a task of its own) keeps the outcomes here for the
+    /// one-by-one retry; a panic drops the batch's transaction, which rolls it back.
     #[tracing::instrument(skip_all, fields(jobs = works.len()))]
     pub async fn commit(&self, mut works: Vec<Work>) -> Result<Vec<Dispatched>, StoreError> {
         if works.is_empty() {
             return Ok(Vec::new());
         }
+        let why = match AssertUnwindSafe(self.commit_batch(&mut works))
+            .catch_unwind()
+            .await
+        {
+            Ok(Ok(out)) => return Ok(out),
+            Ok(Err(e)) if is_outage(&e) => return Err(e),
+            Ok(Err(e)) => e.to_string(),
+            Err(panic) => format!("panicked: {}", super::panic_message(&*panic)),
+        };
+        tracing::error!(jobs = works.len(), %why, "committing a batch failed; committing its jobs one by one");
+        let mut out = Vec::with_capacity(works.len());
+        for work in works {
+            let mut one = [work];
+            let detail = match AssertUnwindSafe(self.commit_batch(&mut one))
+                .catch_unwind()
+                .await
+            {
+                Ok(Ok(dispatched)) => {
+                    out.extend(dispatched);
+                    continue;
+                }
+                Ok(Err(e)) => format!("committing the job's outcome failed: {e}"),
+                Err(panic) => format!(
+                    "committing the job's outcome panicked: {}",
+                    super::panic_message(&*panic)
+                ),
+            };
+            let [work] = one;
+            let job = work.job.id.clone();
+            tracing::error!(%job, %detail, "a job's outcome could not be written; recording the failure instead");
+            let mut fault = [Work::fault(work.job, detail)];
+            match AssertUnwindSafe(self.commit_batch(&mut fault))
+                .catch_unwind()
+                .await
+            {
+                Ok(Ok(dispatched)) => out.extend(dispatched),
+                Ok(Err(e)) => {
+                    tracing::error!(%job, error = %e, "recording a job's failure failed; it runs again when its lease expires")
+                }
+                Err(panic) => tracing::error!(
+                    %job,
+                    panic = super::panic_message(&*panic),
+                    "recording a job's failure panicked; it runs again when its lease expires"
+                ),
+            }
+        }
+        Ok(out)
+    }
+
+    /// One transaction for `works` (see [`Executor::commit`]). Safe to call again with the
+    /// same outcomes after it failed: settling them again changes nothing that matters, and
+    /// nothing of them is consumed.
+    async fn commit_batch(&self, works: &mut [Work]) -> Result<Vec<Dispatched>, StoreError> {
         let _turn = self.gate.enter(&self.db).await;
         let mut tx = self.db.begin().await?;
-        for work in &mut works {
+        for work in works.iter_mut() {
             settle(&self.retry, work);
         }
+        let works: &[Work] = works;
         let finishing: Vec<&Leased> = works
             .iter()
             .filter(|w| w.finishes_job())
@@ -607,17 +760,18 @@ impl Executor {
         let mut out = Vec::with_capacity(works.len());
         let mut rescheduled = false;
         let mut pending = Pending::default();
-        for work in &mut works {
-            let again = match &mut work.verdict {
+        for work in works {
+            let again = match &work.verdict {
                 Verdict::Post(attempted) => {
-                    // Its own commit owns what it tried; the verdict is not read again.
-                    let attempted = std::mem::replace(
-                        attempted,
-                        crate::endpoints::send::Attempted::Gone(String::new()),
-                    );
+                    // A copy: should this transaction fail, the outcome is committed again.
                     pending.flush(&mut tx).await?;
-                    crate::endpoints::send::commit(&mut tx, &self.endpoints, &work.job, attempted)
-                        .await?
+                    crate::endpoints::send::commit(
+                        &mut tx,
+                        &self.endpoints,
+                        &work.job,
+                        attempted.clone(),
+                    )
+                    .await?
                 }
                 Verdict::Emit => {
                     pending.flush(&mut tx).await?;
@@ -627,7 +781,15 @@ impl Executor {
                     pending.flush(&mut tx).await?;
                     commit_wake(&mut tx, &work.job, held.contains(&work.job.id)).await?
                 }
+                Verdict::Fault { .. } => {
+                    pending.flush(&mut tx).await?;
+                    let (dispatched, again) =
+                        commit_fault(&mut tx, &self.retry, work, &held).await?;
+                    out.extend(dispatched);
+                    again
+                }
                 _ => {
+                    self.faults.check_committing(&work.job.tenant);
                     let (dispatched, again) =
                         commit_one(&mut tx, &mut pending, &self.retry, work, &held).await?;
                     out.extend(dispatched);
@@ -646,12 +808,29 @@ impl Executor {
 }
 
 impl Work {
+    /// A job belfry failed on, with why (see [`reason::INTERNAL_ERROR`]).
+    pub(crate) fn fault(job: Leased, detail: String) -> Work {
+        Work {
+            job,
+            delivery: None,
+            steps: Vec::new(),
+            content: None,
+            attempt: None,
+            sent_by: None,
+            policy: None,
+            verdict: Verdict::Fault { detail },
+            retry_at: None,
+        }
+    }
+
     /// Whether committing this job deletes it (rather than putting it back for later, or
     /// leaving it to its own commit).
     fn finishes_job(&self) -> bool {
         match &self.verdict {
             Verdict::Post(_) => false,
-            Verdict::Retry { .. } | Verdict::Deferred { .. } => self.retry_at.is_none(),
+            Verdict::Retry { .. } | Verdict::Deferred { .. } | Verdict::Fault { .. } => {
+                self.retry_at.is_none()
+            }
             _ => true,
         }
     }
@@ -690,6 +869,16 @@ fn settle(policy: &RetryPolicy, work: &mut Work) {
         Verdict::Deferred { reason, until } => {
             work.retry_at = Some(until);
             work.verdict = Verdict::Deferred { reason, until };
+        }
+        Verdict::Fault { detail } => {
+            // A delivery ends failed when no attempt is left. Other jobs are never dropped:
+            // a digest bucket, a workflow run or an endpoint message would be stranded
+            // without one, so they keep trying at the longest wait.
+            let delay = policy.next_delay(attempt as u32, None).or_else(|| {
+                (work.job.kind != queue::job_kind::DELIVER).then_some(policy.max_delay)
+            });
+            work.retry_at = delay.map(|delay| crate::time_bounds::later(store::now(), delay));
+            work.verdict = Verdict::Fault { detail };
         }
         other => work.verdict = other,
     }
@@ -977,8 +1166,11 @@ async fn commit_one<'a>(
             tracing::info!(job = %job.id, %why, "job dropped");
             return Ok((None, false));
         }
-        // Handled by `commit_emit` and `commit_wake`, and by the endpoints' own commit.
-        Verdict::Emit | Verdict::Wake | Verdict::Post(_) => return Ok((None, false)),
+        // Handled by `commit_emit`, `commit_wake`, `commit_fault`, and by the endpoints' own
+        // commit.
+        Verdict::Emit | Verdict::Wake | Verdict::Post(_) | Verdict::Fault { .. } => {
+            return Ok((None, false));
+        }
     };
     // In-app deliveries are "sent" when their inbox item is written: caps count them too.
     let (content, rendered_by) = content_json.unzip();
@@ -1032,6 +1224,147 @@ async fn commit_one<'a>(
         }),
         retry_at.is_some() || moved,
     ))
+}
+
+/// A job belfry failed on ([`Verdict::Fault`]): retried with the reason, or, for a delivery
+/// with no attempt left, failed with it. The delivery's identity is read here, not taken from
+/// the job's preparation: that may be what failed.
+async fn commit_fault(
+    tx: &mut Conn,
+    policy: &RetryPolicy,
+    work: &Work,
+    finished: &std::collections::HashSet<String>,
+) -> Result<(Option<Dispatched>, bool), StoreError> {
+    let (job, retry_at) = (&work.job, work.retry_at);
+    let Verdict::Fault { detail } = &work.verdict else {
+        return Ok((None, false));
+    };
+    let held = match retry_at {
+        Some(at) => {
+            queue::reschedule(tx, job, at, job_state::RETRYING, None, Some(detail), false).await?
+        }
+        None => finished.contains(&job.id),
+    };
+    tracing::error!(job = %job.id, kind = %job.kind, tenant = %job.tenant, %detail, held, "job failed inside belfry");
+    if !held || job.kind != queue::job_kind::DELIVER {
+        return Ok((None, held && retry_at.is_some()));
+    }
+    let Some(row) = sqlx::query(
+        "SELECT tenant, event_id, notification_id, status, workflow_run_id, workflow_step
+         FROM deliveries WHERE id = $1",
+    )
+    .bind(&job.subject_id)
+    .fetch_optional(&mut *tx)
+    .await?
+    else {
+        return Ok((None, retry_at.is_some()));
+    };
+    let waiting: String = row.get("status");
+    if waiting != "pending" && waiting != "deferred" {
+        return Ok((None, retry_at.is_some()));
+    }
+    let (tenant, event_id, notification_id): (String, String, String) = (
+        row.get("tenant"),
+        row.get("event_id"),
+        row.get("notification_id"),
+    );
+    let (status, final_kind, detail) = match retry_at {
+        Some(at) => (
+            "pending",
+            kind::RETRY_SCHEDULED,
+            format!(
+                "{detail}; attempt {} of {} at {}",
+                job.attempt + 1,
+                policy.max_attempts,
+                store::time_text(at)
+            ),
+        ),
+        None => (
+            "failed",
+            kind::DELIVERY_FAILED,
+            format!("gave up after {} attempts; last: {detail}", job.attempt),
+        ),
+    };
+    let now = store::time_text(store::now());
+    sqlx::query(
+        "UPDATE deliveries SET status = $1, status_reason = $2, status_detail = $3, updated_at = $4
+         WHERE id = $5",
+    )
+    .bind(status)
+    .bind(reason::INTERNAL_ERROR)
+    .bind(&detail)
+    .bind(&now)
+    .bind(&job.subject_id)
+    .execute(&mut *tx)
+    .await?;
+    let trace = |kind, reason: Option<&'static str>, detail: String| NewTrace {
+        tenant: &tenant,
+        event_id: &event_id,
+        notification_id: Some(&notification_id),
+        delivery_id: Some(&job.subject_id),
+        kind,
+        reason,
+        detail: Some(detail),
+        attempt: Some(job.attempt),
+        ..Default::default()
+    };
+    traces::append_all(
+        tx,
+        vec![
+            NewTrace {
+                at: Some(job.leased_at),
+                ..trace(
+                    kind::DELIVERY_DISPATCHED,
+                    None,
+                    format!("attempt {} leased by {}", job.attempt, job.owner),
+                )
+            },
+            trace(final_kind, Some(reason::INTERNAL_ERROR), detail.clone()),
+        ],
+    )
+    .await?;
+    // A workflow step that failed for good moves its run on, as any final outcome does.
+    let mut moved = false;
+    if let (Some(run_id), Some(step)) = (
+        row.get::<Option<String>, _>("workflow_run_id"),
+        row.get::<Option<String>, _>("workflow_step"),
+    ) && let Some(outcome) = workflows::runs::outcome_of(status, Some(reason::INTERNAL_ERROR))
+    {
+        let evidence = format!(
+            "delivery {} {status} ({})",
+            job.subject_id,
+            reason::INTERNAL_ERROR
+        );
+        moved =
+            workflows::runs::advance(tx, &run_id, &step, Some(&job.subject_id), outcome, evidence)
+                .await?
+                .is_some_and(|m| m.enqueued);
+    }
+    Ok((
+        Some(Dispatched {
+            delivery_id: job.subject_id.clone(),
+            status: status.into(),
+            reason: Some(reason::INTERNAL_ERROR.into()),
+            retry_at: retry_at.map(store::time_text),
+        }),
+        retry_at.is_some() || moved,
+    ))
+}
+
+/// Whether an error says the database cannot be reached at all, rather than that one job's
+/// rows or statements failed: then trying the jobs one by one would only fail as many times.
+fn is_outage(e: &StoreError) -> bool {
+    matches!(
+        e,
+        StoreError::Sql(
+            sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::Protocol(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed
+        )
+    )
 }
 
 /// A delivery's new standing, waiting in [`Pending`].

@@ -10,6 +10,11 @@
 //! [`run_due`] runs what is due right now in the calling task, through the same lease and
 //! commit path: it is how `belfry demo`, `belfry trigger --dispatch` and the tests drive
 //! dispatch without a background worker.
+//!
+//! No job can stop dispatch: a failure or panic while preparing, running or committing one job
+//! (or one batch) retries that job with the reason `internal_error` recorded where `explain`
+//! shows it, a batch step that fails is repeated job by job so only the poisoned job is held
+//! back, and a worker whose loop dies anyway is restarted ([`worker::run`]).
 
 pub mod executor;
 pub mod queue;
@@ -19,10 +24,60 @@ pub mod worker;
 pub use executor::{ChangeError, Dispatched, Executor, reason};
 pub use queue::{QueueStats, Scope, Wakeup, WriteGate};
 pub use retry::RetryPolicy;
-pub use worker::{WorkerConfig, WorkerReport};
+pub use worker::{WorkerConfig, WorkerHealth, WorkerReport};
 
 use crate::store::StoreError;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+
+/// Failures injected on purpose, so tests can prove that one job cannot stop a worker. Never
+/// set outside tests: every field's default injects nothing.
+#[doc(hidden)]
+#[derive(Clone, Debug, Default)]
+pub struct Faults {
+    /// Preparing a job of this tenant panics (in the batch, and again when tried alone).
+    pub panic_preparing: Option<String>,
+    /// Committing the outcome of a job of this tenant panics (its fault record does not).
+    pub panic_committing: Option<String>,
+    /// The worker's loop panics this many more times, each time just after it leased and
+    /// prepared a batch (so it dies holding leases).
+    pub worker_panics: Arc<AtomicUsize>,
+}
+
+impl Faults {
+    pub(crate) fn check_preparing(&self, tenant: &str) {
+        if self.panic_preparing.as_deref() == Some(tenant) {
+            panic!("injected fault: preparing a job of tenant `{tenant}`");
+        }
+    }
+
+    pub(crate) fn check_committing(&self, tenant: &str) {
+        if self.panic_committing.as_deref() == Some(tenant) {
+            panic!("injected fault: committing a job of tenant `{tenant}`");
+        }
+    }
+
+    pub(crate) fn check_worker(&self) {
+        let take = |n: usize| n.checked_sub(1);
+        if self
+            .worker_panics
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, take)
+            .is_ok()
+        {
+            panic!("injected fault: the worker loop panics");
+        }
+    }
+}
+
+/// The message a panic carried (`panic!` gives a `&str` or a `String`).
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
+}
 
 /// Dispatch settings shared by every worker of an engine.
 #[derive(Clone, Debug, PartialEq)]
@@ -61,15 +116,17 @@ pub async fn run_due(
             return Ok(out);
         }
         let mut tasks = tokio::task::JoinSet::new();
-        for (index, (job, prepared)) in exec.prepare(jobs).await?.into_iter().enumerate() {
+        for (index, (job, prepared)) in exec.prepare_each(jobs).await?.into_iter().enumerate() {
             let exec = exec.clone();
-            tasks.spawn(async move { (index, exec.execute(job, prepared).await) });
+            tasks.spawn(async move { (index, exec.execute_caught(job, prepared).await) });
         }
         let mut works = Vec::new();
         while let Some(joined) = tasks.join_next().await {
+            // `execute_caught` turns a panic into the job's own failure; a task that still
+            // fails to join was cancelled with the runtime, and so is this call.
             let (index, work) =
                 joined.map_err(|e| StoreError::Corrupt(format!("dispatch task: {e}")))?;
-            works.push((index, work?));
+            works.push((index, work));
         }
         works.sort_by_key(|(i, _)| *i);
         out.extend(

@@ -263,6 +263,7 @@ where
 }
 
 /// What one `endpoint_send` job found or did.
+#[derive(Clone)]
 pub(crate) enum Attempted {
     /// Nothing to do: the message was deleted or is no longer pending.
     Gone(String),
@@ -273,6 +274,7 @@ pub(crate) enum Attempted {
     Tried(Tried),
 }
 
+#[derive(Clone)]
 pub(crate) struct Tried {
     message_id: String,
     endpoint_id: String,
