@@ -66,6 +66,8 @@ pub fn ensure(
     let command = format!("rustup target add {target} --toolchain {toolchain}");
     let output = Command::new(rustup)
         .args(["target", "add", target, "--toolchain", &toolchain])
+        // Its own backtrace would drown what it says.
+        .env("RUST_BACKTRACE", "0")
         .output()
         .map_err(|e| {
             format!(
