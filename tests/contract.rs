@@ -513,10 +513,39 @@ async fn a_workflow_version_cannot_change_its_steps(b: Backend) {
             .unwrap();
     assert_eq!(definitions.len(), 1);
 
-    // The identical declaration again: accepted (publishing is idempotent).
+    // Loaded at runtime (`POST /v1/plugins`), the changed declaration is refused before it is
+    // recorded or put in force.
+    let component =
+        std::fs::read(Path::new(belfry::FIXTURE_PLUGINS_DIR).join("bounce-journey.wasm")).unwrap();
+    let manifest =
+        std::fs::read_to_string(Path::new(belfry::FIXTURE_PLUGINS_DIR).join("bounce-journey.toml"))
+            .unwrap();
+    let uploads = count(&changed.engine, "plugin_uploads").await;
+    let err = changed
+        .engine
+        .load_plugin(&component, &manifest, "test")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            belfry::host::plugins::uploads::UploadError::Workflow(_)
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("cannot change"), "{err}");
+    assert_eq!(count(&changed.engine, "plugin_uploads").await, uploads);
+
+    // The identical declaration again: accepted (publishing is idempotent), at runtime too.
     let same = fixture(&db, &[], None).await;
     same.engine.trigger(&journey()).await.unwrap();
     assert_eq!(count(&same.engine, "workflow_runs").await, runs + 1);
+    same.engine
+        .load_plugin(&component, &manifest, "test")
+        .await
+        .unwrap();
+    same.engine.trigger(&journey()).await.unwrap();
+    assert_eq!(count(&same.engine, "workflow_runs").await, runs + 2);
 }
 
 /// Item: an empty provider event id is no dedupe key. Two different id-less events both

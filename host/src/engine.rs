@@ -218,6 +218,12 @@ impl Engine {
                 .cloned()
                 .collect(),
         );
+        // A published workflow version is immutable: refused here rather than at its first
+        // trigger.
+        if let Some(wf) = plugin.description().and_then(|d| d.workflow.as_ref()) {
+            let reference = plugin.reference().to_string();
+            crate::workflows::definition::check_published(&self.db, wf, &reference).await?;
+        }
         uploads::record(&self.db, &plugin, component, manifest, by).await?;
         self.registry.replace(next);
         tracing::info!(plugin = %plugin.reference(), replaced = ?replaced.as_ref().map(|p| p.reference().to_string()), "plugin loaded at runtime");

@@ -230,6 +230,12 @@ impl From<UploadError> for ApiError {
             UploadError::Conflict(e) => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
             }
+            UploadError::Workflow(belfry_host::workflows::definition::PublishError::Store(e)) => {
+                e.into()
+            }
+            UploadError::Workflow(e) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
+            }
             UploadError::Store(e) => e.into(),
         }
     }

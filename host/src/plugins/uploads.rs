@@ -78,6 +78,9 @@ pub enum UploadError {
     /// It loads but cannot join the others (say, a second notifier with a taken key).
     #[error(transparent)]
     Conflict(#[from] super::RegistryError),
+    /// Its workflow changes the steps of a published `(key, version)`.
+    #[error(transparent)]
+    Workflow(#[from] crate::workflows::definition::PublishError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -175,11 +175,50 @@ pub(crate) async fn publish(
     .fetch_one(&mut *conn)
     .await
     .map_err(StoreError::from)?;
+    same_as_published(workflow, &json, &stored, first_by, notifier_plugin)
+}
+
+/// Whether `workflow` may be declared by a plugin loaded at runtime: its `(key, version)` is
+/// unpublished, or published with this content. Reads only: what publishes a version is the
+/// first run that uses it.
+pub(crate) async fn check_published(
+    db: &crate::store::Db,
+    workflow: &Workflow,
+    notifier_plugin: &str,
+) -> Result<(), PublishError> {
+    use crate::store::StoreError;
+    let json = serde_json::to_string(workflow)
+        .map_err(|e| StoreError::Corrupt(format!("workflow definition: {e}")))?;
+    let stored: Option<(String, String)> = sqlx::query_as(
+        "SELECT definition, notifier_plugin FROM workflow_versions
+         WHERE workflow_key = $1 AND workflow_version = $2",
+    )
+    .bind(&workflow.key)
+    .bind(&workflow.version)
+    .fetch_optional(db)
+    .await
+    .map_err(StoreError::from)?;
+    match stored {
+        None => Ok(()),
+        Some((stored, first_by)) => {
+            same_as_published(workflow, &json, &stored, first_by, notifier_plugin)
+        }
+    }
+}
+
+/// Compares a declaration (`json` is its serialization) with the published one.
+fn same_as_published(
+    workflow: &Workflow,
+    json: &str,
+    stored: &str,
+    first_by: String,
+    notifier_plugin: &str,
+) -> Result<(), PublishError> {
     if stored == json {
         return Ok(());
     }
-    let published: Workflow = serde_json::from_str(&stored).map_err(|e| {
-        StoreError::Corrupt(format!(
+    let published: Workflow = serde_json::from_str(stored).map_err(|e| {
+        crate::store::StoreError::Corrupt(format!(
             "published workflow `{}` version {}: {e}",
             workflow.key, workflow.version
         ))
