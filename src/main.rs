@@ -387,6 +387,10 @@ struct QueueBenchArgs {
     /// Triggers or jobs per repetition.
     #[arg(long, default_value_t = 500)]
     size: usize,
+    /// dispatch: also measure with this many deliveries already due (bulk-inserted), beside
+    /// the empty queue, and print the ratio (0: the empty queue only).
+    #[arg(long, default_value_t = 0)]
+    backlog: usize,
 }
 
 fn main() {
@@ -1050,6 +1054,7 @@ async fn queue_bench_run(scenarios: &[&str], a: QueueBenchArgs, json: bool) -> R
             size: a.size,
             json,
         },
+        a.backlog,
     )
     .await
 }

@@ -11,7 +11,10 @@
 //!   (each up to 10 jobs in flight, so batches of up to 10). The engine runs the notifier build,
 //!   the renderer and the `log` adapter (a no-op send) per job and commits outcomes in batches.
 //!   Raw: lease 10 jobs, then delete them, mark their deliveries succeeded and insert their
-//!   attempt rows, in batches, with no plugin call.
+//!   attempt rows, in batches, with no plugin call. With `--backlog N`, also the engine's rate
+//!   over the first `size` jobs of a queue holding N due deliveries (as an outage leaves:
+//!   copies of one the engine planned, 100 customers per event, bulk-inserted), beside the
+//!   empty-queue rate, and the ratio of the two.
 //! - **latency**: trigger → adapter call (from the moment `trigger` is called, so planning is
 //!   included: an upper bound on commit → call), open loop at a fixed rate, one worker.
 //! - **schedule**: lateness of jobs scheduled over the next second.
@@ -435,7 +438,146 @@ async fn bench_http(o: &Options) -> Result<Vec<Row>> {
         r.sides = ("http", "in-process");
         rows.push(r);
     }
+    rows.extend(bench_http_busy(o).await?);
     Ok(rows)
+}
+
+/// Slow plugin calls in flight while the server answers others: p99 of `/healthz` (a new
+/// connection each time, as a probe makes) and of one caller's `order-shipped` triggers, with
+/// 16 triggers of the `slow-recipients` test notifier (its `recipients` computes until its
+/// 2 s deadline) kept in flight, against the same measured on an idle server.
+async fn bench_http_busy(o: &Options) -> Result<Vec<Row>> {
+    const SLOW: usize = 16;
+    const FOR: Duration = Duration::from_secs(5);
+    let fixtures = std::path::Path::new(belfry::FIXTURE_PLUGINS_DIR);
+    let wasm = std::fs::read(fixtures.join("slow-recipients.wasm")).with_context(|| {
+        format!(
+            "the busy-server bench loads the `slow-recipients` test plugin from {} (built with \
+             the workspace)",
+            fixtures.display()
+        )
+    })?;
+    let manifest = std::fs::read_to_string(fixtures.join("slow-recipients.toml"))?;
+    let (mut healthz, mut triggers) = ([Vec::new(), Vec::new()], [Vec::new(), Vec::new()]);
+    for _ in 0..o.repetitions {
+        for (side, busy) in [(0, true), (1, false)] {
+            let place = Place::new(o).await?;
+            let engine = place.engine().await?;
+            engine.load_plugin(&wasm, &manifest, "bench").await?;
+            let server = belfry::serve::start(
+                engine.clone(),
+                belfry::serve::ServeConfig {
+                    listen: "127.0.0.1:0".parse()?,
+                    workers: None,
+                    ..Default::default()
+                },
+            )
+            .await?;
+            let (_, key) = engine.create_key(Some("default"), "bench").await?;
+            let base = format!("http://{}", server.addr);
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let mut load = tokio::task::JoinSet::new();
+            for _ in 0..if busy { SLOW } else { 0 } {
+                let (client, url, key, stop) = (
+                    reqwest::Client::new(),
+                    format!("{base}/v1/events"),
+                    key.clone(),
+                    stop.clone(),
+                );
+                load.spawn(async move {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let res = client
+                            .post(&url)
+                            .bearer_auth(&key)
+                            .json(
+                                &serde_json::json!({"notifier": "slow-recipients", "payload": {}}),
+                            )
+                            .send()
+                            .await?;
+                        ensure!(
+                            res.status() == reqwest::StatusCode::UNPROCESSABLE_ENTITY,
+                            "a slow trigger answered {}",
+                            res.status()
+                        );
+                    }
+                    Ok::<_, anyhow::Error>(())
+                });
+            }
+            // Let the slow triggers reach their plugin before measuring.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let probe = {
+                let (client, url) = (
+                    reqwest::Client::builder()
+                        .pool_max_idle_per_host(0)
+                        .build()?,
+                    format!("{base}/healthz"),
+                );
+                tokio::spawn(async move {
+                    let mut took = Vec::new();
+                    let end = Instant::now() + FOR;
+                    while Instant::now() < end {
+                        let started = Instant::now();
+                        let res = client.get(&url).send().await?;
+                        ensure!(
+                            res.status().is_success(),
+                            "/healthz answered {}",
+                            res.status()
+                        );
+                        took.push(started.elapsed().as_secs_f64() * 1e3);
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    Ok::<_, anyhow::Error>(took)
+                })
+            };
+            let client = reqwest::Client::new();
+            let mut took = Vec::new();
+            let end = Instant::now() + FOR;
+            let mut i = 0;
+            while Instant::now() < end {
+                let started = Instant::now();
+                let res = client
+                    .post(format!("{base}/v1/events"))
+                    .bearer_auth(&key)
+                    .json(&serde_json::json!({"notifier": "order-shipped", "payload": payload(i)}))
+                    .send()
+                    .await?;
+                ensure!(
+                    res.status() == reqwest::StatusCode::CREATED,
+                    "POST /v1/events answered {}",
+                    res.status()
+                );
+                took.push(started.elapsed().as_secs_f64() * 1e3);
+                i += 1;
+            }
+            healthz[side].push(p99(probe.await??));
+            triggers[side].push(p99(took));
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            while let Some(r) = load.join_next().await {
+                r??;
+            }
+            server.shutdown().await?;
+            place.drop_schema().await;
+        }
+    }
+    let mut rows = Vec::new();
+    for (variant, [busy, idle]) in [("/healthz p99", healthz), ("trigger p99", triggers)] {
+        let mut r = row(
+            "http",
+            variant,
+            "ms",
+            &busy,
+            Some(&idle),
+            "/healthz < 100 ms busy",
+        );
+        r.sides = ("16 slow", "idle");
+        rows.push(r);
+    }
+    Ok(rows)
+}
+
+fn p99(mut ms: Vec<f64>) -> f64 {
+    ms.sort_by(|a, b| a.total_cmp(b));
+    ms[(ms.len() * 99 / 100).min(ms.len().saturating_sub(1))]
 }
 
 /// Raw triggers use other order ids than the engine's so that nothing collides.
@@ -481,8 +623,9 @@ async fn fill(engine: &Engine, n: usize) -> Result<()> {
     Ok(())
 }
 
-async fn bench_dispatch(o: &Options) -> Result<Vec<Row>> {
+async fn bench_dispatch(o: &Options, backlog: usize) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
+    let mut empty = Vec::new();
     for workers in [1usize, 2, 4] {
         let (mut engine_rates, mut raw_rates) = (Vec::new(), Vec::new());
         for _ in 0..o.repetitions {
@@ -556,8 +699,158 @@ async fn bench_dispatch(o: &Options) -> Result<Vec<Row>> {
             Some(&raw_rates),
             "≥ 0.75× raw",
         ));
+        empty.push((workers, engine_rates));
+    }
+    if backlog > 0 {
+        rows.extend(dispatch_backlog(o, backlog, &empty).await?);
     }
     Ok(rows)
+}
+
+/// The most `--backlog` takes: far past where a planner's choice shows, and still filled in
+/// about a minute.
+pub const MAX_BACKLOG: usize = 5_000_000;
+
+/// Dispatch with `backlog` deliveries due: the engine's rate over the first `size` jobs, by 1,
+/// 2 and 4 workers, beside the empty-queue rates (`empty`, by worker count). One database for
+/// all runs: each run takes `size` jobs off the backlog, which stays far larger.
+async fn dispatch_backlog(
+    o: &Options,
+    backlog: usize,
+    empty: &[(usize, Vec<f64>)],
+) -> Result<Vec<Row>> {
+    let place = Place::new(o).await?;
+    let engine = place.engine().await?;
+    let filling = Instant::now();
+    fill_backlog(&engine, backlog).await?;
+    if !o.json {
+        eprintln!(
+            "dispatch: {backlog} due deliveries written in {:.1} s",
+            filling.elapsed().as_secs_f64()
+        );
+    }
+    let mut rows = Vec::new();
+    for (workers, empty_rates) in empty {
+        let mut rates = Vec::new();
+        for _ in 0..o.repetitions {
+            let done_before = count(&engine, "SELECT COUNT(*) FROM attempts").await?;
+            let start = belfry::host::store::now();
+            let running: Vec<Worker> = (0..*workers)
+                .map(|w| Worker::start(&engine, &format!("bench-{w}"), 10))
+                .collect();
+            // `attempts` holds only what was sent, so counting it stays cheap.
+            while count(&engine, "SELECT COUNT(*) FROM attempts").await?
+                < done_before + o.size as i64
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            for worker in running {
+                worker.stop().await?;
+            }
+            // The `size`-th commit since the start, as the database recorded it.
+            let at: String = sqlx::query_scalar(&format!(
+                "SELECT updated_at FROM deliveries WHERE status = 'succeeded' AND updated_at >= $1
+                 ORDER BY updated_at LIMIT 1 OFFSET {}",
+                o.size - 1
+            ))
+            .bind(belfry::host::store::time_text(start))
+            .fetch_one(engine.db())
+            .await?;
+            let took = (belfry::host::store::parse_time(&at)? - start)
+                .to_std()?
+                .max(Duration::from_millis(1));
+            rates.push(o.size as f64 / took.as_secs_f64());
+        }
+        let failed = count(
+            &engine,
+            "SELECT COUNT(*) FROM attempts WHERE outcome <> 'succeeded'",
+        )
+        .await?;
+        ensure!(failed == 0, "backlog dispatch check: {failed} failed sends");
+        let mut r = row(
+            "dispatch",
+            &format!("{workers} w, {backlog} due"),
+            "jobs/s",
+            &rates,
+            Some(empty_rates),
+            "≥ 0.8× empty",
+        );
+        r.sides = ("backlog", "empty");
+        rows.push(r);
+    }
+    place.drop_schema().await;
+    Ok(rows)
+}
+
+/// Puts `n` due one-delivery jobs in the queue with bulk SQL (through the engine it would
+/// take minutes): one `order-shipped` trigger through the engine, then `n - 1` copies of its
+/// rows as from triggers of 100 customers each (event, notification, delivery, job, and the
+/// delivery's planning trace), due as it is.
+async fn fill_backlog(engine: &Engine, n: usize) -> Result<()> {
+    let template = engine
+        .trigger(&TriggerRequest::new(
+            "order-shipped",
+            serde_json::json!({"order_id": "backlog", "carrier": "c",
+                               "tracking_url": "https://t.example.com",
+                               "customer": {"id": "backlog-template"}}),
+        ))
+        .await?;
+    let event = template.event_id.clone();
+    let delivery = template.notifications[0].deliveries[0].id.clone();
+    let notification = template.notifications[0].id.clone();
+    // Copy i (1..n) belongs to event (i - 1) / 100 and goes to customer i % 100. The
+    // recursive count runs on both backends.
+    let k = format!(
+        "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < {})",
+        n.max(2) - 1
+    );
+    let statements = [
+        format!(
+            "{k} INSERT INTO events (id, tenant, notifier_key, notifier_plugin, payload, created_at)
+             SELECT 'backlog-e' || ((i - 1) / 100), tenant, notifier_key, notifier_plugin, payload,
+                    created_at
+             FROM events, k WHERE events.id = $1 AND (i - 1) % 100 = 0"
+        ),
+        format!(
+            "{k} INSERT INTO notifications (id, event_id, tenant, recipient_id, recipient, category,
+                    severity, created_at)
+             SELECT 'backlog-n' || i, 'backlog-e' || ((i - 1) / 100), tenant, 'backlog-c' || (i % 100),
+                    REPLACE(recipient, '\"backlog-template\"', '\"backlog-c' || (i % 100) || '\"'),
+                    category, severity, created_at
+             FROM notifications, k WHERE notifications.id = $1"
+        ),
+        format!(
+            "{k} INSERT INTO deliveries (id, notification_id, event_id, tenant, channel, status,
+                    idempotency_key, planned_by, created_at, updated_at)
+             SELECT 'backlog-d' || i, 'backlog-n' || i, 'backlog-e' || ((i - 1) / 100), tenant,
+                    channel, status, 'backlog-k' || i, planned_by, created_at, updated_at
+             FROM deliveries, k WHERE deliveries.id = $1"
+        ),
+        format!(
+            "{k} INSERT INTO jobs (id, kind, subject_id, tenant, state, run_at, created_at, updated_at)
+             SELECT 'backlog-j' || i, kind, 'backlog-d' || i, tenant, state, run_at, created_at,
+                    updated_at
+             FROM jobs, k WHERE jobs.subject_id = $1"
+        ),
+        format!(
+            "{k} INSERT INTO traces (id, tenant, event_id, notification_id, delivery_id, at, kind, detail)
+             SELECT 'backlog-t' || i, tenant, 'backlog-e' || ((i - 1) / 100), 'backlog-n' || i,
+                    'backlog-d' || i, at, kind, detail
+             FROM traces, k WHERE traces.delivery_id = $1 AND traces.kind = 'delivery.planned'"
+        ),
+    ];
+    let ids = [&event, &notification, &delivery, &delivery, &delivery];
+    let mut tx = engine.db().begin().await?;
+    for (sql, id) in statements.iter().zip(ids) {
+        sqlx::query(sql).bind(id).execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    let jobs = count(engine, "SELECT COUNT(*) FROM jobs").await?;
+    ensure!(
+        jobs == n.max(2) as i64,
+        "backlog check: {jobs} jobs, expected {n}"
+    );
+    Ok(())
 }
 
 /// The traces the engine appends to a delivery it sends (kind, detail length, whether a plugin
@@ -802,12 +1095,17 @@ async fn bench_schedule(o: &Options) -> Result<Vec<Row>> {
     ])
 }
 
-pub async fn run(scenarios: &[&str], o: Options) -> Result<()> {
+/// Runs `scenarios`; `backlog` (0: none) adds dispatch with that many deliveries due.
+pub async fn run(scenarios: &[&str], o: Options, backlog: usize) -> Result<()> {
+    ensure!(
+        backlog <= MAX_BACKLOG,
+        "--backlog must be at most {MAX_BACKLOG}, got {backlog}"
+    );
     let mut rows = Vec::new();
     for s in scenarios {
         let r = match *s {
             "trigger" => bench_trigger(&o).await?,
-            "dispatch" => bench_dispatch(&o).await?,
+            "dispatch" => bench_dispatch(&o, backlog).await?,
             "latency" => bench_latency(&o).await?,
             "schedule" => bench_schedule(&o).await?,
             "http" => bench_http(&o).await?,
@@ -825,6 +1123,7 @@ pub async fn run(scenarios: &[&str], o: Options) -> Result<()> {
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "backend": o.backend, "repetitions": o.repetitions, "size": o.size,
+                "backlog": backlog,
                 "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
                 "rows": rows,
             }))?

@@ -190,7 +190,27 @@ pub async fn open_with(url: &str, create: Create) -> Result<Db, StoreError> {
     if applied_migrations(&pool).await != before {
         analyze(&pool, backend).await?;
     }
+    if backend == Backend::Postgres {
+        warn_without_autovacuum(&pool).await;
+    }
     Ok(pool)
+}
+
+/// Says so when the server runs without autovacuum: the queue's tables churn (every job is
+/// written, leased and deleted), and nothing else would reclaim their dead rows or bring the
+/// planner's statistics up to date.
+async fn warn_without_autovacuum(db: &Db) {
+    let on: Result<String, _> = sqlx::query_scalar("SELECT current_setting('autovacuum')")
+        .fetch_one(db)
+        .await;
+    if let Ok(setting) = on
+        && setting != "on"
+    {
+        tracing::warn!(
+            autovacuum = %setting,
+            "PostgreSQL autovacuum is off: the job queue's dead rows and the planner's statistics are left to whoever runs VACUUM ANALYZE"
+        );
+    }
 }
 
 /// How long a SQLite connection lives before the pool replaces it (and the new one runs
