@@ -54,8 +54,9 @@ pub const INBOX_ITEM: Kind = Kind {
 };
 
 /// The whole id that `text` is, or is the unique prefix of, among `kinds`. An id that exists
-/// as given wins; a prefix that matches nothing, or more than one id, is an error naming what
-/// it matched.
+/// as given wins; text that starts no id is returned as it is, for the command to report as
+/// unknown in its own words; a prefix shorter than [`MIN_PREFIX`], or one that starts more
+/// than one id, is an error naming what it matched.
 pub async fn resolve(db: &Db, text: &str, kinds: &[Kind]) -> Result<String> {
     if !text
         .chars()
@@ -86,22 +87,16 @@ pub async fn resolve(db: &Db, text: &str, kinds: &[Kind]) -> Result<String> {
                 .map(|id| (id, kind.what)),
         );
     }
-    let names = || {
-        let whats: Vec<&str> = kinds.iter().map(|k| k.what).collect();
-        match whats.split_last() {
-            Some((last, [])) => (*last).to_string(),
-            Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
-            None => "thing".to_string(),
-        }
-    };
+    if found.is_empty() {
+        // Nothing has this id or starts with it: the command says so in its own words.
+        return Ok(text.to_string());
+    }
     if text.chars().count() < MIN_PREFIX {
         bail!(
-            "no {} has the id `{text}`, and an id prefix must have at least {MIN_PREFIX} characters",
-            names()
+            "the id prefix `{text}` is too short: give at least {MIN_PREFIX} characters, or the whole id"
         );
     }
     match found.as_slice() {
-        [] => bail!("no {} has an id that is or starts with `{text}`", names()),
         [(id, _)] => Ok(id.clone()),
         several => bail!(
             "the id prefix `{text}` is ambiguous: it starts {}{}; give more characters",
@@ -168,8 +163,8 @@ mod tests {
         let ambiguous = resolve("0194a1b2").await.unwrap_err().to_string();
         assert!(ambiguous.contains("ambiguous"), "{ambiguous}");
         assert!(ambiguous.contains("00000000000a"), "{ambiguous}");
-        let unknown = resolve("ffff").await.unwrap_err().to_string();
-        assert!(unknown.contains("no probe has an id"), "{unknown}");
+        // Unknown: left for the command to report.
+        assert_eq!(resolve("ffff").await.unwrap(), "ffff");
         let short = resolve("019").await.unwrap_err().to_string();
         assert!(short.contains("at least 4 characters"), "{short}");
     }

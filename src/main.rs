@@ -400,7 +400,18 @@ fn main() {
         output::print_error(&anyhow::Error::msg(e), json_early);
         std::process::exit(2);
     }
-    let matches = Cli::command().get_matches();
+    let matches = match Cli::command().try_get_matches() {
+        Ok(matches) => matches,
+        // Help and --version are not errors; a usage error under --json is one JSON object too.
+        Err(e) if json_early && e.use_stderr() => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or_default();
+            let message = first.strip_prefix("error: ").unwrap_or(first).to_string();
+            output::print_error(&anyhow::Error::msg(message), true);
+            std::process::exit(2);
+        }
+        Err(e) => e.exit(),
+    };
     let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
@@ -442,7 +453,10 @@ fn only_reads(command: &Command) -> bool {
             matches!(command, policy_cli::SuppressionsCommand::List { .. })
         }
         Command::Digests { command } => match command {
-            DigestsCommand::Rules { command } => !matches!(command, RulesCommand::Upsert(_)),
+            DigestsCommand::Rules { command } => matches!(
+                command,
+                RulesCommand::Get { .. } | RulesCommand::List { .. } | RulesCommand::Match { .. }
+            ),
             DigestsCommand::Cadence { command } => matches!(command, CadenceCommand::List { .. }),
             DigestsCommand::Buckets { .. } | DigestsCommand::Bucket { .. } => true,
             DigestsCommand::Emit { .. } => false,

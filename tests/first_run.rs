@@ -414,6 +414,35 @@ async fn serve_skips_a_broken_plugin_and_readyz_names_it() {
         console.contains("body.broken"),
         "the console ignores broken plugins"
     );
+
+    // And draws them, in a real browser (tests/browser/broken_plugin.mjs).
+    if std::env::var("BELFRY_TEST_BROWSER").as_deref() != Ok("1") {
+        eprintln!("SKIPPED: BELFRY_TEST_BROWSER is not 1, so the console was not drawn");
+        return;
+    }
+    let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let setup = Command::new("bash")
+        .arg(here.join("setup.sh"))
+        .status()
+        .unwrap();
+    assert!(setup.success(), "tests/browser/setup.sh failed: {setup}");
+    let mut node = tokio::process::Command::new("node");
+    node.arg(here.join("broken_plugin.mjs"))
+        .env("BELFRY_URL", &server.base)
+        .env("BELFRY_KEY", &key)
+        .env("BELFRY_BROKEN", "badmanifest,garbage")
+        .kill_on_drop(true);
+    // The script bounds itself at 60 s; this is the backstop if node itself hangs.
+    let out = tokio::time::timeout(Duration::from_secs(120), node.output())
+        .await
+        .expect("the browser scenario did not finish within 120 s")
+        .unwrap();
+    let (out_text, err_text) = (stdout(&out), stderr(&out));
+    assert!(
+        out.status.success() && out_text.contains("broken-plugin browser test passed"),
+        "the browser scenario failed ({}):\n{out_text}\n{err_text}",
+        out.status
+    );
 }
 
 // ---- 3. ids as the demo prints them, or a unique prefix of one --------------------------------
@@ -459,7 +488,7 @@ fn the_demo_prints_ids_that_explain_takes_whole_or_by_prefix() {
     let unknown = explain("ffffffff-ffff");
     assert!(!unknown.status.success());
     assert!(
-        stderr(&unknown).contains("has an id that is or starts with `ffffffff-ffff`"),
+        stderr(&unknown).contains("has the id `ffffffff-ffff`"),
         "{}",
         stderr(&unknown)
     );
@@ -524,7 +553,7 @@ async fn prefixes_for_cancel_defer_and_run(b: Backend) {
     assert!(out.status.success(), "{}", stderr(&out));
     let out = run(dir, &["--database-url", db, "cancel", "abcdef99"]);
     assert!(
-        stderr(&out).contains("no delivery has an id that is or starts with `abcdef99`"),
+        stderr(&out).contains("no delivery has the id `abcdef99`"),
         "{}",
         stderr(&out)
     );
