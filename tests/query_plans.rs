@@ -1,10 +1,10 @@
 //! The plans of the statements dispatch runs for every job, on SQLite and PostgreSQL, against
 //! a database holding a large backlog: none may read a number of rows that grows with the
-//! backlog (a full scan of a large table, or a walk of `deliveries_status`, whose `pending`
-//! entries are the backlog itself).
+//! backlog (a full scan of a large table, or a walk of an index on delivery status, whose
+//! `pending` entries are the backlog itself).
 //!
 //! The statements are not copied here: a real worker dispatches real triggers (a plain send
-//! under a cooldown and a cap, an in-app workflow step) while every statement sqlx runs is
+//! under a cooldown and a cap, an in-app workflow step, a digest) while every statement sqlx runs is
 //! recorded from its `sqlx::query` log events, and each one recorded is then explained, with
 //! the statistics the engine left (none, after a burst) and again after `ANALYZE`.
 //!
@@ -15,6 +15,7 @@
 mod common;
 
 use belfry::host::content::Channel;
+use belfry::host::digests::{GroupBy, RuleSpec, Window};
 use belfry::host::dispatch::WorkerConfig;
 use belfry::host::policy::{Cap, SettingsPatch};
 use belfry::{Engine, TriggerRequest};
@@ -210,8 +211,73 @@ fn task(n: usize) -> TriggerRequest {
     )
 }
 
+/// Two comments held for an email digest whose window has ended, so the worker emits the
+/// bucket and sends the digest; returns the bucket.
+async fn held_in_a_due_bucket(e: &Engine, ids: &mut Vec<String>) -> String {
+    e.upsert_digest_rule(
+        "default",
+        &RuleSpec {
+            key: "comments".into(),
+            version: 1,
+            channel: Channel::Email,
+            notifier_key: Some("comment".into()),
+            category: None,
+            digest_key: None,
+            group_by: GroupBy::DigestKey,
+            window: Window::fixed(60).unwrap(),
+            max_items: None,
+            first_now: false,
+        },
+    )
+    .await
+    .unwrap();
+    let mut held = String::new();
+    for text in ["first", "second"] {
+        let o = e
+            .trigger(&TriggerRequest::new(
+                "comment",
+                json!({
+                    "thread": {"id": "42", "title": "Thread 42"},
+                    "author": {"name": "Grace"},
+                    "text": text,
+                    "followers": [{"id": "f1", "email": "f1@example.com"}],
+                }),
+            ))
+            .await
+            .unwrap();
+        for d in &o.notifications[0].deliveries {
+            ids.push(d.id.clone());
+            if d.channel == "email" {
+                held = d.id.clone();
+            }
+        }
+    }
+    let bucket: String =
+        sqlx::query_scalar("SELECT digest_bucket_id FROM deliveries WHERE id = $1")
+            .bind(&held)
+            .fetch_one(e.db())
+            .await
+            .unwrap();
+    // The window ends now rather than in a minute.
+    let past = belfry::host::store::time_text(chrono::Utc::now() - chrono::Duration::seconds(1));
+    sqlx::query("UPDATE digest_buckets SET window_end = $1 WHERE id = $2")
+        .bind(&past)
+        .bind(&bucket)
+        .execute(e.db())
+        .await
+        .unwrap();
+    sqlx::query("UPDATE jobs SET run_at = $1 WHERE kind = 'digest_emit' AND subject_id = $2")
+        .bind(&past)
+        .bind(&bucket)
+        .execute(e.db())
+        .await
+        .unwrap();
+    bucket
+}
+
 /// Triggers sends that exercise every per-job read (policy inputs, cooldown, cap, an in-app
-/// workflow step and its run's move) and dispatches them with a real worker while recording.
+/// workflow step and its run's move, a digest's emission and send) and dispatches them with a
+/// real worker while recording.
 async fn record_dispatch(e: &Engine) -> BTreeSet<String> {
     e.set_settings(
         "default",
@@ -239,6 +305,7 @@ async fn record_dispatch(e: &Engine) -> BTreeSet<String> {
         let o = e.trigger(&task(n)).await.unwrap();
         ids.extend(o.notifications[0].deliveries.iter().map(|d| d.id.clone()));
     }
+    let bucket = held_in_a_due_bucket(e, &mut ids).await;
 
     RECORDED.lock().unwrap().clear();
     RECORDING.store(true, Ordering::SeqCst);
@@ -257,9 +324,16 @@ async fn record_dispatch(e: &Engine) -> BTreeSet<String> {
         let mut done = 0;
         for id in &ids {
             let status = e.delivery(id).await.unwrap().unwrap().status;
-            done += (status != "pending") as usize;
+            done += !["pending", "held"].contains(&status.as_str()) as usize;
         }
-        if done == ids.len() {
+        let digest_sent: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM deliveries WHERE digest_of = $1 AND status <> 'pending'",
+        )
+        .bind(&bucket)
+        .fetch_one(e.db())
+        .await
+        .unwrap();
+        if done == ids.len() && digest_sent == 1 {
             break;
         }
         waited += 1;
@@ -521,6 +595,8 @@ async fn dispatch_reads_no_more_rows_with_a_backlog(b: Backend) {
         "UPDATE deliveries SET status",
         "MIN(run_at)",
         "workflow_runs",
+        "UPDATE digest_buckets SET status = 'emitted'",
+        "digest_of",
     ] {
         assert!(seen(needle), "no statement with `{needle}` was recorded");
     }
