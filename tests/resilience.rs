@@ -395,6 +395,60 @@ async fn running_due_jobs_inline_survives_a_poisoned_job(b: Backend) {
     assert_eq!(e.queue_stats().await.unwrap().retrying, 1);
 }
 
+/// A workflow step's delivery that fails this way is a final outcome like any other: the run
+/// is told, with the reason, rather than waiting on it for ever.
+async fn a_workflow_step_that_fails_inside_belfry_moves_its_run_on(b: Backend) {
+    let w = world(b).await;
+    let e = &w.engine;
+    let o = e
+        .trigger(
+            &TriggerRequest::new(
+                "task-assigned",
+                json!({
+                    "task": {"id": "T-1", "title": "Review", "url": "https://tasks.example/T-1"},
+                    "assignee": {"id": "ada", "email": "ada@example.com", "name": "Ada"},
+                    "assigned_by": {"name": "Grace"},
+                }),
+            )
+            .tenant(POISON),
+        )
+        .await
+        .unwrap();
+    let notification = o.notifications[0].id.clone();
+    let step = o.notifications[0].deliveries[0].id.clone();
+    let mut exec = e.executor();
+    exec.faults = Faults {
+        panic_preparing: Some(POISON.into()),
+        ..Default::default()
+    };
+    dispatch::run_due(&exec, "inline", Duration::from_secs(60), Scope::All)
+        .await
+        .unwrap();
+    assert_eq!(status(e, &step).await.0, "pending");
+    // The retry is 100 ms later; the second attempt is the last.
+    wait_for("the step's delivery failed", || async {
+        dispatch::run_due(&exec, "inline", Duration::from_secs(60), Scope::All)
+            .await
+            .unwrap();
+        status(e, &step).await.0 == "failed"
+    })
+    .await;
+    let run = e.workflow_run(&notification).await.unwrap().unwrap();
+    let told = run
+        .transitions
+        .iter()
+        .find(|t| {
+            t.delivery_id.as_deref() == Some(step.as_str()) && t.evidence.contains("internal_error")
+        })
+        .unwrap_or_else(|| panic!("the run was not told: {:#?}", run.transitions));
+    assert!(told.evidence.contains("failed"), "{told:?}");
+    assert_ne!(
+        run.step_delivery_id.as_deref(),
+        Some(step.as_str()),
+        "{run:#?}"
+    );
+}
+
 /// A loop that dies holding leases: its jobs are given back at once (not after their 120 s
 /// leases), the loop comes back, and the worker returns its report instead of panicking.
 async fn a_dead_worker_loop_gives_back_its_jobs_and_restarts(b: Backend) {
@@ -509,6 +563,7 @@ on_both_backends!(
     a_delivery_that_cannot_be_read_fails_alone,
     a_belfry_worker_process_survives_an_unreadable_delivery,
     running_due_jobs_inline_survives_a_poisoned_job,
+    a_workflow_step_that_fails_inside_belfry_moves_its_run_on,
     a_dead_worker_loop_gives_back_its_jobs_and_restarts,
     readyz_names_a_worker_that_is_down,
 );

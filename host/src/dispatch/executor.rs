@@ -1351,20 +1351,31 @@ async fn commit_fault(
     ))
 }
 
-/// Whether an error says the database cannot be reached at all, rather than that one job's
-/// rows or statements failed: then trying the jobs one by one would only fail as many times.
+/// Whether an error says the database cannot be reached or is held by another writer, rather
+/// than that one job's rows or statements failed: then trying the jobs one by one would only
+/// fail as many times, each after its own wait.
 fn is_outage(e: &StoreError) -> bool {
-    matches!(
-        e,
+    match e {
         StoreError::Sql(
             sqlx::Error::Io(_)
-                | sqlx::Error::Tls(_)
-                | sqlx::Error::Protocol(_)
-                | sqlx::Error::PoolTimedOut
-                | sqlx::Error::PoolClosed
-                | sqlx::Error::WorkerCrashed
-        )
-    )
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed,
+        ) => true,
+        StoreError::Sql(sqlx::Error::Database(db)) => {
+            let code = db.code().unwrap_or_default();
+            // SQLite's codes are numbers (SQLITE_BUSY 5 and SQLITE_LOCKED 6, under any extended
+            // code); PostgreSQL's are five-character SQLSTATEs: connection exceptions (08…) and
+            // shutdowns (57P01–57P03).
+            match code.parse::<i32>() {
+                Ok(c) if code.len() < 5 => matches!(c & 0xff, 5 | 6),
+                _ => code.starts_with("08") || code.starts_with("57P"),
+            }
+        }
+        _ => false,
+    }
 }
 
 /// A delivery's new standing, waiting in [`Pending`].
@@ -1882,4 +1893,49 @@ async fn set_waiting_status(
     .execute(&mut *tx)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::ConnectOptions;
+    use std::str::FromStr;
+
+    /// A database held by another writer (SQLite's SQLITE_BUSY) or out of reach is not one
+    /// job's fault, so a failed batch is not retried job by job; a statement one job's rows
+    /// break is.
+    #[tokio::test]
+    async fn a_busy_or_unreachable_database_is_an_outage_and_a_broken_row_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let options = sqlx::sqlite::SqliteConnectOptions::from_str(&url)
+            .unwrap()
+            .busy_timeout(Duration::ZERO);
+        let mut a = options.connect().await.unwrap();
+        let mut b = options.connect().await.unwrap();
+        sqlx::query("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+            .execute(&mut a)
+            .await
+            .unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut a)
+            .await
+            .unwrap();
+        let busy = sqlx::query("INSERT INTO t VALUES (1)")
+            .execute(&mut b)
+            .await
+            .unwrap_err();
+        assert!(is_outage(&StoreError::Sql(busy)));
+        sqlx::query("INSERT INTO t VALUES (1)")
+            .execute(&mut a)
+            .await
+            .unwrap();
+        let duplicate = sqlx::query("INSERT INTO t VALUES (1)")
+            .execute(&mut a)
+            .await
+            .unwrap_err();
+        assert!(!is_outage(&StoreError::Sql(duplicate)));
+        assert!(!is_outage(&StoreError::Corrupt("recipient".into())));
+        assert!(is_outage(&StoreError::Sql(sqlx::Error::PoolTimedOut)));
+    }
 }
