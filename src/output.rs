@@ -309,3 +309,41 @@ pub fn print_dry_run(plan: &belfry::host::trigger::DryRun, json: bool) -> Result
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::causes;
+
+    /// An error that shows its source in its own message and also reports it as its source,
+    /// as sqlx's `Io` and many others do.
+    #[derive(Debug)]
+    struct Echoing(std::io::Error);
+
+    impl std::fmt::Display for Echoing {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "error communicating with database: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Echoing {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let e = anyhow::Error::new(Echoing(refused)).context("opening the database");
+        assert_eq!(
+            causes(&e),
+            [
+                "opening the database",
+                "error communicating with database: refused"
+            ]
+        );
+        // A cause that adds something is kept.
+        let e = anyhow::Error::new(std::io::Error::other("disk full")).context("writing");
+        assert_eq!(causes(&e), ["writing", "disk full"]);
+    }
+}
