@@ -4,9 +4,10 @@
 //! terminal latch). A hard bounce, complaint or unsubscribe suppresses the address.
 //!
 //! Order of a webhook: the adapter verifies the signature over the raw request and parses it;
-//! any refusal stores nothing. Then one transaction keeps the raw request (for replay), the
-//! new events (a provider's repeat of an event id writes nothing), their projections,
-//! suppressions and traces. The caller answers 2xx only after that commit, so a provider that
+//! any refusal stores nothing. Then one transaction keeps the raw request (for replay: once
+//! per distinct request, credentials redacted), the new events (a provider's repeat of an
+//! event id writes nothing; an event without an id is keyed by its content), their
+//! projections, suppressions, workflow branches and traces. The caller answers 2xx only after that commit, so a provider that
 //! retries after a lost answer repeats nothing.
 //!
 //! An event whose message is not found yet (the webhook beat the send's own commit) waits in

@@ -7,6 +7,8 @@
 //!   run moves there — a next delivery planned at once, a wait (a `workflow_wake` job), or
 //!   the end.
 //! - [`wake`] runs the `workflow_wake` job; [`resume`] and [`cancel`] are what signals do.
+//! - [`on_feedback`]: a hard bounce or complaint reported after a step was delivered takes
+//!   the step's `bounced` branch while the run waits right after it.
 //!
 //! Every move first *claims* the run: an update guarded by the run's `version`, so that of
 //! any number of repeated or concurrent moves from the same state exactly one writes; the
