@@ -149,16 +149,19 @@ pub async fn open_with(url: &str, create: Create) -> Result<Db, StoreError> {
                 .after_connect(|conn, _| {
                     Box::pin(async move {
                         // Writers queue behind each other instead of failing with SQLITE_BUSY;
-                        // WAL lets readers run beside the one writer. `optimize` as SQLite
-                        // advises for a new long-lived connection (3.46+): re-analyses, with a
-                        // bounded sample, tables never analysed or much grown since, so that a
-                        // backlog does not leave the planner guessing (issue 22).
+                        // WAL lets readers run beside the one writer.
                         conn.execute(
                             "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
-                             PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
-                             PRAGMA optimize = 0x10002;",
+                             PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
                         )
                         .await?;
+                        // As SQLite advises for a new long-lived connection (3.46+): analyse,
+                        // with a bounded sample, tables never analysed or much grown since, so
+                        // a backlog does not leave the planner guessing. Best effort: a file
+                        // opened read-only cannot store statistics, and need not.
+                        if let Err(e) = conn.execute("PRAGMA optimize = 0x10002;").await {
+                            tracing::debug!(error = %e, "PRAGMA optimize skipped");
+                        }
                         Ok(())
                     })
                 })
