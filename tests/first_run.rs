@@ -273,6 +273,53 @@ fn a_broken_plugin_is_listed_with_its_reason_and_the_rest_works() {
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
+#[test]
+fn a_plugin_describing_a_taken_notifier_key_is_skipped_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    // The bundled welcome under another name: it describes the key `welcome` a second time.
+    let welcome = belfry::BUNDLED
+        .iter()
+        .find(|b| b.name == "welcome")
+        .unwrap();
+    std::fs::write(plugins.join("welcome2.wasm"), welcome.wasm).unwrap();
+    std::fs::write(
+        plugins.join("welcome2.toml"),
+        welcome
+            .manifest
+            .replace("name = \"welcome\"", "name = \"welcome2\""),
+    )
+    .unwrap();
+    let plugins = plugins.to_str().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("k.db").display());
+
+    let out = run(
+        dir.path(),
+        &[
+            "--database-url",
+            &db,
+            "--plugins",
+            plugins,
+            "trigger",
+            "welcome",
+            "--data",
+            r#"{"user": {"id": "u1", "name": "Ada", "email": "ada@example.com"}}"#,
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("delivery"), "{}", stdout(&out));
+
+    let out = run(dir.path(), &["--plugins", plugins, "plugin", "list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let line = text.lines().find(|l| l.starts_with("welcome2")).unwrap();
+    assert!(
+        line.contains("BROKEN") && line.contains("notifier key `welcome` is already described"),
+        "{text}"
+    );
+}
+
 struct Serve {
     child: std::process::Child,
     base: String,

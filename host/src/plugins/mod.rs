@@ -1473,10 +1473,32 @@ pub async fn load_all(
             .collect();
         paths.sort();
         for path in paths {
-            let plugin = match runtime.load_file(&path).await {
-                Ok(plugin) => plugin,
-                Err(e) => {
-                    let reason = e.to_string();
+            let loaded = runtime.load_file(&path).await.map_err(|e| e.to_string());
+            // A notifier whose key another plugin already describes would make the registry,
+            // and so every command, fail: it is skipped like one that did not load.
+            let loaded = loaded.and_then(|plugin| {
+                let key = plugin.description().map(|d| d.key.as_str());
+                let clash = out.iter().find(|p| {
+                    p.name() != plugin.name()
+                        && key.is_some()
+                        && p.description().map(|d| d.key.as_str()) == key
+                });
+                match clash {
+                    Some(other) => Err(format!(
+                        "plugin {}: its notifier key `{}` is already described by {}",
+                        path.display(),
+                        key.unwrap_or_default(),
+                        other.reference()
+                    )),
+                    None => Ok(plugin),
+                }
+            });
+            match loaded {
+                Ok(plugin) => {
+                    out.retain(|p| p.name() != plugin.name());
+                    out.push(plugin);
+                }
+                Err(reason) => {
                     tracing::warn!(path = %path.display(), %reason, "plugin skipped: it could not be loaded");
                     broken.push(BrokenPlugin {
                         name: path
@@ -1486,11 +1508,8 @@ pub async fn load_all(
                         path,
                         reason,
                     });
-                    continue;
                 }
-            };
-            out.retain(|p| p.name() != plugin.name());
-            out.push(plugin);
+            }
         }
     }
     Ok(Loaded {
