@@ -493,6 +493,36 @@ async fn a_dead_worker_loop_gives_back_its_jobs_and_restarts(b: Backend) {
     assert_eq!(count(e, "jobs").await, 0);
 }
 
+/// A commit task that dies takes the loop with it (which notices when it hands over the next
+/// outcome) and both start again; the outcomes it lost are redone once their leases expire.
+async fn a_dead_commit_task_is_replaced(b: Backend) {
+    let w = world(b).await;
+    let e = &w.engine;
+    let (first, mut ids) = deliveries(e).await;
+    ids.push(first);
+    let worker = start_worker(
+        e,
+        WorkerConfig {
+            lease_for: Duration::from_secs(1),
+            ..worker_with(Faults {
+                committer_panics: Arc::new(AtomicUsize::new(1)),
+                ..Default::default()
+            })
+        },
+    );
+    wait_for("every delivery sent by the new commit task", || async {
+        let mut done = true;
+        for id in &ids {
+            done &= status(e, id).await.0 == "succeeded";
+        }
+        done
+    })
+    .await;
+    let report = worker.stop().await;
+    assert_eq!(report.restarts, 1, "{report:?}");
+    assert_eq!(count(e, "jobs").await, 0);
+}
+
 /// `belfry serve`: while its worker is down, `/readyz` answers 503 naming it and why; once
 /// restarted, 200 again, and the delivery goes out.
 async fn readyz_names_a_worker_that_is_down(b: Backend) {
@@ -565,5 +595,6 @@ on_both_backends!(
     running_due_jobs_inline_survives_a_poisoned_job,
     a_workflow_step_that_fails_inside_belfry_moves_its_run_on,
     a_dead_worker_loop_gives_back_its_jobs_and_restarts,
+    a_dead_commit_task_is_replaced,
     readyz_names_a_worker_that_is_down,
 );

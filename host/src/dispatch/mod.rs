@@ -43,6 +43,9 @@ pub struct Faults {
     /// The worker's loop panics this many more times, each time just after it leased and
     /// prepared a batch (so it dies holding leases).
     pub worker_panics: Arc<AtomicUsize>,
+    /// The worker's commit task panics this many more times, each time before it writes a
+    /// batch (whose outcomes are lost with it).
+    pub committer_panics: Arc<AtomicUsize>,
 }
 
 impl Faults {
@@ -59,15 +62,22 @@ impl Faults {
     }
 
     pub(crate) fn check_worker(&self) {
-        let take = |n: usize| n.checked_sub(1);
-        if self
-            .worker_panics
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, take)
-            .is_ok()
-        {
+        if take_one(&self.worker_panics) {
             panic!("injected fault: the worker loop panics");
         }
     }
+
+    pub(crate) fn check_committer(&self) {
+        if take_one(&self.committer_panics) {
+            panic!("injected fault: the commit task panics");
+        }
+    }
+}
+
+/// Counts one down, if any is left.
+fn take_one(left: &AtomicUsize) -> bool {
+    left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
 }
 
 /// The message a panic carried (`panic!` gives a `&str` or a `String`).

@@ -168,10 +168,22 @@ pub async fn run(
     // Outcomes are committed by their own task, so leasing and running go on while a batch
     // commits, and a batch is whatever finished during the previous commit. It outlives a
     // loop that dies, so what that loop finished is still written.
-    let (finished, outcomes) = mpsc::unbounded_channel::<Work>();
-    let committer = tokio::spawn(commit_loop(exec.clone(), outcomes));
+    let (mut finished, outcomes) = mpsc::unbounded_channel::<Work>();
+    let mut committer = tokio::spawn(commit_loop(exec.clone(), outcomes));
     let mut backoff = RESTART_MIN;
     loop {
+        if committer.is_finished() {
+            // It ends only when every sender is gone, which cannot be yet: it died, and the
+            // loop that found it so died too (see `collect`). A new one takes its place.
+            report.errors += 1;
+            match (&mut committer).await {
+                Ok(committed) => report.add(&committed),
+                Err(e) => tracing::error!(error = %e, "the commit task died; starting another"),
+            }
+            let (sender, outcomes) = mpsc::unbounded_channel::<Work>();
+            finished = sender;
+            committer = tokio::spawn(commit_loop(exec.clone(), outcomes));
+        }
         let on_hand = OnHand::default();
         let born = tokio::time::Instant::now();
         config.health.set(None);
@@ -444,11 +456,15 @@ fn collect(
             (Some(job.clone()), Work::fault(job, detail))
         }
     };
+    // The committer lives until the worker's `run` drops the last sender; if it is gone
+    // anyway, this loop dies with the job still on hand, to be given back, and `run` starts
+    // both again.
+    if finished.send(work).is_err() {
+        panic!("the commit task is gone");
+    }
     if let Some(job) = job {
         on_hand.drop_job(&job);
     }
-    // The committer lives until the worker's `run` drops the last sender.
-    let _ = finished.send(work);
 }
 
 /// Commits finished jobs in batches: each batch is everything that finished while the
@@ -458,6 +474,7 @@ async fn commit_loop(exec: Executor, mut outcomes: mpsc::UnboundedReceiver<Work>
     let mut report = WorkerReport::default();
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while outcomes.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        exec.faults.check_committer();
         let n = batch.len();
         // `commit` isolates a job whose outcome cannot be written; an error here means the
         // database could not be reached at all.
