@@ -29,7 +29,8 @@ pub enum DigestsCommand {
         /// open, emitted or empty.
         #[arg(long)]
         status: Option<String>,
-        #[arg(long, default_value_t = 50)]
+        /// 1–1000.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=1_000))]
         limit: i64,
         #[arg(long, default_value = DEFAULT_TENANT)]
         tenant: String,

@@ -46,7 +46,8 @@ pub enum EndpointsCommand {
     /// The newest messages sent (or owed) to an endpoint, with every try.
     Messages {
         id: String,
-        #[arg(long, default_value_t = 20)]
+        /// 1–1000.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1_000))]
         limit: u32,
     },
     /// The event types endpoints can subscribe to.

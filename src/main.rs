@@ -84,30 +84,33 @@ struct Global {
     )]
     endpoint_allow_networks: Vec<String>,
     /// Failed attempts in a row that disable an outbound webhook endpoint (it is enabled
-    /// again by hand: `belfry endpoints enable`).
+    /// again by hand: `belfry endpoints enable`); 1–10000.
     #[arg(
         long,
         global = true,
         env = "BELFRY_ENDPOINT_DISABLE_AFTER",
-        default_value_t = 20
+        default_value_t = 20,
+        value_parser = clap::value_parser!(u32).range(1..=10_000)
     )]
     endpoint_disable_after: u32,
-    /// Seconds one outbound webhook attempt may take.
+    /// Seconds one outbound webhook attempt may take; 1–300.
     #[arg(
         long,
         global = true,
         env = "BELFRY_ENDPOINT_TIMEOUT_SECS",
-        default_value_t = 15
+        default_value_t = 15,
+        value_parser = clap::value_parser!(u64).range(1..=300)
     )]
     endpoint_timeout_secs: u64,
     /// Calls one plugin instance may serve for the same tenant before it is replaced by a
     /// fresh one (0: a fresh instance for every call). An instance is also replaced after any
-    /// failed call.
+    /// failed call. 0–1000000.
     #[arg(
         long,
         global = true,
         env = "BELFRY_PLUGIN_REUSE",
-        default_value_t = belfry::host::plugins::WarmConfig::default().max_calls
+        default_value_t = belfry::host::plugins::WarmConfig::default().max_calls,
+        value_parser = clap::value_parser!(u32).range(0..=1_000_000)
     )]
     plugin_reuse: u32,
     /// Machine-readable JSON output.
@@ -258,18 +261,22 @@ enum Command {
 
 #[derive(Args)]
 struct WorkerArgs {
-    /// Jobs in flight at once in this process.
-    #[arg(long, env = "BELFRY_WORKER_CONCURRENCY", default_value_t = 8)]
+    /// Jobs in flight at once in this process; 1–1024.
+    #[arg(long, env = "BELFRY_WORKER_CONCURRENCY", default_value_t = 8,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]
     concurrency: usize,
     /// Lease length in seconds: a job whose worker died is taken over after this. It must
-    /// exceed the longest render plus send.
-    #[arg(long, env = "BELFRY_WORKER_LEASE_SECS", default_value_t = 120.0)]
+    /// exceed the longest render plus send. 1–86400.
+    #[arg(long, env = "BELFRY_WORKER_LEASE_SECS", default_value_t = 120.0,
+        value_parser = |v: &str| seconds_between(v, 1.0, 86_400.0))]
     lease_secs: f64,
-    /// Seconds shutdown waits for in-flight sends before releasing them.
-    #[arg(long, env = "BELFRY_WORKER_GRACE_SECS", default_value_t = 10.0)]
+    /// Seconds shutdown waits for in-flight sends before releasing them; 0–3600.
+    #[arg(long, env = "BELFRY_WORKER_GRACE_SECS", default_value_t = 10.0,
+        value_parser = |v: &str| seconds_between(v, 0.0, 3_600.0))]
     grace_secs: f64,
-    /// The polling backstop in milliseconds (wake-ups normally come sooner).
-    #[arg(long, env = "BELFRY_WORKER_POLL_MS", default_value_t = 1000)]
+    /// The polling backstop in milliseconds (wake-ups normally come sooner); 10–60000.
+    #[arg(long, env = "BELFRY_WORKER_POLL_MS", default_value_t = 1000,
+        value_parser = clap::value_parser!(u64).range(10..=60_000))]
     poll_ms: u64,
     #[command(flatten)]
     retry: RetryArgs,
@@ -280,24 +287,33 @@ struct ServeArgs {
     /// The address to listen on (port 0 picks a free one, printed at start).
     #[arg(long, env = "BELFRY_LISTEN", default_value = "127.0.0.1:8080")]
     listen: std::net::SocketAddr,
-    /// The largest request body in bytes; bigger ones get 413.
-    #[arg(long, env = "BELFRY_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    /// The largest request body in bytes; bigger ones get 413. 1024–1073741824 (1 GiB).
+    #[arg(long, env = "BELFRY_MAX_BODY_BYTES", default_value_t = 1 << 20,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..=1 << 30))]
     max_body_bytes: usize,
     /// Requests per second per API key (0: unlimited); over it, 429 with Retry-After.
-    #[arg(long, env = "BELFRY_RATE_LIMIT_PER_SEC", default_value_t = 0)]
+    /// 0–1000000.
+    #[arg(long, env = "BELFRY_RATE_LIMIT_PER_SEC", default_value_t = 0,
+        value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     rate_limit_per_sec: u32,
     /// The most requests a key may make in a burst before the rate applies (a bucket of this
-    /// size refilled at the rate); a value below the rate means the rate.
-    #[arg(long, env = "BELFRY_RATE_LIMIT_BURST", default_value_t = 0)]
+    /// size refilled at the rate); a value below the rate means the rate. 0–1000000.
+    #[arg(long, env = "BELFRY_RATE_LIMIT_BURST", default_value_t = 0,
+        value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     rate_limit_burst: u32,
-    /// How often an open inbox stream looks for new items, in milliseconds.
-    #[arg(long, env = "BELFRY_INBOX_POLL_MS", default_value_t = 250)]
+    /// How often an open inbox stream looks for new items, in milliseconds; 10–60000.
+    #[arg(long, env = "BELFRY_INBOX_POLL_MS", default_value_t = 250,
+        value_parser = clap::value_parser!(u64).range(10..=60_000))]
     inbox_poll_ms: u64,
-    /// Days raw provider webhook requests are kept for `belfry webhooks replay` (0: forever).
-    #[arg(long, env = "BELFRY_WEBHOOK_RETENTION_DAYS", default_value_t = 30)]
+    /// Days raw provider webhook requests are kept for `belfry webhooks replay` (0: forever);
+    /// 0–3653 (ten years).
+    #[arg(long, env = "BELFRY_WEBHOOK_RETENTION_DAYS", default_value_t = 30,
+        value_parser = clap::value_parser!(u32).range(0..=3_653))]
     webhook_retention_days: u32,
-    /// The largest `POST /v1/plugins` body in bytes (a base64 component and its manifest).
-    #[arg(long, env = "BELFRY_MAX_PLUGIN_BYTES", default_value_t = 64 << 20)]
+    /// The largest `POST /v1/plugins` body in bytes (a base64 component and its manifest);
+    /// 1024–1073741824 (1 GiB).
+    #[arg(long, env = "BELFRY_MAX_PLUGIN_BYTES", default_value_t = 64 << 20,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..=1 << 30))]
     max_plugin_bytes: usize,
     /// Serve the API only (when `belfry worker` processes do the sending). The variable takes
     /// true/false, 1/0, yes/no, on/off.
@@ -309,14 +325,18 @@ struct ServeArgs {
 
 #[derive(Args, Clone)]
 struct RetryArgs {
-    /// Attempts per delivery, the first included, before it is cancelled `retries_exhausted`.
-    #[arg(long, env = "BELFRY_RETRY_MAX_ATTEMPTS", default_value_t = 8)]
+    /// Attempts per delivery, the first included, before it is cancelled `retries_exhausted`;
+    /// 1–100.
+    #[arg(long, env = "BELFRY_RETRY_MAX_ATTEMPTS", default_value_t = 8,
+        value_parser = clap::value_parser!(u32).range(1..=100))]
     max_attempts: u32,
-    /// Seconds to wait after the first failure; doubled after each further one.
-    #[arg(long, env = "BELFRY_RETRY_BASE_SECS", default_value_t = 20.0)]
+    /// Seconds to wait after the first failure; doubled after each further one. 1–86400.
+    #[arg(long, env = "BELFRY_RETRY_BASE_SECS", default_value_t = 20.0,
+        value_parser = |v: &str| seconds_between(v, 1.0, 86_400.0))]
     retry_base_secs: f64,
-    /// The longest wait between attempts, in seconds.
-    #[arg(long, env = "BELFRY_RETRY_MAX_SECS", default_value_t = 600.0)]
+    /// The longest wait between attempts, in seconds; 1–86400, and at least the base.
+    #[arg(long, env = "BELFRY_RETRY_MAX_SECS", default_value_t = 600.0,
+        value_parser = |v: &str| seconds_between(v, 1.0, 86_400.0))]
     retry_max_secs: f64,
 }
 
@@ -350,8 +370,8 @@ enum BenchCommand {
     /// One renderer call on a fresh instance (and on a reused one) vs the same template
     /// rendered natively in Rust.
     Plugins {
-        /// Calls per measurement.
-        #[arg(long, default_value_t = 2000)]
+        /// Calls per measurement; 1–1000000.
+        #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
         iterations: u32,
     },
     /// Triggers/s from 1 and 4 callers, engine vs raw SQL writing the same rows.
@@ -382,10 +402,13 @@ struct QueueBenchArgs {
         default_value = "postgres://postgres@127.0.0.1:5432/test"
     )]
     postgres_url: String,
-    #[arg(long, default_value_t = 5)]
+    /// 1–1000.
+    #[arg(long, default_value_t = 5,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000))]
     repetitions: usize,
-    /// Triggers or jobs per repetition.
-    #[arg(long, default_value_t = 500)]
+    /// Triggers or jobs per repetition; 1–1000000.
+    #[arg(long, default_value_t = 500,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     size: usize,
     /// dispatch: also measure with this many deliveries already due (bulk-inserted), beside
     /// the empty queue, and print the ratio (0: the empty queue only).
@@ -394,6 +417,7 @@ struct QueueBenchArgs {
 }
 
 fn main() {
+    quiet_on_closed_stdout();
     // Before clap has parsed anything, `--json` is looked for by hand.
     let json_early = std::env::args().any(|a| a == "--json");
     if let Err(e) = load_config_file() {
@@ -518,6 +542,30 @@ fn collect_env(cmd: &clap::Command, into: &mut std::collections::BTreeSet<String
     for sub in cmd.get_subcommands() {
         collect_env(sub, into);
     }
+}
+
+/// `belfry explain … | head` closes stdout early, and Rust ignores SIGPIPE, so the next
+/// `println!` panics. Like `git log | head`, stop quietly instead: the reader has what it
+/// wanted. Exits 141 (128 + SIGPIPE), what a shell reports for a command a pipe killed.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        // std's words for it: "failed printing to stdout: Broken pipe (os error 32)".
+        let broken_pipe = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        if message.starts_with("failed printing to stdout")
+            && (message.contains(&std::io::Error::from_raw_os_error(32).to_string())
+                || message.ends_with(&broken_pipe.to_string()))
+        {
+            std::process::exit(141);
+        }
+        default(info)
+    }));
 }
 
 fn init_tracing(verbose: u8) {
@@ -983,43 +1031,84 @@ async fn worker(g: &Global, args: WorkerArgs) -> Result<()> {
     Ok(())
 }
 
-/// An RFC 3339 time, or a delay from now such as `90s`, `15m`, `2h`, `1d`, given as `flag`.
+/// An RFC 3339 time, or a delay from now such as `90s`, `15m`, `2h`, `1d`, given as `flag`;
+/// either within ten years of now ([`belfry::host::time_bounds`]).
 fn parse_when(flag: &str, text: &str) -> Result<chrono::DateTime<chrono::Utc>> {
+    use belfry::host::time_bounds;
+    let now = chrono::Utc::now();
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
-        return Ok(t.with_timezone(&chrono::Utc));
+        return Ok(time_bounds::instant(
+            flag,
+            t.with_timezone(&chrono::Utc),
+            now,
+        )?);
     }
     // A delay here is from now, forward, and names its unit.
     if text.ends_with(|c: char| c.is_ascii_digit()) {
         bail!("{flag} `{text}`: the unit must be s, m, h or d");
     }
-    let secs = duration_secs(flag, text)
-        .ok()
-        .filter(|s| *s >= 0)
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "{flag} `{text}`: expected an RFC 3339 time or a delay like 90s, 15m, 2h, 1d"
-            )
-        })?;
-    Ok(chrono::Utc::now() + chrono::Duration::seconds(secs))
+    let secs = match duration_of(text) {
+        Ok(secs) if secs >= 0 => time_bounds::span_secs(flag, secs, 0)?,
+        Err(e @ DurationError::TooLong) => bail!("{flag} `{text}`: {e}"),
+        _ => bail!("{flag} `{text}`: expected an RFC 3339 time or a delay like 90s, 15m, 2h, 1d"),
+    };
+    Ok(time_bounds::after(flag, now, secs)?)
 }
 
 /// `90s`, `15m`, `2h`, `1d` or plain seconds, as seconds given as `flag`. The sign is kept:
 /// whether a value makes sense is for its consumer to say.
 pub(crate) fn duration_secs(flag: &str, text: &str) -> Result<i64> {
+    duration_of(text).map_err(|e| match e {
+        DurationError::Syntax => {
+            anyhow::anyhow!("{flag} `{text}`: expected a duration like 90s, 15m, 2h or 1d")
+        }
+        e => anyhow::anyhow!("{flag} `{text}`: {e}"),
+    })
+}
+
+/// Why a duration's text was refused: a too-long one is said as such wherever it is given.
+#[derive(Debug)]
+enum DurationError {
+    Syntax,
+    Unit,
+    TooLong,
+}
+
+impl std::fmt::Display for DurationError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DurationError::Syntax => f.write_str("expected a number and a unit"),
+            DurationError::Unit => f.write_str("the unit must be s, m, h or d"),
+            DurationError::TooLong => write!(
+                f,
+                "too long (at most {} seconds, ten years)",
+                belfry::host::time_bounds::MAX_SPAN_SECS
+            ),
+        }
+    }
+}
+
+fn duration_of(text: &str) -> std::result::Result<i64, DurationError> {
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '-'))
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let n: i64 = number.parse().map_err(|_| {
-        anyhow::anyhow!("{flag} `{text}`: expected a duration like 90s, 15m, 2h or 1d")
-    })?;
-    Ok(match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        _ => bail!("{flag} `{text}`: the unit must be s, m, h or d"),
-    })
+    let n: i64 = number
+        .parse()
+        .map_err(|e: std::num::ParseIntError| match e.kind() {
+            std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow => {
+                DurationError::TooLong
+            }
+            _ => DurationError::Syntax,
+        })?;
+    let per_unit: i64 = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(DurationError::Unit),
+    };
+    n.checked_mul(per_unit).ok_or(DurationError::TooLong)
 }
 
 /// The benchmarks run on databases of their own (a temporary SQLite file, or a fresh schema
@@ -1071,6 +1160,18 @@ async fn queue_bench_run(scenarios: &[&str], a: QueueBenchArgs, json: bool) -> R
         a.backlog,
     )
     .await
+}
+
+/// A number of seconds from `min` to `max` (a flag's documented range; clap names the flag).
+fn seconds_between(v: &str, min: f64, max: f64) -> std::result::Result<f64, String> {
+    let n: f64 = v
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{v}` is not a number of seconds"))?;
+    if !(min..=max).contains(&n) {
+        return Err(format!("{v} is not in {min}..={max} seconds"));
+    }
+    Ok(n)
 }
 
 /// A `--NAME` option given in seconds.

@@ -13,9 +13,10 @@ pub enum WebhooksCommand {
         /// The receipt id a webhook answer (and the log) gives.
         id: String,
     },
-    /// Delete raw webhook requests older than DAYS days; the events read from them stay.
+    /// Delete raw webhook requests older than DAYS days (0–3653); the events read from them
+    /// stay.
     Purge {
-        #[arg(long, default_value_t = 30)]
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(0..=3_653))]
         days: u32,
     },
     /// Events whose message no delivery has claimed yet.

@@ -766,7 +766,9 @@ impl Engine {
 
     /// Deletes raw webhook requests older than `days` days; their events stay in the ledger.
     pub async fn purge_webhook_receipts(&self, days: u32) -> Result<u64, StoreError> {
-        let before = store::now() - chrono::Duration::days(i64::from(days));
+        // More days than there are times purges nothing, rather than overflowing.
+        let before = crate::time_bounds::before("days", store::now(), i64::from(days) * 86_400)
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
         feedback::purge_receipts(&self.db, before).await
     }
 

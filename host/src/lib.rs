@@ -11,6 +11,7 @@
 //! - [`unsubscribe`]: one-click unsubscribe links in email (RFC 8058);
 //! - [`tenants`] and [`keys`]: who may call `belfry serve`;
 //! - [`traces`]: the append-only trace and `explain`;
+//! - [`time_bounds`]: the ten-year bound on durations and instants from outside;
 //! - [`engine`]: the façade embedding programs use.
 
 pub mod content;
@@ -26,6 +27,7 @@ pub mod plugins;
 pub mod policy;
 pub mod store;
 pub mod tenants;
+pub mod time_bounds;
 pub mod traces;
 pub mod trigger;
 pub mod unsubscribe;

@@ -848,8 +848,8 @@ fn settle(policy: &RetryPolicy, work: &mut Work) {
             retry_after,
         } => match policy.next_delay(attempt as u32, retry_after) {
             Some(delay) => {
-                let at = store::now()
-                    + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+                // A provider's retry-after is not bounded; ten years is as late as it gets.
+                let at = crate::time_bounds::later(store::now(), delay);
                 work.retry_at = Some(at);
                 work.verdict = Verdict::Retry {
                     reason,
@@ -1726,6 +1726,9 @@ pub enum ChangeError {
     InFlight(String),
     #[error("a deferral needs a reason")]
     NoReason,
+    /// A deferral more than ten years away (or ago).
+    #[error(transparent)]
+    Bounds(#[from] crate::time_bounds::BoundsError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -1795,6 +1798,7 @@ pub async fn defer(
     if why.trim().is_empty() {
         return Err(ChangeError::NoReason);
     }
+    crate::time_bounds::instant("until", until, store::now())?;
     let d = waiting(db, delivery_id, "deferred").await?;
     let mut tx = db.begin().await?;
     if !queue::defer(&mut tx, queue::job_kind::DELIVER, &d.id, until, why).await? {

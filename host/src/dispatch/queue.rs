@@ -175,7 +175,7 @@ pub async fn lease(
         return Ok(Vec::new());
     }
     let now = store::now();
-    let expires = now + chrono::Duration::from_std(lease_for).unwrap_or(chrono::Duration::MAX);
+    let expires = crate::time_bounds::later(now, lease_for);
     let token = store::new_id();
     let scope_sql = match scope {
         Scope::All => "",

@@ -498,7 +498,7 @@ async fn until_next_due(exec: &Executor, poll: Duration) -> Duration {
         Ok(Some(at)) => (at - store::now())
             .to_std()
             .unwrap_or(Duration::ZERO)
-            .clamp(MIN_NAP, poll),
+            .clamp(MIN_NAP, poll.max(MIN_NAP)),
         Ok(None) => poll,
         Err(_) => poll,
     }

@@ -14,6 +14,7 @@ use super::inputs::{self, Settings, Suppression, TENANT_DEFAULT};
 use super::{Severity, reason};
 use crate::content::{Channel, Recipient};
 use crate::store::{self, Conn, StoreError};
+use crate::time_bounds;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::Row;
@@ -504,7 +505,11 @@ async fn evaluate(
     // still going out (or went out) inside the cooldown makes this one a repeat.
     match settings.cooldown_for(s.notifier_key) {
         Some(secs) => {
-            let since = s.notification_created_at - chrono::Duration::seconds(secs as i64);
+            let since = stored_span(s, &format!("cooldown for `{}`", s.notifier_key), secs)
+                .and_then(|secs| {
+                    time_bounds::before("cooldown", s.notification_created_at, secs)
+                        .map_err(|e| stored_error(s, &e.to_string()))
+                })?;
             let earlier: Option<String> = sqlx::query_scalar(&format!(
                 "SELECT n.id FROM notifications n JOIN events e ON e.id = n.event_id
                  WHERE n.tenant = $1 AND n.recipient_id = $2 AND e.notifier_key = $3
@@ -542,7 +547,11 @@ async fn evaluate(
     // before this one (not this notification's own).
     match settings.caps.get(&s.channel) {
         Some(cap) => {
-            let since = now - chrono::Duration::seconds(cap.window_secs as i64);
+            let since = stored_span(s, &format!("cap window on {}", s.channel), cap.window_secs)
+                .and_then(|secs| {
+                    time_bounds::before("cap window", now, secs)
+                        .map_err(|e| stored_error(s, &e.to_string()))
+                })?;
             let used: i64 = sqlx::query_scalar(&format!(
                 "SELECT COUNT(*) FROM deliveries d JOIN notifications n ON n.id = d.notification_id
                  WHERE n.tenant = $1 AND n.recipient_id = $2 AND d.channel = $3
@@ -594,6 +603,21 @@ async fn evaluate(
         None => check("quiet hours", "none set".into(), "pass"),
     }
     Ok(Outcome::Allow)
+}
+
+/// A span read from stored settings, checked as it would be on the way in: a row written
+/// before the bound existed (or by hand) fails this delivery's decision with an error
+/// naming it, never the process with a panic.
+fn stored_span(s: &Subject<'_>, what: &str, secs: u64) -> Result<i64, StoreError> {
+    time_bounds::span_secs(what, secs, 1).map_err(|e| stored_error(s, &e.to_string()))
+}
+
+fn stored_error(s: &Subject<'_>, problem: &str) -> StoreError {
+    tracing::warn!(tenant = s.tenant, recipient = %s.recipient.id, problem, "stored policy settings out of range");
+    StoreError::Corrupt(format!(
+        "the policy settings stored for recipient `{}` of tenant `{}` (or its `*` defaults) are out of range: {problem}; set them again (`belfry settings set` or PATCH /v1/recipients/{{id}}/settings)",
+        s.recipient.id, s.tenant
+    ))
 }
 
 /// `HH:MM` of a minute of the day; quiet hours' end is the whole minute, so 06:59 means

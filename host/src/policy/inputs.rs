@@ -9,6 +9,7 @@ use super::Severity;
 use super::quiet_hours::{self, QuietHours, QuietHoursError};
 use crate::content::Channel;
 use crate::store::{self, Conn, Db, StoreError};
+use crate::time_bounds::{self, BoundsError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -41,6 +42,20 @@ fn invalid(field: &str, problem: impl Into<String>) -> PolicyError {
     PolicyError::Invalid {
         field: field.to_string(),
         problem: problem.into(),
+    }
+}
+
+/// A value out of [`time_bounds`]' range, as the field it was given as.
+impl From<BoundsError> for PolicyError {
+    fn from(e: BoundsError) -> Self {
+        let field = e.field().to_string();
+        let problem = e.to_string();
+        // The bound's message starts with the field; the error adds it again.
+        let problem = problem
+            .strip_prefix(&field)
+            .map_or(problem.as_str(), str::trim_start)
+            .to_string();
+        PolicyError::Invalid { field, problem }
     }
 }
 
@@ -215,19 +230,20 @@ pub struct Cap {
 }
 
 impl Cap {
-    /// Rejects a cap that could never let anything through or never end.
+    /// Rejects a cap that could never let anything through, or whose window is under a
+    /// second or over [`time_bounds::MAX_SPAN_SECS`].
     pub fn new(max: i64, window_secs: i64) -> Result<Cap, PolicyError> {
         if max <= 0 {
             return Err(invalid("cap.max", format!("must be at least 1, got {max}")));
         }
-        if window_secs <= 0 {
-            return Err(invalid(
-                "cap.window",
-                format!("must be at least 1 second, got {window_secs}"),
-            ));
-        }
+        let window_secs = time_bounds::span_secs("cap.window", window_secs, 1)?;
         Ok(Cap {
-            max: u32::try_from(max).map_err(|_| invalid("cap.max", "is too large"))?,
+            max: u32::try_from(max).map_err(|_| {
+                invalid(
+                    "cap.max",
+                    format!("must be at most {}, got {max}", u32::MAX),
+                )
+            })?,
             window_secs: window_secs as u64,
         })
     }
@@ -364,13 +380,9 @@ pub async fn set_settings(
             check_name("cooldown notifier", notifier)?;
         }
         let secs = match secs {
-            Some(s) if *s <= 0 => {
-                return Err(invalid(
-                    "cooldown",
-                    format!("for `{notifier}` must be at least 1 second, got {s}"),
-                ));
+            Some(s) => {
+                Some(time_bounds::span_secs(&format!("cooldowns.{notifier}"), *s, 1)? as u64)
             }
-            Some(s) => Some(*s as u64),
             None => None,
         };
         cooldowns.push((notifier.clone(), secs));
@@ -638,13 +650,15 @@ pub(crate) async fn add_suppression_in(
 ) -> Result<Suppression, PolicyError> {
     check_name("tenant", tenant)?;
     let now = store::now();
-    if let Some(at) = expires_at
-        && at <= now
-    {
-        return Err(invalid(
-            "expires_at",
-            format!("{} is not in the future", store::time_text(at)),
-        ));
+    if let Some(at) = expires_at {
+        if at <= now {
+            return Err(invalid(
+                "expires_at",
+                format!("{} is not in the future", store::time_text(at)),
+            ));
+        }
+        // Stored as text and compared as text: a time past year 9999 would sort before today.
+        time_bounds::instant("expires_at", at, now)?;
     }
     let (subject, address, recipient_id, channel) = match target {
         SuppressionTarget::Address(a) => {
