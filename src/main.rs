@@ -411,8 +411,9 @@ struct QueueBenchArgs {
         value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     size: usize,
     /// dispatch: also measure with this many deliveries already due (bulk-inserted), beside
-    /// the empty queue, and print the ratio (0: the empty queue only).
-    #[arg(long, default_value_t = 0)]
+    /// the empty queue, and print the ratio (0: the empty queue only). 0–10000000.
+    #[arg(long, default_value_t = 0,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=10_000_000))]
     backlog: usize,
 }
 

@@ -161,6 +161,7 @@ fn every_numeric_flag_refuses_values_outside_its_range() {
             &["0", "-1", "1001", HUGE],
         ),
         (&["bench", "digests"], "--size", &["0", HUGE]),
+        (&["bench", "dispatch"], "--backlog", &["-1", "10000001", HUGE]),
         (
             &["webhooks", "purge"],
             "--days",
