@@ -97,6 +97,7 @@ pub async fn create(
             "`{name}` must be 1 to 100 characters long"
         )));
     }
+    crate::text::free_text("name", name).map_err(|e| KeyError::Invalid(e.to_string()))?;
     if let Some(t) = tenant {
         tenants::ensure(db, t).await?;
     }

@@ -12,6 +12,7 @@
 //! - [`tenants`] and [`keys`]: who may call `belfry serve`;
 //! - [`traces`]: the append-only trace and `explain`;
 //! - [`time_bounds`]: the ten-year bound on durations and instants from outside;
+//! - [`text`]: the one rule for identifiers and free text from outside (no NUL, no padding);
 //! - [`engine`]: the façade embedding programs use.
 
 pub mod content;
@@ -27,6 +28,7 @@ pub mod plugins;
 pub mod policy;
 pub mod store;
 pub mod tenants;
+pub mod text;
 pub mod time_bounds;
 pub mod traces;
 pub mod trigger;

@@ -373,8 +373,11 @@ pub fn parse_cursor(cursor: &str) -> Option<(String, String)> {
         .ok()?;
     let text = String::from_utf8(bytes).ok()?;
     let (at, id) = text.split_once('|')?;
-    parse_time(at).ok()?;
-    Some((at.to_string(), id.to_string()))
+    // In the stored form, whatever a caller put in: the cursor's time is compared as text.
+    let at = time_text(parse_time(at).ok()?);
+    // Base64 hides a NUL from the checks on paths and queries; PostgreSQL would fail on it.
+    crate::text::free_text("cursor", id).ok()?;
+    Some((at, id.to_string()))
 }
 
 /// Whether the database answers and every migration this build knows is applied: what a

@@ -27,12 +27,19 @@ impl From<sqlx::Error> for TenantError {
     }
 }
 
-/// A tenant name: 1–64 characters of letters, digits, `-`, `_` and `.`, so it can sit in a
-/// URL path and a token without escaping.
+/// The longest tenant name, in characters (all ASCII).
+pub const MAX_TENANT_LEN: usize = 64;
+
+/// A tenant name: 1–64 characters of ASCII letters, digits, `-`, `_` and `.`, and not `.` or
+/// `..`, so it can sit in a URL path (`/v1/webhooks/{tenant}/…`) and a token without escaping.
+/// The one rule for tenant names: every host function that takes a tenant from outside checks
+/// it (trigger, keys, settings, suppressions, signals, endpoints, webhooks).
 pub fn check_id(id: &str) -> Result<(), TenantError> {
-    if id.is_empty() || id.len() > 64 {
+    // `escape_debug`, so a name with a newline or NUL is shown as typed, on one line.
+    let shown = id.escape_debug();
+    if id.is_empty() || id.len() > MAX_TENANT_LEN {
         return Err(TenantError::Invalid(format!(
-            "`{id}` must be 1 to 64 characters long"
+            "`{shown}` must be 1 to {MAX_TENANT_LEN} characters long"
         )));
     }
     if let Some(c) = id
@@ -40,10 +47,74 @@ pub fn check_id(id: &str) -> Result<(), TenantError> {
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
     {
         return Err(TenantError::Invalid(format!(
-            "`{id}` may hold only letters, digits, `-`, `_` and `.` (not `{c}`)"
+            "`{shown}` may hold only letters, digits, `-`, `_` and `.` (not `{}`)",
+            c.escape_debug()
+        )));
+    }
+    if id == "." || id == ".." {
+        return Err(TenantError::Invalid(format!(
+            "`{id}` is a path segment, not a name"
         )));
     }
     Ok(())
+}
+
+/// A tenant name that passed [`check_id`]: what a function that must not see another kind
+/// can take. Deserializing one checks it, so a path or body field of this type is refused
+/// before a handler runs.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TenantId(String);
+
+impl TenantId {
+    pub fn new(id: impl Into<String>) -> Result<TenantId, TenantError> {
+        let id = id.into();
+        check_id(&id)?;
+        Ok(TenantId(id))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for TenantId {
+    type Error = TenantError;
+    fn try_from(id: String) -> Result<TenantId, TenantError> {
+        TenantId::new(id)
+    }
+}
+
+impl From<TenantId> for String {
+    fn from(id: TenantId) -> String {
+        id.0
+    }
+}
+
+impl std::ops::Deref for TenantId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for TenantId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Whether belfry knows the tenant: it has a row here (keys, an inbox secret) or has
+/// triggered an event. A provider webhook for any other tenant can be about no delivery.
+pub async fn exists(db: &Db, id: &TenantId) -> Result<bool, StoreError> {
+    let found: Option<String> = sqlx::query_scalar(
+        "SELECT id FROM tenants WHERE id = $1
+         UNION ALL SELECT tenant FROM events WHERE tenant = $1
+         LIMIT 1",
+    )
+    .bind(id.as_str())
+    .fetch_optional(db)
+    .await?;
+    Ok(found.is_some())
 }
 
 /// Creates the tenant if it does not exist; returns it and whether it was created now.

@@ -93,6 +93,9 @@ pub struct NotificationSummary {
 pub enum TriggerError {
     #[error("invalid trigger: {0}")]
     Invalid(String),
+    /// A field of the request breaks the rule for its kind (see [`check_request`]).
+    #[error("invalid trigger: {message}")]
+    InvalidField { field: String, message: String },
     #[error(transparent)]
     UnknownNotifier(#[from] RegistryError),
     #[error("notifier `{notifier}` rejected the payload: {source}")]
@@ -128,6 +131,60 @@ impl From<sqlx::Error> for TriggerError {
     fn from(e: sqlx::Error) -> Self {
         TriggerError::Store(e.into())
     }
+}
+
+impl From<crate::text::TextError> for TriggerError {
+    fn from(e: crate::text::TextError) -> Self {
+        TriggerError::InvalidField {
+            field: e.field.clone(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<crate::time_bounds::BoundsError> for TriggerError {
+    fn from(e: crate::time_bounds::BoundsError) -> Self {
+        TriggerError::InvalidField {
+            field: e.field().to_string(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<crate::tenants::TenantError> for TriggerError {
+    fn from(e: crate::tenants::TenantError) -> Self {
+        match e {
+            crate::tenants::TenantError::Store(e) => TriggerError::Store(e),
+            e => TriggerError::InvalidField {
+                field: "tenant".into(),
+                message: e.to_string(),
+            },
+        }
+    }
+}
+
+/// A request's own fields, by the rules every edge shares: the tenant's name
+/// ([`crate::tenants::check_id`]), an idempotency key and the payload's text
+/// ([`crate::text`]), and `deliver_at` within ten years of now ([`crate::time_bounds`]).
+/// Checked here, where the CLI, the HTTP API and embedding programs all pass, so none of
+/// them can store what another refuses.
+fn check_request(req: &TriggerRequest) -> Result<(), TriggerError> {
+    crate::tenants::check_id(&req.tenant)?;
+    if !req.payload.is_object() {
+        return Err(TriggerError::Invalid(
+            "payload must be a JSON object".into(),
+        ));
+    }
+    crate::text::json("payload", &req.payload)?;
+    if let Some(key) = &req.idempotency_key {
+        crate::text::idempotency_key(key)?;
+    }
+    // A time is stored as RFC 3339 text and compared as text, which orders times only for
+    // four-digit years: `+12026-…` once sorted before today and was sent at once.
+    if let Some(at) = req.deliver_at {
+        crate::time_bounds::instant("deliver_at", at, store::now())?;
+    }
+    Ok(())
 }
 
 struct PlannedRecipient {
@@ -733,24 +790,12 @@ async fn plan<'r>(
     registry: &Registry,
     req: &'r TriggerRequest,
 ) -> Result<Plan<'r>, TriggerError> {
-    if req.tenant.trim().is_empty() {
-        return Err(TriggerError::Invalid("tenant must not be empty".into()));
-    }
-    if !req.payload.is_object() {
-        return Err(TriggerError::Invalid(
-            "payload must be a JSON object".into(),
-        ));
-    }
-    if let Some(key) = &req.idempotency_key {
-        if key.is_empty() || key.len() > 255 {
-            return Err(TriggerError::Invalid(
-                "idempotency key must be 1 to 255 characters".into(),
-            ));
-        }
-        if let Some(existing) = find_by_key(db, &req.tenant, key).await? {
-            tracing::info!(event_id = %existing, "duplicate trigger");
-            return Ok(Plan::Duplicate(existing));
-        }
+    check_request(req)?;
+    if let Some(key) = &req.idempotency_key
+        && let Some(existing) = find_by_key(db, &req.tenant, key).await?
+    {
+        tracing::info!(event_id = %existing, "duplicate trigger");
+        return Ok(Plan::Duplicate(existing));
     }
 
     let notifier = registry.notifier(&req.notifier)?;
@@ -777,10 +822,14 @@ async fn plan<'r>(
             req.notifier
         )));
     }
-    if let Some(bad) = recipients.iter().find(|r| r.id.trim().is_empty()) {
+    // Recipient ids come from the payload through the plugin: the same rule as any id.
+    if let Some(e) = recipients
+        .iter()
+        .find_map(|r| crate::text::identifier("recipient id", &r.id).err())
+    {
         return Err(TriggerError::Invalid(format!(
-            "notifier `{}` returned a recipient with an empty id ({bad:?})",
-            req.notifier
+            "notifier `{}` returned a recipient id that {}",
+            req.notifier, e.problem
         )));
     }
     if recipients.len() > MAX_RECIPIENTS {

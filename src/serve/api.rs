@@ -33,11 +33,67 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
-/// A JSON body, with our error shape for malformed ones.
-pub type Body<T> = Result<Json<T>, JsonRejection>;
+/// A JSON body, with our error shape for malformed ones, held to the one text rule
+/// ([`belfry_host::text`]): a NUL (`\u0000`) anywhere in it is refused (400, naming the
+/// field) before it is parsed into the handler's type, for every route that takes a body.
+pub struct Body<T>(Result<T, ApiError>);
 
 pub fn body<T>(b: Body<T>) -> Result<T, ApiError> {
-    Ok(b?.0)
+    b.0
+}
+
+impl<S, T> axum::extract::FromRequest<S> for Body<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request(
+        request: axum::extract::Request,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let (parts, raw) = request.into_parts();
+        // Read once, within the route's body limit; then parsed from the same bytes.
+        let bytes = match axum::body::Bytes::from_request(
+            axum::extract::Request::from_parts(parts.clone(), raw),
+            state,
+        )
+        .await
+        {
+            Ok(bytes) => bytes,
+            Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return Ok(Body(Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_large",
+                    r.body_text(),
+                ))));
+            }
+            Err(r) => return Ok(Body(Err(ApiError::bad_request(r.body_text())))),
+        };
+        if let Err(e) = refuse_nul(&bytes) {
+            return Ok(Body(Err(e)));
+        }
+        let request = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
+        let parsed: Result<Json<T>, JsonRejection> = Json::from_request(request, state).await;
+        Ok(Body(parsed.map(|Json(t)| t).map_err(ApiError::from)))
+    }
+}
+
+/// 400 when JSON text spells a NUL anywhere (see [`belfry_host::text::json_text_has_nul`]).
+fn refuse_nul(raw: &[u8]) -> Result<(), ApiError> {
+    if !belfry_host::text::json_text_has_nul(raw) {
+        return Ok(());
+    }
+    let field = belfry_host::text::json_nul_field(raw);
+    let e = ApiError::bad_request(format!(
+        "{} must not contain NUL (\\u0000)",
+        field.as_deref().unwrap_or("the body")
+    ));
+    Err(match field {
+        Some(f) => e.field(f),
+        None => e,
+    })
 }
 
 /// `Absent` / `null` / a value, for patch bodies: absent leaves a field alone, null clears it.
@@ -110,15 +166,8 @@ pub async fn trigger(
         None => None,
     };
     let mut req = TriggerRequest::new(b.notifier, b.payload).tenant(caller.tenant.clone());
+    // Checked by the engine, by the rule the CLI and embedding programs meet too.
     req.idempotency_key = header_key.or(b.idempotency_key);
-    if let Some(k) = &req.idempotency_key
-        && (k.is_empty() || k.len() > 255)
-    {
-        return Err(ApiError::invalid(
-            "idempotency_key",
-            "an idempotency key is 1 to 255 characters",
-        ));
-    }
     req.deliver_at = b.deliver_at;
     req.severity = b.severity;
     // At most `trigger::MAX_RECIPIENTS` recipients: the engine refuses a bigger fan-out (422)
@@ -389,6 +438,7 @@ pub async fn cancel(
     let b: CancelBody = if raw.is_empty() {
         CancelBody::default()
     } else {
+        refuse_nul(&raw)?;
         serde_json::from_slice(&raw).map_err(|e| ApiError::bad_request(format!("body: {e}")))?
     };
     owned(&state, &caller, "delivery", &id).await?;

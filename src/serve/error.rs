@@ -87,6 +87,36 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// NUL in a request's path or query (`%00`), refused before any handler runs: the one text
+/// rule ([`belfry_host::text`]) for every route at once, including the ones that only look
+/// up (on PostgreSQL a NUL in a lookup fails the statement: a 500). Bodies are checked by
+/// [`super::api::Body`].
+pub async fn refuse_nul(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let uri = request.uri();
+    // A NUL can reach a path or query only percent-encoded: the HTTP parser refuses a raw one.
+    let nul = |text: &str| text.contains("%00");
+    let place = if nul(uri.path()) {
+        Some("path")
+    } else if uri.query().is_some_and(nul) {
+        Some("query")
+    } else {
+        None
+    };
+    match place {
+        Some(place) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            if place == "path" {
+                "bad_path"
+            } else {
+                "bad_query"
+            },
+            format!("the {place} must not contain NUL (%00)"),
+        )
+        .into_response(),
+        None => next.run(request).await,
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         ApiError::internal(e)
@@ -97,6 +127,7 @@ impl From<TriggerError> for ApiError {
     fn from(e: TriggerError) -> Self {
         match e {
             TriggerError::Invalid(m) => ApiError::invalid("payload", m),
+            TriggerError::InvalidField { field, message } => ApiError::invalid(&field, message),
             TriggerError::UnknownNotifier(e) => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "unknown_notifier",
@@ -148,6 +179,8 @@ impl From<EndpointError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
             }
             EndpointError::Client(_) => ApiError::internal(e),
+            EndpointError::Text(e) => ApiError::invalid(&e.field, e.to_string()),
+            EndpointError::Tenant(e) => e.into(),
             EndpointError::Store(e) => e.into(),
         }
     }

@@ -173,6 +173,8 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        // NUL in any path or query: 400 before routing (the one text rule, `error::refuse_nul`).
+        .layer(axum::middleware::from_fn(error::refuse_nul))
         .with_state(state)
 }
 

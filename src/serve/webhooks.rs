@@ -1,8 +1,9 @@
 //! Provider webhooks in, and what they taught belfry about a delivery out.
 //!
 //! `POST /v1/webhooks/{tenant}/{adapter}` takes no API key: the adapter's signature check over
-//! the raw request is the authentication. The size limit applies first (413), then the adapter
-//! verifies and parses; any refusal answers 4xx and stores nothing, and 200 comes only after
+//! the raw request is the authentication. The size limit applies first (413), then the tenant
+//! must be a valid name (400) that belfry knows (404), then the adapter verifies and parses;
+//! any refusal answers 4xx and stores nothing, and 200 comes only after
 //! the events are committed, so a provider that retries a lost answer repeats nothing.
 
 use super::AppState;
@@ -31,7 +32,7 @@ use belfry_host::tenants;
         (status = 200, description = "verified; every event is durable (repeats are marked `duplicate`)", body = Received),
         (status = 400, description = "verified but unreadable, or a bad tenant id", body = ErrorBody),
         (status = 401, description = "the signature is missing, wrong or outside the 5-minute tolerance", body = ErrorBody),
-        (status = 404, description = "no such adapter, or it receives no webhooks", body = ErrorBody),
+        (status = 404, description = "no such tenant or adapter, or the adapter receives no webhooks", body = ErrorBody),
         (status = 413, description = "the body is over the limit", body = ErrorBody),
         (status = 503, description = "the adapter failed; nothing was stored, the provider should retry", body = ErrorBody),
     ),
@@ -46,7 +47,13 @@ pub async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    tenants::check_id(&tenant).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let tenant = tenants::TenantId::new(tenant)
+        .map_err(|e| ApiError::bad_request(e.to_string()).field("tenant"))?;
+    // Anyone may call this route: a tenant belfry does not know gets nothing stored for it
+    // (its events could be about no delivery, and its receipts would only fill the table).
+    if !tenants::exists(state.engine.db(), &tenant).await? {
+        return Err(ApiError::not_found("tenant", &tenant));
+    }
     let request = WebhookRequest {
         method: method.to_string(),
         url: public_url(&state, &headers, &uri),

@@ -177,10 +177,10 @@ pub async fn set(
     category: &str,
     cadence: Cadence,
 ) -> Result<CadenceSetting, CadenceError> {
+    // The rules every edge shares (`crate::tenants::check_id`, `crate::text::identifier`).
+    crate::tenants::check_id(tenant).map_err(|e| CadenceError::Invalid(e.to_string()))?;
     for (field, value) in [("recipient", recipient_id), ("category", category)] {
-        if value.trim().is_empty() {
-            return Err(CadenceError::Invalid(format!("{field} is empty")));
-        }
+        crate::text::identifier(field, value).map_err(|e| CadenceError::Invalid(e.to_string()))?;
     }
     let (at, day) = cadence.parts();
     let now = store::time_text(store::now());

@@ -216,7 +216,7 @@ pub async fn upsert(
     tenant: &str,
     spec: &RuleSpec,
 ) -> Result<(DigestRule, Upserted), RuleError> {
-    check_name("tenant", tenant)?;
+    crate::tenants::check_id(tenant).map_err(|e| invalid("tenant", e.to_string()))?;
     spec.validate()?;
     // Insert-or-nothing, then compare: two upserts racing for the same version cannot both
     // publish different content.

@@ -70,6 +70,11 @@ pub enum EndpointError {
     Disabled(String),
     #[error("the webhook client could not be built: {0}")]
     Client(String),
+    /// A field breaks the rule every edge shares (see [`crate::text`]).
+    #[error(transparent)]
+    Text(#[from] crate::text::TextError),
+    #[error(transparent)]
+    Tenant(#[from] crate::tenants::TenantError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -183,6 +188,10 @@ pub async fn create(
     patterns: &[String],
     description: Option<&str>,
 ) -> Result<CreatedEndpoint, EndpointError> {
+    crate::tenants::check_id(tenant)?;
+    if let Some(d) = description {
+        crate::text::free_text("description", d)?;
+    }
     let checked = policy
         .check_url(url)
         .map_err(|why| EndpointError::InvalidUrl {

@@ -40,7 +40,8 @@ pub enum TokenError {
     Expired,
     #[error("ttl_secs must be between 1 and {MAX_TTL_SECS}, got {0}")]
     BadTtl(i64),
-    #[error("recipient id must be 1 to 255 characters")]
+    /// The recipient id breaks the identifier rule ([`crate::text::identifier`]).
+    #[error("recipient id must be 1 to 255 bytes, with no control character or surrounding space")]
     BadRecipient,
     #[error(transparent)]
     Tenant(#[from] TenantError),
@@ -64,7 +65,7 @@ pub async fn mint(
     if !(1..=MAX_TTL_SECS).contains(&ttl_secs) {
         return Err(TokenError::BadTtl(ttl_secs));
     }
-    if recipient_id.is_empty() || recipient_id.len() > 255 {
+    if crate::text::identifier("recipient_id", recipient_id).is_err() {
         return Err(TokenError::BadRecipient);
     }
     let secret = tenants::inbox_secret(db, tenant).await?;

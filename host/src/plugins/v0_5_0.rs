@@ -89,9 +89,14 @@ pub fn feedback_from_wit(
             },
             provider_event_id: e.provider_event_id,
             provider_message_id: e.provider_message_id,
+            // A provider's time more than ten years off is not believed (the time it was
+            // received stands in): stored as text, a year past 9999 would sort first.
             occurred_at: e
                 .occurred_at_ms
-                .and_then(chrono::DateTime::from_timestamp_millis),
+                .and_then(chrono::DateTime::from_timestamp_millis)
+                .filter(|at| {
+                    crate::time_bounds::instant("occurred_at", *at, chrono::Utc::now()).is_ok()
+                }),
             reason: e.reason,
         })
         .collect())

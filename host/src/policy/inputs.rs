@@ -59,14 +59,17 @@ impl From<BoundsError> for PolicyError {
     }
 }
 
+/// The rules every edge shares: a tenant's name ([`crate::tenants::check_id`]), any other
+/// name or id as an identifier ([`crate::text::identifier`]).
 fn check_name(field: &str, value: &str) -> Result<(), PolicyError> {
-    if value.trim().is_empty() {
-        return Err(invalid(field, "must not be empty"));
-    }
-    if value.len() > 255 {
-        return Err(invalid(field, "must be at most 255 characters"));
-    }
-    Ok(())
+    let checked = match field {
+        "tenant" => crate::tenants::check_id(value).map_err(|e| match e {
+            crate::tenants::TenantError::Invalid(problem) => problem,
+            e => e.to_string(),
+        }),
+        _ => crate::text::identifier(field, value).map_err(|e| e.problem.to_string()),
+    };
+    checked.map_err(|problem| invalid(field, problem))
 }
 
 /// What a preference is about.
@@ -649,6 +652,9 @@ pub(crate) async fn add_suppression_in(
     expires_at: Option<DateTime<Utc>>,
 ) -> Result<Suppression, PolicyError> {
     check_name("tenant", tenant)?;
+    if let Some(note) = note {
+        crate::text::free_text("note", note).map_err(|e| invalid("note", e.problem.to_string()))?;
+    }
     let now = store::now();
     if let Some(at) = expires_at {
         if at <= now {

@@ -70,12 +70,12 @@ pub async fn signal(
     name: &str,
     payload: &serde_json::Value,
 ) -> Result<SignalOutcome, SignalError> {
-    if tenant.trim().is_empty() {
-        return Err(SignalError::Invalid("tenant must not be empty".into()));
-    }
-    if actor.trim().is_empty() {
-        return Err(SignalError::Invalid("actor must not be empty".into()));
-    }
+    // The rules every edge shares (see `crate::text`): a NUL once failed the insert on
+    // PostgreSQL and was stored on SQLite.
+    crate::tenants::check_id(tenant).map_err(|e| SignalError::Invalid(e.to_string()))?;
+    crate::text::identifier("actor", actor).map_err(|e| SignalError::Invalid(e.to_string()))?;
+    crate::text::identifier("name", name).map_err(|e| SignalError::Invalid(e.to_string()))?;
+    crate::text::json("payload", payload).map_err(|e| SignalError::Invalid(e.to_string()))?;
     if name.trim().is_empty() || name.len() > super::definition::MAX_SIGNAL_NAME {
         return Err(SignalError::Invalid(format!(
             "name must be 1 to {} bytes, got {}",
