@@ -161,7 +161,11 @@ fn every_numeric_flag_refuses_values_outside_its_range() {
             &["0", "-1", "1001", HUGE],
         ),
         (&["bench", "digests"], "--size", &["0", HUGE]),
-        (&["bench", "dispatch"], "--backlog", &["-1", "10000001", HUGE]),
+        (
+            &["bench", "dispatch"],
+            "--backlog",
+            &["-1", "10000001", HUGE],
+        ),
         (
             &["webhooks", "purge"],
             "--days",
@@ -656,6 +660,30 @@ async fn http_refuses_out_of_range_values_with_a_4xx_naming_the_field(b: Backend
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{text}");
+
+    // An old bad row of the tenant's defaults: a trigger gets an answer saying so (it used to
+    // close the connection with none), and the server goes on answering.
+    sqlx::query(
+        "INSERT INTO recipient_settings (tenant, recipient_id, caps, cooldowns, updated_at)
+         VALUES ('acme', '*', '{}', $1, '2026-01-01T00:00:00.000Z')
+         ON CONFLICT (tenant, recipient_id) DO UPDATE SET cooldowns = excluded.cooldowns",
+    )
+    .bind(r#"{"welcome":9223372036854775807}"#)
+    .execute(w.engine.db())
+    .await
+    .unwrap();
+    let (status, text) = send(
+        reqwest::Method::POST,
+        "/v1/events".into(),
+        Some(json!({"notifier": "welcome", "payload": {"user": {"id": "u2", "email": "u2@example.com"}}})),
+        key.clone(),
+    )
+    .await;
+    assert!(!status.is_success(), "{status} {text}");
+    let body: Value = serde_json::from_str(&text).unwrap();
+    assert!(body["error"]["code"].is_string(), "{text}");
+    let healthz = http.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(healthz.status(), StatusCode::OK);
     server.shutdown().await.unwrap();
 }
 
