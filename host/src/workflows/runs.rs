@@ -643,7 +643,9 @@ async fn end(
 /// Puts a claimed run to wait before `step`, with the job that wakes it.
 async fn wait(conn: &mut Conn, run: &Run, step: &Step, after_ms: u64) -> Result<(), StoreError> {
     let now = store::now();
-    let until = now + chrono::Duration::milliseconds(after_ms as i64);
+    // Bounded when the workflow is loaded; a stored definition from before waits at most ten
+    // years rather than overflowing.
+    let until = crate::time_bounds::later(now, std::time::Duration::from_millis(after_ms));
     let w = step.wait.as_ref().expect("a waiting step has a wait");
     let json = |v: &Vec<String>| serde_json::to_string(v).map_err(|e| corrupt("signals", e));
     sqlx::query(
