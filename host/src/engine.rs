@@ -233,8 +233,14 @@ impl Engine {
     /// Plans an event into notifications, deliveries and their jobs (one transaction), then
     /// wakes the workers.
     pub async fn trigger(&self, req: &TriggerRequest) -> Result<TriggerOutcome, TriggerError> {
-        let outcome =
-            trigger::trigger(&self.db, &self.runtime, &self.registry.current(), req).await?;
+        let outcome = trigger::trigger(
+            &self.db,
+            &self.runtime,
+            &self.registry.current(),
+            &self.gate,
+            req,
+        )
+        .await?;
         metrics::counter!(crate::metrics::TRIGGERS, "notifier" => req.notifier.clone(), "duplicate" => if outcome.duplicate { "true" } else { "false" })
             .increment(1);
         if !outcome.duplicate {
@@ -249,8 +255,14 @@ impl Engine {
         &self,
         reqs: &[TriggerRequest],
     ) -> Result<Vec<TriggerOutcome>, TriggerError> {
-        let outcomes =
-            trigger::trigger_many(&self.db, &self.runtime, &self.registry.current(), reqs).await?;
+        let outcomes = trigger::trigger_many(
+            &self.db,
+            &self.runtime,
+            &self.registry.current(),
+            &self.gate,
+            reqs,
+        )
+        .await?;
         for (req, outcome) in reqs.iter().zip(&outcomes) {
             metrics::counter!(crate::metrics::TRIGGERS, "notifier" => req.notifier.clone(), "duplicate" => if outcome.duplicate { "true" } else { "false" })
                 .increment(1);

@@ -279,6 +279,7 @@ pub async fn trigger(
     db: &Db,
     runtime: &PluginRuntime,
     registry: &Registry,
+    gate: &queue::WriteGate,
     req: &TriggerRequest,
 ) -> Result<TriggerOutcome, TriggerError> {
     let planned = match plan(db, runtime, registry, req).await? {
@@ -287,11 +288,16 @@ pub async fn trigger(
     };
     let inputs = policy_inputs(db, &[&planned]).await?;
     let rules = digest_rules(db, &[&planned]).await?;
+    // In turn with this process's other writers (the workers' leases and commits), rather than
+    // in SQLite's busy handler, which is not first come first served: with a few large triggers
+    // and busy workers one writer could wait out the busy timeout ("database is locked").
+    let turn = gate.enter(db).await;
     let mut tx = db.begin().await?;
     lock_counted_recipients(&mut tx, store::backend(db), &inputs).await?;
     let written = write(&mut tx, &planned, &inputs, &rules).await?;
     queue::announce(&mut tx, store::backend(db)).await?;
     tx.commit().await?;
+    drop(turn);
     match written {
         Some(outcome) => Ok(outcome),
         None => duplicate_of(db, req).await,
@@ -306,6 +312,7 @@ pub async fn trigger_many(
     db: &Db,
     runtime: &PluginRuntime,
     registry: &Registry,
+    gate: &queue::WriteGate,
     reqs: &[TriggerRequest],
 ) -> Result<Vec<TriggerOutcome>, TriggerError> {
     if reqs.len() > MAX_BATCH {
@@ -334,6 +341,8 @@ pub async fn trigger_many(
         .collect();
     let inputs = policy_inputs(db, &new).await?;
     let rules = digest_rules(db, &new).await?;
+    // In turn, as in `trigger`.
+    let turn = gate.enter(db).await;
     let mut tx = db.begin().await?;
     lock_counted_recipients(&mut tx, store::backend(db), &inputs).await?;
     let mut written = Vec::with_capacity(plans.len());
@@ -345,6 +354,7 @@ pub async fn trigger_many(
     }
     queue::announce(&mut tx, store::backend(db)).await?;
     tx.commit().await?;
+    drop(turn);
     let mut out = Vec::with_capacity(plans.len());
     for ((p, w), req) in plans.iter().zip(written).zip(reqs) {
         out.push(match (p, w) {

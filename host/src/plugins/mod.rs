@@ -870,8 +870,6 @@ impl PluginRuntime {
         })?;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(plugin.manifest.limits.epoch_ticks());
-        store.epoch_deadline_trap();
         Ok(store)
     }
 
@@ -904,16 +902,20 @@ impl PluginRuntime {
                 None => (self.new_store(p)?, None, 0),
             };
             store.data_mut().begin_call();
-            store.set_epoch_deadline(p.manifest.limits.epoch_ticks());
             let wall = Duration::from_millis(p.manifest.limits.timeout_ms);
-            let outcome = tokio::time::timeout(wall, async {
-                let instance = match instance {
-                    Some(i) => i,
-                    None => p.pre.instantiate(&mut store).await?,
-                };
-                let r = body(&mut store, &instance).await?;
-                Ok((instance, r))
-            })
+            let computing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            deadline_per_tick(&mut store, wall, computing.clone());
+            let outcome = off_the_async_workers(
+                &computing,
+                tokio::time::timeout(wall, async {
+                    let instance = match instance {
+                        Some(i) => i,
+                        None => p.pre.instantiate(&mut store).await?,
+                    };
+                    let r = body(&mut store, &instance).await?;
+                    Ok((instance, r))
+                }),
+            )
             .await;
             let result = classify(p, function, &store, outcome.map_err(|_| ()));
             let name = format!("{}@{}", p.manifest.name, p.manifest.version);
@@ -1374,6 +1376,77 @@ impl PluginRuntime {
         )
         .await
     }
+}
+
+/// Guest code is checked at every epoch tick ([`limits::EPOCH_TICK_MS`]): past `limit` since
+/// the call began it traps (`Trap::Interrupt`, reported as a timeout, as before). Once the
+/// guest has been seen at two ticks, so it has computed for at least one whole tick, it is
+/// marked `computing` and yields to the executor at every tick: that yield is where
+/// [`off_the_async_workers`] takes the call off the async workers. A quick call that merely
+/// straddles one tick stays where it is. The yield is tokio's, which lets the worker poll for
+/// I/O before it resumes the call, so on a runtime where the call cannot leave (current-thread)
+/// other tasks still take turns with it.
+fn deadline_per_tick(
+    store: &mut Store<PluginState>,
+    limit: Duration,
+    computing: Arc<std::sync::atomic::AtomicBool>,
+) {
+    let began = std::time::Instant::now();
+    let mut ticks_seen = 0u32;
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        if began.elapsed() >= limit {
+            return Ok(wasmtime::UpdateDeadline::Interrupt);
+        }
+        ticks_seen = ticks_seen.saturating_add(1);
+        if ticks_seen < 2 {
+            return Ok(wasmtime::UpdateDeadline::Continue(1));
+        }
+        computing.store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(wasmtime::UpdateDeadline::YieldCustom(
+            1,
+            Box::pin(tokio::task::yield_now()),
+        ))
+    });
+}
+
+/// Runs a plugin call so that it never holds an async worker for more than a tick or two of
+/// the guest computing.
+///
+/// A call starts where it was made, on the async worker: nearly every call (a render, a plan,
+/// a send waiting on its provider) is over in microseconds or waits on I/O without computing,
+/// and a hop to another thread for every call would cost more than most calls do. Once the
+/// guest has computed for a whole tick (`computing`, set by [`deadline_per_tick`]), the rest of
+/// the call runs on this thread as a blocking section (`block_in_place`): the runtime hands
+/// its other tasks to another worker and the OS shares the cores between them and the busy
+/// plugins, so one slow plugin, or sixteen, cannot hold up `/healthz` or anyone else's
+/// request. Chosen over keeping every call on the workers and only yielding at each tick,
+/// which made a probe wait behind every busy call's slice in turn: docs/performance.md,
+/// "Plugin calls off the async workers". Only a multi-threaded runtime can do this; on a
+/// current-thread one the call stays, taking turns with other tasks at every tick.
+async fn off_the_async_workers<F: std::future::Future>(
+    computing: &std::sync::atomic::AtomicBool,
+    call: F,
+) -> F::Output {
+    let mut call = std::pin::pin!(call);
+    std::future::poll_fn(|cx| {
+        if let std::task::Poll::Ready(out) = call.as_mut().poll(cx) {
+            return std::task::Poll::Ready(out);
+        }
+        let runtime = tokio::runtime::Handle::try_current()
+            .ok()
+            .filter(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        match runtime {
+            Some(runtime) if computing.load(std::sync::atomic::Ordering::Relaxed) => {
+                tracing::debug!("plugin call computing for over a tick: leaving the async workers");
+                std::task::Poll::Ready(tokio::task::block_in_place(|| {
+                    runtime.block_on(call.as_mut())
+                }))
+            }
+            _ => std::task::Poll::Pending,
+        }
+    })
+    .await
 }
 
 /// Turns the way a call ended into its result or a `CallError` with a reason code.
