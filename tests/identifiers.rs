@@ -709,6 +709,27 @@ async fn a_webhook_for_an_unknown_tenant_is_404_and_stores_nothing(b: Backend) {
     assert!(err["error"]["message"].as_str().unwrap().contains("ghost"));
     assert_eq!(receipts().await, 0);
     assert_eq!(count(api.engine(), "feedback_events").await, 0);
+    // An embedding program that takes the webhook itself gets the same refusal.
+    let (headers, body) = resend_hook("msg_1");
+    let request = belfry::host::feedback::WebhookRequest {
+        method: "POST".into(),
+        url: "https://belfry.example.com/v1/webhooks/ghost/resend".into(),
+        headers,
+        body,
+        received_at: chrono::Utc::now(),
+    };
+    let got = api
+        .engine()
+        .receive_webhook("ghost", "resend", request)
+        .await;
+    assert!(
+        matches!(
+            got,
+            Err(belfry::host::feedback::FeedbackError::UnknownTenant(_))
+        ),
+        "{got:?}"
+    );
+    assert_eq!(receipts().await, 0);
 
     // A name outside the rule is refused as such.
     for bad in ["a%0Ab", "a%00b", "t%C3%A9nant", "%2E%2E"] {

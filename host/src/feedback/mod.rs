@@ -144,6 +144,10 @@ pub enum FeedbackError {
     Plugin(#[from] CallError),
     #[error("webhook receipt `{0}` not found")]
     ReceiptNotFound(String),
+    /// The tenant is not a valid name, or belfry has never known it (see
+    /// [`crate::tenants::exists`]): its events could be about no delivery.
+    #[error("no tenant has the name `{0}`")]
+    UnknownTenant(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -175,7 +179,7 @@ pub struct ReceivedEvent {
 }
 
 /// Verifies and records one provider webhook for `tenant` through `adapter`. Nothing is stored
-/// unless the adapter accepts the request.
+/// unless the tenant is one belfry knows and the adapter accepts the request.
 pub async fn receive(
     db: &Db,
     runtime: &PluginRuntime,
@@ -185,6 +189,13 @@ pub async fn receive(
 ) -> Result<Received, FeedbackError> {
     let span = tracing::info_span!("webhook", tenant, adapter = %adapter.reference());
     async {
+        let known = match crate::tenants::TenantId::new(tenant) {
+            Ok(id) => crate::tenants::exists(db, &id).await?,
+            Err(_) => false,
+        };
+        if !known {
+            return Err(FeedbackError::UnknownTenant(tenant.escape_debug().to_string()));
+        }
         let events = verify(runtime, adapter, &request).await?;
         let digest = request_digest(tenant, adapter.name(), &request);
         let headers = serde_json::to_string(&redacted(&request.headers))
