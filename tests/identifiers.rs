@@ -7,6 +7,7 @@
 mod common;
 
 use belfry::host::content::Channel;
+use belfry::host::dispatch::ChangeError;
 use belfry::host::policy::{PrefScope, SuppressionReason, SuppressionTarget};
 use belfry::host::trigger::TriggerError;
 use belfry::serve::{Running, ServeConfig};
@@ -588,6 +589,25 @@ async fn nul_is_refused_by_the_engine_and_the_cli(b: Backend) {
     refused(&o, "NUL");
     assert_eq!(count(e, "events").await, 0);
     assert_eq!(count(e, "signals").await, 0);
+
+    // A reason is free text: a line break is fine, a NUL is not, and the delivery stays put.
+    let out = e
+        .trigger(&TriggerRequest::new("welcome", welcome("u1")).tenant("acme"))
+        .await
+        .unwrap();
+    let delivery = out.notifications[0].deliveries[0].id.clone();
+    let later = chrono::Utc::now() + chrono::TimeDelta::hours(1);
+    for got in [
+        e.cancel(&delivery, nul).await,
+        e.defer(&delivery, later, nul).await,
+    ] {
+        assert!(matches!(got, Err(ChangeError::Text(_))), "{got:?}");
+    }
+    let d = e.delivery(&delivery).await.unwrap().unwrap();
+    assert_eq!(d.status, "pending", "{d:?}");
+    e.defer(&delivery, later, "line one\nline two")
+        .await
+        .unwrap();
 }
 
 async fn instants_from_outside_are_bounded_and_stored_in_one_form(b: Backend) {

@@ -161,6 +161,7 @@ impl From<ChangeError> for ApiError {
     fn from(e: ChangeError) -> Self {
         match e {
             ChangeError::NotFound(id) => ApiError::not_found("delivery", &id),
+            ChangeError::Text(e) => ApiError::invalid(&e.field, e.to_string()),
             ChangeError::Store(e) => e.into(),
             e => ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string()),
         }

@@ -1729,6 +1729,9 @@ pub enum ChangeError {
     /// A deferral more than ten years away (or ago).
     #[error(transparent)]
     Bounds(#[from] crate::time_bounds::BoundsError),
+    /// A reason holding NUL (see [`crate::text`]).
+    #[error(transparent)]
+    Text(#[from] crate::text::TextError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -1742,6 +1745,7 @@ impl From<sqlx::Error> for ChangeError {
 /// Cancels a pending or deferred delivery: its job is removed, nothing is sent.
 #[tracing::instrument(skip(db))]
 pub async fn cancel(db: &Db, delivery_id: &str, why: &str) -> Result<Dispatched, ChangeError> {
+    crate::text::free_text("reason", why)?;
     let d = waiting(db, delivery_id, "cancelled").await?;
     let mut tx = db.begin().await?;
     if d.held {
@@ -1798,6 +1802,7 @@ pub async fn defer(
     if why.trim().is_empty() {
         return Err(ChangeError::NoReason);
     }
+    crate::text::free_text("reason", why)?;
     crate::time_bounds::instant("until", until, store::now())?;
     let d = waiting(db, delivery_id, "deferred").await?;
     let mut tx = db.begin().await?;
