@@ -33,7 +33,8 @@ pub struct TriggerRequest {
     pub tenant: String,
     pub idempotency_key: Option<String>,
     /// Send no earlier than this: the deliveries are planned now and deferred until then
-    /// (reason `scheduled`). `None` or a past time sends as soon as a worker is free.
+    /// (reason `scheduled`). `None` or a past time sends as soon as a worker is free. More than
+    /// ten years from now either way is refused ([`crate::time_bounds`]).
     pub deliver_at: Option<chrono::DateTime<chrono::Utc>>,
     /// How much it matters: a recipient's severity floor suppresses what is below it, and
     /// `critical` bypasses preferences, cooldowns, caps and quiet hours. `None` takes the
