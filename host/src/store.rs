@@ -42,6 +42,10 @@ pub enum StoreError {
     Migrate(sqlx::migrate::MigrateError),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A stored value a caller wrote and can write again (a policy setting saved before its
+    /// bound existed, or by hand): the caller's to fix, so not a server fault.
+    #[error("{0}")]
+    OutOfRange(String),
 }
 
 impl From<sqlx::Error> for StoreError {

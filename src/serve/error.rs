@@ -119,7 +119,14 @@ pub async fn refuse_nul(request: axum::extract::Request, next: axum::middleware:
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        ApiError::internal(e)
+        match e {
+            // The caller's own stored settings stop this request; the message says how to
+            // set them again. Answering 500 would blame the server for the tenant's data.
+            StoreError::OutOfRange(m) => {
+                ApiError::new(StatusCode::CONFLICT, "stored_settings_out_of_range", m)
+            }
+            e => ApiError::internal(e),
+        }
     }
 }
 

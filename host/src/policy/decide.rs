@@ -614,7 +614,7 @@ fn stored_span(s: &Subject<'_>, what: &str, secs: u64) -> Result<i64, StoreError
 
 fn stored_error(s: &Subject<'_>, problem: &str) -> StoreError {
     tracing::warn!(tenant = s.tenant, recipient = %s.recipient.id, problem, "stored policy settings out of range");
-    StoreError::Corrupt(format!(
+    StoreError::OutOfRange(format!(
         "the policy settings stored for recipient `{}` of tenant `{}` (or its `*` defaults) are out of range: {problem}; set them again (`belfry settings set` or PATCH /v1/recipients/{{id}}/settings)",
         s.recipient.id, s.tenant
     ))
