@@ -10,6 +10,7 @@
 
 use super::queue::{self, Leased, job_state};
 use super::retry::RetryPolicy;
+use super::{Caught, caught};
 use crate::content::{Channel, Content, Recipient, RenderRequest};
 use crate::digests::buckets::{self, DigestItems, Emission};
 use crate::feedback;
@@ -24,11 +25,9 @@ use crate::store::{self, Conn, Db, StoreError};
 use crate::traces::{self, NewTrace, kind};
 use crate::workflows;
 use chrono::{DateTime, Utc};
-use futures_util::FutureExt;
 use serde::Serialize;
 use sqlx::Row;
 use std::collections::HashMap;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -278,32 +277,21 @@ impl Executor {
         &self,
         jobs: Vec<Leased>,
     ) -> Result<Vec<(Leased, Prepared)>, StoreError> {
-        let why = match AssertUnwindSafe(self.prepare(jobs.clone()))
-            .catch_unwind()
-            .await
-        {
-            Ok(Ok(prepared)) => return Ok(prepared),
-            Ok(Err(e)) if is_outage(&e) => return Err(e),
-            Ok(Err(e)) => e.to_string(),
-            Err(panic) => format!("panicked: {}", super::panic_message(&*panic)),
+        let why = match caught(self.prepare(jobs.clone())).await {
+            Ok(prepared) => return Ok(prepared),
+            Err(Caught::Failed(e)) if is_outage(&e) => return Err(e),
+            Err(c) => c.describe("preparing the batch"),
         };
         tracing::error!(jobs = jobs.len(), %why, "preparing a batch failed; preparing its jobs one by one");
         let mut out = Vec::with_capacity(jobs.len());
         for job in jobs {
-            let detail = match AssertUnwindSafe(self.prepare(vec![job.clone()]))
-                .catch_unwind()
-                .await
-            {
-                Ok(Ok(mut one)) if one.len() == 1 => {
+            let detail = match caught(self.prepare(vec![job.clone()])).await {
+                Ok(mut one) if one.len() == 1 => {
                     out.push(one.remove(0));
                     continue;
                 }
-                Ok(Ok(_)) => "preparing the job lost it".to_string(),
-                Ok(Err(e)) => format!("preparing the job failed: {e}"),
-                Err(panic) => format!(
-                    "preparing the job panicked: {}",
-                    super::panic_message(&*panic)
-                ),
+                Ok(_) => "preparing the job lost it".to_string(),
+                Err(c) => c.describe("preparing the job"),
             };
             tracing::error!(job = %job.id, tenant = %job.tenant, %detail, "a job could not be prepared");
             out.push((job, Prepared(Preloaded::Fault(detail))));
@@ -315,19 +303,9 @@ impl Executor {
     /// caller's: the worker goes on with its other jobs and commits this one's failure.
     pub async fn execute_caught(&self, job: Leased, prepared: Prepared) -> Work {
         let leased = job.clone();
-        match AssertUnwindSafe(self.execute(job, prepared))
-            .catch_unwind()
-            .await
-        {
-            Ok(Ok(work)) => work,
-            Ok(Err(e)) => Work::fault(leased, format!("running the job failed: {e}")),
-            Err(panic) => Work::fault(
-                leased,
-                format!(
-                    "running the job panicked: {}",
-                    super::panic_message(&*panic)
-                ),
-            ),
+        match caught(self.execute(job, prepared)).await {
+            Ok(work) => work,
+            Err(c) => Work::fault(leased, c.describe("running the job")),
         }
     }
 
@@ -692,50 +670,29 @@ impl Executor {
         if works.is_empty() {
             return Ok(Vec::new());
         }
-        let why = match AssertUnwindSafe(self.commit_batch(&mut works))
-            .catch_unwind()
-            .await
-        {
-            Ok(Ok(out)) => return Ok(out),
-            Ok(Err(e)) if is_outage(&e) => return Err(e),
-            Ok(Err(e)) => e.to_string(),
-            Err(panic) => format!("panicked: {}", super::panic_message(&*panic)),
+        let why = match caught(self.commit_batch(&mut works)).await {
+            Ok(out) => return Ok(out),
+            Err(Caught::Failed(e)) if is_outage(&e) => return Err(e),
+            Err(c) => c.describe("committing the batch"),
         };
         tracing::error!(jobs = works.len(), %why, "committing a batch failed; committing its jobs one by one");
         let mut out = Vec::with_capacity(works.len());
         for work in works {
             let mut one = [work];
-            let detail = match AssertUnwindSafe(self.commit_batch(&mut one))
-                .catch_unwind()
-                .await
-            {
-                Ok(Ok(dispatched)) => {
+            let detail = match caught(self.commit_batch(&mut one)).await {
+                Ok(dispatched) => {
                     out.extend(dispatched);
                     continue;
                 }
-                Ok(Err(e)) => format!("committing the job's outcome failed: {e}"),
-                Err(panic) => format!(
-                    "committing the job's outcome panicked: {}",
-                    super::panic_message(&*panic)
-                ),
+                Err(c) => c.describe("committing the job's outcome"),
             };
             let [work] = one;
             let job = work.job.id.clone();
             tracing::error!(%job, %detail, "a job's outcome could not be written; recording the failure instead");
             let mut fault = [Work::fault(work.job, detail)];
-            match AssertUnwindSafe(self.commit_batch(&mut fault))
-                .catch_unwind()
-                .await
-            {
-                Ok(Ok(dispatched)) => out.extend(dispatched),
-                Ok(Err(e)) => {
-                    tracing::error!(%job, error = %e, "recording a job's failure failed; it runs again when its lease expires")
-                }
-                Err(panic) => tracing::error!(
-                    %job,
-                    panic = super::panic_message(&*panic),
-                    "recording a job's failure panicked; it runs again when its lease expires"
-                ),
+            if let Err(c) = caught(self.commit_batch(&mut fault)).await {
+                let why = c.describe("recording the job's failure");
+                tracing::error!(%job, %why, "a job's failure could not be recorded; it runs again when its lease expires");
             }
         }
         Ok(out)

@@ -89,6 +89,39 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic without a message".to_string())
 }
 
+/// How a dispatch step run by [`caught`] went wrong.
+pub(crate) enum Caught<E> {
+    /// It returned an error.
+    Failed(E),
+    /// It panicked, with this message.
+    Panicked(String),
+}
+
+impl<E: std::fmt::Display> Caught<E> {
+    /// The reason recorded for a job: `"{doing} failed: …"` or `"{doing} panicked: …"`.
+    pub(crate) fn describe(&self, doing: &str) -> String {
+        match self {
+            Caught::Failed(e) => format!("{doing} failed: {e}"),
+            Caught::Panicked(m) => format!("{doing} panicked: {m}"),
+        }
+    }
+}
+
+/// Runs one step of dispatch (preparing, running or committing jobs) so that neither its
+/// error nor its panic escapes: one job must never stop a worker. The step is awaited in the
+/// caller's task, not a task of its own, because the caller still needs its jobs to retry
+/// them one by one; a panic drops whatever transaction the step held, which rolls it back.
+pub(crate) async fn caught<T, E>(
+    step: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, Caught<E>> {
+    use futures_util::FutureExt;
+    match std::panic::AssertUnwindSafe(step).catch_unwind().await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(Caught::Failed(e)),
+        Err(panic) => Err(Caught::Panicked(panic_message(&*panic))),
+    }
+}
+
 /// Dispatch settings shared by every worker of an engine.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DispatchConfig {
