@@ -394,7 +394,7 @@ async fn attach(
         suppress(conn, d, e).await?;
         // A hard bounce or complaint is the step's real outcome when the delivery was a
         // workflow step: its branch for it decides again while the run still waits after it.
-        if let Some(outcome) = crate::workflows::StepOutcome::of_feedback(e.kind) {
+        if let Some(outcome) = step_outcome(e.kind) {
             let moved = crate::workflows::runs::on_feedback(
                 conn,
                 &d.id,
@@ -472,4 +472,16 @@ async fn suppress(conn: &mut Conn, d: &DeliveryRef, e: &FeedbackEvent) -> Result
         },
     )
     .await
+}
+
+/// The outcome a provider's late word on a delivered workflow step amounts to: a hard bounce
+/// or a complaint. Every other kind leaves the step's outcome as it was. (Feedback knows
+/// workflows, not the other way round.)
+fn step_outcome(kind: FeedbackKind) -> Option<crate::workflows::StepOutcome> {
+    use crate::workflows::StepOutcome;
+    match kind {
+        FeedbackKind::BouncedHard => Some(StepOutcome::Bounced),
+        FeedbackKind::Complained => Some(StepOutcome::Complained),
+        _ => None,
+    }
 }

@@ -86,17 +86,6 @@ impl StepOutcome {
         }
     }
 
-    /// The outcome a provider's late word on a delivered step amounts to: a hard bounce or a
-    /// complaint. Every other kind leaves the step's outcome as it was.
-    pub fn of_feedback(kind: crate::feedback::FeedbackKind) -> Option<StepOutcome> {
-        use crate::feedback::FeedbackKind as K;
-        match kind {
-            K::BouncedHard => Some(StepOutcome::Bounced),
-            K::Complained => Some(StepOutcome::Complained),
-            _ => None,
-        }
-    }
-
     /// Whether a branch declared for `self` takes the actual outcome `actual`: `failed`
     /// takes every failure, `bounced` a complaint too, the others only themselves.
     pub fn takes(self, actual: StepOutcome) -> bool {

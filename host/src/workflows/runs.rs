@@ -952,7 +952,7 @@ pub(crate) async fn on_signal(
 }
 
 /// A provider's late word on a step's delivery: `outcome` is a hard bounce or a complaint
-/// (see [`StepOutcome::of_feedback`]) about `delivery_id`, which the run took as delivered.
+/// (see `feedback::ledger`) about `delivery_id`, which the run took as delivered.
 /// While the run waits right after that step (no later step's delivery planned yet), the
 /// step's first branch that takes the outcome decides again: `stop` ends the run, `goto` moves
 /// it there, and the wait's job goes. A step without such a branch, a run that has moved on
