@@ -40,6 +40,8 @@ struct Manifest {
     channels: Vec<String>,
     #[allow(dead_code)]
     default_route: Option<bool>,
+    #[allow(dead_code)]
+    renderer: Option<String>,
     #[serde(default)]
     capabilities: Capabilities,
     #[serde(default)]

@@ -45,6 +45,8 @@ struct RawManifest {
     #[serde(default)]
     channels: Vec<Channel>,
     default_route: Option<bool>,
+    /// Notifiers only: the renderer (by plugin name) this notifier's render requests go to.
+    renderer: Option<String>,
     #[serde(default)]
     capabilities: RawCapabilities,
     #[serde(default)]
@@ -100,6 +102,9 @@ pub struct Manifest {
     /// take a channel away from the adapter the operator uses until it is configured and
     /// routed (`routes`).
     pub default_route: bool,
+    /// Notifiers only: the renderer (a plugin name) this notifier wants; `None` takes the
+    /// host's default renderer.
+    pub renderer: Option<String>,
     pub http: Vec<AuthorityPattern>,
     /// Channel adapters only: `host:port` destinations reachable over WASI sockets (TCP).
     pub tcp: Vec<AuthorityPattern>,
@@ -122,6 +127,7 @@ const KNOWN_KEYS: &[&str] = &[
     "description",
     "channels",
     "default_route",
+    "renderer",
     "capabilities",
     "limits",
     "http",
@@ -198,6 +204,16 @@ impl Manifest {
                 "`default_route` is only meaningful for kind = \"channel-adapter\"".into(),
             ));
         }
+        if raw.kind != PluginKind::Notifier && raw.renderer.is_some() {
+            return Err(invalid(
+                "`renderer` is only meaningful for kind = \"notifier\"".into(),
+            ));
+        }
+        if let Some(r) = &raw.renderer
+            && let Err(e) = crate::text::identifier("renderer", r)
+        {
+            return Err(invalid(format!("`renderer` must name a plugin: {e}")));
+        }
         if raw.kind == PluginKind::ChannelAdapter && raw.channels.contains(&Channel::InApp) {
             return Err(invalid(
                 "in-app is delivered by the host's inbox, not by an adapter".into(),
@@ -259,6 +275,7 @@ impl Manifest {
             description: raw.description,
             channels: raw.channels,
             default_route: raw.default_route.unwrap_or(true),
+            renderer: raw.renderer,
             http,
             tcp,
             files,

@@ -14,6 +14,7 @@
 //! failure — trap, panic, timeout, limit, denied capability — fails that one call with a
 //! [`CallError`] naming the plugin, its version and hash, the function and a reason code.
 
+pub mod assets;
 pub mod capabilities;
 mod compile_cache;
 pub mod limits;
@@ -416,6 +417,8 @@ struct LoadedPlugin {
     http: Arc<[capabilities::AuthorityPattern]>,
     tcp: Arc<[capabilities::AuthorityPattern]>,
     description: Option<NotifierDescription>,
+    /// The package's read-only files (`assets/`): a notifier's templates and translations.
+    assets: Arc<assets::Assets>,
     /// Where the component came from: `bundled` or a path.
     origin: String,
     /// Keeps materialised bundled files alive as long as the plugin.
@@ -443,6 +446,11 @@ impl Plugin {
         &self.0.origin
     }
     /// Notifiers only: what `describe` returned at load time.
+    /// The package's assets; empty for a plugin that ships none.
+    pub fn assets(&self) -> &Arc<assets::Assets> {
+        &self.0.assets
+    }
+
     pub fn description(&self) -> Option<&NotifierDescription> {
         self.0.description.as_ref()
     }
@@ -639,7 +647,8 @@ impl PluginRuntime {
                 });
             }
         }
-        self.load(&wasm, manifest, origin, None).await
+        self.load(&wasm, manifest, origin, None, assets::Assets::empty())
+            .await
     }
 
     /// Loads a plugin handed over at runtime (the component's bytes and its manifest's text),
@@ -660,7 +669,8 @@ impl PluginRuntime {
                     .into(),
             });
         }
-        self.load(wasm, manifest, origin, None).await
+        self.load(wasm, manifest, origin, None, assets::Assets::empty())
+            .await
     }
 
     /// Loads a plugin compiled into the binary; its granted files are written to the cache
@@ -714,7 +724,14 @@ impl PluginRuntime {
                 error: e,
             })?;
         }
-        self.load(bundled.wasm, manifest, origin, keep).await
+        self.load(
+            bundled.wasm,
+            manifest,
+            origin,
+            keep,
+            assets::Assets::empty(),
+        )
+        .await
     }
 
     async fn load(
@@ -723,6 +740,7 @@ impl PluginRuntime {
         manifest: Manifest,
         origin: String,
         keep: Option<Arc<tempfile::TempDir>>,
+        assets: Arc<assets::Assets>,
     ) -> Result<Plugin, LoadError> {
         let invalid = |message: String| LoadError::Invalid {
             origin: origin.clone(),
@@ -793,6 +811,7 @@ impl PluginRuntime {
             http,
             tcp,
             description: None,
+            assets,
             origin: origin.clone(),
             _files: keep,
         };
