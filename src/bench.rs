@@ -147,7 +147,9 @@ pub async fn plugins(iterations: u32, json: bool) -> Result<()> {
         .await?;
 
     // All three must produce the same content, or the comparison means nothing.
-    let from_plugin = runtime.render(renderer, &request, Reuse::Fresh).await?;
+    let from_plugin = runtime
+        .render(renderer, &request, welcome.assets(), Reuse::Fresh)
+        .await?;
     let cached_env = native_env(&template_dir);
     let native = render_native(&cached_env, &request)?;
     anyhow::ensure!(
@@ -156,7 +158,9 @@ pub async fn plugins(iterations: u32, json: bool) -> Result<()> {
     );
 
     let fresh = measure("fresh instance", iterations, async || {
-        runtime.render(renderer, &request, Reuse::Fresh).await?;
+        runtime
+            .render(renderer, &request, welcome.assets(), Reuse::Fresh)
+            .await?;
         Ok(())
     })
     .await?;
@@ -168,7 +172,7 @@ pub async fn plugins(iterations: u32, json: bool) -> Result<()> {
     .await?;
     let reused = measure("reused instance", iterations, async || {
         runtime
-            .render(renderer, &request, Reuse::Tenant("bench"))
+            .render(renderer, &request, welcome.assets(), Reuse::Tenant("bench"))
             .await?;
         Ok(())
     })

@@ -136,7 +136,15 @@ async fn every_hostile_plugin_fails_its_own_call_and_the_host_carries_on() {
                     data: "{}".into(),
                     locale: None,
                 };
-                match runtime.render(&plugin, &req, Reuse::Tenant("t")).await {
+                match runtime
+                    .render(
+                        &plugin,
+                        &req,
+                        &plugins::assets::Assets::empty(),
+                        Reuse::Tenant("t"),
+                    )
+                    .await
+                {
                     Err(e) => e,
                     Ok(c) => panic!(
                         "{case}: render succeeded and returned {} bytes",
@@ -174,7 +182,12 @@ async fn every_hostile_plugin_fails_its_own_call_and_the_host_carries_on() {
         );
         // A normal plugin works right after, in the same runtime.
         let content = runtime
-            .render(templates, &good_request, Reuse::Fresh)
+            .render(
+                templates,
+                &good_request,
+                &plugins::assets::Assets::empty(),
+                Reuse::Fresh,
+            )
             .await
             .unwrap();
         assert!(matches!(content, Content::InApp { .. }), "{case}");

@@ -170,7 +170,12 @@ async fn an_empty_grant_blocks_the_file_system() {
         locale: None,
     };
     let err = runtime
-        .render(&plugin, &req, Reuse::Fresh)
+        .render(
+            &plugin,
+            &req,
+            &plugins::assets::Assets::empty(),
+            Reuse::Fresh,
+        )
         .await
         .unwrap_err();
     assert_eq!(err.reason.as_str(), "plugin_error");
@@ -183,7 +188,15 @@ async fn an_empty_grant_blocks_the_file_system() {
         .plugins;
     let granted = bundled.iter().find(|p| p.name() == "templates").unwrap();
     assert_eq!(granted.reference().hash, plugin.reference().hash);
-    runtime.render(granted, &req, Reuse::Fresh).await.unwrap();
+    runtime
+        .render(
+            granted,
+            &req,
+            &plugins::assets::Assets::empty(),
+            Reuse::Fresh,
+        )
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -206,11 +219,21 @@ async fn a_warm_renderer_instance_renders_like_a_fresh_one() {
     };
     for name in ["Ada", "Grace", "Alan"] {
         let fresh = runtime
-            .render(templates, &req(name), Reuse::Fresh)
+            .render(
+                templates,
+                &req(name),
+                &plugins::assets::Assets::empty(),
+                Reuse::Fresh,
+            )
             .await
             .unwrap();
         let warm = runtime
-            .render(templates, &req(name), Reuse::Tenant("t"))
+            .render(
+                templates,
+                &req(name),
+                &plugins::assets::Assets::empty(),
+                Reuse::Tenant("t"),
+            )
             .await
             .unwrap();
         assert_eq!(fresh, warm);
@@ -223,7 +246,12 @@ async fn a_warm_renderer_instance_renders_like_a_fresh_one() {
         ..req("x")
     };
     let err = runtime
-        .render(templates, &bad, Reuse::Tenant("t"))
+        .render(
+            templates,
+            &bad,
+            &plugins::assets::Assets::empty(),
+            Reuse::Tenant("t"),
+        )
         .await
         .unwrap_err();
     assert_eq!(err.reason.as_str(), "plugin_error");
@@ -233,11 +261,21 @@ async fn a_warm_renderer_instance_renders_like_a_fresh_one() {
         "{err}"
     );
     let again = runtime
-        .render(templates, &req("Linus"), Reuse::Tenant("t"))
+        .render(
+            templates,
+            &req("Linus"),
+            &plugins::assets::Assets::empty(),
+            Reuse::Tenant("t"),
+        )
         .await
         .unwrap();
     let fresh = runtime
-        .render(templates, &req("Linus"), Reuse::Fresh)
+        .render(
+            templates,
+            &req("Linus"),
+            &plugins::assets::Assets::empty(),
+            Reuse::Fresh,
+        )
         .await
         .unwrap();
     assert_eq!(again, fresh);
@@ -246,7 +284,12 @@ async fn a_warm_renderer_instance_renders_like_a_fresh_one() {
         ..req("x")
     };
     let err = runtime
-        .render(templates, &missing, Reuse::Fresh)
+        .render(
+            templates,
+            &missing,
+            &plugins::assets::Assets::empty(),
+            Reuse::Fresh,
+        )
         .await
         .unwrap_err();
     assert!(err.message.contains("template `nope` not found"), "{err}");
@@ -255,7 +298,12 @@ async fn a_warm_renderer_instance_renders_like_a_fresh_one() {
         ..req("x")
     };
     let err = runtime
-        .render(templates, &no_variant, Reuse::Fresh)
+        .render(
+            templates,
+            &no_variant,
+            &plugins::assets::Assets::empty(),
+            Reuse::Fresh,
+        )
         .await
         .unwrap_err();
     assert!(err.message.contains("has no sms variant"), "{err}");
@@ -274,7 +322,11 @@ async fn remembered(
         data: json!(data).to_string(),
         locale: None,
     };
-    match runtime.render(plugin, &req, reuse).await.unwrap() {
+    match runtime
+        .render(plugin, &req, &plugins::assets::Assets::empty(), reuse)
+        .await
+        .unwrap()
+    {
         belfry::host::content::Content::InApp { body, .. } => body,
         other => panic!("remember rendered {other:?}"),
     }
@@ -355,7 +407,12 @@ async fn a_warm_instance_serves_only_its_own_tenant_and_is_retired_after_a_failu
         locale: None,
     };
     let err = runtime
-        .render(&remember, &refuse, Reuse::Tenant("c"))
+        .render(
+            &remember,
+            &refuse,
+            &plugins::assets::Assets::empty(),
+            Reuse::Tenant("c"),
+        )
         .await
         .unwrap_err();
     assert_eq!(err.reason.as_str(), "plugin_error");
@@ -371,7 +428,12 @@ async fn a_warm_instance_serves_only_its_own_tenant_and_is_retired_after_a_failu
         ..refuse.clone()
     };
     let err = runtime
-        .render(&remember, &panic, Reuse::Tenant("b"))
+        .render(
+            &remember,
+            &panic,
+            &plugins::assets::Assets::empty(),
+            Reuse::Tenant("b"),
+        )
         .await
         .unwrap_err();
     assert_eq!(err.reason.as_str(), "trap");
@@ -384,7 +446,12 @@ async fn a_warm_instance_serves_only_its_own_tenant_and_is_retired_after_a_failu
         ""
     );
     let err = runtime
-        .render(&remember, &panic, Reuse::Tenant("b"))
+        .render(
+            &remember,
+            &panic,
+            &plugins::assets::Assets::empty(),
+            Reuse::Tenant("b"),
+        )
         .await
         .unwrap_err();
     assert!(

@@ -401,7 +401,7 @@ impl Executor {
                 current,
             ),
         );
-        let request = match digest {
+        let (request, assets) = match digest {
             None => {
                 let current = registry.notifier(&d.notifier_key).ok();
                 let Some(notifier) = pinned(
@@ -434,7 +434,8 @@ impl Executor {
                     detail: format!("template {} for {}", request.template, request.channel),
                     plugin: Some(notifier.reference().to_string()),
                 });
-                request
+                // The renderer reads the templates of the notifier whose request it renders.
+                (request, notifier.assets().clone())
             }
             Some(items) => match self.digest_request(d, &registry, renderer, &items).await {
                 Ok(request) => {
@@ -451,7 +452,9 @@ impl Executor {
                         ),
                         plugin: None,
                     });
-                    request
+                    // The `digest` template is no notifier's: it ships in the renderer's own
+                    // package.
+                    (request, renderer.assets().clone())
                 }
                 Err(verdict) => return verdict,
             },
@@ -459,7 +462,7 @@ impl Executor {
 
         let content = match self
             .runtime
-            .render(renderer, &request, Reuse::Tenant(&d.tenant))
+            .render(renderer, &request, &assets, Reuse::Tenant(&d.tenant))
             .await
         {
             Ok(c) => c,
@@ -619,7 +622,12 @@ impl Executor {
                 .map_err(|e| item_failed(reason::BUILD_FAILED, &item.delivery_id, e))?;
             let content = self
                 .runtime
-                .render(renderer, &request, Reuse::Tenant(&d.tenant))
+                .render(
+                    renderer,
+                    &request,
+                    notifier.assets(),
+                    Reuse::Tenant(&d.tenant),
+                )
                 .await
                 .map_err(|e| item_failed(reason::RENDER_FAILED, &item.delivery_id, e))?;
             shown.push(serde_json::json!({

@@ -140,20 +140,9 @@ const KNOWN_KEYS: &[&str] = &[
     "output_kib",
 ];
 
-/// WIT package versions this host can load.
+/// WIT package versions this host can load, newest first (`versions.rs` keeps the list).
 pub fn supported_wit(kind: PluginKind) -> &'static [&'static str] {
-    // 0.2.0, 0.3.0 and 0.4.0 changed only the notifier world; renderers and adapters stay on 0.1.0.
-    match kind {
-        PluginKind::Notifier => &[
-            super::v0_1_0::VERSION,
-            super::v0_2_0::VERSION,
-            super::v0_3_0::VERSION,
-            super::v0_4_0::VERSION,
-        ],
-        PluginKind::Renderer => &[super::v0_1_0::VERSION],
-        // 0.5.0 changed only the adapter world (message headers, the webhook request's URL).
-        PluginKind::ChannelAdapter => &[super::v0_1_0::VERSION, super::v0_5_0::VERSION],
-    }
+    super::versions::supported(kind)
 }
 
 impl Manifest {
@@ -186,7 +175,7 @@ impl Manifest {
             )));
         }
         let supported = supported_wit(raw.kind);
-        if !supported.contains(&raw.wit.as_str()) {
+        if !super::versions::accepts(raw.kind, &raw.wit) {
             return Err(invalid(format!(
                 "wit version `{}` is not supported by this host for a {} (supported: {})",
                 raw.wit,

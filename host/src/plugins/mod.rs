@@ -26,11 +26,7 @@ mod registry;
 mod state;
 pub(crate) use state::one_line;
 pub mod uploads;
-mod v0_1_0;
-mod v0_2_0;
-mod v0_3_0;
-mod v0_4_0;
-mod v0_5_0;
+mod versions;
 mod warm;
 
 pub use manifest::{FileGrant, Manifest, ManifestError, PluginKind};
@@ -47,7 +43,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument;
-use wasmtime::component::{Component, HasSelf, Linker};
+use versions::v1::{self, AdapterCalls, NotifierCalls, RendererCalls};
+use versions::{Instance, Pre};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store};
 
 /// A first-party plugin compiled into the binary by `build.rs`.
@@ -312,100 +310,6 @@ pub struct Hold {
 /// The longest digest key a notifier may give.
 pub const MAX_DIGEST_KEY: usize = 200;
 
-enum Pre {
-    Notifier(v0_1_0::NotifierPre<PluginState>),
-    NotifierV0_2(v0_2_0::NotifierPre<PluginState>),
-    NotifierV0_3(v0_3_0::NotifierPre<PluginState>),
-    NotifierV0_4(v0_4_0::NotifierPre<PluginState>),
-    Renderer(v0_1_0::RendererPre<PluginState>),
-    Adapter(v0_1_0::ChannelAdapterPre<PluginState>),
-    AdapterV0_5(v0_5_0::ChannelAdapterPre<PluginState>),
-}
-
-/// A live instance of a plugin, of its kind and WIT version.
-enum Instance {
-    Notifier(NotifierInstance),
-    Renderer(v0_1_0::Renderer),
-    Adapter(v0_1_0::ChannelAdapter),
-    AdapterV0_5(v0_5_0::ChannelAdapter),
-}
-
-impl Pre {
-    async fn instantiate(&self, store: &mut Store<PluginState>) -> wasmtime::Result<Instance> {
-        Ok(match self {
-            Pre::Notifier(pre) => {
-                Instance::Notifier(NotifierInstance::V0_1(pre.instantiate_async(store).await?))
-            }
-            Pre::NotifierV0_2(pre) => {
-                Instance::Notifier(NotifierInstance::V0_2(pre.instantiate_async(store).await?))
-            }
-            Pre::NotifierV0_3(pre) => {
-                Instance::Notifier(NotifierInstance::V0_3(pre.instantiate_async(store).await?))
-            }
-            Pre::NotifierV0_4(pre) => {
-                Instance::Notifier(NotifierInstance::V0_4(pre.instantiate_async(store).await?))
-            }
-            Pre::Renderer(pre) => Instance::Renderer(pre.instantiate_async(store).await?),
-            Pre::Adapter(pre) => Instance::Adapter(pre.instantiate_async(store).await?),
-            Pre::AdapterV0_5(pre) => Instance::AdapterV0_5(pre.instantiate_async(store).await?),
-        })
-    }
-}
-
-/// A notifier instance, of the WIT version its component was built against.
-enum NotifierInstance {
-    V0_1(v0_1_0::Notifier),
-    V0_2(v0_2_0::Notifier),
-    V0_3(v0_3_0::Notifier),
-    V0_4(v0_4_0::Notifier),
-}
-
-/// A notifier's `plan-error`, the same in every WIT version so far.
-enum PlanError {
-    InvalidPayload(String),
-    Failed(String),
-}
-
-impl From<v0_1_0::wit_notifications::PlanError> for PlanError {
-    fn from(e: v0_1_0::wit_notifications::PlanError) -> Self {
-        use v0_1_0::wit_notifications::PlanError as W;
-        match e {
-            W::InvalidPayload(m) => PlanError::InvalidPayload(m),
-            W::Failed(m) => PlanError::Failed(m),
-        }
-    }
-}
-
-impl From<v0_2_0::wit_notifications::PlanError> for PlanError {
-    fn from(e: v0_2_0::wit_notifications::PlanError) -> Self {
-        use v0_2_0::wit_notifications::PlanError as W;
-        match e {
-            W::InvalidPayload(m) => PlanError::InvalidPayload(m),
-            W::Failed(m) => PlanError::Failed(m),
-        }
-    }
-}
-
-impl From<v0_3_0::wit_notifications::PlanError> for PlanError {
-    fn from(e: v0_3_0::wit_notifications::PlanError) -> Self {
-        use v0_3_0::wit_notifications::PlanError as W;
-        match e {
-            W::InvalidPayload(m) => PlanError::InvalidPayload(m),
-            W::Failed(m) => PlanError::Failed(m),
-        }
-    }
-}
-
-impl From<v0_4_0::wit_notifications::PlanError> for PlanError {
-    fn from(e: v0_4_0::wit_notifications::PlanError) -> Self {
-        use v0_4_0::wit_notifications::PlanError as W;
-        match e {
-            W::InvalidPayload(m) => PlanError::InvalidPayload(m),
-            W::Failed(m) => PlanError::Failed(m),
-        }
-    }
-}
-
 /// A loaded, pre-instantiated plugin. Cheap to clone.
 #[derive(Clone)]
 pub struct Plugin(Arc<LoadedPlugin>);
@@ -584,20 +488,9 @@ impl PluginRuntime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| fail(format!("linking WASI: {e:#}")))?;
-        v0_1_0::Notifier::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)
+        versions::add_to_linker(&mut linker)
             .map_err(|e| fail(format!("linking host imports: {e:#}")))?;
-        v0_2_0::Notifier::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)
-            .map_err(|e| fail(format!("linking host imports of 0.2.0: {e:#}")))?;
-        v0_3_0::Notifier::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)
-            .map_err(|e| fail(format!("linking host imports of 0.3.0: {e:#}")))?;
-        v0_4_0::Notifier::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)
-            .map_err(|e| fail(format!("linking host imports of 0.4.0: {e:#}")))?;
         let mut adapter_linker = linker.clone();
-        v0_5_0::ChannelAdapter::add_to_linker::<PluginState, HasSelf<PluginState>>(
-            &mut adapter_linker,
-            |s| s,
-        )
-        .map_err(|e| fail(format!("linking host imports of 0.5.0: {e:#}")))?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut adapter_linker)
             .map_err(|e| fail(format!("linking wasi:http: {e:#}")))?;
 
@@ -658,29 +551,7 @@ impl PluginRuntime {
                 manifest.kind, manifest.wit
             ))
         };
-        let pre = match manifest.kind {
-            PluginKind::Notifier if manifest.wit == v0_2_0::VERSION => {
-                Pre::NotifierV0_2(v0_2_0::NotifierPre::new(instance_pre).map_err(typed)?)
-            }
-            PluginKind::Notifier if manifest.wit == v0_3_0::VERSION => {
-                Pre::NotifierV0_3(v0_3_0::NotifierPre::new(instance_pre).map_err(typed)?)
-            }
-            PluginKind::Notifier if manifest.wit == v0_4_0::VERSION => {
-                Pre::NotifierV0_4(v0_4_0::NotifierPre::new(instance_pre).map_err(typed)?)
-            }
-            PluginKind::Notifier => {
-                Pre::Notifier(v0_1_0::NotifierPre::new(instance_pre).map_err(typed)?)
-            }
-            PluginKind::Renderer => {
-                Pre::Renderer(v0_1_0::RendererPre::new(instance_pre).map_err(typed)?)
-            }
-            PluginKind::ChannelAdapter if manifest.wit == v0_5_0::VERSION => {
-                Pre::AdapterV0_5(v0_5_0::ChannelAdapterPre::new(instance_pre).map_err(typed)?)
-            }
-            PluginKind::ChannelAdapter => {
-                Pre::Adapter(v0_1_0::ChannelAdapterPre::new(instance_pre).map_err(typed)?)
-            }
-        };
+        let pre = Pre::new(manifest.kind, &manifest.wit, instance_pre).map_err(typed)?;
         let mut config = self
             .config
             .plugin_config
@@ -784,7 +655,8 @@ impl PluginRuntime {
     }
 
     /// Runs `body` on an instance of `plugin` — a warm one kept for this tenant if `reuse`
-    /// allows and one waits, else a fresh one — then `finish` on what it returned (the
+    /// allows and one waits, else a fresh one, answering `assets` reads from `assets` for this
+    /// call only — then `finish` on what it returned (the
     /// plugin's own errors, output limits, conversion), and turns every way it can fail into
     /// a `CallError`. The instance is offered back to the warm pool if the call succeeded or
     /// failed only by the plugin's own verdict; any other failure drops it with its store.
@@ -793,6 +665,7 @@ impl PluginRuntime {
         plugin: &Plugin,
         function: &'static str,
         reuse: Reuse<'_>,
+        assets: &Arc<assets::Assets>,
         body: impl AsyncFnOnce(&mut Store<PluginState>, &Instance) -> wasmtime::Result<R>,
         finish: impl FnOnce(R) -> Result<T, CallError>,
     ) -> Result<T, CallError> {
@@ -811,7 +684,9 @@ impl PluginRuntime {
                 Some(w) => (w.store, Some(w.instance), w.calls),
                 None => (self.new_store(p)?, None, 0),
             };
-            store.data_mut().begin_call();
+            store
+                .data_mut()
+                .begin_call(assets.clone(), state::assets_budget(&p.manifest));
             let wall = Duration::from_millis(p.manifest.limits.timeout_ms);
             let computing = Arc::new(std::sync::atomic::AtomicBool::new(false));
             deadline_per_tick(&mut store, wall, computing.clone());
@@ -889,22 +764,52 @@ impl PluginRuntime {
         }
     }
 
-    /// Runs `call` on an instance of a notifier (the shape every notifier export shares),
-    /// whichever WIT version it was built against.
+    /// Runs `call` on an instance of a notifier, whichever contract it was built against
+    /// (`versions.rs` dispatches to it in 1.0's terms), with the notifier's own assets.
     async fn notifier_call<R, T>(
         &self,
         plugin: &Plugin,
         function: &'static str,
         reuse: Reuse<'_>,
-        call: impl AsyncFnOnce(&mut Store<PluginState>, &NotifierInstance) -> wasmtime::Result<R>,
+        call: impl AsyncFnOnce(
+            &mut Store<PluginState>,
+            &versions::NotifierInstance,
+        ) -> wasmtime::Result<R>,
         finish: impl FnOnce(R) -> Result<T, CallError>,
     ) -> Result<T, CallError> {
         self.run(
             plugin,
             function,
             reuse,
+            plugin.assets(),
             async move |store, inst| match inst {
                 Instance::Notifier(n) => Ok(Some(call(store, n).await?)),
+                _ => Ok(None),
+            },
+            |r| finish(r.ok_or_else(|| Self::wrong_kind(plugin, function))?),
+        )
+        .await
+    }
+
+    /// Runs `call` on an instance of a channel adapter. An adapter imports no `assets`.
+    async fn adapter_call<R, T>(
+        &self,
+        plugin: &Plugin,
+        function: &'static str,
+        reuse: Reuse<'_>,
+        call: impl AsyncFnOnce(
+            &mut Store<PluginState>,
+            &versions::AdapterInstance,
+        ) -> wasmtime::Result<R>,
+        finish: impl FnOnce(R) -> Result<T, CallError>,
+    ) -> Result<T, CallError> {
+        self.run(
+            plugin,
+            function,
+            reuse,
+            &assets::Assets::empty(),
+            async move |store, inst| match inst {
+                Instance::Adapter(a) => Ok(Some(call(store, a).await?)),
                 _ => Ok(None),
             },
             |r| finish(r.ok_or_else(|| Self::wrong_kind(plugin, function))?),
@@ -917,32 +822,10 @@ impl PluginRuntime {
             plugin,
             "describe",
             Reuse::Fresh,
-            async |store, inst| match inst {
-                NotifierInstance::V0_1(i) => Ok(v0_1_0::description_from_wit(
-                    i.belfry_plugin_notifications().call_describe(store).await?,
-                )),
-                NotifierInstance::V0_2(i) => Ok(v0_2_0::description_from_wit(
-                    i.belfry_plugin_notifications().call_describe(store).await?,
-                )),
-                NotifierInstance::V0_3(i) => Ok(v0_3_0::description_from_wit(
-                    i.belfry_plugin_notifications().call_describe(store).await?,
-                )),
-                NotifierInstance::V0_4(i) => Ok(v0_4_0::description_from_wit(
-                    i.belfry_plugin_notifications().call_describe(store).await?,
-                )),
-            },
-            Ok,
+            async |store, n| n.describe(store).await,
+            |d| Ok(v1::description_from_wit(d)),
         )
         .await
-    }
-
-    /// A notifier's own error, whatever its WIT version, as a call error.
-    fn plan_error(plugin: &Plugin, function: &'static str, e: PlanError) -> CallError {
-        let message = match e {
-            PlanError::InvalidPayload(m) => format!("invalid payload: {m}"),
-            PlanError::Failed(m) => m,
-        };
-        Self::plugin_error(plugin, function, message)
     }
 
     pub async fn recipients(
@@ -956,38 +839,17 @@ impl PluginRuntime {
             plugin,
             "recipients",
             reuse,
-            async |store, inst| {
-                Ok(match inst {
-                    NotifierInstance::V0_1(i) => i
-                        .belfry_plugin_notifications()
-                        .call_recipients(store, &payload)
-                        .await?
-                        .map_err(PlanError::from),
-                    NotifierInstance::V0_2(i) => i
-                        .belfry_plugin_notifications()
-                        .call_recipients(store, &payload)
-                        .await?
-                        .map_err(PlanError::from),
-                    NotifierInstance::V0_3(i) => i
-                        .belfry_plugin_notifications()
-                        .call_recipients(store, &payload)
-                        .await?
-                        .map_err(PlanError::from),
-                    NotifierInstance::V0_4(i) => i
-                        .belfry_plugin_notifications()
-                        .call_recipients(store, &payload)
-                        .await?
-                        .map_err(PlanError::from),
-                })
-            },
+            async |store, n| n.recipients(store, &payload).await,
             |r| {
-                let r = r.map_err(|e| Self::plan_error(plugin, "recipients", e))?;
+                let r = r.map_err(|e| {
+                    Self::plugin_error(plugin, "recipients", v1::plan_error_message(e))
+                })?;
                 let size = r
                     .iter()
                     .map(|x| x.id.len() + x.data.as_ref().map_or(0, String::len) + 64)
                     .sum();
                 Self::check_output(plugin, "recipients", size)?;
-                Ok(r.into_iter().map(v0_1_0::recipient_from_wit).collect())
+                Ok(r.into_iter().map(v1::recipient_from_wit).collect())
             },
         )
         .await
@@ -1000,59 +862,18 @@ impl PluginRuntime {
         recipient: &Recipient,
         reuse: Reuse<'_>,
     ) -> Result<RecipientPlan, CallError> {
-        let wr = v0_1_0::recipient_to_wit(recipient);
+        let wr = v1::recipient_to_wit(recipient);
         let payload = payload.to_string();
         self.notifier_call(
             plugin,
             "channels",
             reuse,
-            async |store, inst| {
-                Ok(match inst {
-                    NotifierInstance::V0_1(i) => i
-                        .belfry_plugin_notifications()
-                        .call_channels(store, &payload, &wr)
-                        .await?
-                        .map(|c| (c, None, Vec::new()))
-                        .map_err(PlanError::from),
-                    NotifierInstance::V0_2(i) => i
-                        .belfry_plugin_notifications()
-                        .call_channels(store, &payload, &wr)
-                        .await?
-                        .map(|p| {
-                            let severity = p.severity.map(v0_2_0::severity_from_wit);
-                            (p.channels, severity, Vec::new())
-                        })
-                        .map_err(PlanError::from),
-                    NotifierInstance::V0_3(i) => i
-                        .belfry_plugin_notifications()
-                        .call_channels(store, &payload, &wr)
-                        .await?
-                        .map(|p| {
-                            let severity = p.severity.map(v0_3_0::severity_from_wit);
-                            let held = p.held.into_iter().map(v0_3_0::hold_from_wit).collect();
-                            (p.channels, severity, held)
-                        })
-                        .map_err(PlanError::from),
-                    NotifierInstance::V0_4(i) => i
-                        .belfry_plugin_notifications()
-                        .call_channels(store, &payload, &wr)
-                        .await?
-                        .map(|p| {
-                            let severity = p.severity.map(v0_4_0::severity_from_wit);
-                            let held = p.held.into_iter().map(v0_4_0::hold_from_wit).collect();
-                            (p.channels, severity, held)
-                        })
-                        .map_err(PlanError::from),
-                })
-            },
+            async |store, n| n.channels(store, &payload, &wr).await,
             |r| {
-                let (channels, severity, held) =
-                    r.map_err(|e| Self::plan_error(plugin, "channels", e))?;
-                Ok(RecipientPlan {
-                    channels: channels.into_iter().map(v0_1_0::channel_from_wit).collect(),
-                    severity,
-                    held,
-                })
+                let plan = r.map_err(|e| {
+                    Self::plugin_error(plugin, "channels", v1::plan_error_message(e))
+                })?;
+                Ok(v1::plan_from_wit(plan))
             },
         )
         .await
@@ -1066,156 +887,76 @@ impl PluginRuntime {
         channel: Channel,
         reuse: Reuse<'_>,
     ) -> Result<RenderRequest, CallError> {
-        let wr = v0_1_0::recipient_to_wit(recipient);
-        let wc = v0_1_0::channel_to_wit(channel);
+        let wr = v1::recipient_to_wit(recipient);
+        let wc = v1::channel_to_wit(channel);
         let payload = payload.to_string();
         self.notifier_call(
             plugin,
             "build",
             reuse,
-            async |store, inst| {
-                Ok(match inst {
-                    NotifierInstance::V0_1(i) => i
-                        .belfry_plugin_notifications()
-                        .call_build(store, &payload, &wr, wc)
-                        .await?
-                        .map_err(PlanError::from),
-                    NotifierInstance::V0_2(i) => i
-                        .belfry_plugin_notifications()
-                        .call_build(store, &payload, &wr, wc)
-                        .await?
-                        .map_err(PlanError::from),
-                    NotifierInstance::V0_3(i) => i
-                        .belfry_plugin_notifications()
-                        .call_build(store, &payload, &wr, wc)
-                        .await?
-                        .map_err(PlanError::from),
-                    NotifierInstance::V0_4(i) => i
-                        .belfry_plugin_notifications()
-                        .call_build(store, &payload, &wr, wc)
-                        .await?
-                        .map_err(PlanError::from),
-                })
-            },
+            async |store, n| n.build(store, &payload, &wr, wc).await,
             |r| {
-                let r = r.map_err(|e| Self::plan_error(plugin, "build", e))?;
+                let r =
+                    r.map_err(|e| Self::plugin_error(plugin, "build", v1::plan_error_message(e)))?;
                 Self::check_output(plugin, "build", r.template.len() + r.data.len())?;
-                Ok(v0_1_0::render_request_from_wit(r))
+                Ok(v1::render_request_from_wit(r))
             },
         )
         .await
     }
 
+    /// Renders `request` with `renderer`. `assets` are what the renderer reads through the
+    /// contract's `assets` interface during this call: the package assets of the notifier
+    /// that asked for the render (its templates and translations), and nothing else.
     pub async fn render(
         &self,
-        plugin: &Plugin,
+        renderer: &Plugin,
         request: &RenderRequest,
+        assets: &Arc<assets::Assets>,
         reuse: Reuse<'_>,
     ) -> Result<Content, CallError> {
-        let wr = v0_1_0::render_request_to_wit(request);
+        let wr = v1::render_request_to_wit(request);
         self.run(
-            plugin,
+            renderer,
             "render",
             reuse,
+            assets,
             async |store, inst| {
-                let Instance::Renderer(inst) = inst else {
+                let Instance::Renderer(r) = inst else {
                     return Ok(None);
                 };
-                Ok(Some(
-                    inst.belfry_plugin_rendering()
-                        .call_render(&mut *store, &wr)
-                        .await?,
-                ))
+                Ok(Some(r.render(store, &wr).await?))
             },
-            |r| Self::finish_render(plugin, r.ok_or_else(|| Self::wrong_kind(plugin, "render"))?),
+            |r| {
+                let r = r.ok_or_else(|| Self::wrong_kind(renderer, "render"))?;
+                let content = r.map_err(|e| {
+                    Self::plugin_error(renderer, "render", v1::render_error_message(e))
+                })?;
+                let content = v1::content_from_wit(content);
+                Self::check_output(renderer, "render", content.approx_size())?;
+                Ok(content)
+            },
         )
         .await
-    }
-
-    fn finish_render(
-        plugin: &Plugin,
-        r: Result<v0_1_0::wit::Content, v0_1_0::wit_rendering::RenderError>,
-    ) -> Result<Content, CallError> {
-        use v0_1_0::wit_rendering::RenderError;
-        let content = r.map_err(|e| {
-            let message = match e {
-                RenderError::TemplateNotFound(m) => format!("template not found: {m}"),
-                RenderError::MissingVariable(m) => format!("missing variable: {m}"),
-                RenderError::Failed(m) => m,
-            };
-            Self::plugin_error(plugin, "render", message)
-        })?;
-        let content = v0_1_0::content_from_wit(content);
-        Self::check_output(plugin, "render", content.approx_size())?;
-        Ok(content)
     }
 
     /// Sends one message. The outer error is the call failing; the inner one is the
-    /// adapter's own verdict (transient, rate-limited, permanent). A 0.1.0 adapter cannot
-    /// carry `message.headers`; they are left out.
+    /// adapter's own verdict (transient, rate-limited, permanent). An adapter built against an
+    /// older contract gets what it can carry (a 0.1.0 adapter no `message.headers`).
     pub async fn send(
         &self,
         plugin: &Plugin,
         message: &OutgoingMessage,
         reuse: Reuse<'_>,
     ) -> Result<Result<String, SendError>, CallError> {
-        self.run(
+        let wm = v1::message_to_wit(message);
+        self.adapter_call(
             plugin,
             "send",
             reuse,
-            async |store, inst| {
-                let r = match inst {
-                    Instance::Adapter(inst) => {
-                        let wm = v0_1_0::wit_delivery::Message {
-                            delivery_id: message.delivery_id.clone(),
-                            notification_id: message.notification_id.clone(),
-                            tenant: message.tenant.clone(),
-                            idempotency_key: message.idempotency_key.clone(),
-                            attempt: message.attempt,
-                            channel: v0_1_0::channel_to_wit(message.channel),
-                            recipient: v0_1_0::recipient_to_wit(&message.recipient),
-                            content: v0_1_0::content_to_wit(&message.content),
-                        };
-                        inst.belfry_plugin_delivery()
-                            .call_send(&mut *store, &wm)
-                            .await?
-                            .map(|r| r.provider_message_id)
-                            .map_err(|e| {
-                                use v0_1_0::wit_delivery::SendError as W;
-                                match e {
-                                    W::Transient(message) => SendError::Transient { message },
-                                    W::RateLimited(rl) => SendError::RateLimited {
-                                        retry_after_ms: rl.retry_after_ms,
-                                        message: rl.message,
-                                    },
-                                    W::Permanent(message) => SendError::Permanent { message },
-                                }
-                            })
-                    }
-                    Instance::AdapterV0_5(inst) => {
-                        let wm = v0_5_0::message_to_wit(message);
-                        inst.belfry_plugin_delivery()
-                            .call_send(&mut *store, &wm)
-                            .await?
-                            .map(|r| r.provider_message_id)
-                            .map_err(|e| {
-                                use v0_5_0::wit_delivery::SendError as W;
-                                match e {
-                                    W::Transient(message) => SendError::Transient { message },
-                                    W::RateLimited(rl) => SendError::RateLimited {
-                                        retry_after_ms: rl.retry_after_ms,
-                                        message: rl.message,
-                                    },
-                                    W::Permanent(message) => SendError::Permanent { message },
-                                }
-                            })
-                    }
-                    _ => return Ok(None),
-                };
-                Ok(Some(r))
-            },
+            async |store, a| a.send(store, &wm).await,
             |r| {
-                let r = r.ok_or_else(|| Self::wrong_kind(plugin, "send"))?;
+                let r = v1::send_result_from_wit(r);
                 if let Ok(id) = &r {
                     Self::check_output(plugin, "send", id.len())?;
                 }
@@ -1233,42 +974,13 @@ impl PluginRuntime {
         plugin: &Plugin,
         request: &feedback::WebhookRequest,
     ) -> Result<Result<Vec<feedback::FeedbackEvent>, feedback::WebhookRejection>, CallError> {
-        self.run(
+        let wr = v1::webhook_request_to_wit(request);
+        self.adapter_call(
             plugin,
             "handle-webhook",
             Reuse::Fresh,
-            async |store, inst| {
-                let r = match inst {
-                    Instance::Adapter(inst) => {
-                        let path = request
-                            .url
-                            .find("://")
-                            .and_then(|i| request.url[i + 3..].find('/').map(|j| i + 3 + j))
-                            .map_or("/", |start| &request.url[start..]);
-                        let wr = v0_1_0::wit_delivery::WebhookRequest {
-                            method: request.method.clone(),
-                            uri: path.to_string(),
-                            headers: request.headers.clone(),
-                            body: request.body.clone(),
-                        };
-                        v0_1_0::feedback_to_v0_5_0(
-                            inst.belfry_plugin_delivery()
-                                .call_handle_webhook(&mut *store, &wr)
-                                .await?,
-                        )
-                    }
-                    Instance::AdapterV0_5(inst) => {
-                        let wr = v0_5_0::webhook_request_to_wit(request);
-                        inst.belfry_plugin_delivery()
-                            .call_handle_webhook(&mut *store, &wr)
-                            .await?
-                    }
-                    _ => return Ok(None),
-                };
-                Ok(Some(r))
-            },
+            async |store, a| a.handle_webhook(store, &wr).await,
             |r| {
-                let r = r.ok_or_else(|| Self::wrong_kind(plugin, "handle-webhook"))?;
                 let size: usize = r.as_ref().map_or(0, |events| {
                     events
                         .iter()
@@ -1281,7 +993,7 @@ impl PluginRuntime {
                         .sum()
                 });
                 Self::check_output(plugin, "handle-webhook", size)?;
-                Ok(v0_5_0::feedback_from_wit(r))
+                Ok(v1::feedback_from_wit(r))
             },
         )
         .await
@@ -1378,6 +1090,12 @@ fn classify<R>(
     let denials = state.gate.denials.lock().unwrap().clone();
     if !denials.is_empty() {
         return Err(err(FailureReason::CapabilityDenied, denials.join("; ")));
+    }
+    if let Some(message) = &state.assets_exceeded {
+        return Err(err(
+            FailureReason::OutputTooLarge,
+            format!("{message} ({} bytes)", state::assets_budget(&p.manifest)),
+        ));
     }
     match outcome {
         Err(()) => Err(err(

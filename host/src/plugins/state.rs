@@ -1,11 +1,13 @@
 //! The data of one plugin call's `Store`: WASI with nothing granted but what the manifest
-//! lists, the HTTP gate, the memory limiter, and the host imports (`log`, `config`).
+//! lists, the HTTP gate, the memory limiter, and the host imports of contract 1.0 (`log`,
+//! `config`, `assets`); older contracts' `log` and `config` forward here (`versions.rs`).
 
 use super::PluginRef;
+use super::assets::Assets;
 use super::capabilities::{AuthorityPattern, HttpGate};
 use super::limits::{self, PluginLimiter};
 use super::manifest::Manifest;
-use super::v0_1_0::{wit, wit_config, wit_log};
+use super::versions::v1::{wit_assets, wit_config, wit_log};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
@@ -26,7 +28,31 @@ pub struct PluginState {
     plugin: String,
     config: Arc<BTreeMap<String, String>>,
     log_lines: usize,
+    /// What `assets` answers during the current call: a notifier's own package assets, or,
+    /// for a renderer, those of the notifier whose request it renders. Set at the start of
+    /// every call, because a warm instance serves calls for different notifiers.
+    assets: Arc<Assets>,
+    /// Bytes `assets` may still return during this call ([`assets_budget`]).
+    assets_left: usize,
+    /// Set when a call asked `assets` for more than its budget; the call then fails with
+    /// `output_too_large` (`mod.rs`, `classify`).
+    pub(crate) assets_exceeded: Option<String>,
 }
+
+/// How many bytes `assets.read` and `assets.list` may return to one call: four times the
+/// plugin's output limit (`limits.output_kib`, 1 MiB by default). A renderer reads a few
+/// templates per call; the bound keeps a guest from reading a 32 MiB package over and over in
+/// a loop, which would cost the host a copy per read. Past it the call fails
+/// (`output_too_large`) instead of seeing `none`, which it would take for a missing file.
+pub fn assets_budget(manifest: &Manifest) -> usize {
+    manifest
+        .limits
+        .output_bytes
+        .saturating_mul(ASSETS_BUDGET_FACTOR)
+}
+
+/// See [`assets_budget`].
+pub const ASSETS_BUDGET_FACTOR: usize = 4;
 
 impl PluginState {
     pub fn new(
@@ -84,13 +110,35 @@ impl PluginState {
             plugin: reference.to_string(),
             config,
             log_lines: 0,
+            assets: Assets::empty(),
+            assets_left: assets_budget(manifest),
+            assets_exceeded: None,
         })
     }
 
-    /// Starts a call: what is counted or captured per call begins again here.
-    pub fn begin_call(&mut self) {
+    /// Starts a call: what is counted or captured per call begins again here, and `assets`
+    /// answers from `assets` (with a fresh budget of `assets_budget` bytes) until the next.
+    pub fn begin_call(&mut self, assets: Arc<Assets>, assets_budget: usize) {
         self.log_lines = 0;
         self.stderr_from = self.stderr.contents().len();
+        self.assets = assets;
+        self.assets_left = assets_budget;
+        self.assets_exceeded = None;
+    }
+
+    /// Takes `bytes` from this call's assets budget, or records why the call must fail.
+    fn spend_on_assets(&mut self, bytes: usize, what: &str) -> wasmtime::Result<()> {
+        if self.assets_exceeded.is_none()
+            && let Some(left) = self.assets_left.checked_sub(bytes)
+        {
+            self.assets_left = left;
+            return Ok(());
+        }
+        let message = format!(
+            "{what} would take the assets read in this call past {ASSETS_BUDGET_FACTOR} times the output limit"
+        );
+        self.assets_exceeded.get_or_insert(message.clone());
+        Err(wasmtime::format_err!(message))
     }
 
     /// Whether this state may serve another call: nothing denied, memory to spare, and room
@@ -161,8 +209,6 @@ impl WasiHttpView for PluginState {
     }
 }
 
-impl wit::Host for PluginState {}
-
 impl wit_log::Host for PluginState {
     fn log(&mut self, level: wit_log::Level, message: String) {
         self.log_lines += 1;
@@ -198,52 +244,21 @@ impl wit_config::Host for PluginState {
     }
 }
 
-// WIT 0.2.0 and 0.3.0 link the same host functions under their own versioned names.
-impl super::v0_2_0::wit_log::Host for PluginState {
-    fn log(&mut self, level: super::v0_2_0::wit_log::Level, message: String) {
-        wit_log::Host::log(self, super::v0_2_0::level_to_v0_1_0(level), message)
+impl wit_assets::Host for PluginState {
+    fn read(&mut self, path: String) -> wasmtime::Result<Option<Vec<u8>>> {
+        let Some(bytes) = self.assets.read(&path) else {
+            return Ok(None);
+        };
+        self.spend_on_assets(bytes.len(), "reading assets")?;
+        Ok(Some(bytes.to_vec()))
     }
-}
 
-impl super::v0_2_0::wit_config::Host for PluginState {
-    fn get(&mut self, key: String) -> Option<String> {
-        wit_config::Host::get(self, key)
-    }
-}
-
-impl super::v0_3_0::wit_log::Host for PluginState {
-    fn log(&mut self, level: super::v0_3_0::wit_log::Level, message: String) {
-        wit_log::Host::log(self, super::v0_3_0::level_to_v0_1_0(level), message)
-    }
-}
-
-impl super::v0_3_0::wit_config::Host for PluginState {
-    fn get(&mut self, key: String) -> Option<String> {
-        wit_config::Host::get(self, key)
-    }
-}
-
-impl super::v0_4_0::wit_log::Host for PluginState {
-    fn log(&mut self, level: super::v0_4_0::wit_log::Level, message: String) {
-        wit_log::Host::log(self, super::v0_4_0::level_to_v0_1_0(level), message)
-    }
-}
-
-impl super::v0_4_0::wit_config::Host for PluginState {
-    fn get(&mut self, key: String) -> Option<String> {
-        wit_config::Host::get(self, key)
-    }
-}
-
-impl super::v0_5_0::wit_log::Host for PluginState {
-    fn log(&mut self, level: super::v0_5_0::wit_log::Level, message: String) {
-        wit_log::Host::log(self, super::v0_5_0::level_to_v0_1_0(level), message)
-    }
-}
-
-impl super::v0_5_0::wit_config::Host for PluginState {
-    fn get(&mut self, key: String) -> Option<String> {
-        wit_config::Host::get(self, key)
+    fn list(&mut self, prefix: String) -> wasmtime::Result<Vec<String>> {
+        let paths = self.assets.list(&prefix);
+        // Each path is counted with some overhead, so that listing many short names is not free.
+        let size = paths.iter().map(|p| p.len() + 8).sum();
+        self.spend_on_assets(size, "listing assets")?;
+        Ok(paths)
     }
 }
 
