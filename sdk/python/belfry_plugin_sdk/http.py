@@ -6,7 +6,10 @@ manifest's ``capabilities.http`` (or the operator's ``allow_http``) grants; anyt
 fails with :class:`HttpError`, like a connection error.
 
 Only importable inside a component built for the ``channel-adapter`` world by
-``belfry-build-py``: it uses the generated ``wit_world`` bindings of ``wasi:http``.
+``belfry-build-py``: it uses the generated ``wit_world`` bindings of ``wasi:http``. Import it at
+the top of your module: componentize-py runs module-level code at build time and snapshots the
+interpreter, and a component cannot read Python files at run time, so an import first reached
+inside a call fails with ImportError.
 """
 
 from __future__ import annotations
@@ -15,6 +18,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable, List, Optional, Tuple
 from urllib.parse import urlsplit
+
+from componentize_py_types import Err
+from wit_world.imports import http_types as t
+from wit_world.imports import outgoing_handler, streams
 
 #: Bodies are written in chunks no larger than wasi:io's guaranteed minimum write budget.
 _CHUNK = 4096
@@ -49,11 +56,6 @@ def request(method: str, url: str, headers: Iterable[Tuple[str, str]] = (), body
             connect_timeout_ms: int = 10_000, first_byte_timeout_ms: int = 30_000,
             max_response_bytes: int = 1 << 20) -> Response:
     """Sends one request and reads the whole response (at most ``max_response_bytes``)."""
-    from componentize_py_types import Err
-    from wit_world.imports import http_types as t
-    from wit_world.imports import outgoing_handler
-    from wit_world.imports import streams
-
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise HttpError(f"not an http(s) URL: {url!r}")
