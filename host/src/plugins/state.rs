@@ -18,7 +18,9 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 pub struct PluginState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
-    table: ResourceTable,
+    pub(super) table: ResourceTable,
+    /// `wasi:tls` for channel adapters (`tls.rs`).
+    pub(super) tls: wasmtime_wasi_tls::WasiTlsCtx,
     pub(crate) gate: HttpGate,
     pub(crate) limiter: PluginLimiter,
     stderr: MemoryOutputPipe,
@@ -63,6 +65,7 @@ impl PluginState {
         tcp: Arc<[AuthorityPattern]>,
     ) -> Result<PluginState, String> {
         let stderr = MemoryOutputPipe::new(limits::STDERR_CAPTURE_BYTES);
+        let tls = super::tls::context(reference, &config, &tcp)?;
         let mut wasi = WasiCtxBuilder::new();
         // Deny by default: no args, no environment, no stdin/stdout, no sockets, no name
         // lookup. Only stderr is captured (bounded) so a panic message reaches the error.
@@ -99,6 +102,7 @@ impl PluginState {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
+            tls,
             gate: HttpGate {
                 plugin: format!("{}@{}", reference.name, reference.version),
                 allow: http,

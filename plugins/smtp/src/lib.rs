@@ -1,18 +1,20 @@
 //! The `smtp` channel adapter: sends `email` content to an SMTP server (a relay or a
-//! provider's submission port) over plain TCP through WASI sockets.
+//! provider's submission port) over TCP through WASI sockets, with TLS by the host's
+//! `wasi:tls` ([`net`]).
 //!
 //! Config keys (resolved by the host):
 //! - `host` (required) and `port` (default 587): the server. It must be granted as
 //!   `host:port`: the manifest's `smtp.example.com:587` is a placeholder, operators grant
 //!   theirs with `allow_tcp`.
+//! - `tls`: `starttls` (the default, except on port 465), `implicit` (the default on 465) or
+//!   `none` (plain text, only when set; then no credentials). The server's certificate is
+//!   verified by the host against Mozilla's roots and, for a private CA, the PEM file the
+//!   host's config key `tls_ca_file` names; it must be valid for `host`.
 //! - `from` (required): the sender, `alerts@example.com` or `Belfry <alerts@example.com>`;
 //!   its address is also the envelope sender (`MAIL FROM`).
 //! - `username` and `password` (optional, both or neither): `AUTH PLAIN` when the server
-//!   offers it, else `AUTH LOGIN`.
+//!   offers it, else `AUTH LOGIN`, over TLS only.
 //! - `helo_name` (default `belfry.localdomain`): the name in `EHLO`.
-//! - `starttls`: `never`, `opportunistic` (default) or `required`. This build cannot do TLS
-//!   (see the docs): `required` fails permanently without connecting, `opportunistic` sends
-//!   in plain text with a warning in the host's log when the server offers STARTTLS.
 //!
 //! The message ([`mail`]) carries Date, From, To, Subject, a Message-ID of
 //! `<{idempotency_key}@{from's domain}>`, the same for every attempt so a receiver can drop
@@ -24,9 +26,12 @@
 //! Replies ([`session`]): 4xx transient, 5xx permanent, naming the command and the server's
 //! text. Connection errors and timeouts are transient, except the host refusing the
 //! connection (a destination not granted), which is permanent: only the configuration can
-//! fix it. SMTP has no delivery callbacks here: `handle-webhook` is unsupported.
+//! fix it. So are a server without `STARTTLS` when `tls = starttls`, and a certificate the
+//! host refuses (the reason is recorded). SMTP has no delivery callbacks here:
+//! `handle-webhook` is unsupported.
 
 pub mod mail;
+pub mod net;
 pub mod session;
 
 wit_bindgen::generate!({
@@ -34,8 +39,6 @@ wit_bindgen::generate!({
     path: "../../wit/plugin@0.5.0",
 });
 
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use belfry::plugin::config;
@@ -46,7 +49,7 @@ use exports::belfry::plugin::delivery::{
 };
 use mail::{Email, Mailbox};
 use provider_kit::{Config, Failure};
-use session::{Envelope, LineTransport, Settings, StartTls};
+use session::{Envelope, LineTransport, Settings, TlsMode};
 
 provider_kit::bind_errors!(SendError, RateLimit, WebhookError);
 
@@ -54,7 +57,8 @@ const CONFIG: Config = Config::new("smtp", config::get);
 const DEFAULT_PORT: u16 = 587;
 const DEFAULT_HELO: &str = "belfry.localdomain";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Per read and per write; the host's call limit (the manifest's 60 s) bounds the session.
+/// Per read, per write and for the TLS handshake; the host's call limit (the manifest's
+/// 60 s) bounds the session.
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
 
 struct SmtpAdapter;
@@ -97,7 +101,11 @@ impl Guest for SmtpAdapter {
         .map_err(Failure::Permanent)?;
 
         let authority = format!("{}:{}", server.host, server.port);
-        let mut transport = TcpTransport::connect(&server.host, server.port)?;
+        let mut transport =
+            net::Connection::connect(&server.host, server.port, CONNECT_TIMEOUT, IO_TIMEOUT)?;
+        if server.tls == TlsMode::Implicit {
+            transport.start_tls()?;
+        }
         let accepted = session::deliver(
             &mut transport,
             &Settings {
@@ -107,7 +115,7 @@ impl Guest for SmtpAdapter {
                     .credentials
                     .as_ref()
                     .map(|(u, p)| (u.as_str(), p.as_str())),
-                starttls: server.starttls,
+                tls: server.tls,
             },
             &Envelope {
                 from: &server.from.address,
@@ -148,7 +156,7 @@ struct ServerConfig {
     from: Mailbox,
     credentials: Option<(String, String)>,
     helo_name: String,
-    starttls: StartTls,
+    tls: TlsMode,
 }
 
 impl ServerConfig {
@@ -189,22 +197,24 @@ impl ServerConfig {
                 format!("{helo_name:?} is not a host name"),
             ));
         }
-        let starttls = match config.optional("starttls") {
-            None => StartTls::Opportunistic,
-            Some(text) => StartTls::parse(&text).ok_or_else(|| {
+        if config.optional("starttls").is_some() {
+            // The key of the build without TLS, whose `opportunistic` sent in plain text.
+            return Err(bad(
+                "starttls",
+                "is no longer read: set `tls` to starttls, implicit or none".to_string(),
+            ));
+        }
+        let tls = match config.optional("tls") {
+            None => TlsMode::default_for(port),
+            Some(text) => TlsMode::parse(&text).ok_or_else(|| {
                 bad(
-                    "starttls",
-                    format!("{text:?} is not one of never, opportunistic, required"),
+                    "tls",
+                    format!("{text:?} is not one of starttls, implicit, none"),
                 )
             })?,
         };
-        if starttls == StartTls::Required {
-            return Err(Failure::Permanent(
-                "config key `starttls` is `required`, but this adapter cannot do TLS (no TLS \
-                 stack in its wasm32-wasip2 build); use `opportunistic` or `never` with a \
-                 relay on a trusted network"
-                    .to_string(),
-            ));
+        if tls == TlsMode::None && credentials.is_some() {
+            return Err(session::no_credentials_in_plain_text());
         }
         Ok(ServerConfig {
             host,
@@ -212,7 +222,7 @@ impl ServerConfig {
             from,
             credentials,
             helo_name,
-            starttls,
+            tls,
         })
     }
 }
@@ -237,97 +247,6 @@ fn message_id(idempotency_key: &str, from: &Mailbox, helo_name: &str) -> String 
         helo_name
     };
     format!("<{local}@{domain}>")
-}
-
-/// A TCP connection (std's sockets, which on wasm32-wasip2 are WASI sockets), read by lines.
-struct TcpTransport {
-    server: String,
-    reader: BufReader<TcpStream>,
-}
-
-impl TcpTransport {
-    fn connect(host: &str, port: u16) -> Result<TcpTransport, Failure> {
-        let server = format!("{host}:{port}");
-        let addresses: Vec<SocketAddr> = (host, port)
-            .to_socket_addrs()
-            .map_err(|err| io_failure(&server, "resolving", &err))?
-            .collect();
-        if addresses.is_empty() {
-            return Err(Failure::Transient(format!("{host} resolves to no address")));
-        }
-        let mut last = None;
-        for address in &addresses {
-            match TcpStream::connect_timeout(address, CONNECT_TIMEOUT) {
-                Ok(stream) => {
-                    // Best effort: a stream without timeouts is still bounded by the host.
-                    let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
-                    let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
-                    let _ = stream.set_nodelay(true);
-                    return Ok(TcpTransport {
-                        server,
-                        reader: BufReader::new(stream),
-                    });
-                }
-                Err(err) => last = Some((address, err)),
-            }
-        }
-        let (address, err) = last.expect("at least one address was tried");
-        Err(io_failure(
-            &server,
-            &format!("connecting to {address}"),
-            &err,
-        ))
-    }
-}
-
-impl LineTransport for TcpTransport {
-    fn write_all(&mut self, data: &[u8]) -> Result<(), Failure> {
-        let stream = self.reader.get_mut();
-        stream
-            .write_all(data)
-            .and_then(|()| stream.flush())
-            .map_err(|err| io_failure(&self.server, "writing", &err))
-    }
-
-    fn read_line(&mut self) -> Result<String, Failure> {
-        let mut line = Vec::new();
-        let read = (&mut self.reader)
-            .take(session::MAX_LINE_BYTES as u64)
-            .read_until(b'\n', &mut line)
-            .map_err(|err| io_failure(&self.server, "reading", &err))?;
-        if read == 0 {
-            return Err(Failure::Transient(format!(
-                "{} closed the connection",
-                self.server
-            )));
-        }
-        if !line.ends_with(b"\n") {
-            return Err(Failure::Transient(format!(
-                "{} sent a line longer than {} bytes",
-                self.server,
-                session::MAX_LINE_BYTES
-            )));
-        }
-        while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-            line.pop();
-        }
-        Ok(String::from_utf8_lossy(&line).into_owned())
-    }
-}
-
-/// A socket error as a failure: the host's refusal is permanent (a grant is missing), every
-/// other error transient.
-fn io_failure(server: &str, doing: &str, err: &std::io::Error) -> Failure {
-    match err.kind() {
-        ErrorKind::PermissionDenied => Failure::Permanent(format!(
-            "{doing} {server} was denied by the host: grant `{server}` with the config key \
-             `allow_tcp` ({err})"
-        )),
-        ErrorKind::TimedOut | ErrorKind::WouldBlock => {
-            Failure::Transient(format!("{doing} {server} timed out ({err})"))
-        }
-        _ => Failure::Transient(format!("{doing} {server} failed: {err}")),
-    }
 }
 
 #[cfg(test)]
@@ -361,7 +280,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.port, 587);
         assert_eq!(c.helo_name, "belfry.localdomain");
-        assert_eq!(c.starttls, StartTls::Opportunistic);
+        assert_eq!(c.tls, TlsMode::StartTls);
         assert!(c.credentials.is_none());
         assert_eq!(c.from.address, "a@example.com");
 
@@ -396,20 +315,41 @@ mod tests {
         );
         assert!(
             err(|k| if k == "starttls" {
-                Some("always".into())
-            } else {
-                base(k)
-            })
-            .contains("`starttls`")
-        );
-        assert!(
-            err(|k| if k == "starttls" {
                 Some("required".into())
             } else {
                 base(k)
             })
-            .contains("cannot do TLS")
+            .contains("set `tls`")
         );
+        assert!(
+            err(|k| if k == "tls" {
+                Some("always".into())
+            } else {
+                base(k)
+            })
+            .contains("`tls`")
+        );
+        assert!(
+            err(|k| match k {
+                "tls" => Some("none".into()),
+                "username" => Some("u".into()),
+                "password" => Some("p".into()),
+                _ => base(k),
+            })
+            .contains("need TLS")
+        );
+        let smtps = config(|k| match k {
+            "port" => Some("465".into()),
+            _ => base(k),
+        })
+        .unwrap();
+        assert_eq!(smtps.tls, TlsMode::Implicit);
+        let plain = config(|k| match k {
+            "tls" => Some("none".into()),
+            _ => base(k),
+        })
+        .unwrap();
+        assert_eq!(plain.tls, TlsMode::None);
         assert!(
             err(|k| if k == "helo_name" {
                 Some("a b".into())
@@ -418,24 +358,5 @@ mod tests {
             })
             .contains("`helo_name`")
         );
-    }
-
-    #[test]
-    fn socket_errors_classify() {
-        let denied = std::io::Error::from(ErrorKind::PermissionDenied);
-        assert!(matches!(
-            io_failure("h:25", "connecting to 1.2.3.4:25", &denied),
-            Failure::Permanent(m) if m.contains("allow_tcp")
-        ));
-        let refused = std::io::Error::from(ErrorKind::ConnectionRefused);
-        assert!(matches!(
-            io_failure("h:25", "connecting to", &refused),
-            Failure::Transient(_)
-        ));
-        let timeout = std::io::Error::from(ErrorKind::TimedOut);
-        assert!(matches!(
-            io_failure("h:25", "reading", &timeout),
-            Failure::Transient(m) if m.contains("timed out")
-        ));
     }
 }

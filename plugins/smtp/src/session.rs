@@ -2,8 +2,14 @@
 //! `AUTH`, `MAIL FROM`, `RCPT TO`, `DATA`, `QUIT`, and what each reply means for a retry.
 //!
 //! The session is pure: it reads lines from and writes bytes to a [`LineTransport`], so the
-//! whole dialogue is tested on the host against scripted servers. The adapter's transport is
-//! a TCP stream over WASI sockets.
+//! whole dialogue is tested on the host against scripted servers. The adapter's transport
+//! ([`crate::net`]) is a TCP connection over WASI sockets, upgraded to TLS by the host.
+//!
+//! TLS ([`TlsMode`]): with `StartTls` the session says `EHLO`, then `STARTTLS`, has the
+//! transport shake hands, and says `EHLO` again (RFC 3207: what the server said before TLS is
+//! forgotten); a server that does not offer `STARTTLS` fails the delivery for good. With
+//! `Implicit` the transport is TLS before the greeting. Credentials are only ever sent over
+//! TLS.
 //!
 //! Replies: 2xx/3xx where expected go on; 4xx are transient (421 closing, 450/451/452 try
 //! later); 5xx are permanent (550 no such user, 553, 554, 535 bad credentials…), each failure
@@ -21,25 +27,47 @@ pub const MAX_LINE_BYTES: usize = 8192;
 pub trait LineTransport {
     fn write_all(&mut self, data: &[u8]) -> Result<(), Failure>;
     fn read_line(&mut self) -> Result<String, Failure>;
+    /// Turns the connection into TLS in place, verifying the server's certificate and name;
+    /// a refused certificate is a permanent failure naming the reason.
+    fn start_tls(&mut self) -> Result<(), Failure>;
 }
 
-/// What to do when the server offers `STARTTLS`. This build has no TLS stack, so the adapter
-/// refuses `Required` before it connects, and `Opportunistic` goes on in plain text with a
-/// warning.
+/// How the connection is secured: the config key `tls`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StartTls {
-    Never,
-    Opportunistic,
-    Required,
+pub enum TlsMode {
+    /// Plain TCP, then `STARTTLS` (submission, port 587); required, never skipped.
+    StartTls,
+    /// TLS from the first byte (port 465).
+    Implicit,
+    /// Plain text throughout: only when the operator says so, for a relay on a trusted
+    /// network. No credentials are sent.
+    None,
 }
 
-impl StartTls {
-    pub fn parse(text: &str) -> Option<StartTls> {
+impl TlsMode {
+    pub fn parse(text: &str) -> Option<TlsMode> {
         match text.trim().to_ascii_lowercase().as_str() {
-            "never" => Some(StartTls::Never),
-            "opportunistic" => Some(StartTls::Opportunistic),
-            "required" => Some(StartTls::Required),
+            "starttls" => Some(TlsMode::StartTls),
+            "implicit" => Some(TlsMode::Implicit),
+            "none" => Some(TlsMode::None),
             _ => None,
+        }
+    }
+
+    /// `implicit` on 465 (SMTPS, RFC 8314), `starttls` everywhere else.
+    pub fn default_for(port: u16) -> TlsMode {
+        if port == 465 {
+            TlsMode::Implicit
+        } else {
+            TlsMode::StartTls
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsMode::StartTls => "starttls",
+            TlsMode::Implicit => "implicit",
+            TlsMode::None => "none",
         }
     }
 }
@@ -51,7 +79,8 @@ pub struct Settings<'a> {
     pub server: &'a str,
     pub helo_name: &'a str,
     pub credentials: Option<(&'a str, &'a str)>,
-    pub starttls: StartTls,
+    /// With `Implicit`, the transport is TLS already.
+    pub tls: TlsMode,
 }
 
 /// One message for one recipient.
@@ -127,7 +156,7 @@ impl Extensions {
 }
 
 /// Runs the session; on a failure it still says `QUIT` (best effort).
-/// `warn` gets what the operator should know (plain text where TLS was offered).
+/// `warn` gets what the operator should know (`tls = none` with a server that offers TLS).
 pub fn deliver(
     transport: &mut impl LineTransport,
     settings: &Settings<'_>,
@@ -171,24 +200,37 @@ impl<T: LineTransport> Session<'_, T> {
         envelope: &Envelope<'_>,
         warn: &mut dyn FnMut(String),
     ) -> Result<Accepted, Failure> {
-        let ext = self.hello(settings.helo_name)?;
-        if ext.starttls {
-            match settings.starttls {
-                StartTls::Never => {}
-                StartTls::Opportunistic => warn(format!(
-                    "{} offers STARTTLS, but this adapter cannot do TLS: sending in plain text",
-                    self.server
-                )),
-                StartTls::Required => return Err(no_tls()),
+        let mut ext = self.hello(settings.helo_name)?;
+        match settings.tls {
+            TlsMode::StartTls => {
+                if !ext.starttls {
+                    return Err(Failure::Permanent(format!(
+                        "{} does not offer STARTTLS, which `tls = starttls` requires (a server \
+                         that speaks TLS from the first byte, usually on port 465, wants \
+                         `tls = implicit`)",
+                        self.server
+                    )));
+                }
+                // 454 (TLS not available for now) is transient, 5xx permanent.
+                self.exchange("STARTTLS", &[220], "STARTTLS")?;
+                self.transport.start_tls()?;
+                ext = self.hello(settings.helo_name)?;
             }
-        } else if settings.starttls == StartTls::Required {
-            return Err(no_tls());
+            TlsMode::Implicit => {}
+            TlsMode::None => {
+                if ext.starttls {
+                    warn(format!(
+                        "{} offers STARTTLS, but `tls = none`: sending in plain text",
+                        self.server
+                    ));
+                }
+            }
         }
         if let Some((user, password)) = settings.credentials {
-            warn(format!(
-                "sending SMTP credentials to {} without TLS",
-                self.server
-            ));
+            if settings.tls == TlsMode::None {
+                // The config refuses this pairing already; this is the session's own guard.
+                return Err(no_credentials_in_plain_text());
+            }
             self.authenticate(&ext, user, password)?;
         }
 
@@ -276,8 +318,7 @@ impl<T: LineTransport> Session<'_, T> {
         }
         Err(Failure::Permanent(if ext.auth.is_empty() {
             format!(
-                "{} offers no AUTH, but `username` and `password` are set (servers often offer \
-                 AUTH only after STARTTLS, which this adapter cannot do)",
+                "{} offers no AUTH, but `username` and `password` are set",
                 self.server
             )
         } else {
@@ -364,11 +405,11 @@ impl<T: LineTransport> Session<'_, T> {
     }
 }
 
-fn no_tls() -> Failure {
+/// Credentials go over TLS only.
+pub fn no_credentials_in_plain_text() -> Failure {
     Failure::Permanent(
-        "config key `starttls` is `required`, but this adapter cannot do TLS (no TLS stack in \
-         its wasm32-wasip2 build); use `opportunistic` or `never` with a relay on a trusted \
-         network"
+        "config keys `username` and `password` need TLS: with `tls = none` they would cross the \
+         network in plain text (use `tls = starttls` or `implicit`)"
             .to_string(),
     )
 }
@@ -413,10 +454,12 @@ mod tests {
     use super::*;
     use std::collections::VecDeque;
 
-    /// A server that answers each command from a script and records what it was sent.
+    /// A server that answers each command from a script and records what it was sent; a
+    /// TLS handshake shows in `sent` as the line `<TLS>`, and fails with `tls_failure`.
     struct Scripted {
         replies: VecDeque<&'static str>,
         sent: String,
+        tls_failure: Option<Failure>,
     }
 
     impl Scripted {
@@ -424,6 +467,7 @@ mod tests {
             Scripted {
                 replies: replies.iter().copied().collect(),
                 sent: String::new(),
+                tls_failure: None,
             }
         }
 
@@ -444,13 +488,18 @@ mod tests {
                 .map(str::to_string)
                 .ok_or_else(|| Failure::Transient("connection closed".to_string()))
         }
+
+        fn start_tls(&mut self) -> Result<(), Failure> {
+            self.sent.push_str("<TLS>\r\n");
+            self.tls_failure.take().map_or(Ok(()), Err)
+        }
     }
 
     const SETTINGS: Settings<'static> = Settings {
         server: "mail.example:587",
         helo_name: "belfry.localdomain",
         credentials: None,
-        starttls: StartTls::Opportunistic,
+        tls: TlsMode::None,
     };
     const ENVELOPE: Envelope<'static> = Envelope {
         from: "orders@shop.example",
@@ -463,7 +512,14 @@ mod tests {
         settings: &Settings<'_>,
         envelope: &Envelope<'_>,
     ) -> (Result<Accepted, Failure>, Scripted, Vec<String>) {
-        let mut server = Scripted::new(script);
+        run_with(Scripted::new(script), settings, envelope)
+    }
+
+    fn run_with(
+        mut server: Scripted,
+        settings: &Settings<'_>,
+        envelope: &Envelope<'_>,
+    ) -> (Result<Accepted, Failure>, Scripted, Vec<String>) {
         let mut warnings = Vec::new();
         let result = deliver(&mut server, settings, envelope, &mut |w| warnings.push(w));
         (result, server, warnings)
@@ -507,7 +563,90 @@ mod tests {
     }
 
     #[test]
-    fn starttls_offered_is_a_warning_or_a_refusal() {
+    fn starttls_upgrades_then_says_ehlo_again() {
+        let starttls = Settings {
+            tls: TlsMode::StartTls,
+            credentials: Some(("bel", "s3cret")),
+            ..SETTINGS
+        };
+        let (result, server, warnings) = run(
+            &[
+                "220 mail.example ESMTP",
+                "250-mail.example",
+                "250 STARTTLS",
+                "220 2.0.0 Ready to start TLS",
+                "250-mail.example",
+                "250 AUTH PLAIN",
+                "235 2.7.0 Authentication successful",
+                "250 Ok",
+                "250 Ok",
+                "354 Go ahead",
+                "250 Ok",
+                "221 Bye",
+            ],
+            &starttls,
+            &ENVELOPE,
+        );
+        assert!(result.is_ok(), "{result:?}");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(
+            &server.commands()[..5],
+            [
+                "EHLO belfry.localdomain",
+                "STARTTLS",
+                "<TLS>",
+                "EHLO belfry.localdomain",
+                "AUTH PLAIN AGJlbABzM2NyZXQ="
+            ]
+        );
+    }
+
+    #[test]
+    fn starttls_missing_refused_or_failing_stops_the_session() {
+        let starttls = Settings {
+            tls: TlsMode::StartTls,
+            credentials: Some(("bel", "s3cret")),
+            ..SETTINGS
+        };
+        // Not offered: permanent, and nothing but QUIT follows (no credentials, no mail).
+        let (result, server, _) = run(
+            &["220 hi", "250-mail.example", "250 AUTH PLAIN"],
+            &starttls,
+            &ENVELOPE,
+        );
+        assert!(
+            matches!(&result, Err(Failure::Permanent(m)) if m.contains("does not offer STARTTLS")),
+            "{result:?}"
+        );
+        assert_eq!(server.commands(), ["EHLO belfry.localdomain", "QUIT"]);
+        // 454: not now.
+        let (result, _, _) = run(
+            &[
+                "220 hi",
+                "250-mail.example",
+                "250 STARTTLS",
+                "454 4.7.0 TLS not available due to temporary reason",
+            ],
+            &starttls,
+            &ENVELOPE,
+        );
+        assert!(
+            matches!(&result, Err(Failure::Transient(m)) if m.contains("454 to STARTTLS")),
+            "{result:?}"
+        );
+        // The handshake's failure is the delivery's, as it came.
+        let mut server = Scripted::new(&["220 hi", "250-mail.example", "250 STARTTLS", "220 Go"]);
+        server.tls_failure = Some(Failure::Permanent("certificate refused".to_string()));
+        let (result, server, _) = run_with(server, &starttls, &ENVELOPE);
+        assert_eq!(
+            result,
+            Err(Failure::Permanent("certificate refused".to_string()))
+        );
+        assert!(!server.sent.contains("AUTH"), "{}", server.sent);
+    }
+
+    #[test]
+    fn plain_text_only_when_asked_and_never_with_credentials() {
         let script = [
             "220 mail.example ESMTP",
             "250-mail.example",
@@ -518,35 +657,50 @@ mod tests {
             "250 Message accepted for delivery",
             "221 Bye",
         ];
-        let (result, _, warnings) = run(&script, &SETTINGS, &ENVELOPE);
+        let (result, server, warnings) = run(&script, &SETTINGS, &ENVELOPE);
         assert_eq!(result.unwrap().queued_as, None);
+        assert!(!server.sent.contains("<TLS>"));
         assert_eq!(warnings.len(), 1);
         assert!(warnings[0].contains("plain text"), "{warnings:?}");
 
-        let never = Settings {
-            starttls: StartTls::Never,
+        let with_credentials = Settings {
+            credentials: Some(("bel", "s3cret")),
             ..SETTINGS
         };
-        let (result, _, warnings) = run(&script, &never, &ENVELOPE);
-        assert!(result.is_ok());
-        assert!(warnings.is_empty());
+        let (result, server, _) = run(&script, &with_credentials, &ENVELOPE);
+        assert_eq!(result, Err(no_credentials_in_plain_text()));
+        assert!(!server.sent.contains("AUTH"));
 
-        let required = Settings {
-            starttls: StartTls::Required,
+        // Implicit TLS: the transport is TLS already; no STARTTLS.
+        let implicit = Settings {
+            tls: TlsMode::Implicit,
             ..SETTINGS
         };
-        let (result, server, _) = run(&script, &required, &ENVELOPE);
-        assert!(matches!(result, Err(Failure::Permanent(m)) if m.contains("cannot do TLS")));
-        assert_eq!(server.commands(), ["EHLO belfry.localdomain", "QUIT"]);
+        let (result, server, warnings) = run(&script, &implicit, &ENVELOPE);
+        assert!(result.is_ok(), "{result:?}");
+        assert!(warnings.is_empty());
+        assert!(!server.sent.contains("STARTTLS"));
+    }
+
+    #[test]
+    fn tls_modes_parse_and_default_by_port() {
+        assert_eq!(TlsMode::parse(" STARTTLS "), Some(TlsMode::StartTls));
+        assert_eq!(TlsMode::parse("implicit"), Some(TlsMode::Implicit));
+        assert_eq!(TlsMode::parse("none"), Some(TlsMode::None));
+        assert_eq!(TlsMode::parse("required"), None);
+        assert_eq!(TlsMode::default_for(465), TlsMode::Implicit);
+        assert_eq!(TlsMode::default_for(587), TlsMode::StartTls);
+        assert_eq!(TlsMode::default_for(25), TlsMode::StartTls);
     }
 
     #[test]
     fn auth_prefers_plain_and_falls_back_to_login() {
         let with_auth = Settings {
             credentials: Some(("bel", "s3cret")),
+            tls: TlsMode::Implicit,
             ..SETTINGS
         };
-        let (result, server, warnings) = run(
+        let (result, server, _) = run(
             &[
                 "220 hi",
                 "250-mail.example",
@@ -564,7 +718,6 @@ mod tests {
         );
         assert!(result.is_ok(), "{result:?}");
         assert_eq!(server.commands()[1], "AUTH PLAIN AGJlbABzM2NyZXQ=");
-        assert!(warnings[0].contains("without TLS"));
 
         let (result, server, _) = run(
             &[
