@@ -5,7 +5,8 @@
 //!    workspace, into one shared target dir, `<target dir>/wasm-plugins`, so dev and release
 //!    builds of belfry share the wasm artefacts.
 //! 2. Writes `$OUT_DIR/bundled.rs`: one `BUNDLED` static listing every plugin in `plugins/`
-//!    (manifest, component bytes, and every file its manifest grants), sorted by name.
+//!    (manifest, component bytes, every file its manifest grants, and its package assets,
+//!    `plugins/NAME/assets/**`), sorted by name.
 //! 3. Copies each hostile fixture to `<target dir>/wasm-plugins/fixtures/` as `<case>.wasm`,
 //!    `<case>.toml` (its manifest) and `<case>.expected.toml` (a fixture without one is a
 //!    plugin whose behaviour a test observes rather than a failure case), and points the
@@ -193,6 +194,21 @@ fn main() {
         } else {
             writeln!(bundled, "        files: &[").unwrap();
             for (relative, absolute) in files {
+                writeln!(
+                    bundled,
+                    "            ({relative:?}, include_bytes!({:?})),",
+                    utf8(&absolute)
+                )
+                .unwrap();
+            }
+            writeln!(bundled, "        ],").unwrap();
+        }
+        let assets = package_assets(plugin);
+        if assets.is_empty() {
+            writeln!(bundled, "        assets: &[],").unwrap();
+        } else {
+            writeln!(bundled, "        assets: &[").unwrap();
+            for (relative, absolute) in assets {
                 writeln!(
                     bundled,
                     "            ({relative:?}, include_bytes!({:?})),",
@@ -432,9 +448,30 @@ fn granted_files(plugin: &PluginCrate) -> Vec<(String, PathBuf)> {
     files
 }
 
+/// Every file under the plugin's `assets/` folder (its package assets: a notifier's templates
+/// and translations): (path relative to `assets/`, '/'-separated; absolute path), sorted. The
+/// host checks each path again when it loads them (`Assets::from_entries`); a symbolic link is
+/// refused here as `Assets::from_dir` refuses one in a package directory.
+fn package_assets(plugin: &PluginCrate) -> Vec<(String, PathBuf)> {
+    let dir = plugin.dir.join("assets");
+    if !dir.is_dir() {
+        return Vec::new();
+    }
+    let mut files = Vec::new();
+    collect_files(&dir, &dir, &mut files);
+    files.sort();
+    files
+}
+
 fn collect_files(base: &Path, dir: &Path, files: &mut Vec<(String, PathBuf)>) {
     for entry in read_dir(dir) {
         let path = entry.path();
+        let is_link = entry.file_type().is_ok_and(|t| t.is_symlink());
+        assert!(
+            !is_link,
+            "{} is a symbolic link: a plugin's files and assets must be regular files",
+            path.display()
+        );
         if path.is_dir() {
             collect_files(base, &path, files);
         } else if path.is_file() {

@@ -9,6 +9,7 @@ mod ids;
 mod inbox_cli;
 mod keys_cli;
 mod output;
+mod pack_cli;
 mod policy_cli;
 mod queue_bench;
 mod webhooks_cli;
@@ -360,8 +361,22 @@ enum PluginCommand {
     /// Load a component, check its world, version and manifest, call `describe` for a
     /// notifier, and print what it is granted.
     Check {
-        /// Path to the plugin's .wasm (its manifest NAME.toml must sit beside it).
+        /// A package folder (manifest.toml, plugin.wasm, assets/), or a plugin's .wasm with
+        /// its manifest NAME.toml beside it.
         path: PathBuf,
+    },
+    /// Write one archive (gzip-compressed tar) of a plugin package folder (manifest.toml,
+    /// plugin.wasm, assets/), for `POST /v1/plugins`; see docs/plugins/packages.md.
+    Pack {
+        /// The package folder; with --component, a plugin's source folder (its manifest.toml
+        /// and assets/ are packed).
+        dir: PathBuf,
+        /// The component to pack instead of DIR/plugin.wasm (a build of a source folder).
+        #[arg(long)]
+        component: Option<PathBuf>,
+        /// Where to write the archive [default: NAME-VERSION.tar.gz].
+        #[arg(short, long)]
+        output: Option<PathBuf>,
     },
 }
 
@@ -846,16 +861,22 @@ async fn run(cli: Cli, database_url_given: bool) -> Result<()> {
                 output::print_plugins(&loaded.plugins, &loaded.broken, g.json)
             }
             PluginCommand::Check { path } => {
-                if path.extension().is_none_or(|e| e != "wasm") {
+                if !path.is_dir() && path.extension().is_none_or(|e| e != "wasm") {
                     bail!(
-                        "{}: expected a .wasm file with its manifest .toml beside it",
+                        "{}: expected a package folder, or a .wasm file with its manifest .toml \
+                         beside it",
                         path.display()
                     );
                 }
                 let runtime = PluginRuntime::new(runtime_config(&g)?)?;
-                let plugin = runtime.load_file(&path).await?;
+                let plugin = runtime.load_path(&path).await?;
                 output::print_check(&plugin, g.json)
             }
+            PluginCommand::Pack {
+                dir,
+                component,
+                output,
+            } => pack_cli::pack(&dir, component.as_deref(), output.as_deref(), g.json),
         },
         Command::Bench { command } => {
             let given = database_url_given.then_some(g.database_url.as_str());
@@ -867,7 +888,8 @@ async fn run(cli: Cli, database_url_given: bool) -> Result<()> {
                             belfry::host::store::redact(url)
                         );
                     }
-                    bench::plugins(iterations, g.json).await
+                    bench::plugins(iterations, g.json).await?;
+                    bench::languages(iterations, g.plugins_dir.as_deref(), g.json).await
                 }
                 BenchCommand::Trigger(a) => {
                     queue_bench_run(&["trigger"], bench_url(a, given).await?, g.json).await

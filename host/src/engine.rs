@@ -192,12 +192,24 @@ impl Engine {
         manifest: &str,
         by: &str,
     ) -> Result<(Plugin, Option<Plugin>), uploads::UploadError> {
+        let package = crate::plugins::package::Package {
+            manifest: manifest.to_string(),
+            component: component.to_vec(),
+            assets: Default::default(),
+        };
+        self.load_package(&package, by).await
+    }
+
+    /// [`Engine::load_plugin`] for a whole package (a `POST /v1/plugins` archive): its assets
+    /// are loaded with it and recorded with it.
+    pub async fn load_package(
+        &self,
+        package: &crate::plugins::package::Package,
+        by: &str,
+    ) -> Result<(Plugin, Option<Plugin>), uploads::UploadError> {
         let _one_at_a_time = self.loading.lock().await;
         let origin = format!("upload by {by}");
-        let plugin = self
-            .runtime
-            .load_uploaded(component, manifest, origin)
-            .await?;
+        let plugin = self.runtime.load_uploaded_package(package, origin).await?;
         let current = self.registry.current();
         let replaced = current
             .plugins()
@@ -224,7 +236,7 @@ impl Engine {
             let reference = plugin.reference().to_string();
             crate::workflows::definition::check_published(&self.db, wf, &reference).await?;
         }
-        uploads::record(&self.db, &plugin, component, manifest, by).await?;
+        uploads::record_package(&self.db, &plugin, package, by).await?;
         self.registry.replace(next);
         tracing::info!(plugin = %plugin.reference(), replaced = ?replaced.as_ref().map(|p| p.reference().to_string()), "plugin loaded at runtime");
         Ok((plugin, replaced))

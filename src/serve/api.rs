@@ -887,39 +887,105 @@ pub struct PluginUpload {
     component: String,
 }
 
+/// A plugin package archive, as `belfry plugin pack` writes it: gzip-compressed tar holding
+/// `manifest.toml`, `plugin.wasm` and `assets/**` (docs/plugins/packages.md).
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct PluginArchive(#[allow(dead_code)] Vec<u8>);
+
+/// Whether a `POST /v1/plugins` body is a package archive (else the JSON form).
+fn is_archive(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or("").trim();
+    [
+        "application/gzip",
+        "application/x-gzip",
+        "application/octet-stream",
+    ]
+    .iter()
+    .any(|t| essence.eq_ignore_ascii_case(t))
+}
+
 #[utoipa::path(
     post,
     path = "/v1/plugins",
     tag = "plugins",
     summary = "Load a plugin version at runtime (admin)",
-    request_body = PluginUpload,
+    request_body(
+        description = "A package archive (`Content-Type: application/octet-stream` or \
+                       `application/gzip`), or the JSON form: a manifest and a base64 component, \
+                       without assets.",
+        content(
+            (PluginUpload = "application/json"),
+            (PluginArchive = "application/octet-stream"),
+        ),
+    ),
     responses(
         (status = 201, description = "in force for new work; `replaced` names what it replaced", body = PluginView),
         KeyErrors,
         (status = 409, description = "the change conflicts with the current state", body = ErrorBody),
         (status = 413, description = "the body is over the limit", body = ErrorBody),
-        (status = 422, description = "well-formed but wrong: the message and `field` say what", body = ErrorBody),
+        (status = 422, description = "well-formed but wrong: the message and `field` say what; `package_rejected` names the archive entry at fault", body = ErrorBody),
     ),
     security(("api_key" = [])),
 )]
 /// Loads a plugin version at runtime (admin only): checked like `belfry plugin check`, then in
 /// force for every trigger and job that starts afterwards, and recorded so a restart keeps it.
+/// A package archive brings its assets (templates, translations) with it; the archive is read
+/// within bounds (its size, what it unpacks to, its entries) and refused whole, naming the entry
+/// at fault, if anything in it is not a package's.
 pub async fn load_plugin(
     State(state): State<AppState>,
     Admin(admin): Admin,
-    b: Body<PluginUpload>,
+    request: axum::extract::Request,
 ) -> Result<Response, ApiError> {
-    use base64::Engine as _;
-    let b = body(b)?;
-    let component = base64::engine::general_purpose::STANDARD
-        .decode(b.component.trim())
-        .map_err(|e| {
-            ApiError::bad_request(format!("component is not base64: {e}")).field("component")
-        })?;
-    let (plugin, replaced) = state
-        .engine
-        .load_plugin(&component, &b.manifest, &admin.id)
-        .await?;
+    use axum::extract::FromRequest as _;
+    let (plugin, replaced) = if is_archive(request.headers()) {
+        // Read once, within the route's body limit (`--max-plugin-bytes`).
+        let bytes = axum::body::Bytes::from_request(request, &state)
+            .await
+            .map_err(|r| {
+                if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", r.body_text())
+                } else {
+                    ApiError::bad_request(r.body_text())
+                }
+            })?;
+        let limits = belfry_host::plugins::package::Limits {
+            archive_bytes: state.config.max_plugin_bytes as u64,
+            ..Default::default()
+        };
+        let package = belfry_host::plugins::package::Package::from_archive(&bytes, &limits)
+            .map_err(|e| {
+                tracing::info!(error = %e, "plugin package refused");
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "package_rejected",
+                    format!("the package archive was refused: {e}"),
+                )
+            })?;
+        state.engine.load_package(&package, &admin.id).await?
+    } else {
+        use base64::Engine as _;
+        let b = Body::<PluginUpload>::from_request(request, &state)
+            .await
+            .unwrap_or_else(|never| match never {});
+        let b = body(b)?;
+        let component = base64::engine::general_purpose::STANDARD
+            .decode(b.component.trim())
+            .map_err(|e| {
+                ApiError::bad_request(format!("component is not base64: {e}")).field("component")
+            })?;
+        state
+            .engine
+            .load_plugin(&component, &b.manifest, &admin.id)
+            .await?
+    };
     let mut out = plugin_view(&plugin);
     out.replaced = Some(replaced.map(|p| p.reference().to_string()));
     Ok((StatusCode::CREATED, Json(out)).into_response())

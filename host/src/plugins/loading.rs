@@ -1,10 +1,127 @@
-//! Where plugins come from: a `--plugins` directory, the binary (bundled), an upload. Each
-//! source is read here into a component, a manifest and assets, then handed to
-//! [`PluginRuntime::load`], which compiles, checks and describes it.
+//! Where plugins come from: a `--plugins` directory (a `NAME.wasm` with `NAME.toml` beside
+//! it, or a package directory `NAME/` with `manifest.toml`, `plugin.wasm` and `assets/`), the
+//! binary (bundled), an upload (a component and manifest, or a package archive). Each source is
+//! read here into a component, a manifest and assets, then handed to [`PluginRuntime::load`],
+//! which compiles, checks and describes it.
+//!
+//! A package's assets are part of its build: a plugin with assets gets a reference hash over
+//! its component *and* its assets ([`package_hash`]), so a changed template is a new build,
+//! told apart in traces and pins from the one before. A plugin without assets keeps the
+//! component's own hash, as before packages.
 
+use super::package::{self, Package, PackageError};
 use super::*;
 
+/// The reference hash of a component with assets: SHA-256 over a tag, the component's hash
+/// and the assets' digest. With no assets it is the component's hash alone.
+pub fn package_hash(component: &[u8], assets: &assets::Assets) -> String {
+    let component_hash = hex::encode(Sha256::digest(component));
+    if assets.is_empty() {
+        return component_hash;
+    }
+    let mut h = Sha256::new();
+    h.update(b"belfry-package-v1\0");
+    h.update(component_hash.as_bytes());
+    h.update(b"\0");
+    h.update(assets.digest().as_bytes());
+    hex::encode(h.finalize())
+}
+
+/// Whether `path`, an entry of a `--plugins` directory, is a plugin: a `*.wasm` file, or a
+/// folder holding `manifest.toml` or `plugin.wasm` (a package). Other folders are left alone:
+/// they may be directories a file plugin's manifest grants.
+pub fn is_plugin_path(path: &Path) -> bool {
+    if path.is_dir() {
+        path.join(package::MANIFEST).exists() || path.join(package::COMPONENT).exists()
+    } else {
+        path.extension().is_some_and(|x| x == "wasm")
+    }
+}
+
+/// The plugins of a `--plugins` directory ([`is_plugin_path`]), in path order.
+pub fn plugin_paths(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| is_plugin_path(p))
+        .collect();
+    paths.sort();
+    Ok(paths)
+}
+
 impl PluginRuntime {
+    /// [`PluginRuntime::load`], then the reference hash made to cover the assets too
+    /// ([`package_hash`]).
+    async fn load_with_assets(
+        &self,
+        wasm: &[u8],
+        manifest: Manifest,
+        origin: String,
+        keep: Option<Arc<tempfile::TempDir>>,
+        assets: assets::Assets,
+    ) -> Result<Plugin, LoadError> {
+        let hash = (!assets.is_empty()).then(|| package_hash(wasm, &assets));
+        let mut plugin = self
+            .load(wasm, manifest, origin.clone(), keep, Arc::new(assets))
+            .await?;
+        if let Some(hash) = hash {
+            // `load` hands back the only handle to a new plugin (it asserts as much after
+            // `describe`), so its reference can still be set.
+            let Some(loaded) = Arc::get_mut(&mut plugin.0) else {
+                return Err(LoadError::Invalid {
+                    origin,
+                    message: "internal: a plugin just loaded is already shared".into(),
+                });
+            };
+            loaded.reference.hash = hash;
+            tracing::info!(plugin = %loaded.reference, assets = loaded.assets.len(), "plugin package's reference covers its assets");
+        }
+        Ok(plugin)
+    }
+
+    /// Loads one entry of a `--plugins` directory: a package folder or a `NAME.wasm` file.
+    pub async fn load_path(&self, path: &Path) -> Result<Plugin, LoadError> {
+        if path.is_dir() {
+            self.load_dir(path).await
+        } else {
+            self.load_file(path).await
+        }
+    }
+
+    /// Loads a package directory (`manifest.toml`, `plugin.wasm`, `assets/`). Its manifest may
+    /// grant directories, relative to the package folder, as an operator's file plugin may.
+    pub async fn load_dir(&self, dir: &Path) -> Result<Plugin, LoadError> {
+        let origin = dir.display().to_string();
+        let invalid = |e: PackageError| LoadError::Invalid {
+            origin: origin.clone(),
+            message: e.to_string(),
+        };
+        let package = Package::from_dir(dir).map_err(invalid)?;
+        let manifest_path = dir.join(package::MANIFEST);
+        let manifest =
+            Manifest::parse(&package.manifest, &manifest_path.display().to_string(), dir)?;
+        check_grants(&manifest, &origin)?;
+        self.load_with_assets(&package.component, manifest, origin, None, package.assets)
+            .await
+    }
+
+    /// Loads a package handed over at runtime (an archive's contents, or a stored upload),
+    /// checked as [`PluginRuntime::load_uploaded`] checks a bare component.
+    pub async fn load_uploaded_package(
+        &self,
+        package: &Package,
+        origin: String,
+    ) -> Result<Plugin, LoadError> {
+        let manifest = uploaded_manifest(&package.manifest, &origin)?;
+        self.load_with_assets(
+            &package.component,
+            manifest,
+            origin,
+            None,
+            package.assets.clone(),
+        )
+        .await
+    }
+
     /// Loads a plugin from `PATH.wasm` with its manifest `PATH.toml` beside it.
     pub async fn load_file(&self, wasm_path: &Path) -> Result<Plugin, LoadError> {
         let origin = wasm_path.display().to_string();
@@ -18,17 +135,7 @@ impl PluginRuntime {
         let text = std::fs::read_to_string(&manifest_path).map_err(|e| io(&manifest_path, e))?;
         let base = manifest_path.parent().unwrap_or(Path::new("."));
         let manifest = Manifest::parse(&text, &manifest_path.display().to_string(), base)?;
-        for grant in &manifest.files {
-            if !grant.source.is_dir() {
-                return Err(LoadError::Invalid {
-                    origin,
-                    message: format!(
-                        "capabilities.files: {} is not a directory",
-                        grant.source.display()
-                    ),
-                });
-            }
-        }
+        check_grants(&manifest, &origin)?;
         self.load(&wasm, manifest, origin, None, assets::Assets::empty())
             .await
     }
@@ -42,15 +149,7 @@ impl PluginRuntime {
         manifest_text: &str,
         origin: String,
     ) -> Result<Plugin, LoadError> {
-        let manifest = Manifest::parse(manifest_text, &origin, Path::new("/nonexistent"))?;
-        if !manifest.files.is_empty() {
-            return Err(LoadError::Invalid {
-                origin,
-                message: "capabilities.files: a plugin loaded over the API may not be granted \
-                          directories; install it in a --plugins directory instead"
-                    .into(),
-            });
-        }
+        let manifest = uploaded_manifest(manifest_text, &origin)?;
         self.load(wasm, manifest, origin, None, assets::Assets::empty())
             .await
     }
@@ -106,15 +205,52 @@ impl PluginRuntime {
                 error: e,
             })?;
         }
-        self.load(
-            bundled.wasm,
-            manifest,
-            origin,
-            keep,
-            assets::Assets::empty(),
+        let assets = assets::Assets::from_entries(
+            bundled
+                .assets
+                .iter()
+                .map(|(path, bytes)| (path.to_string(), bytes.to_vec())),
         )
-        .await
+        .map_err(|e| LoadError::Invalid {
+            origin: origin.clone(),
+            message: format!("assets: {e}"),
+        })?;
+        self.load_with_assets(bundled.wasm, manifest, origin, keep, assets)
+            .await
     }
+}
+
+/// A granted directory must exist: a typo would otherwise show only at the first call.
+fn check_grants(manifest: &Manifest, origin: &str) -> Result<(), LoadError> {
+    for grant in &manifest.files {
+        if !grant.source.is_dir() {
+            return Err(LoadError::Invalid {
+                origin: origin.to_string(),
+                message: format!(
+                    "capabilities.files: {} is not a directory",
+                    grant.source.display()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The manifest of a plugin handed over at runtime. Such a plugin may not be granted host
+/// directories: those are the operator's to give, in a `--plugins` directory, not an API
+/// caller's (a package brings its files as assets instead).
+fn uploaded_manifest(text: &str, origin: &str) -> Result<Manifest, LoadError> {
+    let manifest = Manifest::parse(text, origin, Path::new("/nonexistent"))?;
+    if !manifest.files.is_empty() {
+        return Err(LoadError::Invalid {
+            origin: origin.to_string(),
+            message: "capabilities.files: a plugin loaded over the API may not be granted \
+                      directories; install it in a --plugins directory instead, or ship the \
+                      files as the package's assets"
+                .into(),
+        });
+    }
+    Ok(manifest)
 }
 
 /// What [`load_all`] loaded, and what it skipped.
@@ -125,11 +261,11 @@ pub struct Loaded {
     pub broken: Vec<BrokenPlugin>,
 }
 
-/// Loads every bundled plugin, then every `*.wasm` in `dir` (a later plugin with the same
-/// name replaces an earlier one, so a directory can override a bundled plugin). A plugin of
-/// the directory that fails to load is skipped and reported in [`Loaded::broken`]: one bad file
-/// must not stop every command. A bundled plugin that fails is a defect of the build, and an
-/// error.
+/// Loads every bundled plugin, then every plugin of `dir` ([`plugin_paths`]: `*.wasm` files
+/// and package folders, in path order; a later plugin with the same name replaces an earlier
+/// one, so a directory can override a bundled plugin). A plugin of the directory that fails to
+/// load is skipped and reported in [`Loaded::broken`]: one bad file must not stop every
+/// command. A bundled plugin that fails is a defect of the build, and an error.
 pub async fn load_all(
     runtime: &PluginRuntime,
     bundled: &[BundledPlugin],
@@ -141,18 +277,13 @@ pub async fn load_all(
         out.push(runtime.load_bundled(b).await?);
     }
     if let Some(dir) = dir {
-        let entries = std::fs::read_dir(dir).map_err(|e| LoadError::Io {
+        let paths = plugin_paths(dir).map_err(|e| LoadError::Io {
             origin: dir.display().to_string(),
             path: dir.to_path_buf(),
             error: e,
         })?;
-        let mut paths: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
-            .collect();
-        paths.sort();
         for path in paths {
-            let loaded = runtime.load_file(&path).await.map_err(|e| e.to_string());
+            let loaded = runtime.load_path(&path).await.map_err(|e| e.to_string());
             // A notifier whose key another plugin already describes would make the registry,
             // and so every command, fail: it is skipped like one that did not load.
             let loaded = loaded.and_then(|plugin| {
@@ -180,10 +311,14 @@ pub async fn load_all(
                 Err(reason) => {
                     tracing::warn!(path = %path.display(), %reason, "plugin skipped: it could not be loaded");
                     broken.push(BrokenPlugin {
-                        name: path
-                            .file_stem()
-                            .map(|s| s.to_string_lossy().into_owned())
-                            .unwrap_or_default(),
+                        // `NAME` of `NAME.wasm`, or the package folder's name.
+                        name: if path.is_dir() {
+                            path.file_name()
+                        } else {
+                            path.file_stem()
+                        }
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
                         path,
                         reason,
                     });

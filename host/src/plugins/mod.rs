@@ -21,10 +21,10 @@ mod loading;
 pub use loading::{Loaded, load_all};
 pub mod limits;
 pub mod manifest;
+pub mod package;
 pub mod pins;
 mod registry;
 mod state;
-mod tls;
 pub(crate) use state::one_line;
 pub mod uploads;
 mod versions;
@@ -56,6 +56,8 @@ pub struct BundledPlugin {
     pub wasm: &'static [u8],
     /// Files under the manifest's granted directories: (path relative to the manifest, bytes).
     pub files: &'static [(&'static str, &'static [u8])],
+    /// The package's assets (`plugins/NAME/assets/**`): (path inside `assets/`, bytes).
+    pub assets: &'static [(&'static str, &'static [u8])],
 }
 
 /// The exact plugin build that did something: recorded on every delivery and trace entry.
@@ -494,8 +496,6 @@ impl PluginRuntime {
         let mut adapter_linker = linker.clone();
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut adapter_linker)
             .map_err(|e| fail(format!("linking wasi:http: {e:#}")))?;
-        tls::add_to_linker(&mut adapter_linker)
-            .map_err(|e| fail(format!("linking wasi:tls: {e:#}")))?;
 
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         {
@@ -562,7 +562,6 @@ impl PluginRuntime {
             .cloned()
             .unwrap_or_default();
         let (http, tcp) = operator_grants(&manifest, &mut config).map_err(invalid)?;
-        tls::check_config(&manifest, &config).map_err(|e| invalid(e.to_string()))?;
         let config = Arc::new(config);
         let reference = PluginRef {
             name: manifest.name.clone(),

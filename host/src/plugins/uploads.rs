@@ -2,7 +2,12 @@
 //! another process on the same database when it starts, loads the same versions. Rows are only
 //! appended; replaying them in order, the newest per name wins, as a later plugin in a
 //! `--plugins` directory replaces a bundled one of the same name.
+//!
+//! An upload that came as a package archive keeps its assets too (`assets`, migration 0019:
+//! the assets alone as a gzip-compressed tar, [`package::assets_to_archive`]; NULL for a plugin
+//! without assets), so a restart, or another node, loads the same build with its templates.
 
+use super::package::{self, Package};
 use super::{LoadError, Plugin, PluginRuntime};
 use crate::store::{self, Db, StoreError};
 use sqlx::Row;
@@ -15,9 +20,39 @@ pub async fn record(
     manifest: &str,
     by: &str,
 ) -> Result<(), StoreError> {
+    insert(db, plugin, component, manifest, None, by).await
+}
+
+/// Records a plugin just loaded from `package`, by `by` (an API key id), with its assets.
+pub async fn record_package(
+    db: &Db,
+    plugin: &Plugin,
+    package: &Package,
+    by: &str,
+) -> Result<(), StoreError> {
+    let assets = (!package.assets.is_empty()).then(|| package::assets_to_archive(&package.assets));
+    insert(
+        db,
+        plugin,
+        &package.component,
+        &package.manifest,
+        assets,
+        by,
+    )
+    .await
+}
+
+async fn insert(
+    db: &Db,
+    plugin: &Plugin,
+    component: &[u8],
+    manifest: &str,
+    assets: Option<Vec<u8>>,
+    by: &str,
+) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO plugin_uploads (id, name, version, reference, manifest, component, uploaded_by, uploaded_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO plugin_uploads (id, name, version, reference, manifest, component, assets, uploaded_by, uploaded_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(store::new_id())
     .bind(plugin.name())
@@ -25,6 +60,7 @@ pub async fn record(
     .bind(plugin.reference().to_string())
     .bind(manifest)
     .bind(component.to_vec())
+    .bind(assets)
     .bind(by)
     .bind(store::time_text(store::now()))
     .execute(db)
@@ -37,7 +73,7 @@ pub async fn record(
 /// the engine from starting; the plugin it replaced stays in force.
 pub async fn load_recorded(db: &Db, runtime: &PluginRuntime) -> Result<Vec<Plugin>, StoreError> {
     let rows = sqlx::query(
-        "SELECT id, name, reference, manifest, component FROM plugin_uploads ORDER BY uploaded_at, id",
+        "SELECT id, name, reference, manifest, component, assets FROM plugin_uploads ORDER BY uploaded_at, id",
     )
     .fetch_all(db)
     .await?;
@@ -45,9 +81,25 @@ pub async fn load_recorded(db: &Db, runtime: &PluginRuntime) -> Result<Vec<Plugi
     for r in rows {
         let id: String = r.get("id");
         let origin = format!("upload:{}", r.get::<String, _>("reference"));
-        let component: Vec<u8> = r.get("component");
-        let manifest: String = r.get("manifest");
-        match runtime.load_uploaded(&component, &manifest, origin).await {
+        let assets = match r.get::<Option<Vec<u8>>, _>("assets") {
+            None => Ok(Default::default()),
+            Some(bytes) => package::assets_from_archive(&bytes).map_err(|e| LoadError::Invalid {
+                origin: origin.clone(),
+                message: format!("its stored assets: {e}"),
+            }),
+        };
+        let loaded = match assets {
+            Ok(assets) => {
+                let package = Package {
+                    manifest: r.get("manifest"),
+                    component: r.get("component"),
+                    assets,
+                };
+                runtime.load_uploaded_package(&package, origin).await
+            }
+            Err(e) => Err(e),
+        };
+        match loaded {
             Ok(p) => out.push(p),
             Err(e) => tracing::error!(
                 upload = %id,
