@@ -25,6 +25,7 @@ pub mod package;
 pub mod pins;
 mod registry;
 mod state;
+mod tls;
 pub(crate) use state::one_line;
 pub mod uploads;
 mod versions;
@@ -496,6 +497,8 @@ impl PluginRuntime {
         let mut adapter_linker = linker.clone();
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut adapter_linker)
             .map_err(|e| fail(format!("linking wasi:http: {e:#}")))?;
+        tls::add_to_linker(&mut adapter_linker)
+            .map_err(|e| fail(format!("linking wasi:tls: {e:#}")))?;
 
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         {
@@ -562,6 +565,7 @@ impl PluginRuntime {
             .cloned()
             .unwrap_or_default();
         let (http, tcp) = operator_grants(&manifest, &mut config).map_err(invalid)?;
+        tls::check_config(&manifest, &config).map_err(|e| invalid(e.to_string()))?;
         let config = Arc::new(config);
         let reference = PluginRef {
             name: manifest.name.clone(),
