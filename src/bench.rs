@@ -237,3 +237,264 @@ pub async fn plugins(iterations: u32, json: bool) -> Result<()> {
     }
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------------
+// One row per plugin language: the same kind of call in Rust, JavaScript and Python.
+// ---------------------------------------------------------------------------------------------
+
+/// A plugin and the call measured on it, for the per-language rows.
+struct LanguageCase {
+    language: &'static str,
+    plugin: &'static str,
+    call: &'static str,
+    /// Where the plugin comes from when it is not loaded, for the row that says so.
+    source: &'static str,
+}
+
+const LANGUAGE_CASES: &[LanguageCase] = &[
+    LanguageCase {
+        language: "Rust",
+        plugin: "welcome",
+        call: "recipients",
+        source: "bundled",
+    },
+    LanguageCase {
+        language: "JavaScript",
+        plugin: "invoice-due",
+        call: "recipients",
+        source: "examples/plugins/js-notifier (belfry-build-js … --package DIR/invoice-due)",
+    },
+    LanguageCase {
+        language: "Rust",
+        plugin: "resend",
+        call: "send",
+        source: "bundled",
+    },
+    LanguageCase {
+        language: "Python",
+        plugin: "mailrelay",
+        call: "send",
+        source: "examples/plugins/python-adapter (belfry-build-py … --package DIR/mailrelay)",
+    },
+];
+
+/// Measured figures of one language row.
+struct LanguageRow {
+    case: &'static LanguageCase,
+    reference: String,
+    component_mib: Option<f64>,
+    fresh: Measured,
+    warm: Measured,
+    /// Resident memory added per warm instance kept (MiB), over [`MEMORY_INSTANCES`].
+    mib_per_instance: f64,
+}
+
+/// Warm instances kept at once to measure memory per instance (well under the warm pool's
+/// 64 idle instances).
+const MEMORY_INSTANCES: usize = 16;
+
+/// This process's resident set in bytes (Linux `/proc/self/statm`; 0 elsewhere).
+fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// A provider API on 127.0.0.1 answering every POST with `{"id": …}`: what `resend` and
+/// `mailrelay` read as a successful send. Returns its port.
+async fn bench_provider() -> Result<u16> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let n = std::sync::Arc::new(AtomicU64::new(0));
+    let app = axum::Router::new().fallback(axum::routing::post(move |_body: axum::body::Bytes| {
+        let id = n.fetch_add(1, Ordering::Relaxed);
+        async move { axum::Json(serde_json::json!({ "id": format!("bench_{id}") })) }
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(port)
+}
+
+/// `belfry bench plugins`, per language: fresh and warm calls per second and resident memory
+/// per warm instance of a Rust, a JavaScript and a Python plugin. Notifiers are compared on
+/// `recipients` (welcome in Rust, invoice-due in JavaScript), adapters on `send` to a server on
+/// 127.0.0.1 (resend in Rust, mailrelay in Python). The JavaScript and Python plugins are the
+/// examples, built with their SDKs into the `--plugins` directory; without them their rows say
+/// how to build them.
+pub async fn languages(iterations: u32, plugins_dir: Option<&Path>, json: bool) -> Result<()> {
+    let iterations = iterations.max(10);
+    let port = bench_provider().await?;
+    let api_base = format!("http://127.0.0.1:{port}");
+    let allow = format!("127.0.0.1:{port}");
+    let mut plugin_config = plugins::PluginConfig::new();
+    for (name, key) in [("resend", "api_key"), ("mailrelay", "api_key")] {
+        plugin_config.insert(
+            name.into(),
+            std::collections::BTreeMap::from([
+                (key.to_string(), "bench-key".to_string()),
+                ("from".into(), "Bench <bench@example.com>".into()),
+                ("api_base".into(), api_base.clone()),
+                ("allow_http".into(), allow.clone()),
+            ]),
+        );
+    }
+    let runtime = PluginRuntime::new(RuntimeConfig {
+        cache_dir: belfry::config::default_cache_dir(),
+        plugin_config,
+        ..Default::default()
+    })?;
+    let loaded = plugins::load_all(&runtime, belfry::BUNDLED, plugins_dir).await?;
+
+    let notifier_payload = |name: &str| -> &'static str {
+        if name == "invoice-due" {
+            r#"{"invoice_id":"INV-1","amount_cents":12050,"currency":"EUR","due_date":"2026-12-31","pay_url":"https://pay.example.com/INV-1","customers":[{"id":"ada","name":"Ada","email":"ada@example.com"}]}"#
+        } else {
+            r#"{"user": {"id": "ada", "name": "Ada Lovelace", "email": "ada@example.com"}}"#
+        }
+    };
+    let message = plugins::OutgoingMessage {
+        delivery_id: "bench-delivery".into(),
+        notification_id: "bench-notification".into(),
+        tenant: "bench".into(),
+        idempotency_key: "belfry-bench".into(),
+        attempt: 1,
+        channel: Channel::Email,
+        recipient: Recipient {
+            id: "ada".into(),
+            email: Some("ada@example.com".into()),
+            phone: None,
+            data: None,
+        },
+        content: Content::Email {
+            subject: "Invoice INV-1 is due".into(),
+            html: Some("<p>Invoice <strong>INV-1</strong> is due.</p>".into()),
+            text: Some("Invoice INV-1 is due.".into()),
+        },
+        headers: vec![],
+    };
+
+    let mut rows = Vec::new();
+    let mut missing = Vec::new();
+    for case in LANGUAGE_CASES {
+        let Some(plugin) = loaded.plugins.iter().find(|p| p.name() == case.plugin) else {
+            missing.push(case);
+            continue;
+        };
+        let call = async |reuse: Reuse<'_>| -> Result<()> {
+            if case.call == "send" {
+                runtime
+                    .send(plugin, &message, reuse)
+                    .await?
+                    .map_err(|e| anyhow::anyhow!("{} send refused: {e:?}", case.plugin))?;
+            } else {
+                runtime
+                    .recipients(plugin, notifier_payload(case.plugin), reuse)
+                    .await?;
+            }
+            Ok(())
+        };
+        call(Reuse::Fresh).await.with_context(|| {
+            format!("{} {} on {}", case.language, case.call, plugin.reference())
+        })?;
+        // Memory first, before many fresh calls have left pool slots resident.
+        let before = resident_bytes();
+        for i in 0..MEMORY_INSTANCES {
+            let tenant = format!("bench-mem-{i}");
+            call(Reuse::Tenant(&tenant)).await?;
+        }
+        let mib_per_instance = resident_bytes().saturating_sub(before) as f64
+            / MEMORY_INSTANCES as f64
+            / (1 << 20) as f64;
+        let fresh = measure("fresh", iterations, async || call(Reuse::Fresh).await).await?;
+        let warm = measure("warm", iterations, async || {
+            call(Reuse::Tenant("bench")).await
+        })
+        .await?;
+        let component_mib = plugin_component_size(plugin).map(|b| b as f64 / (1 << 20) as f64);
+        rows.push(LanguageRow {
+            case,
+            reference: plugin.reference().to_string(),
+            component_mib,
+            fresh,
+            warm,
+            mib_per_instance,
+        });
+    }
+
+    if json {
+        let out: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "language": r.case.language,
+                    "plugin": r.reference,
+                    "call": r.case.call,
+                    "component_mib": r.component_mib,
+                    "fresh_calls_per_sec": r.fresh.calls_per_sec(),
+                    "fresh_p50_us": r.fresh.percentile_us(0.5),
+                    "warm_calls_per_sec": r.warm.calls_per_sec(),
+                    "warm_p50_us": r.warm.percentile_us(0.5),
+                    "resident_mib_per_warm_instance": r.mib_per_instance,
+                })
+            })
+            .chain(missing.iter().map(|c| {
+                serde_json::json!({
+                    "language": c.language, "plugin": c.plugin, "call": c.call,
+                    "skipped": format!("not loaded: build {} and pass --plugins DIR", c.source),
+                })
+            }))
+            .collect();
+        // One line, after the render table's JSON: `jq -s` reads both.
+        println!("{}", serde_json::json!({ "languages": out }));
+        return Ok(());
+    }
+    println!();
+    println!(
+        "per language ({iterations} calls each, one task; memory: resident set added per warm instance, {MEMORY_INSTANCES} kept)"
+    );
+    println!(
+        "{:<11} {:<30} {:<10} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "language", "plugin", "call", "MiB", "fresh/s", "p50 µs", "warm/s", "p50 µs", "MiB/inst"
+    );
+    for r in &rows {
+        println!(
+            "{:<11} {:<30} {:<10} {:>8} {:>9.0} {:>9.1} {:>9.0} {:>9.1} {:>9.2}",
+            r.case.language,
+            r.reference,
+            r.case.call,
+            r.component_mib.map_or("-".into(), |m| format!("{m:.1}")),
+            r.fresh.calls_per_sec(),
+            r.fresh.percentile_us(0.5),
+            r.warm.calls_per_sec(),
+            r.warm.percentile_us(0.5),
+            r.mib_per_instance
+        );
+    }
+    for c in missing {
+        println!(
+            "{:<11} {:<30} {:<10} not loaded: build {} and pass --plugins DIR",
+            c.language, c.plugin, c.call, c.source
+        );
+    }
+    Ok(())
+}
+
+/// The size of a plugin's component: the bundled bytes, or the file it came from (`origin` is
+/// its path, or its package folder).
+fn plugin_component_size(plugin: &plugins::Plugin) -> Option<u64> {
+    let origin = Path::new(plugin.origin());
+    let file = if origin.is_dir() {
+        origin.join("plugin.wasm")
+    } else {
+        origin.to_path_buf()
+    };
+    std::fs::metadata(file).ok().map(|m| m.len()).or_else(|| {
+        belfry::BUNDLED
+            .iter()
+            .find(|b| b.name == plugin.name())
+            .map(|b| b.wasm.len() as u64)
+    })
+}

@@ -120,7 +120,8 @@ fn build_examples() -> Result<Built, String> {
             .arg(plugins.join("mailrelay")),
         "belfry-build-py examples/plugins/python-adapter",
     );
-    js.join().map_err(|_| "the JS build thread panicked".to_string())??;
+    js.join()
+        .map_err(|_| "the JS build thread panicked".to_string())??;
     py?;
     Ok(Built { plugins })
 }
@@ -360,7 +361,10 @@ async fn js_notifier_and_python_adapter_end_to_end(b: Backend) {
         "Rechnung INV-7 über 120.50 EUR ist am 2026-12-31 fällig"
     );
     assert!(
-        to_jonas["text"].as_str().unwrap().starts_with("Hallo Jonas,"),
+        to_jonas["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Hallo Jonas,"),
         "{to_jonas}"
     );
     let zoe_email = zoe["email"]["id"].as_str().unwrap().to_string();
@@ -379,12 +383,8 @@ async fn js_notifier_and_python_adapter_end_to_end(b: Backend) {
     let before = ledger_rows(e).await;
     let delivered = relay_event("message.delivered", &zoe_message, json!({}));
     let mut tampered = relay_hook("evt_1", 0, &delivered);
-    tampered.body = serde_json::to_vec(&relay_event(
-        "message.complained",
-        &zoe_message,
-        json!({}),
-    ))
-    .unwrap();
+    tampered.body =
+        serde_json::to_vec(&relay_event("message.complained", &zoe_message, json!({}))).unwrap();
     let refused = rejection(e.receive_webhook(TENANT, "mailrelay", tampered).await);
     assert!(
         matches!(refused, WebhookRejection::Unauthorized(ref m) if m.contains("signature")),
@@ -415,7 +415,10 @@ async fn js_notifier_and_python_adapter_end_to_end(b: Backend) {
         .unwrap();
     assert_eq!(got.events.len(), 1);
     assert_eq!(got.events[0].kind, FeedbackKind::Delivered);
-    assert_eq!(got.events[0].delivery_id.as_deref(), Some(zoe_email.as_str()));
+    assert_eq!(
+        got.events[0].delivery_id.as_deref(),
+        Some(zoe_email.as_str())
+    );
     let bounced = relay_event(
         "message.bounced",
         &jonas_message,
@@ -468,10 +471,7 @@ async fn the_js_notifier_names_the_bad_field(b: Backend) {
     let (relay, port) = Relay::start().await;
     let w = engine(b, &built.plugins, port).await;
     let mut bad = invoice("INV-8");
-    bad["customers"][1]
-        .as_object_mut()
-        .unwrap()
-        .remove("name");
+    bad["customers"][1].as_object_mut().unwrap().remove("name");
     let err = w
         .engine
         .trigger(&TriggerRequest::new("invoice-due", bad).tenant(TENANT))
