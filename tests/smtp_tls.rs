@@ -377,6 +377,12 @@ async fn starttls_delivers_over_tls_and_authenticates(b: Backend) {
         ),
     )
     .await;
+    let adapter = w.engine.registry().adapter_for(Channel::Email).cloned();
+    let adapter = adapter.expect("email is routed to smtp");
+    assert_eq!(
+        (adapter.name(), adapter.manifest().wit.as_str()),
+        ("smtp", "1.0.0")
+    );
     let d = ship(&w, "A-1", "zoe@example.com").await;
     assert_eq!(d["status"], "succeeded", "{d}");
     assert_eq!(
@@ -572,7 +578,37 @@ async fn plain_text_when_the_operator_says_none(b: Backend) {
     assert_eq!(server.messages().len(), 1);
 }
 
+/// A `tls_ca_file` the host cannot use stops the load naming the key, not every delivery.
+async fn a_bad_ca_file_fails_the_load_naming_the_key(b: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let not_pem = dir.path().join("not-a-ca.pem");
+    std::fs::write(&not_pem, "this is no certificate\n").unwrap();
+    for (ca, says) in [
+        (dir.path().join("missing.pem"), "cannot read"),
+        (not_pem, "no PEM `CERTIFICATE`"),
+    ] {
+        let db = common::test_db(b).await;
+        let mut config = common::config_for(&db.url, "http://127.0.0.1:9/unused");
+        config.plugin_config.insert(
+            "smtp".to_string(),
+            BTreeMap::from([
+                ("host".to_string(), "localhost".to_string()),
+                ("tls_ca_file".to_string(), ca.display().to_string()),
+            ]),
+        );
+        let error = match belfry::Engine::open(config).await {
+            Ok(_) => panic!("the engine opened with tls_ca_file = {}", ca.display()),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            error.contains("tls_ca_file") && error.contains(says),
+            "{error}"
+        );
+    }
+}
+
 on_both_backends!(
+    a_bad_ca_file_fails_the_load_naming_the_key,
     starttls_delivers_over_tls_and_authenticates,
     implicit_tls_delivers,
     an_untrusted_certificate_fails_the_delivery_for_good,

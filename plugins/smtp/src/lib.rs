@@ -34,26 +34,18 @@ pub mod mail;
 pub mod net;
 pub mod session;
 
-wit_bindgen::generate!({
-    world: "channel-adapter",
-    path: "../../wit/plugin@0.5.0",
-});
-
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use belfry::plugin::config;
-use belfry::plugin::log::{Level, log};
-use belfry::plugin::types::Content;
-use exports::belfry::plugin::delivery::{
-    FeedbackEvent, Guest, Message, RateLimit, Receipt, SendError, WebhookError, WebhookRequest,
+use belfry_plugin_sdk::adapter::{
+    FeedbackEvent, Guest, Message, Receipt, SendError, WebhookError, WebhookRequest,
 };
+use belfry_plugin_sdk::log;
+use belfry_plugin_sdk::settings::Config;
+use belfry_plugin_sdk::types::Content;
 use mail::{Email, Mailbox};
-use provider_kit::{Config, Failure};
 use session::{Envelope, LineTransport, Settings, TlsMode};
 
-provider_kit::bind_errors!(SendError, RateLimit, WebhookError);
-
-const CONFIG: Config = Config::new("smtp", config::get);
+const CONFIG: Config = Config::new("smtp");
 const DEFAULT_PORT: u16 = 587;
 const DEFAULT_HELO: &str = "belfry.localdomain";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -66,21 +58,21 @@ struct SmtpAdapter;
 impl Guest for SmtpAdapter {
     fn send(message: Message) -> Result<Receipt, SendError> {
         let Content::Email(content) = &message.content else {
-            return Err(CONFIG.wrong_content("email").into());
+            return Err(CONFIG.wrong_content("email"));
         };
         let server = ServerConfig::read(&CONFIG)?;
         let to = message
             .recipient
             .email
             .as_deref()
-            .ok_or_else(|| Failure::Permanent("the recipient has no email address".to_string()))
+            .ok_or_else(|| SendError::Permanent("the recipient has no email address".to_string()))
             .and_then(|email| {
                 Mailbox::parse(email)
                     .map(|mailbox| Mailbox {
                         display: None,
                         ..mailbox
                     })
-                    .map_err(|err| Failure::Permanent(format!("recipient: {err}")))
+                    .map_err(|err| SendError::Permanent(format!("recipient: {err}")))
             })?;
         let message_id = message_id(&message.idempotency_key, &server.from, &server.helo_name);
         let date = mail::rfc5322_date(
@@ -98,7 +90,7 @@ impl Guest for SmtpAdapter {
             date: &date,
             headers: &message.headers,
         })
-        .map_err(Failure::Permanent)?;
+        .map_err(SendError::Permanent)?;
 
         let authority = format!("{}:{}", server.host, server.port);
         let mut transport =
@@ -122,31 +114,29 @@ impl Guest for SmtpAdapter {
                 to: &to.address,
                 message: &text,
             },
-            &mut |warning| log(Level::Warn, &warning),
+            &mut |warning| log::warn(&warning),
         )?;
-        log(
-            Level::Info,
-            &format!(
-                "{authority} accepted {message_id} for delivery {}{}",
-                message.delivery_id,
-                accepted
-                    .queued_as
-                    .as_deref()
-                    .map(|id| format!(", queued as {id}"))
-                    .unwrap_or_default()
-            ),
-        );
+        log::info(&format!(
+            "{authority} accepted {message_id} for delivery {}{}",
+            message.delivery_id,
+            accepted
+                .queued_as
+                .as_deref()
+                .map(|id| format!(", queued as {id}"))
+                .unwrap_or_default()
+        ));
         Ok(Receipt {
             provider_message_id: message_id,
+            metadata: Vec::new(),
         })
     }
 
     fn handle_webhook(_request: WebhookRequest) -> Result<Vec<FeedbackEvent>, WebhookError> {
-        Err(CONFIG.no_webhooks().into())
+        Err(CONFIG.no_webhooks())
     }
 }
 
-export!(SmtpAdapter);
+belfry_plugin_sdk::export_adapter!(SmtpAdapter);
 
 /// The checked configuration.
 #[derive(Debug)]
@@ -160,8 +150,9 @@ struct ServerConfig {
 }
 
 impl ServerConfig {
-    fn read(config: &Config) -> Result<ServerConfig, Failure> {
-        let bad = |key: &str, why: String| Failure::Permanent(format!("config key `{key}`: {why}"));
+    fn read(config: &Config) -> Result<ServerConfig, SendError> {
+        let bad =
+            |key: &str, why: String| SendError::Permanent(format!("config key `{key}`: {why}"));
         let host = config.required("host")?;
         if host.contains([' ', '/', '@']) {
             return Err(bad("host", format!("{host:?} is not a host name")));
@@ -179,7 +170,7 @@ impl ServerConfig {
             (Some(user), Some(password)) => Some((user, password)),
             (None, None) => None,
             _ => {
-                return Err(Failure::Permanent(
+                return Err(SendError::Permanent(
                     "config keys `username` and `password` go together: set both or neither"
                         .to_string(),
                 ));
@@ -266,8 +257,8 @@ mod tests {
         assert_eq!(message_id("k", &utf8, "relay.local"), "<k@relay.local>");
     }
 
-    fn config(get: fn(&str) -> Option<String>) -> Result<ServerConfig, Failure> {
-        ServerConfig::read(&Config::new("smtp", get))
+    fn config(get: fn(&str) -> Option<String>) -> Result<ServerConfig, SendError> {
+        ServerConfig::read(&Config::with_source("smtp", get))
     }
 
     #[test]
@@ -285,7 +276,7 @@ mod tests {
         assert_eq!(c.from.address, "a@example.com");
 
         let err = |get: fn(&str) -> Option<String>| match config(get) {
-            Err(Failure::Permanent(m)) => m,
+            Err(SendError::Permanent(m)) => m,
             other => panic!("{other:?}"),
         };
         assert!(err(|_| None).contains("`host`"));

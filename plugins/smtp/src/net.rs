@@ -7,7 +7,7 @@
 //! even before the host's call limit.
 
 use crate::session::{self, LineTransport};
-use provider_kit::Failure;
+use belfry_plugin_sdk::adapter::SendError;
 use std::time::Duration;
 use wasi::clocks::monotonic_clock;
 use wasi::io::poll::{Pollable, poll};
@@ -74,7 +74,7 @@ impl Connection {
         port: u16,
         connect_timeout: Duration,
         io_timeout: Duration,
-    ) -> Result<Connection, Failure> {
+    ) -> Result<Connection, SendError> {
         let server = format!("{host}:{port}");
         let network = instance_network();
         let deadline = deadline(connect_timeout);
@@ -98,7 +98,9 @@ impl Connection {
             }
         };
         if addresses.is_empty() {
-            return Err(Failure::Transient(format!("{host} resolves to no address")));
+            return Err(SendError::Transient(format!(
+                "{host} resolves to no address"
+            )));
         }
         let mut last = None;
         for address in addresses {
@@ -117,19 +119,19 @@ impl Connection {
                         _socket: socket,
                     });
                 }
-                Err(failure @ Failure::Permanent(_)) => return Err(failure),
+                Err(failure @ SendError::Permanent(_)) => return Err(failure),
                 Err(failure) => last = Some(failure),
             }
         }
         Err(last.expect("at least one address was tried"))
     }
 
-    fn streams(&self) -> Result<&Streams, Failure> {
+    fn streams(&self) -> Result<&Streams, SendError> {
         self.streams.as_ref().ok_or_else(|| ended(&self.server))
     }
 
     /// Reads what the server sent next (at least one byte); `false` at the end of the stream.
-    fn fill(&mut self) -> Result<bool, Failure> {
+    fn fill(&mut self) -> Result<bool, SendError> {
         let deadline = deadline(self.io_timeout);
         let Some(streams) = &self.streams else {
             return Err(ended(&self.server));
@@ -148,7 +150,7 @@ impl Connection {
                 )?,
                 Err(StreamError::Closed) => return Ok(false),
                 Err(StreamError::LastOperationFailed(e)) => {
-                    return Err(Failure::Transient(format!(
+                    return Err(SendError::Transient(format!(
                         "reading from {} failed: {}",
                         self.server,
                         e.to_debug_string()
@@ -160,11 +162,11 @@ impl Connection {
 }
 
 impl LineTransport for Connection {
-    fn write_all(&mut self, data: &[u8]) -> Result<(), Failure> {
+    fn write_all(&mut self, data: &[u8]) -> Result<(), SendError> {
         let deadline = deadline(self.io_timeout);
         let streams = self.streams()?;
         let failed = |e: StreamError| {
-            Failure::Transient(match e {
+            SendError::Transient(match e {
                 StreamError::Closed => format!("{} closed the connection", self.server),
                 StreamError::LastOperationFailed(e) => {
                     format!("writing to {} failed: {}", self.server, e.to_debug_string())
@@ -200,7 +202,7 @@ impl LineTransport for Connection {
         Ok(())
     }
 
-    fn read_line(&mut self) -> Result<String, Failure> {
+    fn read_line(&mut self) -> Result<String, SendError> {
         loop {
             if let Some(end) = self.buffer.iter().position(|b| *b == b'\n') {
                 let mut line: Vec<u8> = self.buffer.drain(..=end).collect();
@@ -210,14 +212,14 @@ impl LineTransport for Connection {
                 return Ok(String::from_utf8_lossy(&line).into_owned());
             }
             if self.buffer.len() >= session::MAX_LINE_BYTES {
-                return Err(Failure::Transient(format!(
+                return Err(SendError::Transient(format!(
                     "{} sent a line longer than {} bytes",
                     self.server,
                     session::MAX_LINE_BYTES
                 )));
             }
             if !self.fill()? {
-                return Err(Failure::Transient(format!(
+                return Err(SendError::Transient(format!(
                     "{} closed the connection",
                     self.server
                 )));
@@ -225,11 +227,11 @@ impl LineTransport for Connection {
         }
     }
 
-    fn start_tls(&mut self) -> Result<(), Failure> {
+    fn start_tls(&mut self) -> Result<(), SendError> {
         if !self.buffer.is_empty() {
             // RFC 3207 5: what arrived before the handshake did not come through TLS, and
             // must not be read as if it had (an injected reply).
-            return Err(Failure::Permanent(format!(
+            return Err(SendError::Permanent(format!(
                 "{} sent data before the TLS handshake; refusing to go on",
                 self.server
             )));
@@ -265,13 +267,13 @@ impl LineTransport for Connection {
                         .iter()
                         .any(|p| reason.starts_with(p))
                     {
-                        Failure::Permanent(message)
+                        SendError::Permanent(message)
                     } else {
-                        Failure::Transient(message)
+                        SendError::Transient(message)
                     },
                 )
             }
-            Some(Err(())) | None => Err(Failure::Transient(format!(
+            Some(Err(())) | None => Err(SendError::Transient(format!(
                 "the TLS handshake with {} gave no result",
                 self.server
             ))),
@@ -285,7 +287,7 @@ fn connect_one(
     port: u16,
     deadline: monotonic_clock::Instant,
     server: &str,
-) -> Result<(TcpSocket, InputStream, OutputStream), Failure> {
+) -> Result<(TcpSocket, InputStream, OutputStream), SendError> {
     let (family, remote) = match address {
         IpAddress::Ipv4(ip) => (
             IpAddressFamily::Ipv4,
@@ -317,8 +319,8 @@ fn connect_one(
 }
 
 /// The connection after a failed handshake: its streams went into the handshake.
-fn ended(server: &str) -> Failure {
-    Failure::Transient(format!(
+fn ended(server: &str) -> SendError {
+    SendError::Transient(format!(
         "the connection to {server} ended with its TLS handshake"
     ))
 }
@@ -329,12 +331,12 @@ fn wait(
     deadline: monotonic_clock::Instant,
     server: &str,
     doing: &str,
-) -> Result<(), Failure> {
+) -> Result<(), SendError> {
     let timeout = monotonic_clock::subscribe_instant(deadline);
     if poll(&[ready, &timeout]).contains(&0) {
         Ok(())
     } else {
-        Err(Failure::Transient(format!("{doing} {server} timed out")))
+        Err(SendError::Transient(format!("{doing} {server} timed out")))
     }
 }
 
@@ -344,14 +346,14 @@ fn deadline(after: Duration) -> monotonic_clock::Instant {
 
 /// A socket error as a failure: the host's refusal is permanent (a grant is missing), every
 /// other error transient.
-fn socket_failure(server: &str, doing: &str, error: ErrorCode) -> Failure {
+fn socket_failure(server: &str, doing: &str, error: ErrorCode) -> SendError {
     match error {
-        ErrorCode::AccessDenied => Failure::Permanent(format!(
+        ErrorCode::AccessDenied => SendError::Permanent(format!(
             "{doing} {server} was denied by the host: grant `{server}` with the config key \
              `allow_tcp` ({error:?})"
         )),
-        ErrorCode::Timeout => Failure::Transient(format!("{doing} {server} timed out")),
-        _ => Failure::Transient(format!("{doing} {server} failed: {error:?}")),
+        ErrorCode::Timeout => SendError::Transient(format!("{doing} {server} timed out")),
+        _ => SendError::Transient(format!("{doing} {server} failed: {error:?}")),
     }
 }
 
@@ -384,15 +386,15 @@ mod tests {
     fn socket_errors_classify() {
         assert!(matches!(
             socket_failure("h:25", "connecting to 1.2.3.4:25 for", ErrorCode::AccessDenied),
-            Failure::Permanent(m) if m.contains("allow_tcp")
+            SendError::Permanent(m) if m.contains("allow_tcp")
         ));
         assert!(matches!(
             socket_failure("h:25", "connecting to", ErrorCode::ConnectionRefused),
-            Failure::Transient(_)
+            SendError::Transient(_)
         ));
         assert!(matches!(
             socket_failure("h:25", "reading", ErrorCode::Timeout),
-            Failure::Transient(m) if m.contains("timed out")
+            SendError::Transient(m) if m.contains("timed out")
         ));
     }
 

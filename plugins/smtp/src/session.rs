@@ -17,7 +17,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use provider_kit::Failure;
+use belfry_plugin_sdk::adapter::SendError;
 
 /// The most lines one reply may have, and bytes one line: a server past these is broken.
 pub const MAX_REPLY_LINES: usize = 256;
@@ -25,11 +25,11 @@ pub const MAX_LINE_BYTES: usize = 8192;
 
 /// Lines in, bytes out. `read_line` returns one line without its CRLF (or LF).
 pub trait LineTransport {
-    fn write_all(&mut self, data: &[u8]) -> Result<(), Failure>;
-    fn read_line(&mut self) -> Result<String, Failure>;
+    fn write_all(&mut self, data: &[u8]) -> Result<(), SendError>;
+    fn read_line(&mut self) -> Result<String, SendError>;
     /// Turns the connection into TLS in place, verifying the server's certificate and name;
     /// a refused certificate is a permanent failure naming the reason.
-    fn start_tls(&mut self) -> Result<(), Failure>;
+    fn start_tls(&mut self) -> Result<(), SendError>;
 }
 
 /// How the connection is secured: the config key `tls`.
@@ -162,7 +162,7 @@ pub fn deliver(
     settings: &Settings<'_>,
     envelope: &Envelope<'_>,
     warn: &mut dyn FnMut(String),
-) -> Result<Accepted, Failure> {
+) -> Result<Accepted, SendError> {
     let mut session = Session {
         transport,
         server: settings.server,
@@ -199,12 +199,12 @@ impl<T: LineTransport> Session<'_, T> {
         settings: &Settings<'_>,
         envelope: &Envelope<'_>,
         warn: &mut dyn FnMut(String),
-    ) -> Result<Accepted, Failure> {
+    ) -> Result<Accepted, SendError> {
         let mut ext = self.hello(settings.helo_name)?;
         match settings.tls {
             TlsMode::StartTls => {
                 if !ext.starttls {
-                    return Err(Failure::Permanent(format!(
+                    return Err(SendError::Permanent(format!(
                         "{} does not offer STARTTLS, which `tls = starttls` requires (a server \
                          that speaks TLS from the first byte, usually on port 465, wants \
                          `tls = implicit`)",
@@ -236,7 +236,7 @@ impl<T: LineTransport> Session<'_, T> {
 
         let needs_utf8 = !envelope.from.is_ascii() || !envelope.to.is_ascii();
         if needs_utf8 && !ext.smtputf8 {
-            return Err(Failure::Permanent(format!(
+            return Err(SendError::Permanent(format!(
                 "{} does not offer SMTPUTF8, which the non-ASCII address {} needs",
                 self.server,
                 if envelope.from.is_ascii() {
@@ -251,7 +251,7 @@ impl<T: LineTransport> Session<'_, T> {
         if let Some(limit) = ext.size {
             let size = data.len() as u64;
             if limit > 0 && size > limit {
-                return Err(Failure::Permanent(format!(
+                return Err(SendError::Permanent(format!(
                     "the message is {size} bytes; {} accepts at most {limit}",
                     self.server
                 )));
@@ -280,7 +280,7 @@ impl<T: LineTransport> Session<'_, T> {
     }
 
     /// `EHLO`, or `HELO` (and no extensions) from a server that does not know `EHLO`.
-    fn hello(&mut self, helo_name: &str) -> Result<Extensions, Failure> {
+    fn hello(&mut self, helo_name: &str) -> Result<Extensions, SendError> {
         self.command(&format!("EHLO {helo_name}"))?;
         let reply = self.read_reply()?;
         if matches!(reply.code, 500 | 502) {
@@ -297,7 +297,7 @@ impl<T: LineTransport> Session<'_, T> {
         ext: &Extensions,
         user: &str,
         password: &str,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), SendError> {
         let offers = |m: &str| ext.auth.iter().any(|a| a == m);
         if offers("PLAIN") {
             let token = STANDARD.encode(format!("\0{user}\0{password}"));
@@ -316,7 +316,7 @@ impl<T: LineTransport> Session<'_, T> {
             self.exchange(&STANDARD.encode(password), &[235], "AUTH LOGIN (password)")?;
             return Ok(());
         }
-        Err(Failure::Permanent(if ext.auth.is_empty() {
+        Err(SendError::Permanent(if ext.auth.is_empty() {
             format!(
                 "{} offers no AUTH, but `username` and `password` are set",
                 self.server
@@ -330,18 +330,18 @@ impl<T: LineTransport> Session<'_, T> {
         }))
     }
 
-    fn command(&mut self, line: &str) -> Result<(), Failure> {
+    fn command(&mut self, line: &str) -> Result<(), SendError> {
         self.transport.write_all(format!("{line}\r\n").as_bytes())
     }
 
-    fn exchange(&mut self, line: &str, ok: &[u16], what: &str) -> Result<Reply, Failure> {
+    fn exchange(&mut self, line: &str, ok: &[u16], what: &str) -> Result<Reply, SendError> {
         self.command(line)?;
         let reply = self.read_reply()?;
         self.expect(&reply, ok, what)?;
         Ok(reply)
     }
 
-    fn expect(&self, reply: &Reply, ok: &[u16], what: &str) -> Result<(), Failure> {
+    fn expect(&self, reply: &Reply, ok: &[u16], what: &str) -> Result<(), SendError> {
         if ok.contains(&reply.code) {
             return Ok(());
         }
@@ -352,21 +352,21 @@ impl<T: LineTransport> Session<'_, T> {
             reply.text()
         );
         Err(match reply.code {
-            500..=599 => Failure::Permanent(message),
+            500..=599 => SendError::Permanent(message),
             // 4xx, and anything out of order: worth another try on a fresh connection.
-            _ => Failure::Transient(message),
+            _ => SendError::Transient(message),
         })
     }
 
-    fn read_reply(&mut self) -> Result<Reply, Failure> {
+    fn read_reply(&mut self) -> Result<Reply, SendError> {
         let mut lines = Vec::new();
         loop {
             let line = self.transport.read_line()?;
             let malformed = || {
-                Failure::Transient(format!(
+                SendError::Transient(format!(
                     "{} sent a malformed SMTP reply line: {}",
                     self.server,
-                    provider_kit::http::excerpt(&line)
+                    belfry_plugin_sdk::http::excerpt(&line)
                 ))
             };
             let code = line
@@ -392,7 +392,7 @@ impl<T: LineTransport> Session<'_, T> {
                 break;
             }
             if lines.len() >= MAX_REPLY_LINES {
-                return Err(Failure::Transient(format!(
+                return Err(SendError::Transient(format!(
                     "{} sent a reply of more than {MAX_REPLY_LINES} lines",
                     self.server
                 )));
@@ -406,8 +406,8 @@ impl<T: LineTransport> Session<'_, T> {
 }
 
 /// Credentials go over TLS only.
-pub fn no_credentials_in_plain_text() -> Failure {
-    Failure::Permanent(
+pub fn no_credentials_in_plain_text() -> SendError {
+    SendError::Permanent(
         "config keys `username` and `password` need TLS: with `tls = none` they would cross the \
          network in plain text (use `tls = starttls` or `implicit`)"
             .to_string(),
@@ -459,7 +459,7 @@ mod tests {
     struct Scripted {
         replies: VecDeque<&'static str>,
         sent: String,
-        tls_failure: Option<Failure>,
+        tls_failure: Option<SendError>,
     }
 
     impl Scripted {
@@ -477,19 +477,19 @@ mod tests {
     }
 
     impl LineTransport for Scripted {
-        fn write_all(&mut self, data: &[u8]) -> Result<(), Failure> {
+        fn write_all(&mut self, data: &[u8]) -> Result<(), SendError> {
             self.sent.push_str(std::str::from_utf8(data).unwrap());
             Ok(())
         }
 
-        fn read_line(&mut self) -> Result<String, Failure> {
+        fn read_line(&mut self) -> Result<String, SendError> {
             self.replies
                 .pop_front()
                 .map(str::to_string)
-                .ok_or_else(|| Failure::Transient("connection closed".to_string()))
+                .ok_or_else(|| SendError::Transient("connection closed".to_string()))
         }
 
-        fn start_tls(&mut self) -> Result<(), Failure> {
+        fn start_tls(&mut self) -> Result<(), SendError> {
             self.sent.push_str("<TLS>\r\n");
             self.tls_failure.take().map_or(Ok(()), Err)
         }
@@ -511,7 +511,7 @@ mod tests {
         script: &[&'static str],
         settings: &Settings<'_>,
         envelope: &Envelope<'_>,
-    ) -> (Result<Accepted, Failure>, Scripted, Vec<String>) {
+    ) -> (Result<Accepted, SendError>, Scripted, Vec<String>) {
         run_with(Scripted::new(script), settings, envelope)
     }
 
@@ -519,7 +519,7 @@ mod tests {
         mut server: Scripted,
         settings: &Settings<'_>,
         envelope: &Envelope<'_>,
-    ) -> (Result<Accepted, Failure>, Scripted, Vec<String>) {
+    ) -> (Result<Accepted, SendError>, Scripted, Vec<String>) {
         let mut warnings = Vec::new();
         let result = deliver(&mut server, settings, envelope, &mut |w| warnings.push(w));
         (result, server, warnings)
@@ -615,7 +615,7 @@ mod tests {
             &ENVELOPE,
         );
         assert!(
-            matches!(&result, Err(Failure::Permanent(m)) if m.contains("does not offer STARTTLS")),
+            matches!(&result, Err(SendError::Permanent(m)) if m.contains("does not offer STARTTLS")),
             "{result:?}"
         );
         assert_eq!(server.commands(), ["EHLO belfry.localdomain", "QUIT"]);
@@ -631,16 +631,16 @@ mod tests {
             &ENVELOPE,
         );
         assert!(
-            matches!(&result, Err(Failure::Transient(m)) if m.contains("454 to STARTTLS")),
+            matches!(&result, Err(SendError::Transient(m)) if m.contains("454 to STARTTLS")),
             "{result:?}"
         );
         // The handshake's failure is the delivery's, as it came.
         let mut server = Scripted::new(&["220 hi", "250-mail.example", "250 STARTTLS", "220 Go"]);
-        server.tls_failure = Some(Failure::Permanent("certificate refused".to_string()));
+        server.tls_failure = Some(SendError::Permanent("certificate refused".to_string()));
         let (result, server, _) = run_with(server, &starttls, &ENVELOPE);
         assert_eq!(
             result,
-            Err(Failure::Permanent("certificate refused".to_string()))
+            Err(SendError::Permanent("certificate refused".to_string()))
         );
         assert!(!server.sent.contains("AUTH"), "{}", server.sent);
     }
@@ -751,19 +751,19 @@ mod tests {
         );
         assert_eq!(
             result,
-            Err(Failure::Permanent(
+            Err(SendError::Permanent(
                 "mail.example:587 answered 535 to AUTH PLAIN: 5.7.8 Authentication credentials invalid"
                     .to_string()
             ))
         );
         let (result, _, _) = run(&["220 hi", "250 mail.example"], &with_auth, &ENVELOPE);
-        assert!(matches!(result, Err(Failure::Permanent(m)) if m.contains("offers no AUTH")));
+        assert!(matches!(result, Err(SendError::Permanent(m)) if m.contains("offers no AUTH")));
         let (result, _, _) = run(
             &["220 hi", "250-mail.example", "250 AUTH CRAM-MD5"],
             &with_auth,
             &ENVELOPE,
         );
-        assert!(matches!(result, Err(Failure::Permanent(m)) if m.contains("CRAM-MD5")));
+        assert!(matches!(result, Err(SendError::Permanent(m)) if m.contains("CRAM-MD5")));
     }
 
     #[test]
@@ -781,7 +781,7 @@ mod tests {
         );
         assert_eq!(
             result,
-            Err(Failure::Permanent(
+            Err(SendError::Permanent(
                 "mail.example:587 answered 550 to RCPT TO: 5.1.1 <zoe@example.com>: Recipient address rejected: User unknown"
                     .to_string()
             ))
@@ -800,15 +800,17 @@ mod tests {
         );
         assert_eq!(
             result,
-            Err(Failure::Transient(
+            Err(SendError::Transient(
                 "mail.example:587 answered 451 to RCPT TO: 4.7.1 Greylisted, 4.7.1 try again later"
                     .to_string()
             ))
         );
         let (result, _, _) = run(&["421 4.3.2 Service not available"], &SETTINGS, &ENVELOPE);
-        assert!(matches!(result, Err(Failure::Transient(m)) if m.contains("421 to the greeting")));
+        assert!(
+            matches!(result, Err(SendError::Transient(m)) if m.contains("421 to the greeting"))
+        );
         let (result, _, _) = run(&["554 5.7.1 go away"], &SETTINGS, &ENVELOPE);
-        assert!(matches!(result, Err(Failure::Permanent(_))));
+        assert!(matches!(result, Err(SendError::Permanent(_))));
         let (result, _, _) = run(
             &[
                 head[0],
@@ -822,17 +824,17 @@ mod tests {
             &ENVELOPE,
         );
         assert!(
-            matches!(result, Err(Failure::Permanent(m)) if m.contains("554 to the message data"))
+            matches!(result, Err(SendError::Permanent(m)) if m.contains("554 to the message data"))
         );
         let (result, _, _) = run(&[head[0], head[1]], &SETTINGS, &ENVELOPE);
         assert_eq!(
             result,
-            Err(Failure::Transient("connection closed".to_string()))
+            Err(SendError::Transient("connection closed".to_string()))
         );
         let (result, _, _) = run(&["hello"], &SETTINGS, &ENVELOPE);
-        assert!(matches!(result, Err(Failure::Transient(m)) if m.contains("malformed")));
+        assert!(matches!(result, Err(SendError::Transient(m)) if m.contains("malformed")));
         let (result, _, _) = run(&["220-a", "221 b"], &SETTINGS, &ENVELOPE);
-        assert!(matches!(result, Err(Failure::Transient(m)) if m.contains("malformed")));
+        assert!(matches!(result, Err(SendError::Transient(m)) if m.contains("malformed")));
     }
 
     #[test]
@@ -860,14 +862,14 @@ mod tests {
             &SETTINGS,
             &ENVELOPE,
         );
-        assert!(matches!(result, Err(Failure::Permanent(m)) if m.contains("at most 10")));
+        assert!(matches!(result, Err(SendError::Permanent(m)) if m.contains("at most 10")));
 
         let utf8 = Envelope {
             to: "zoë@example.com",
             ..ENVELOPE
         };
         let (result, _, _) = run(&["220 hi", "250 mail.example"], &SETTINGS, &utf8);
-        assert!(matches!(result, Err(Failure::Permanent(m)) if m.contains("SMTPUTF8")));
+        assert!(matches!(result, Err(SendError::Permanent(m)) if m.contains("SMTPUTF8")));
         let (result, server, _) = run(
             &[
                 "220 hi",
