@@ -1,7 +1,7 @@
 //! The webhook adapter's signing code, compiled natively, against the Standard Webhooks
 //! reference vector (the same file is compiled into the WASM adapter).
 
-#[path = "../plugins/webhook/src/signature.rs"]
+#[path = "../plugins/sdk/src/standard_webhooks.rs"]
 mod signature;
 
 #[test]

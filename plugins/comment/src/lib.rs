@@ -19,19 +19,12 @@
 //! `{"thread_title", "thread_id", "author", "text", "recipient_id"}` (`author` being the
 //! author's name).
 
-wit_bindgen::generate!({
-    world: "notifier",
-    path: "../../wit/plugin@0.3.0",
-});
-
-use belfry::plugin::types::{Channel, Recipient, RenderRequest};
-use belfry_plugin_payload::{
-    as_object, missing, optional_non_empty_string, parse_object, required_object, required_string,
-    wrong_type,
+use belfry_plugin_sdk::notifier::{Description, Guest, Hold, PlanError, RecipientPlan, Severity};
+use belfry_plugin_sdk::payload::{
+    PayloadError, as_object, missing, optional_non_empty_string, parse_object, required_object,
+    required_string, wrong_type,
 };
-use exports::belfry::plugin::notifications::{
-    Description, Guest, Hold, PlanError, RecipientPlan, Severity,
-};
+use belfry_plugin_sdk::types::{Channel, Recipient, RenderRequest};
 use serde_json::{Map, Value, json};
 
 const KEY: &str = "comment";
@@ -53,11 +46,12 @@ impl Guest for CommentNotifier {
             severity: Severity::Normal,
             fallbacks: Vec::new(),
             fold_deferred: true,
+            workflow: None,
         }
     }
 
     fn recipients(payload: String) -> Result<Vec<Recipient>, PlanError> {
-        let comment = Comment::parse(&payload).map_err(PlanError::InvalidPayload)?;
+        let comment = Comment::parse(&payload)?;
         Ok(comment
             .followers
             .iter()
@@ -67,7 +61,7 @@ impl Guest for CommentNotifier {
     }
 
     fn channels(payload: String, recipient: Recipient) -> Result<RecipientPlan, PlanError> {
-        let comment = Comment::parse(&payload).map_err(PlanError::InvalidPayload)?;
+        let comment = Comment::parse(&payload)?;
         let mut channels = Vec::with_capacity(2);
         let mut held = Vec::with_capacity(1);
         channels.push(Channel::InApp);
@@ -90,7 +84,7 @@ impl Guest for CommentNotifier {
         recipient: Recipient,
         channel: Channel,
     ) -> Result<RenderRequest, PlanError> {
-        let comment = Comment::parse(&payload).map_err(PlanError::InvalidPayload)?;
+        let comment = Comment::parse(&payload)?;
         match channel {
             Channel::InApp => {}
             Channel::Email => {
@@ -107,7 +101,7 @@ impl Guest for CommentNotifier {
             other => {
                 return Err(PlanError::Failed(format!(
                     "the comment notifier does not use the {} channel",
-                    channel_name(other)
+                    other.as_str()
                 )));
             }
         }
@@ -146,7 +140,7 @@ struct Follower {
 }
 
 impl Comment {
-    fn parse(payload: &str) -> Result<Self, String> {
+    fn parse(payload: &str) -> Result<Self, PayloadError> {
         let payload = parse_object(payload)?;
         let thread = required_object(&payload, "thread", "thread")?;
         let thread_id = required_string(thread, "id", "thread.id")?;
@@ -192,7 +186,7 @@ impl Comment {
 }
 
 impl Follower {
-    fn parse(value: &Value, path: String) -> Result<Self, String> {
+    fn parse(value: &Value, path: String) -> Result<Self, PayloadError> {
         let object = as_object(value, &path)?;
         let id = required_string(object, "id", &format!("{path}.id"))?;
         let email = optional_non_empty_string(object, "email", &format!("{path}.email"))?;
@@ -220,15 +214,4 @@ impl Follower {
     }
 }
 
-fn channel_name(channel: Channel) -> &'static str {
-    match channel {
-        Channel::Email => "email",
-        Channel::Sms => "sms",
-        Channel::Push => "push",
-        Channel::Chat => "chat",
-        Channel::InApp => "in-app",
-        Channel::Webhook => "webhook",
-    }
-}
-
-export!(CommentNotifier);
+belfry_plugin_sdk::export_notifier!(CommentNotifier);

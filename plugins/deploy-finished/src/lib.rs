@@ -7,14 +7,9 @@
 //! push too when it has an `ntfy_topic` (carried in the recipient's data, where the ntfy
 //! adapter looks for it).
 
-wit_bindgen::generate!({
-    world: "notifier",
-    path: "../../wit/plugin@0.1.0",
-});
-
-use belfry::plugin::types::{Channel, Recipient, RenderRequest};
-use belfry_plugin_payload::{optional_non_empty_string, parse_object, required_string};
-use exports::belfry::plugin::notifications::{Description, Guest, PlanError};
+use belfry_plugin_sdk::notifier::{Description, Guest, PlanError, RecipientPlan, Severity};
+use belfry_plugin_sdk::payload::{optional_non_empty_string, parse_object, required_string};
+use belfry_plugin_sdk::types::{Channel, Recipient, RenderRequest};
 use serde_json::{Value, json};
 
 const KEY: &str = "deploy-finished";
@@ -29,11 +24,15 @@ impl Guest for DeployFinished {
             category: "deploys".to_string(),
             channels: vec![Channel::Chat, Channel::Push],
             description: "Tells a team a deploy finished, by chat and push".to_string(),
+            severity: Severity::Normal,
+            fallbacks: Vec::new(),
+            fold_deferred: false,
+            workflow: None,
         }
     }
 
     fn recipients(payload: String) -> Result<Vec<Recipient>, PlanError> {
-        let payload = parse_object(&payload).map_err(PlanError::InvalidPayload)?;
+        let payload = parse_object(&payload)?;
         let watchers = payload
             .get("watchers")
             .and_then(Value::as_array)
@@ -48,11 +47,9 @@ impl Guest for DeployFinished {
             let w = w.as_object().ok_or_else(|| {
                 PlanError::InvalidPayload(format!("`watchers[{i}]` must be an object"))
             })?;
-            let id = required_string(w, "id", &format!("watchers[{i}].id"))
-                .map_err(PlanError::InvalidPayload)?;
+            let id = required_string(w, "id", &format!("watchers[{i}].id"))?;
             let topic =
-                optional_non_empty_string(w, "ntfy_topic", &format!("watchers[{i}].ntfy_topic"))
-                    .map_err(PlanError::InvalidPayload)?;
+                optional_non_empty_string(w, "ntfy_topic", &format!("watchers[{i}].ntfy_topic"))?;
             out.push(Recipient {
                 id,
                 email: None,
@@ -63,8 +60,8 @@ impl Guest for DeployFinished {
         Ok(out)
     }
 
-    fn channels(payload: String, recipient: Recipient) -> Result<Vec<Channel>, PlanError> {
-        parse_object(&payload).map_err(PlanError::InvalidPayload)?;
+    fn channels(payload: String, recipient: Recipient) -> Result<RecipientPlan, PlanError> {
+        parse_object(&payload)?;
         let mut channels = vec![Channel::Chat];
         if recipient
             .data
@@ -73,7 +70,11 @@ impl Guest for DeployFinished {
         {
             channels.push(Channel::Push);
         }
-        Ok(channels)
+        Ok(RecipientPlan {
+            channels,
+            severity: None,
+            held: Vec::new(),
+        })
     }
 
     fn build(
@@ -81,25 +82,21 @@ impl Guest for DeployFinished {
         recipient: Recipient,
         channel: Channel,
     ) -> Result<RenderRequest, PlanError> {
-        let payload = parse_object(&payload).map_err(PlanError::InvalidPayload)?;
+        let payload = parse_object(&payload)?;
         if !matches!(channel, Channel::Chat | Channel::Push) {
             return Err(PlanError::Failed(
                 "the deploy-finished notifier uses only chat and push".to_string(),
             ));
         }
-        let service =
-            required_string(&payload, "service", "service").map_err(PlanError::InvalidPayload)?;
-        let status =
-            required_string(&payload, "status", "status").map_err(PlanError::InvalidPayload)?;
+        let service = required_string(&payload, "service", "service")?;
+        let status = required_string(&payload, "status", "status")?;
         if status != "succeeded" && status != "failed" {
             return Err(PlanError::InvalidPayload(format!(
                 "field `status` must be `succeeded` or `failed`, not `{status}`"
             )));
         }
-        let version = optional_non_empty_string(&payload, "version", "version")
-            .map_err(PlanError::InvalidPayload)?;
-        let url =
-            optional_non_empty_string(&payload, "url", "url").map_err(PlanError::InvalidPayload)?;
+        let version = optional_non_empty_string(&payload, "version", "version")?;
+        let url = optional_non_empty_string(&payload, "url", "url")?;
         let data = json!({
             "service": service,
             "version": version,
@@ -117,4 +114,4 @@ impl Guest for DeployFinished {
     }
 }
 
-export!(DeployFinished);
+belfry_plugin_sdk::export_notifier!(DeployFinished);

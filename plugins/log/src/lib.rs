@@ -1,16 +1,11 @@
 //! The `log` channel adapter: "delivers" a message by writing one line describing it to
 //! the host's log (info level). Useful for development and demos; it needs no capabilities.
 
-wit_bindgen::generate!({
-    world: "channel-adapter",
-    path: "../../wit/plugin@0.1.0",
-});
-
-use belfry::plugin::log::{Level, log};
-use belfry::plugin::types::{Channel, Content};
-use exports::belfry::plugin::delivery::{
+use belfry_plugin_sdk::adapter::{
     FeedbackEvent, Guest, Message, Receipt, SendError, WebhookError, WebhookRequest,
 };
+use belfry_plugin_sdk::log::info;
+use belfry_plugin_sdk::{Channel, Content};
 
 /// Longest excerpt of a message's text written to the log, in characters.
 const EXCERPT_CHARS: usize = 200;
@@ -41,18 +36,13 @@ impl Guest for LogAdapter {
             ),
             Content::Webhook(webhook) => format!("body={:?}", excerpt(&webhook.body)),
         };
-        log(
-            Level::Info,
-            &format!(
-                "{} to {address} (recipient {}, delivery {}, attempt {}): {summary}",
-                channel_name(message.channel),
-                message.recipient.id,
-                message.delivery_id,
-                message.attempt,
-            ),
-        );
+        info(&format!(
+            "{} to {address} (recipient {}, delivery {}, attempt {}): {summary}",
+            message.channel, message.recipient.id, message.delivery_id, message.attempt,
+        ));
         Ok(Receipt {
             provider_message_id: format!("log-{}", message.idempotency_key),
+            metadata: Vec::new(),
         })
     }
 
@@ -70,15 +60,4 @@ fn excerpt(text: &str) -> String {
     }
 }
 
-fn channel_name(channel: Channel) -> &'static str {
-    match channel {
-        Channel::Email => "email",
-        Channel::Sms => "sms",
-        Channel::Push => "push",
-        Channel::Chat => "chat",
-        Channel::InApp => "in-app",
-        Channel::Webhook => "webhook",
-    }
-}
-
-export!(LogAdapter);
+belfry_plugin_sdk::export_adapter!(LogAdapter);

@@ -12,19 +12,14 @@
 //! fallback: the host sends it only if the in-app item is still unread 15 minutes later.
 //! A person marked `"urgent": true` gets the notification at severity `critical`.
 
-wit_bindgen::generate!({
-    world: "notifier",
-    path: "../../wit/plugin@0.2.0",
-});
-
-use belfry::plugin::types::{Channel, Recipient, RenderRequest};
-use belfry_plugin_payload::{
-    as_object, empty, missing, name_from_recipient_data, optional_http_url,
-    optional_non_empty_string, parse_object, required_string, wrong_type,
-};
-use exports::belfry::plugin::notifications::{
+use belfry_plugin_sdk::notifier::{
     Description, Fallback, Guest, PlanError, RecipientPlan, Severity,
 };
+use belfry_plugin_sdk::payload::{
+    PayloadError, as_object, empty, missing, name_from_recipient_data, optional_http_url,
+    optional_non_empty_string, parse_object, required_string, wrong_type,
+};
+use belfry_plugin_sdk::types::{Channel, Recipient, RenderRequest};
 use serde_json::{Map, Value, json};
 
 const KEY: &str = "mention";
@@ -50,16 +45,18 @@ impl Guest for MentionNotifier {
                 channel: Channel::Email,
                 after_ms: EMAIL_FALLBACK_AFTER_MS,
             }],
+            fold_deferred: false,
+            workflow: None,
         }
     }
 
     fn recipients(payload: String) -> Result<Vec<Recipient>, PlanError> {
-        let mention = Mention::parse(&payload).map_err(PlanError::InvalidPayload)?;
+        let mention = Mention::parse(&payload)?;
         Ok(mention.mentioned.iter().map(Mentioned::recipient).collect())
     }
 
     fn channels(payload: String, recipient: Recipient) -> Result<RecipientPlan, PlanError> {
-        let mention = Mention::parse(&payload).map_err(PlanError::InvalidPayload)?;
+        let mention = Mention::parse(&payload)?;
         let mut channels = Vec::with_capacity(2);
         channels.push(Channel::InApp);
         if recipient.email.as_deref().is_some_and(|e| !e.is_empty()) {
@@ -72,6 +69,7 @@ impl Guest for MentionNotifier {
         Ok(RecipientPlan {
             channels,
             severity: urgent.then_some(Severity::Critical),
+            held: Vec::new(),
         })
     }
 
@@ -80,7 +78,7 @@ impl Guest for MentionNotifier {
         recipient: Recipient,
         channel: Channel,
     ) -> Result<RenderRequest, PlanError> {
-        let mention = Mention::parse(&payload).map_err(PlanError::InvalidPayload)?;
+        let mention = Mention::parse(&payload)?;
         let entry = mention.mentioned.iter().find(|m| m.id == recipient.id);
         match channel {
             Channel::InApp => {}
@@ -97,7 +95,7 @@ impl Guest for MentionNotifier {
             other => {
                 return Err(PlanError::Failed(format!(
                     "the mention notifier does not use the {} channel",
-                    channel_name(other)
+                    other.as_str()
                 )));
             }
         }
@@ -138,7 +136,7 @@ struct Mentioned {
 }
 
 impl Mention {
-    fn parse(payload: &str) -> Result<Self, String> {
+    fn parse(payload: &str) -> Result<Self, PayloadError> {
         let payload = parse_object(payload)?;
         let author = required_string(&payload, "author", "author")?;
         let document = required_string(&payload, "document", "document")?;
@@ -171,7 +169,7 @@ impl Mention {
 }
 
 impl Mentioned {
-    fn parse(value: &Value, path: String) -> Result<Self, String> {
+    fn parse(value: &Value, path: String) -> Result<Self, PayloadError> {
         let object = as_object(value, &path)?;
         let id = required_string(object, "id", &format!("{path}.id"))?;
         let email = optional_non_empty_string(object, "email", &format!("{path}.email"))?;
@@ -205,15 +203,4 @@ impl Mentioned {
     }
 }
 
-fn channel_name(channel: Channel) -> &'static str {
-    match channel {
-        Channel::Email => "email",
-        Channel::Sms => "sms",
-        Channel::Push => "push",
-        Channel::Chat => "chat",
-        Channel::InApp => "in-app",
-        Channel::Webhook => "webhook",
-    }
-}
-
-export!(MentionNotifier);
+belfry_plugin_sdk::export_notifier!(MentionNotifier);

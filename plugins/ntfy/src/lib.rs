@@ -19,23 +19,15 @@
 //! a retry after a lost answer may publish twice. It sends no callbacks: `handle-webhook` is
 //! unsupported.
 
-wit_bindgen::generate!({
-    world: "channel-adapter",
-    path: "../../wit/plugin@0.5.0",
-});
-
-use belfry::plugin::config;
-use belfry::plugin::types::Content;
-use exports::belfry::plugin::delivery::{
-    FeedbackEvent, Guest, Message, RateLimit, Receipt, SendError, WebhookError, WebhookRequest,
+use belfry_plugin_sdk::adapter::{
+    FeedbackEvent, Guest, Message, Receipt, SendError, WebhookError, WebhookRequest,
 };
-use provider_kit::http::{Request, Response};
-use provider_kit::{Config, Failure};
+use belfry_plugin_sdk::http::{Request, Response};
+use belfry_plugin_sdk::settings::Config;
+use belfry_plugin_sdk::types::Content;
 use serde_json::{Map, Value};
 
-provider_kit::bind_errors!(SendError, RateLimit, WebhookError);
-
-const CONFIG: Config = Config::new("ntfy", config::get);
+const CONFIG: Config = Config::new("ntfy");
 const DEFAULT_SERVER: &str = "https://ntfy.sh";
 
 struct NtfyAdapter;
@@ -69,6 +61,7 @@ impl Guest for NtfyAdapter {
         let id = receipt(response)?;
         Ok(Receipt {
             provider_message_id: id,
+            metadata: Vec::new(),
         })
     }
 
@@ -77,10 +70,10 @@ impl Guest for NtfyAdapter {
     }
 }
 
-export!(NtfyAdapter);
+belfry_plugin_sdk::export_adapter!(NtfyAdapter);
 
 /// The recipient's own topic (`ntfy_topic` in its data), else the configured default.
-fn topic_for(recipient_data: Option<&str>, default: Option<&str>) -> Result<String, Failure> {
+fn topic_for(recipient_data: Option<&str>, default: Option<&str>) -> Result<String, SendError> {
     let own = recipient_data
         .and_then(|data| serde_json::from_str::<Value>(data).ok())
         .and_then(|data| {
@@ -93,7 +86,7 @@ fn topic_for(recipient_data: Option<&str>, default: Option<&str>) -> Result<Stri
         (Some(topic), _) => (topic, "the recipient's `ntfy_topic`"),
         (None, Some(topic)) => (topic.to_string(), "config key `topic`"),
         (None, None) => {
-            return Err(Failure::Permanent(
+            return Err(SendError::Permanent(
                 "no ntfy topic: the recipient's data has no `ntfy_topic` and config key `topic` is not set"
                     .to_string(),
             ));
@@ -104,7 +97,7 @@ fn topic_for(recipient_data: Option<&str>, default: Option<&str>) -> Result<Stri
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if !valid {
-        return Err(Failure::Permanent(format!(
+        return Err(SendError::Permanent(format!(
             "{source} {topic:?} is not an ntfy topic (1 to 64 of A-Z, a-z, 0-9, - and _)"
         )));
     }
@@ -112,7 +105,7 @@ fn topic_for(recipient_data: Option<&str>, default: Option<&str>) -> Result<Stri
 }
 
 /// ntfy's JSON publishing body.
-fn payload(topic: &str, title: &str, body: &str, data: Option<&str>) -> Result<Value, Failure> {
+fn payload(topic: &str, title: &str, body: &str, data: Option<&str>) -> Result<Value, SendError> {
     let mut out = Map::new();
     out.insert("topic".into(), Value::String(topic.to_string()));
     if !title.is_empty() {
@@ -125,12 +118,12 @@ fn payload(topic: &str, title: &str, body: &str, data: Option<&str>) -> Result<V
             Ok(Value::Object(map)) => map,
             Ok(Value::Null) => Map::new(),
             Ok(_) => {
-                return Err(Failure::Permanent(
+                return Err(SendError::Permanent(
                     "push data must be a JSON object".to_string(),
                 ));
             }
             Err(err) => {
-                return Err(Failure::Permanent(format!(
+                return Err(SendError::Permanent(format!(
                     "push data is not valid JSON: {err}"
                 )));
             }
@@ -158,7 +151,7 @@ fn payload(topic: &str, title: &str, body: &str, data: Option<&str>) -> Result<V
 }
 
 /// The published message's `id`, or the failure ntfy's answer means.
-fn receipt(response: Response) -> Result<String, Failure> {
+fn receipt(response: Response) -> Result<String, SendError> {
     let response = response.check_with("ntfy", error_detail)?;
     response.json_string("ntfy", "id")
 }
@@ -181,6 +174,7 @@ fn error_detail(response: &Response) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use belfry_plugin_sdk::adapter::RateLimit;
     use serde_json::json;
 
     fn response(status: u16, headers: &[(&str, &str)], body: &str) -> Response {
@@ -200,11 +194,11 @@ mod tests {
         assert_eq!(topic_for(None, Some("all")).unwrap(), "all");
         assert!(matches!(
             topic_for(None, None),
-            Err(Failure::Permanent(m)) if m.contains("no ntfy topic")
+            Err(SendError::Permanent(m)) if m.contains("no ntfy topic")
         ));
         assert!(matches!(
             topic_for(Some(r#"{"ntfy_topic":"a/b"}"#), None),
-            Err(Failure::Permanent(m)) if m.contains("`ntfy_topic`")
+            Err(SendError::Permanent(m)) if m.contains("`ntfy_topic`")
         ));
         assert!(topic_for(None, Some(&"x".repeat(65))).is_err());
     }
@@ -234,7 +228,7 @@ mod tests {
         assert_eq!(receipt(response(200, &[], ok)).unwrap(), "sPs71M8A2T");
         assert!(matches!(
             receipt(response(200, &[], "{}")),
-            Err(Failure::Permanent(m)) if m.contains("`id`")
+            Err(SendError::Permanent(m)) if m.contains("`id`")
         ));
         assert_eq!(
             receipt(response(
@@ -242,7 +236,7 @@ mod tests {
                 &[],
                 r#"{"code":40301,"http":403,"error":"forbidden","link":"https://ntfy.sh/docs/publish/#authentication"}"#
             )),
-            Err(Failure::Permanent(
+            Err(SendError::Permanent(
                 "ntfy answered 403: ntfy error 40301: forbidden".to_string()
             ))
         );
@@ -252,16 +246,16 @@ mod tests {
                 &[("retry-after", "12")],
                 r#"{"code":42901,"http":429,"error":"limit reached: too many requests"}"#
             )),
-            Err(Failure::RateLimited {
+            Err(SendError::RateLimited(RateLimit {
                 retry_after_ms: 12_000,
                 message:
                     "ntfy answered 429 Too Many Requests: ntfy error 42901: limit reached: too many requests"
                         .to_string()
-            })
+            }))
         );
         assert_eq!(
             receipt(response(502, &[], "Bad Gateway")),
-            Err(Failure::Transient(
+            Err(SendError::Transient(
                 "ntfy answered 502: Bad Gateway".to_string()
             ))
         );

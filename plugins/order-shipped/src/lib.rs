@@ -6,17 +6,12 @@
 //! Channels per recipient: `email` if it has an address, `sms` if it has a phone number,
 //! `webhook` always.
 
-wit_bindgen::generate!({
-    world: "notifier",
-    path: "../../wit/plugin@0.1.0",
-});
-
-use belfry::plugin::types::{Channel, Recipient, RenderRequest};
-use belfry_plugin_payload::{
-    as_object, empty, name_from_recipient_data, optional_non_empty_string, parse_object,
-    required_string, wrong_type,
+use belfry_plugin_sdk::notifier::{Description, Guest, PlanError, RecipientPlan, Severity};
+use belfry_plugin_sdk::payload::{
+    PayloadError, as_object, empty, name_from_recipient_data, optional_non_empty_string,
+    parse_object, required_string, wrong_type,
 };
-use exports::belfry::plugin::notifications::{Description, Guest, PlanError};
+use belfry_plugin_sdk::types::{Channel, Recipient, RenderRequest};
 use serde_json::{Value, json};
 
 const KEY: &str = "order-shipped";
@@ -34,16 +29,20 @@ impl Guest for OrderShipped {
             channels: vec![Channel::Email, Channel::Sms, Channel::Webhook],
             description: "Tells customers that their order has shipped, with a tracking link"
                 .to_string(),
+            severity: Severity::Normal,
+            fallbacks: Vec::new(),
+            fold_deferred: false,
+            workflow: None,
         }
     }
 
     fn recipients(payload: String) -> Result<Vec<Recipient>, PlanError> {
-        let order = Order::parse(&payload).map_err(PlanError::InvalidPayload)?;
+        let order = Order::parse(&payload)?;
         Ok(order.customers.iter().map(Customer::recipient).collect())
     }
 
-    fn channels(payload: String, recipient: Recipient) -> Result<Vec<Channel>, PlanError> {
-        Order::parse(&payload).map_err(PlanError::InvalidPayload)?;
+    fn channels(payload: String, recipient: Recipient) -> Result<RecipientPlan, PlanError> {
+        Order::parse(&payload)?;
         let mut channels = Vec::with_capacity(3);
         if recipient.email.as_deref().is_some_and(|e| !e.is_empty()) {
             channels.push(Channel::Email);
@@ -52,7 +51,11 @@ impl Guest for OrderShipped {
             channels.push(Channel::Sms);
         }
         channels.push(Channel::Webhook);
-        Ok(channels)
+        Ok(RecipientPlan {
+            channels,
+            severity: None,
+            held: Vec::new(),
+        })
     }
 
     fn build(
@@ -60,7 +63,7 @@ impl Guest for OrderShipped {
         recipient: Recipient,
         channel: Channel,
     ) -> Result<RenderRequest, PlanError> {
-        let order = Order::parse(&payload).map_err(PlanError::InvalidPayload)?;
+        let order = Order::parse(&payload)?;
         let customer = order.customers.iter().find(|c| c.id == recipient.id);
         let path = customer.map_or("customer", |c| c.path.as_str());
         let email = recipient
@@ -86,7 +89,7 @@ impl Guest for OrderShipped {
             other => {
                 return Err(PlanError::Failed(format!(
                     "the order-shipped notifier does not use the {} channel",
-                    channel_name(other)
+                    other.as_str()
                 )));
             }
         }
@@ -131,7 +134,7 @@ struct Customer {
 }
 
 impl Order {
-    fn parse(payload: &str) -> Result<Self, String> {
+    fn parse(payload: &str) -> Result<Self, PayloadError> {
         let payload = parse_object(payload)?;
         let order_id = required_string(&payload, "order_id", "order_id")?;
         let carrier = required_string(&payload, "carrier", "carrier")?;
@@ -141,11 +144,15 @@ impl Order {
         let many = payload.get("customers").filter(|v| !v.is_null());
         let customers = match (single, many) {
             (Some(_), Some(_)) => {
-                return Err(
-                    "give either field `customer` or field `customers`, not both".to_string(),
-                );
+                return Err(PayloadError::new(
+                    "give either field `customer` or field `customers`, not both",
+                ));
             }
-            (None, None) => return Err("missing field `customer` (or `customers`)".to_string()),
+            (None, None) => {
+                return Err(PayloadError::new(
+                    "missing field `customer` (or `customers`)",
+                ));
+            }
             (Some(customer), None) => vec![Customer::parse(customer, "customer".to_string())?],
             (None, Some(Value::Array(list))) => {
                 if list.is_empty() {
@@ -168,7 +175,7 @@ impl Order {
 }
 
 impl Customer {
-    fn parse(value: &Value, path: String) -> Result<Self, String> {
+    fn parse(value: &Value, path: String) -> Result<Self, PayloadError> {
         let object = as_object(value, &path)?;
         let id = required_string(object, "id", &format!("{path}.id"))?;
         let email = optional_non_empty_string(object, "email", &format!("{path}.email"))?;
@@ -197,15 +204,4 @@ impl Customer {
     }
 }
 
-fn channel_name(channel: Channel) -> &'static str {
-    match channel {
-        Channel::Email => "email",
-        Channel::Sms => "sms",
-        Channel::Push => "push",
-        Channel::Chat => "chat",
-        Channel::InApp => "in-app",
-        Channel::Webhook => "webhook",
-    }
-}
-
-export!(OrderShipped);
+belfry_plugin_sdk::export_notifier!(OrderShipped);

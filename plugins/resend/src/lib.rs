@@ -18,24 +18,15 @@
 //! host's receive time before its body is read; the Svix message id is the event id the host
 //! deduplicates on.
 
-wit_bindgen::generate!({
-    world: "channel-adapter",
-    path: "../../wit/plugin@0.5.0",
-});
-
-use belfry::plugin::config;
-use belfry::plugin::types::Content;
-use exports::belfry::plugin::delivery::{
-    FeedbackEvent, FeedbackKind, Guest, Message, RateLimit, Receipt, SendError, WebhookError,
-    WebhookRequest,
+use belfry_plugin_sdk::adapter::{
+    FeedbackEvent, FeedbackKind, Guest, Message, Receipt, SendError, WebhookError, WebhookRequest,
 };
-use provider_kit::http::{Request, Response};
-use provider_kit::{Config, Failure, Rejection, WEBHOOK_TOLERANCE_SECS};
+use belfry_plugin_sdk::http::{Request, Response};
+use belfry_plugin_sdk::types::Content;
+use belfry_plugin_sdk::{settings::Config, webhooks::WEBHOOK_TOLERANCE_SECS};
 use serde_json::{Map, Value, json};
 
-provider_kit::bind_errors!(SendError, RateLimit, WebhookError);
-
-const CONFIG: Config = Config::new("resend", config::get);
+const CONFIG: Config = Config::new("resend");
 const DEFAULT_API_BASE: &str = "https://api.resend.com";
 
 struct ResendAdapter;
@@ -45,6 +36,7 @@ impl Guest for ResendAdapter {
         let response = email_request(&CONFIG, &message)?.send()?;
         Ok(Receipt {
             provider_message_id: receipt_id(response)?,
+            metadata: Vec::new(),
         })
     }
 
@@ -55,7 +47,7 @@ impl Guest for ResendAdapter {
 }
 
 /// The `POST /emails` request for one message.
-fn email_request(config: &Config, message: &Message) -> Result<Request, Failure> {
+fn email_request(config: &Config, message: &Message) -> Result<Request, SendError> {
     let Content::Email(content) = &message.content else {
         return Err(config.wrong_content("email"));
     };
@@ -66,14 +58,14 @@ fn email_request(config: &Config, message: &Message) -> Result<Request, Failure>
         .map(str::trim)
         .filter(|email| !email.is_empty())
         .ok_or_else(|| {
-            Failure::Permanent(format!(
+            SendError::Permanent(format!(
                 "recipient `{}` has no email address (recipient.email): the resend adapter needs one",
                 message.recipient.id
             ))
         })?;
     if content.html.is_none() && content.text.is_none() {
         // Resend would refuse it with a 422; no attempt can fix it.
-        return Err(Failure::Permanent(
+        return Err(SendError::Permanent(
             "the email content has neither an html nor a text body".to_string(),
         ));
     }
@@ -115,13 +107,13 @@ fn email_request(config: &Config, message: &Message) -> Result<Request, Failure>
 }
 
 /// The email id of a successful send, or the failure Resend's answer means.
-fn receipt_id(response: Response) -> Result<String, Failure> {
+fn receipt_id(response: Response) -> Result<String, SendError> {
     // A 409 `concurrent_idempotent_requests` means an earlier attempt with this key is still
     // in flight at Resend: retrying later returns that attempt's result, so it is transient.
     if response.status == 409
         && error_name(&response).as_deref() == Some("concurrent_idempotent_requests")
     {
-        return Err(Failure::Transient(format!(
+        return Err(SendError::Transient(format!(
             "resend answered 409: {}",
             error_detail(&response)
         )));
@@ -135,7 +127,7 @@ fn receipt_id(response: Response) -> Result<String, Failure> {
         .filter(|id| !id.is_empty())
         .map(str::to_string)
         .ok_or_else(|| {
-            Failure::Permanent(format!(
+            SendError::Permanent(format!(
                 "resend answered {} with no id in its body: {}",
                 response.status,
                 response.excerpt()
@@ -152,8 +144,10 @@ fn error_detail(response: &Response) -> String {
             .map(str::to_string)
     });
     match (error_name(response), message) {
-        (Some(name), Some(message)) => provider_kit::http::excerpt(&format!("{name}: {message}")),
-        (None, Some(message)) => provider_kit::http::excerpt(&message),
+        (Some(name), Some(message)) => {
+            belfry_plugin_sdk::http::excerpt(&format!("{name}: {message}"))
+        }
+        (None, Some(message)) => belfry_plugin_sdk::http::excerpt(&message),
         _ => response.excerpt(),
     }
 }
@@ -163,22 +157,22 @@ fn error_name(response: &Response) -> Option<String> {
 }
 
 /// The feedback in one verified webhook: one event for a mapped type, none for the rest.
-fn feedback(secret: &str, request: &WebhookRequest) -> Result<Vec<FeedbackEvent>, Rejection> {
-    let event_id = provider_kit::standard_webhooks::verify(
+fn feedback(secret: &str, request: &WebhookRequest) -> Result<Vec<FeedbackEvent>, WebhookError> {
+    let event_id = belfry_plugin_sdk::standard_webhooks::verify(
         secret,
         &request.headers,
         &request.body,
         request.received_at_ms.div_euclid(1000),
         WEBHOOK_TOLERANCE_SECS,
     )
-    .map_err(|err| Rejection::Unauthorized(format!("resend webhook: {err}")))?;
+    .map_err(|err| WebhookError::Unauthorized(format!("resend webhook: {err}")))?;
 
-    let body: Value = serde_json::from_slice(&request.body)
-        .map_err(|err| Rejection::Malformed(format!("resend webhook body is not JSON: {err}")))?;
-    let event_type = body
-        .get("type")
-        .and_then(Value::as_str)
-        .ok_or_else(|| Rejection::Malformed("resend webhook has no string `type`".to_string()))?;
+    let body: Value = serde_json::from_slice(&request.body).map_err(|err| {
+        WebhookError::Malformed(format!("resend webhook body is not JSON: {err}"))
+    })?;
+    let event_type = body.get("type").and_then(Value::as_str).ok_or_else(|| {
+        WebhookError::Malformed("resend webhook has no string `type`".to_string())
+    })?;
     let data = body.get("data").unwrap_or(&Value::Null);
     let Some(kind) = kind(event_type, data) else {
         return Ok(Vec::new());
@@ -188,7 +182,7 @@ fn feedback(secret: &str, request: &WebhookRequest) -> Result<Vec<FeedbackEvent>
         .and_then(Value::as_str)
         .filter(|id| !id.is_empty())
         .ok_or_else(|| {
-            Rejection::Malformed(format!(
+            WebhookError::Malformed(format!(
                 "resend `{event_type}` webhook has no string `data.email_id`"
             ))
         })?;
@@ -199,7 +193,7 @@ fn feedback(secret: &str, request: &WebhookRequest) -> Result<Vec<FeedbackEvent>
         occurred_at_ms: body
             .get("created_at")
             .and_then(Value::as_str)
-            .and_then(provider_kit::time::rfc3339_ms),
+            .and_then(belfry_plugin_sdk::time::rfc3339_ms),
         reason: reason(kind, data),
     }])
 }
@@ -254,12 +248,13 @@ fn text<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
         .filter(|text| !text.is_empty())
 }
 
-export!(ResendAdapter);
+belfry_plugin_sdk::export_adapter!(ResendAdapter);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use belfry::plugin::types::{Channel, EmailContent, Recipient, SmsContent};
+    use belfry_plugin_sdk::adapter::RateLimit;
+    use belfry_plugin_sdk::types::{Channel, EmailContent, SmsContent};
 
     fn full(key: &str) -> Option<String> {
         match key {
@@ -284,22 +279,13 @@ mod tests {
     }
 
     fn message(content: Content, email: Option<&str>) -> Message {
-        Message {
-            delivery_id: "d1".to_string(),
-            notification_id: "n1".to_string(),
-            tenant: "acme".to_string(),
-            idempotency_key: "idem-1".to_string(),
-            attempt: 1,
-            channel: Channel::Email,
-            recipient: Recipient {
-                id: "u1".to_string(),
-                email: email.map(str::to_string),
-                phone: None,
-                data: None,
-            },
-            content,
-            headers: Vec::new(),
-        }
+        // The SDK's test message (delivery `d1`, key `idem-1`, tenant `acme`), on this
+        // adapter's channel, to a recipient `u1` with only the given address.
+        let mut message = belfry_plugin_sdk::testing::message(content);
+        message.channel = Channel::Email;
+        message.recipient = belfry_plugin_sdk::testing::recipient("u1");
+        message.recipient.email = email.map(str::to_string);
+        message
     }
 
     fn email(html: Option<&str>, text: Option<&str>) -> Content {
@@ -311,7 +297,7 @@ mod tests {
     }
 
     fn header<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
-        provider_kit::header(request.headers(), name)
+        belfry_plugin_sdk::webhooks::header(request.headers(), name)
     }
 
     fn body(request: &Request) -> Value {
@@ -334,7 +320,7 @@ mod tests {
                 "List-Unsubscribe=One-Click".to_string(),
             ),
         ];
-        let request = email_request(&Config::new("resend", full), &message).unwrap();
+        let request = email_request(&Config::with_source("resend", full), &message).unwrap();
         assert_eq!(request.target().authority(), "127.0.0.1:8025");
         assert_eq!(request.target().path_with_query(), "/emails");
         assert_eq!(header(&request, "Authorization"), Some("Bearer re_test"));
@@ -361,7 +347,7 @@ mod tests {
     #[test]
     fn omits_what_is_not_there() {
         let message = message(email(None, Some("Hi")), Some("ann@example.test"));
-        let request = email_request(&Config::new("resend", minimal), &message).unwrap();
+        let request = email_request(&Config::with_source("resend", minimal), &message).unwrap();
         assert_eq!(request.target().authority(), "api.resend.com");
         assert!(request.target().is_https());
         assert_eq!(
@@ -377,12 +363,12 @@ mod tests {
 
     #[test]
     fn refuses_what_cannot_be_sent() {
-        let config = Config::new("resend", minimal);
+        let config = Config::with_source("resend", minimal);
         let sms = Content::Sms(SmsContent {
             text: "hi".to_string(),
         });
-        let permanent = |result: Result<Request, Failure>| match result {
-            Err(Failure::Permanent(message)) => message,
+        let permanent = |result: Result<Request, SendError>| match result {
+            Err(SendError::Permanent(message)) => message,
             other => panic!("expected a permanent failure, got {other:?}"),
         };
         assert!(
@@ -400,7 +386,7 @@ mod tests {
         ));
         assert!(empty.contains("neither"), "{empty}");
         let missing = permanent(email_request(
-            &Config::new("resend", no_from),
+            &Config::with_source("resend", no_from),
             &message(email(None, Some("x")), Some("a@b.test")),
         ));
         assert!(missing.contains("`from`"), "{missing}");
@@ -426,7 +412,7 @@ mod tests {
         );
         assert!(matches!(
             receipt_id(response(200, &[], "{}")),
-            Err(Failure::Permanent(m)) if m.contains("no id")
+            Err(SendError::Permanent(m)) if m.contains("no id")
         ));
         assert_eq!(
             receipt_id(response(
@@ -434,27 +420,27 @@ mod tests {
                 &[("retry-after", "2")],
                 r#"{"name":"rate_limit_exceeded","message":"Too many requests"}"#
             )),
-            Err(Failure::RateLimited {
+            Err(SendError::RateLimited(RateLimit {
                 retry_after_ms: 2000,
                 message:
                     "resend answered 429 Too Many Requests: rate_limit_exceeded: Too many requests"
                         .to_string()
-            })
+            }))
         );
         assert!(matches!(
             receipt_id(response(429, &[], "")),
-            Err(Failure::RateLimited {
+            Err(SendError::RateLimited(RateLimit {
                 retry_after_ms: 60_000,
                 ..
-            })
+            }))
         ));
         assert!(matches!(
             receipt_id(response(500, &[], "oops")),
-            Err(Failure::Transient(_))
+            Err(SendError::Transient(_))
         ));
         assert!(matches!(
             receipt_id(response(408, &[], "")),
-            Err(Failure::Transient(_))
+            Err(SendError::Transient(_))
         ));
         assert_eq!(
             receipt_id(response(
@@ -462,13 +448,13 @@ mod tests {
                 &[],
                 r#"{"statusCode":422,"name":"validation_error","message":"Invalid `to` field."}"#
             )),
-            Err(Failure::Permanent(
+            Err(SendError::Permanent(
                 "resend answered 422: validation_error: Invalid `to` field.".to_string()
             ))
         );
         assert_eq!(
             receipt_id(response(403, &[], "forbidden")),
-            Err(Failure::Permanent(
+            Err(SendError::Permanent(
                 "resend answered 403: forbidden".to_string()
             ))
         );
@@ -478,7 +464,7 @@ mod tests {
                 &[],
                 r#"{"name":"concurrent_idempotent_requests","message":"busy"}"#
             )),
-            Err(Failure::Transient(_))
+            Err(SendError::Transient(_))
         ));
         assert!(matches!(
             receipt_id(response(
@@ -486,7 +472,7 @@ mod tests {
                 &[],
                 r#"{"name":"invalid_idempotent_request","message":"x"}"#
             )),
-            Err(Failure::Permanent(_))
+            Err(SendError::Permanent(_))
         ));
     }
 
@@ -496,7 +482,7 @@ mod tests {
 
     fn webhook(prefix: &str, body: &str, signed_at: i64, received_at_secs: i64) -> WebhookRequest {
         let signature =
-            provider_kit::standard_webhooks::sign(SECRET, "msg_1", signed_at, body.as_bytes())
+            belfry_plugin_sdk::standard_webhooks::sign(SECRET, "msg_1", signed_at, body.as_bytes())
                 .unwrap();
         WebhookRequest {
             method: "POST".to_string(),
@@ -618,7 +604,7 @@ mod tests {
     #[test]
     fn refuses_unverified_webhooks_before_reading_them() {
         let unauthorized = |request: &WebhookRequest| match feedback(SECRET, request) {
-            Err(Rejection::Unauthorized(message)) => message,
+            Err(WebhookError::Unauthorized(message)) => message,
             other => panic!("expected unauthorized, got {other:?}"),
         };
         // Not JSON at all, but the signature is checked first.
@@ -632,7 +618,7 @@ mod tests {
         // At the tolerance's edge it verifies (and then "{}" is malformed, not unauthorized).
         assert!(matches!(
             feedback(SECRET, &webhook("svix", "{}", NOW_SECS - 300, NOW_SECS)),
-            Err(Rejection::Malformed(_))
+            Err(WebhookError::Malformed(_))
         ));
         let mut unsigned = webhook("svix", "{}", NOW_SECS, NOW_SECS);
         unsigned
@@ -642,7 +628,7 @@ mod tests {
         let other_secret = webhook("svix", "{}", NOW_SECS, NOW_SECS);
         assert!(matches!(
             feedback("whsec_dGVzdA==", &other_secret),
-            Err(Rejection::Unauthorized(_))
+            Err(WebhookError::Unauthorized(_))
         ));
     }
 
@@ -658,7 +644,7 @@ mod tests {
             assert!(
                 matches!(
                     feedback(SECRET, &webhook("svix", &body, NOW_SECS, NOW_SECS)),
-                    Err(Rejection::Malformed(_))
+                    Err(WebhookError::Malformed(_))
                 ),
                 "{body}"
             );

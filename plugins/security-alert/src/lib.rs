@@ -9,18 +9,11 @@
 //! One recipient, the user; channels `email` if they have an address and `sms` if they have a
 //! phone number. Being `critical`, the alert bypasses preferences, quiet hours and caps.
 
-wit_bindgen::generate!({
-    world: "notifier",
-    path: "../../wit/plugin@0.2.0",
-});
-
-use belfry::plugin::types::{Channel, Recipient, RenderRequest};
-use belfry_plugin_payload::{
-    Object, optional_non_empty_string, parse_object, required_object, required_string,
+use belfry_plugin_sdk::notifier::{Description, Guest, PlanError, RecipientPlan, Severity};
+use belfry_plugin_sdk::payload::{
+    Object, PayloadError, optional_non_empty_string, parse_object, required_object, required_string,
 };
-use exports::belfry::plugin::notifications::{
-    Description, Guest, PlanError, RecipientPlan, Severity,
-};
+use belfry_plugin_sdk::types::{Channel, Recipient, RenderRequest};
 use serde_json::json;
 
 const KEY: &str = "security-alert";
@@ -39,16 +32,18 @@ impl Guest for SecurityAlert {
             description: "Alerts a user to security-relevant activity on their account".to_string(),
             severity: Severity::Critical,
             fallbacks: Vec::new(),
+            fold_deferred: false,
+            workflow: None,
         }
     }
 
     fn recipients(payload: String) -> Result<Vec<Recipient>, PlanError> {
-        let alert = Alert::parse(&payload).map_err(PlanError::InvalidPayload)?;
+        let alert = Alert::parse(&payload)?;
         Ok(vec![alert.user.recipient()])
     }
 
     fn channels(payload: String, recipient: Recipient) -> Result<RecipientPlan, PlanError> {
-        Alert::parse(&payload).map_err(PlanError::InvalidPayload)?;
+        Alert::parse(&payload)?;
         let mut channels = Vec::with_capacity(2);
         if recipient.email.as_deref().is_some_and(|e| !e.is_empty()) {
             channels.push(Channel::Email);
@@ -59,6 +54,7 @@ impl Guest for SecurityAlert {
         Ok(RecipientPlan {
             channels,
             severity: None,
+            held: Vec::new(),
         })
     }
 
@@ -67,7 +63,7 @@ impl Guest for SecurityAlert {
         recipient: Recipient,
         channel: Channel,
     ) -> Result<RenderRequest, PlanError> {
-        let alert = Alert::parse(&payload).map_err(PlanError::InvalidPayload)?;
+        let alert = Alert::parse(&payload)?;
         let user = &alert.user;
         let has_email = recipient.email.as_deref().is_some_and(|e| !e.is_empty())
             || (user.id == recipient.id && user.email.is_some());
@@ -88,7 +84,7 @@ impl Guest for SecurityAlert {
             other => {
                 return Err(PlanError::Failed(format!(
                     "the security-alert notifier does not use the {} channel",
-                    channel_name(other)
+                    other.as_str()
                 )));
             }
         }
@@ -120,7 +116,7 @@ struct User {
 }
 
 impl Alert {
-    fn parse(payload: &str) -> Result<Self, String> {
+    fn parse(payload: &str) -> Result<Self, PayloadError> {
         let payload = parse_object(payload)?;
         let user = User::from_payload(&payload)?;
         let what = required_string(&payload, "what", "what")?;
@@ -130,16 +126,15 @@ impl Alert {
 }
 
 impl User {
-    fn from_payload(payload: &Object) -> Result<Self, String> {
+    fn from_payload(payload: &Object) -> Result<Self, PayloadError> {
         let user = required_object(payload, "user", "user")?;
         let id = required_string(user, "id", "user.id")?;
         let email = optional_non_empty_string(user, "email", "user.email")?;
         let phone = optional_non_empty_string(user, "phone", "user.phone")?;
         if email.is_none() && phone.is_none() {
-            return Err(
-                "missing field `user.email` or `user.phone` (the alert needs at least one)"
-                    .to_string(),
-            );
+            return Err(PayloadError::new(
+                "missing field `user.email` or `user.phone` (the alert needs at least one)",
+            ));
         }
         Ok(User { id, email, phone })
     }
@@ -154,15 +149,4 @@ impl User {
     }
 }
 
-fn channel_name(channel: Channel) -> &'static str {
-    match channel {
-        Channel::Email => "email",
-        Channel::Sms => "sms",
-        Channel::Push => "push",
-        Channel::Chat => "chat",
-        Channel::InApp => "in-app",
-        Channel::Webhook => "webhook",
-    }
-}
-
-export!(SecurityAlert);
+belfry_plugin_sdk::export_notifier!(SecurityAlert);

@@ -15,23 +15,15 @@
 //! A retry after a lost answer may post the message twice; Slack offers no way to prevent it.
 //! Slack sends no delivery callbacks: `handle-webhook` is unsupported.
 
-wit_bindgen::generate!({
-    world: "channel-adapter",
-    path: "../../wit/plugin@0.5.0",
-});
-
-use belfry::plugin::config;
-use belfry::plugin::types::Content;
-use exports::belfry::plugin::delivery::{
-    FeedbackEvent, Guest, Message, RateLimit, Receipt, SendError, WebhookError, WebhookRequest,
+use belfry_plugin_sdk::adapter::{
+    FeedbackEvent, Guest, Message, Receipt, SendError, WebhookError, WebhookRequest,
 };
-use provider_kit::http::{Request, Response, Target};
-use provider_kit::{Config, Failure};
+use belfry_plugin_sdk::http::{Request, Response, Target};
+use belfry_plugin_sdk::settings::Config;
+use belfry_plugin_sdk::types::Content;
 use serde_json::{Map, Value};
 
-provider_kit::bind_errors!(SendError, RateLimit, WebhookError);
-
-const CONFIG: Config = Config::new("slack", config::get);
+const CONFIG: Config = Config::new("slack");
 
 struct SlackAdapter;
 
@@ -52,6 +44,7 @@ impl Guest for SlackAdapter {
         check(response)?;
         Ok(Receipt {
             provider_message_id: receipt_id(&message.idempotency_key),
+            metadata: Vec::new(),
         })
     }
 
@@ -60,16 +53,17 @@ impl Guest for SlackAdapter {
     }
 }
 
-export!(SlackAdapter);
+belfry_plugin_sdk::export_adapter!(SlackAdapter);
 
 /// The configured incoming-webhook URL, split for `wasi:http`.
-fn webhook_target(url: &str) -> Result<Target, Failure> {
-    Target::parse(url).map_err(|err| Failure::Permanent(format!("config key `webhook_url`: {err}")))
+fn webhook_target(url: &str) -> Result<Target, SendError> {
+    Target::parse(url)
+        .map_err(|err| SendError::Permanent(format!("config key `webhook_url`: {err}")))
 }
 
 /// Slack's incoming-webhook payload: `text` always (it is the notification's fallback when
 /// there are blocks), `blocks` when the content has a JSON array of them.
-fn payload(text: &str, blocks: Option<&str>) -> Result<Value, Failure> {
+fn payload(text: &str, blocks: Option<&str>) -> Result<Value, SendError> {
     let mut body = Map::new();
     body.insert("text".to_string(), Value::String(text.to_string()));
     if let Some(blocks) = blocks {
@@ -79,12 +73,12 @@ fn payload(text: &str, blocks: Option<&str>) -> Result<Value, Failure> {
                 body.insert("blocks".to_string(), Value::Array(items));
             }
             Ok(_) => {
-                return Err(Failure::Permanent(
+                return Err(SendError::Permanent(
                     "chat blocks must be a JSON array of Slack Block Kit blocks".to_string(),
                 ));
             }
             Err(err) => {
-                return Err(Failure::Permanent(format!(
+                return Err(SendError::Permanent(format!(
                     "chat blocks are not valid JSON: {err}"
                 )));
             }
@@ -95,7 +89,7 @@ fn payload(text: &str, blocks: Option<&str>) -> Result<Value, Failure> {
 
 /// Slack's answer: any 2xx is accepted (it says `ok`); its error bodies are one word, such as
 /// `invalid_payload`, which the failure names.
-fn check(response: Response) -> Result<(), Failure> {
+fn check(response: Response) -> Result<(), SendError> {
     response.check("slack").map(|_| ())
 }
 
@@ -108,6 +102,7 @@ fn receipt_id(idempotency_key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use belfry_plugin_sdk::adapter::RateLimit;
     use serde_json::json;
 
     fn response(status: u16, headers: &[(&str, &str)], body: &str) -> Response {
@@ -125,11 +120,11 @@ mod tests {
         assert_eq!(payload("hi", Some("[]")).unwrap(), json!({"text": "hi"}));
         assert!(matches!(
             payload("hi", Some(r#"{"type":"section"}"#)),
-            Err(Failure::Permanent(m)) if m.contains("JSON array")
+            Err(SendError::Permanent(m)) if m.contains("JSON array")
         ));
         assert!(matches!(
             payload("hi", Some("[")),
-            Err(Failure::Permanent(m)) if m.contains("not valid JSON")
+            Err(SendError::Permanent(m)) if m.contains("not valid JSON")
         ));
     }
 
@@ -145,25 +140,25 @@ mod tests {
         ] {
             assert_eq!(
                 check(response(status, &[], body)),
-                Err(Failure::Permanent(format!(
+                Err(SendError::Permanent(format!(
                     "slack answered {status}: {body}"
                 )))
             );
         }
         assert_eq!(
             check(response(429, &[("retry-after", "30")], "rate_limited")),
-            Err(Failure::RateLimited {
+            Err(SendError::RateLimited(RateLimit {
                 retry_after_ms: 30_000,
                 message: "slack answered 429 Too Many Requests: rate_limited".to_string()
-            })
+            }))
         );
         assert!(matches!(
             check(response(503, &[], "service_unavailable")),
-            Err(Failure::Transient(m)) if m.contains("503")
+            Err(SendError::Transient(m)) if m.contains("503")
         ));
         assert!(matches!(
             check(response(302, &[], "")),
-            Err(Failure::Permanent(m)) if m.contains("redirects")
+            Err(SendError::Permanent(m)) if m.contains("redirects")
         ));
     }
 
@@ -174,7 +169,7 @@ mod tests {
         assert_eq!(target.path_with_query(), "/services/T0/B0/x");
         assert!(matches!(
             webhook_target("hooks.slack.com/services/x"),
-            Err(Failure::Permanent(m)) if m.contains("`webhook_url`")
+            Err(SendError::Permanent(m)) if m.contains("`webhook_url`")
         ));
         assert_eq!(receipt_id("belfry-1"), "slack:belfry-1");
     }

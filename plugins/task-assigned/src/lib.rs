@@ -21,19 +21,14 @@
 //! Every channel renders the `task-assigned` template with the data
 //! `{"task_id", "task_title", "task_url", "assigned_by", "recipient_id", "name"}`.
 
-wit_bindgen::generate!({
-    world: "notifier",
-    path: "../../wit/plugin@0.4.0",
-});
-
-use belfry::plugin::types::{Channel, Recipient, RenderRequest};
-use belfry_plugin_payload::{
-    optional_non_empty_string, parse_object, required_object, required_string,
-};
-use exports::belfry::plugin::notifications::{
+use belfry_plugin_sdk::notifier::{
     Branch, Description, Guest, PlanError, RecipientPlan, Severity, Step, StepOutcome, StepTarget,
     StepWait, Workflow,
 };
+use belfry_plugin_sdk::payload::{
+    PayloadError, optional_non_empty_string, parse_object, required_object, required_string,
+};
+use belfry_plugin_sdk::types::{Channel, Recipient, RenderRequest};
 use serde_json::json;
 
 const KEY: &str = "task-assigned";
@@ -99,7 +94,7 @@ impl Guest for TaskAssigned {
     }
 
     fn recipients(payload: String) -> Result<Vec<Recipient>, PlanError> {
-        let task = Task::parse(&payload).map_err(PlanError::InvalidPayload)?;
+        let task = Task::parse(&payload)?;
         Ok(vec![Recipient {
             id: task.assignee_id,
             email: task.email,
@@ -109,7 +104,7 @@ impl Guest for TaskAssigned {
     }
 
     fn channels(payload: String, recipient: Recipient) -> Result<RecipientPlan, PlanError> {
-        Task::parse(&payload).map_err(PlanError::InvalidPayload)?;
+        Task::parse(&payload)?;
         let mut channels = vec![Channel::InApp];
         if recipient.email.as_deref().is_some_and(|e| !e.is_empty()) {
             channels.push(Channel::Email);
@@ -129,7 +124,7 @@ impl Guest for TaskAssigned {
         recipient: Recipient,
         channel: Channel,
     ) -> Result<RenderRequest, PlanError> {
-        let task = Task::parse(&payload).map_err(PlanError::InvalidPayload)?;
+        let task = Task::parse(&payload)?;
         if !matches!(channel, Channel::InApp | Channel::Email | Channel::Sms) {
             return Err(PlanError::Failed(
                 "the task-assigned notifier uses in-app, email and sms only".to_string(),
@@ -164,7 +159,7 @@ struct Task {
 }
 
 impl Task {
-    fn parse(payload: &str) -> Result<Self, String> {
+    fn parse(payload: &str) -> Result<Self, PayloadError> {
         let payload = parse_object(payload)?;
         let task = required_object(&payload, "task", "task")?;
         let assignee = required_object(&payload, "assignee", "assignee")?;
@@ -182,4 +177,4 @@ impl Task {
     }
 }
 
-export!(TaskAssigned);
+belfry_plugin_sdk::export_notifier!(TaskAssigned);

@@ -17,24 +17,15 @@
 //! a retry after a lost answer does not send the text twice; the receipt is the Message SID
 //! (`SM…`), which the status callbacks name as `MessageSid`.
 
-wit_bindgen::generate!({
-    world: "channel-adapter",
-    path: "../../wit/plugin@0.5.0",
-});
-
-use belfry::plugin::config;
-use belfry::plugin::types::Content;
-use exports::belfry::plugin::delivery::{
-    FeedbackEvent, FeedbackKind, Guest, Message, RateLimit, Receipt, SendError, WebhookError,
-    WebhookRequest,
+use belfry_plugin_sdk::adapter::{
+    FeedbackEvent, FeedbackKind, Guest, Message, Receipt, SendError, WebhookError, WebhookRequest,
 };
-use provider_kit::http::{Request, Response};
-use provider_kit::{Config, Failure, Rejection, form};
+use belfry_plugin_sdk::http::{Request, Response};
+use belfry_plugin_sdk::types::Content;
+use belfry_plugin_sdk::{form, settings::Config};
 use serde_json::Value;
 
-provider_kit::bind_errors!(SendError, RateLimit, WebhookError);
-
-const CONFIG: Config = Config::new("twilio", config::get);
+const CONFIG: Config = Config::new("twilio");
 const DEFAULT_API_BASE: &str = "https://api.twilio.com";
 
 struct TwilioAdapter;
@@ -44,6 +35,7 @@ impl Guest for TwilioAdapter {
         let response = message_request(&CONFIG, &message)?.send()?;
         Ok(Receipt {
             provider_message_id: receipt_id(response)?,
+            metadata: Vec::new(),
         })
     }
 
@@ -54,7 +46,7 @@ impl Guest for TwilioAdapter {
 }
 
 /// The `POST /2010-04-01/Accounts/{sid}/Messages.json` request for one message.
-fn message_request(config: &Config, message: &Message) -> Result<Request, Failure> {
+fn message_request(config: &Config, message: &Message) -> Result<Request, SendError> {
     let Content::Sms(content) = &message.content else {
         return Err(config.wrong_content("sms"));
     };
@@ -65,7 +57,7 @@ fn message_request(config: &Config, message: &Message) -> Result<Request, Failur
         .map(str::trim)
         .filter(|phone| !phone.is_empty())
         .ok_or_else(|| {
-            Failure::Permanent(format!(
+            SendError::Permanent(format!(
                 "recipient `{}` has no phone number (recipient.phone): the twilio adapter needs one",
                 message.recipient.id
             ))
@@ -73,7 +65,7 @@ fn message_request(config: &Config, message: &Message) -> Result<Request, Failur
     let account_sid = config.required("account_sid")?;
     // It goes into the path: anything but a SID's letters and digits would change the URL.
     if !account_sid.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Err(Failure::Permanent(format!(
+        return Err(SendError::Permanent(format!(
             "config key `account_sid` must be a Twilio account SID (AC…), got {account_sid:?}"
         )));
     }
@@ -81,7 +73,7 @@ fn message_request(config: &Config, message: &Message) -> Result<Request, Failur
     let from = config.optional("from");
     let service = config.optional("messaging_service_sid");
     if from.is_none() && service.is_none() {
-        return Err(Failure::Permanent(
+        return Err(SendError::Permanent(
             "missing config key `from` or `messaging_service_sid`: the twilio adapter needs a sender"
                 .to_string(),
         ));
@@ -119,7 +111,7 @@ fn message_request(config: &Config, message: &Message) -> Result<Request, Failur
 }
 
 /// The Message SID of a successful send, or the failure Twilio's answer means.
-fn receipt_id(response: Response) -> Result<String, Failure> {
+fn receipt_id(response: Response) -> Result<String, SendError> {
     let response = response.check_with("twilio", error_detail)?;
     response
         .json()
@@ -129,7 +121,7 @@ fn receipt_id(response: Response) -> Result<String, Failure> {
         .filter(|sid| !sid.is_empty())
         .map(str::to_string)
         .ok_or_else(|| {
-            Failure::Permanent(format!(
+            SendError::Permanent(format!(
                 "twilio answered {} with no sid in its body: {}",
                 response.status,
                 response.excerpt()
@@ -146,31 +138,37 @@ fn error_detail(response: &Response) -> String {
     let message = body.get("message").and_then(Value::as_str);
     match (body.get("code").and_then(Value::as_i64), message) {
         (Some(code), Some(message)) => {
-            provider_kit::http::excerpt(&format!("twilio error {code}: {message}"))
+            belfry_plugin_sdk::http::excerpt(&format!("twilio error {code}: {message}"))
         }
         (Some(code), None) => format!("twilio error {code}"),
-        (None, Some(message)) => provider_kit::http::excerpt(message),
+        (None, Some(message)) => belfry_plugin_sdk::http::excerpt(message),
         (None, None) => response.excerpt(),
     }
 }
 
 /// The feedback in one status callback, verified first.
-fn feedback(auth_token: &str, request: &WebhookRequest) -> Result<Vec<FeedbackEvent>, Rejection> {
+fn feedback(
+    auth_token: &str,
+    request: &WebhookRequest,
+) -> Result<Vec<FeedbackEvent>, WebhookError> {
     if !request.method.eq_ignore_ascii_case("POST") {
-        return Err(Rejection::Malformed(format!(
+        return Err(WebhookError::Malformed(format!(
             "twilio status callbacks are POSTs, got {}",
             request.method
         )));
     }
-    let signature = provider_kit::header(&request.headers, provider_kit::twilio::SIGNATURE_HEADER)
-        .ok_or_else(|| {
-            Rejection::Unauthorized("twilio callback has no X-Twilio-Signature header".to_string())
-        })?;
+    let signature = belfry_plugin_sdk::webhooks::header(
+        &request.headers,
+        belfry_plugin_sdk::twilio::SIGNATURE_HEADER,
+    )
+    .ok_or_else(|| {
+        WebhookError::Unauthorized("twilio callback has no X-Twilio-Signature header".to_string())
+    })?;
     // Twilio signs the decoded parameters, so decoding comes first; nothing in them is read
     // until the signature over all of them has matched.
     let params = form::decode(&request.body);
-    provider_kit::twilio::verify(auth_token, &request.url, &params, signature)
-        .map_err(|err| Rejection::Unauthorized(format!("twilio callback: {err}")))?;
+    belfry_plugin_sdk::twilio::verify(auth_token, &request.url, &params, signature)
+        .map_err(|err| WebhookError::Unauthorized(format!("twilio callback: {err}")))?;
 
     let field = |name: &str| {
         form::value(&params, name)
@@ -178,7 +176,7 @@ fn feedback(auth_token: &str, request: &WebhookRequest) -> Result<Vec<FeedbackEv
             .filter(|value| !value.is_empty())
     };
     let message_sid = field("MessageSid")
-        .ok_or_else(|| Rejection::Malformed("twilio callback has no MessageSid".to_string()))?;
+        .ok_or_else(|| WebhookError::Malformed("twilio callback has no MessageSid".to_string()))?;
     // `SmsStatus` is the older name Twilio still sends alongside `MessageStatus`.
     let Some(status) = field("MessageStatus").or_else(|| field("SmsStatus")) else {
         return Ok(Vec::new());
@@ -236,12 +234,13 @@ fn kind(status: &str, error_code: Option<&str>) -> Option<FeedbackKind> {
     })
 }
 
-export!(TwilioAdapter);
+belfry_plugin_sdk::export_adapter!(TwilioAdapter);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use belfry::plugin::types::{Channel, EmailContent, Recipient, SmsContent};
+    use belfry_plugin_sdk::adapter::RateLimit;
+    use belfry_plugin_sdk::types::{Channel, EmailContent, SmsContent};
 
     fn full(key: &str) -> Option<String> {
         match key {
@@ -279,22 +278,13 @@ mod tests {
     }
 
     fn message(content: Content, phone: Option<&str>) -> Message {
-        Message {
-            delivery_id: "d1".to_string(),
-            notification_id: "n1".to_string(),
-            tenant: "acme".to_string(),
-            idempotency_key: "idem-1".to_string(),
-            attempt: 1,
-            channel: Channel::Sms,
-            recipient: Recipient {
-                id: "u1".to_string(),
-                email: None,
-                phone: phone.map(str::to_string),
-                data: None,
-            },
-            content,
-            headers: Vec::new(),
-        }
+        // The SDK's test message (delivery `d1`, key `idem-1`, tenant `acme`), on this
+        // adapter's channel, to a recipient `u1` with only the given address.
+        let mut message = belfry_plugin_sdk::testing::message(content);
+        message.channel = Channel::Sms;
+        message.recipient = belfry_plugin_sdk::testing::recipient("u1");
+        message.recipient.phone = phone.map(str::to_string);
+        message
     }
 
     fn sms(text: &str) -> Content {
@@ -304,13 +294,13 @@ mod tests {
     }
 
     fn header<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
-        provider_kit::header(request.headers(), name)
+        belfry_plugin_sdk::webhooks::header(request.headers(), name)
     }
 
     #[test]
     fn builds_the_messages_request() {
         let request = message_request(
-            &Config::new("twilio", full),
+            &Config::with_source("twilio", full),
             &message(sms("Code: 1234 & more"), Some("+15558675310")),
         )
         .unwrap();
@@ -348,7 +338,7 @@ mod tests {
     #[test]
     fn sends_through_a_messaging_service() {
         let request = message_request(
-            &Config::new("twilio", service),
+            &Config::with_source("twilio", service),
             &message(sms("hi"), Some("+15558675310")),
         )
         .unwrap();
@@ -363,10 +353,10 @@ mod tests {
     #[test]
     fn refuses_what_cannot_be_sent() {
         let permanent = |config: fn(&str) -> Option<String>, message: Message| match message_request(
-            &Config::new("twilio", config),
+            &Config::with_source("twilio", config),
             &message,
         ) {
-            Err(Failure::Permanent(text)) => text,
+            Err(SendError::Permanent(text)) => text,
             other => panic!("expected a permanent failure, got {other:?}"),
         };
         let email = Content::Email(EmailContent {
@@ -396,7 +386,7 @@ mod tests {
         );
         assert!(matches!(
             receipt_id(response(201, &[], r#"{"status":"queued"}"#)),
-            Err(Failure::Permanent(m)) if m.contains("no sid")
+            Err(SendError::Permanent(m)) if m.contains("no sid")
         ));
         assert_eq!(
             receipt_id(response(
@@ -404,7 +394,7 @@ mod tests {
                 &[],
                 r#"{"code":21211,"message":"The 'To' number is not a valid phone number.","more_info":"https://www.twilio.com/docs/errors/21211","status":400}"#
             )),
-            Err(Failure::Permanent(
+            Err(SendError::Permanent(
                 "twilio answered 400: twilio error 21211: The 'To' number is not a valid phone number."
                     .to_string()
             ))
@@ -415,31 +405,31 @@ mod tests {
                 &[("retry-after", "5")],
                 r#"{"code":20429,"message":"Too Many Requests"}"#
             )),
-            Err(Failure::RateLimited {
+            Err(SendError::RateLimited(RateLimit {
                 retry_after_ms: 5000,
                 message:
                     "twilio answered 429 Too Many Requests: twilio error 20429: Too Many Requests"
                         .to_string()
-            })
+            }))
         );
         assert!(matches!(
             receipt_id(response(429, &[], "")),
-            Err(Failure::RateLimited {
+            Err(SendError::RateLimited(RateLimit {
                 retry_after_ms: 60_000,
                 ..
-            })
+            }))
         ));
         assert!(matches!(
             receipt_id(response(503, &[], "")),
-            Err(Failure::Transient(_))
+            Err(SendError::Transient(_))
         ));
         assert!(matches!(
             receipt_id(response(408, &[], "")),
-            Err(Failure::Transient(_))
+            Err(SendError::Transient(_))
         ));
         assert!(matches!(
             receipt_id(response(401, &[], r#"{"code":20003,"message":"Authenticate"}"#)),
-            Err(Failure::Permanent(m)) if m.contains("twilio error 20003: Authenticate")
+            Err(SendError::Permanent(m)) if m.contains("twilio error 20003: Authenticate")
         ));
     }
 
@@ -451,7 +441,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let signature = provider_kit::twilio::sign(TOKEN, URL, &pairs);
+        let signature = belfry_plugin_sdk::twilio::sign(TOKEN, URL, &pairs);
         WebhookRequest {
             method: "POST".to_string(),
             url: URL.to_string(),
@@ -567,7 +557,7 @@ mod tests {
     fn refuses_unverified_callbacks() {
         let unauthorized = |request: &WebhookRequest| {
             assert!(
-                matches!(feedback(TOKEN, request), Err(Rejection::Unauthorized(_))),
+                matches!(feedback(TOKEN, request), Err(WebhookError::Unauthorized(_))),
                 "{request:?}"
             );
         };
@@ -585,7 +575,7 @@ mod tests {
         unauthorized(&elsewhere);
         assert!(matches!(
             feedback("other", &good),
-            Err(Rejection::Unauthorized(_))
+            Err(WebhookError::Unauthorized(_))
         ));
         // Unsigned garbage is unauthorized, not malformed: nothing is read before the check.
         let mut garbage = unsigned.clone();
@@ -597,13 +587,13 @@ mod tests {
     fn refuses_malformed_callbacks_once_verified() {
         assert!(matches!(
             feedback(TOKEN, &callback(&[("MessageStatus", "delivered")])),
-            Err(Rejection::Malformed(m)) if m.contains("MessageSid")
+            Err(WebhookError::Malformed(m)) if m.contains("MessageSid")
         ));
         let mut get = callback(&[("MessageSid", "SM1"), ("MessageStatus", "delivered")]);
         get.method = "GET".to_string();
         assert!(matches!(
             feedback(TOKEN, &get),
-            Err(Rejection::Malformed(_))
+            Err(WebhookError::Malformed(_))
         ));
     }
 }

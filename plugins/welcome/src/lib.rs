@@ -4,17 +4,12 @@
 //! only `user.id` is required. One recipient, the user; channels `email` (when the
 //! user has an address) and `in-app` (always).
 
-wit_bindgen::generate!({
-    world: "notifier",
-    path: "../../wit/plugin@0.1.0",
-});
-
-use belfry::plugin::types::{Channel, Recipient, RenderRequest};
-use belfry_plugin_payload::{
-    Object, name_from_recipient_data, optional_non_empty_string, optional_string, parse_object,
-    required_object, required_string,
+use belfry_plugin_sdk::notifier::{Description, Guest, PlanError, RecipientPlan, Severity};
+use belfry_plugin_sdk::payload::{
+    Object, PayloadError, name_from_recipient_data, optional_non_empty_string, optional_string,
+    parse_object, required_object, required_string,
 };
-use exports::belfry::plugin::notifications::{Description, Guest, PlanError};
+use belfry_plugin_sdk::types::{Channel, Recipient, RenderRequest};
 use serde_json::{Value, json};
 
 const KEY: &str = "welcome";
@@ -32,23 +27,31 @@ impl Guest for Welcome {
             category: "account".to_string(),
             channels: vec![Channel::Email, Channel::InApp],
             description: "Welcomes a new user by email and in the in-app inbox".to_string(),
+            severity: Severity::Normal,
+            fallbacks: Vec::new(),
+            fold_deferred: false,
+            workflow: None,
         }
     }
 
     fn recipients(payload: String) -> Result<Vec<Recipient>, PlanError> {
-        let payload = parse_object(&payload).map_err(PlanError::InvalidPayload)?;
-        let user = User::from_payload(&payload).map_err(PlanError::InvalidPayload)?;
+        let payload = parse_object(&payload)?;
+        let user = User::from_payload(&payload)?;
         Ok(vec![user.recipient()])
     }
 
-    fn channels(payload: String, recipient: Recipient) -> Result<Vec<Channel>, PlanError> {
-        parse_object(&payload).map_err(PlanError::InvalidPayload)?;
+    fn channels(payload: String, recipient: Recipient) -> Result<RecipientPlan, PlanError> {
+        parse_object(&payload)?;
         let mut channels = Vec::with_capacity(2);
         if recipient.email.as_deref().is_some_and(|e| !e.is_empty()) {
             channels.push(Channel::Email);
         }
         channels.push(Channel::InApp);
-        Ok(channels)
+        Ok(RecipientPlan {
+            channels,
+            severity: None,
+            held: Vec::new(),
+        })
     }
 
     fn build(
@@ -56,14 +59,14 @@ impl Guest for Welcome {
         recipient: Recipient,
         channel: Channel,
     ) -> Result<RenderRequest, PlanError> {
-        let payload = parse_object(&payload).map_err(PlanError::InvalidPayload)?;
-        let user = User::from_payload(&payload).map_err(PlanError::InvalidPayload)?;
+        let payload = parse_object(&payload)?;
+        let user = User::from_payload(&payload)?;
         match channel {
             Channel::Email | Channel::InApp => {}
             other => {
                 return Err(PlanError::Failed(format!(
                     "the welcome notifier does not use the {} channel",
-                    channel_name(other)
+                    other.as_str()
                 )));
             }
         }
@@ -73,8 +76,7 @@ impl Guest for Welcome {
                 "missing field `user.email` (needed for the email channel)".to_string(),
             ));
         }
-        let app_name = optional_string(&payload, "app_name", "app_name")
-            .map_err(PlanError::InvalidPayload)?
+        let app_name = optional_string(&payload, "app_name", "app_name")?
             .unwrap_or_else(|| DEFAULT_APP_NAME.to_string());
         let name = user
             .name
@@ -105,7 +107,7 @@ struct User {
 }
 
 impl User {
-    fn from_payload(payload: &Object) -> Result<Self, String> {
+    fn from_payload(payload: &Object) -> Result<Self, PayloadError> {
         let user = required_object(payload, "user", "user")?;
         let id = required_string(user, "id", "user.id")?;
         let email = optional_non_empty_string(user, "email", "user.email")?;
@@ -126,15 +128,4 @@ impl User {
     }
 }
 
-fn channel_name(channel: Channel) -> &'static str {
-    match channel {
-        Channel::Email => "email",
-        Channel::Sms => "sms",
-        Channel::Push => "push",
-        Channel::Chat => "chat",
-        Channel::InApp => "in-app",
-        Channel::Webhook => "webhook",
-    }
-}
-
-export!(Welcome);
+belfry_plugin_sdk::export_notifier!(Welcome);
