@@ -82,6 +82,13 @@ async fn every_hostile_plugin_fails_its_own_call_and_the_host_carries_on() {
         .iter()
         .find(|p| p.kind() == PluginKind::Renderer)
         .unwrap();
+    // The templates are the welcome notifier's package assets, which a render is handed.
+    let welcome_assets = bundled
+        .iter()
+        .find(|p| p.name() == "welcome")
+        .unwrap()
+        .assets()
+        .clone();
     let good_request = RenderRequest {
         template: "welcome".into(),
         channel: Channel::InApp,
@@ -182,12 +189,7 @@ async fn every_hostile_plugin_fails_its_own_call_and_the_host_carries_on() {
         );
         // A normal plugin works right after, in the same runtime.
         let content = runtime
-            .render(
-                templates,
-                &good_request,
-                &plugins::assets::Assets::empty(),
-                Reuse::Fresh,
-            )
+            .render(templates, &good_request, &welcome_assets, Reuse::Fresh)
             .await
             .unwrap();
         assert!(matches!(content, Content::InApp { .. }), "{case}");

@@ -147,8 +147,8 @@ async fn a_runaway_renderer_is_retried_as_transient_then_given_up_and_the_next_t
 
 #[tokio::test]
 async fn an_empty_grant_blocks_the_file_system() {
-    // The bundled templates renderer, loaded with a manifest that grants nothing, cannot see
-    // its templates: nothing is reachable unless granted.
+    // The bundled templates renderer, loaded with a manifest that grants nothing, sees no
+    // template of its own: only the assets a render is handed (the calling notifier's).
     let dir = tempfile::tempdir().unwrap();
     let templates = belfry::BUNDLED
         .iter()
@@ -158,7 +158,7 @@ async fn an_empty_grant_blocks_the_file_system() {
     std::fs::write(&wasm, templates.wasm).unwrap();
     std::fs::write(
         dir.path().join("templates.toml"),
-        "name = \"templates\"\nversion = \"0.1.0\"\nkind = \"renderer\"\nwit = \"0.1.0\"\n",
+        "name = \"templates\"\nversion = \"0.1.0\"\nkind = \"renderer\"\nwit = \"1.0.0\"\n",
     )
     .unwrap();
     let runtime = PluginRuntime::new(RuntimeConfig::default()).unwrap();
@@ -181,20 +181,14 @@ async fn an_empty_grant_blocks_the_file_system() {
     assert_eq!(err.reason.as_str(), "plugin_error");
     assert!(err.message.contains("template not found"), "{err}");
 
-    // The same component with the grant renders.
+    // The same component, handed the welcome notifier's assets, renders.
     let bundled = plugins::load_all(&runtime, belfry::BUNDLED, None)
         .await
         .unwrap()
         .plugins;
-    let granted = bundled.iter().find(|p| p.name() == "templates").unwrap();
-    assert_eq!(granted.reference().hash, plugin.reference().hash);
+    let welcome = bundled.iter().find(|p| p.name() == "welcome").unwrap();
     runtime
-        .render(
-            granted,
-            &req,
-            &plugins::assets::Assets::empty(),
-            Reuse::Fresh,
-        )
+        .render(&plugin, &req, welcome.assets(), Reuse::Fresh)
         .await
         .unwrap();
 }
@@ -211,6 +205,8 @@ async fn a_warm_renderer_instance_renders_like_a_fresh_one() {
         .unwrap()
         .plugins;
     let templates = bundled.iter().find(|p| p.name() == "templates").unwrap();
+    let welcome = bundled.iter().find(|p| p.name() == "welcome").unwrap();
+    let assets = welcome.assets();
     let req = |name: &str| RenderRequest {
         template: "welcome".into(),
         channel: Channel::Email,
@@ -219,21 +215,11 @@ async fn a_warm_renderer_instance_renders_like_a_fresh_one() {
     };
     for name in ["Ada", "Grace", "Alan"] {
         let fresh = runtime
-            .render(
-                templates,
-                &req(name),
-                &plugins::assets::Assets::empty(),
-                Reuse::Fresh,
-            )
+            .render(templates, &req(name), assets, Reuse::Fresh)
             .await
             .unwrap();
         let warm = runtime
-            .render(
-                templates,
-                &req(name),
-                &plugins::assets::Assets::empty(),
-                Reuse::Tenant("t"),
-            )
+            .render(templates, &req(name), assets, Reuse::Tenant("t"))
             .await
             .unwrap();
         assert_eq!(fresh, warm);
@@ -246,12 +232,7 @@ async fn a_warm_renderer_instance_renders_like_a_fresh_one() {
         ..req("x")
     };
     let err = runtime
-        .render(
-            templates,
-            &bad,
-            &plugins::assets::Assets::empty(),
-            Reuse::Tenant("t"),
-        )
+        .render(templates, &bad, assets, Reuse::Tenant("t"))
         .await
         .unwrap_err();
     assert_eq!(err.reason.as_str(), "plugin_error");
@@ -261,21 +242,11 @@ async fn a_warm_renderer_instance_renders_like_a_fresh_one() {
         "{err}"
     );
     let again = runtime
-        .render(
-            templates,
-            &req("Linus"),
-            &plugins::assets::Assets::empty(),
-            Reuse::Tenant("t"),
-        )
+        .render(templates, &req("Linus"), assets, Reuse::Tenant("t"))
         .await
         .unwrap();
     let fresh = runtime
-        .render(
-            templates,
-            &req("Linus"),
-            &plugins::assets::Assets::empty(),
-            Reuse::Fresh,
-        )
+        .render(templates, &req("Linus"), assets, Reuse::Fresh)
         .await
         .unwrap();
     assert_eq!(again, fresh);
@@ -284,12 +255,7 @@ async fn a_warm_renderer_instance_renders_like_a_fresh_one() {
         ..req("x")
     };
     let err = runtime
-        .render(
-            templates,
-            &missing,
-            &plugins::assets::Assets::empty(),
-            Reuse::Fresh,
-        )
+        .render(templates, &missing, assets, Reuse::Fresh)
         .await
         .unwrap_err();
     assert!(err.message.contains("template `nope` not found"), "{err}");
@@ -298,12 +264,7 @@ async fn a_warm_renderer_instance_renders_like_a_fresh_one() {
         ..req("x")
     };
     let err = runtime
-        .render(
-            templates,
-            &no_variant,
-            &plugins::assets::Assets::empty(),
-            Reuse::Fresh,
-        )
+        .render(templates, &no_variant, assets, Reuse::Fresh)
         .await
         .unwrap_err();
     assert!(err.message.contains("has no sms variant"), "{err}");
