@@ -47,8 +47,9 @@ struct Global {
         default_value = "sqlite://belfry.db"
     )]
     database_url: String,
-    /// Directory of extra plugins (NAME.wasm with NAME.toml beside it), loaded after the
-    /// bundled ones; a plugin with a bundled plugin's name replaces it.
+    /// Directory of extra plugins (package folders NAME/ with manifest.toml, plugin.wasm and
+    /// assets/; or NAME.wasm with NAME.toml beside it), loaded after the bundled ones; a plugin
+    /// with a bundled plugin's name replaces it.
     #[arg(long = "plugins", global = true, env = "BELFRY_PLUGINS")]
     plugins_dir: Option<PathBuf>,
     /// Cache for compiled plugins [default: $XDG_CACHE_HOME/belfry or ~/.cache/belfry].

@@ -761,3 +761,70 @@ fn archive_errors_are_typed() {
     dot.truncate(half);
     assert!(Package::from_archive(&dot, &Limits::default()).is_err());
 }
+
+/// A first-party notifier with its templates, packed from its source folder with the component
+/// build.rs built (`plugin pack plugins/NAME --component …`), uploads and is live with exactly
+/// the assets the binary bundles.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_party_notifier_packs_from_its_source() {
+    let notifier = belfry::BUNDLED.iter().find(|b| {
+        let m: toml::Table = toml::from_str(b.manifest).unwrap();
+        m["kind"].as_str() == Some("notifier") && !b.assets.is_empty()
+    });
+    let Some(notifier) = notifier else {
+        eprintln!("SKIPPED: no bundled notifier carries assets in this build");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let wasm = tmp.path().join("built.wasm");
+    std::fs::write(&wasm, notifier.wasm).unwrap();
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("plugins")
+        .join(notifier.name);
+    let out = tmp.path().join("pkg.tar.gz");
+    let packed = belfry_cli(&[
+        "plugin".as_ref(),
+        "pack".as_ref(),
+        source.as_os_str(),
+        "--component".as_ref(),
+        wasm.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+    ]);
+    assert!(packed.status.success(), "{packed:?}");
+    let archive = std::fs::read(&out).unwrap();
+    let package = Package::from_archive(&archive, &Limits::default()).unwrap();
+    let bundled_assets = Assets::from_entries(
+        notifier
+            .assets
+            .iter()
+            .map(|(p, b)| (p.to_string(), b.to_vec())),
+    )
+    .unwrap();
+    assert_eq!(package.assets, bundled_assets);
+    assert_eq!(package.manifest, notifier.manifest);
+
+    let w = world(Backend::Sqlite).await;
+    let bundled_ref = w
+        .engine
+        .plugins()
+        .into_iter()
+        .find(|p| p.name() == notifier.name)
+        .unwrap()
+        .reference()
+        .to_string();
+    let server = serve(&w.engine, |_| {}).await;
+    let (status, body) = server.upload(archive).await;
+    assert_eq!(status, 201, "{body}");
+    // The same component and the same assets: the same build as the bundled one.
+    assert_eq!(body["reference"], bundled_ref.as_str(), "{body}");
+    let live = w
+        .engine
+        .plugins()
+        .into_iter()
+        .find(|p| p.name() == notifier.name)
+        .unwrap();
+    assert!(live.origin().starts_with("upload"), "{}", live.origin());
+    assert_eq!(**live.assets(), bundled_assets);
+    server.running.shutdown().await.unwrap();
+}
