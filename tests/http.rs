@@ -1199,7 +1199,12 @@ async fn plugins_load_at_runtime(backend: Backend) {
         "plugin_rejected",
     );
     let templates = bundled("templates");
-    let with_files = admin_post(upload(templates.wasm, templates.manifest)).await;
+    // A directory grant (the bundled renderer reads its templates as assets and has none).
+    let granted = format!(
+        "{}[capabilities]\nfiles = [{{ source = \"t\", guest = \"/t\" }}]\n",
+        templates.manifest
+    );
+    let with_files = admin_post(upload(templates.wasm, &granted)).await;
     let why = error(
         &with_files,
         StatusCode::UNPROCESSABLE_ENTITY,
