@@ -87,15 +87,36 @@ struct Fixture {
     _plugins: tempfile::TempDir,
 }
 
-/// A plugins directory holding the `bounce-journey` test plugin.
+/// A plugins directory holding the `bounce-journey` test plugin, as a package whose assets
+/// are the `task-assigned` templates it renders with (a renderer reads the calling notifier's
+/// templates), copied from the first-party `task-assigned` package.
 fn plugins_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    for ext in ["wasm", "toml"] {
-        std::fs::copy(
-            Path::new(belfry::FIXTURE_PLUGINS_DIR).join(format!("bounce-journey.{ext}")),
-            dir.path().join(format!("bounce-journey.{ext}")),
-        )
-        .unwrap();
+    let package = dir.path().join("bounce-journey");
+    let fixtures = Path::new(belfry::FIXTURE_PLUGINS_DIR);
+    std::fs::create_dir(&package).unwrap();
+    std::fs::copy(
+        fixtures.join("bounce-journey.wasm"),
+        package.join("plugin.wasm"),
+    )
+    .unwrap();
+    std::fs::copy(
+        fixtures.join("bounce-journey.toml"),
+        package.join("manifest.toml"),
+    )
+    .unwrap();
+    let templates = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("plugins/task-assigned/assets/templates/task-assigned");
+    for channel in std::fs::read_dir(&templates).unwrap() {
+        let channel = channel.unwrap();
+        let into = package
+            .join("assets/templates/task-assigned")
+            .join(channel.file_name());
+        std::fs::create_dir_all(&into).unwrap();
+        for file in std::fs::read_dir(channel.path()).unwrap() {
+            let file = file.unwrap();
+            std::fs::copy(file.path(), into.join(file.file_name())).unwrap();
+        }
     }
     dir
 }
