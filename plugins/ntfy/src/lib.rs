@@ -35,7 +35,7 @@ struct NtfyAdapter;
 impl Guest for NtfyAdapter {
     fn send(message: Message) -> Result<Receipt, SendError> {
         let Content::Push(content) = &message.content else {
-            return Err(CONFIG.wrong_content("push").into());
+            return Err(CONFIG.wrong_content("push"));
         };
         let topic = topic_for(
             message.recipient.data.as_deref(),
@@ -66,7 +66,7 @@ impl Guest for NtfyAdapter {
     }
 
     fn handle_webhook(_request: WebhookRequest) -> Result<Vec<FeedbackEvent>, WebhookError> {
-        Err(CONFIG.no_webhooks().into())
+        Err(CONFIG.no_webhooks())
     }
 }
 

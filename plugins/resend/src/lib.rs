@@ -42,7 +42,7 @@ impl Guest for ResendAdapter {
 
     fn handle_webhook(request: WebhookRequest) -> Result<Vec<FeedbackEvent>, WebhookError> {
         let secret = CONFIG.webhook_secret("webhook_secret")?;
-        Ok(feedback(&secret, &request)?)
+        feedback(&secret, &request)
     }
 }
 

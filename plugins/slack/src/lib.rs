@@ -30,7 +30,7 @@ struct SlackAdapter;
 impl Guest for SlackAdapter {
     fn send(message: Message) -> Result<Receipt, SendError> {
         let Content::Chat(content) = &message.content else {
-            return Err(CONFIG.wrong_content("chat").into());
+            return Err(CONFIG.wrong_content("chat"));
         };
         let target = webhook_target(&CONFIG.required("webhook_url")?)?;
         let body = payload(&content.text, content.blocks.as_deref())?;
@@ -49,7 +49,7 @@ impl Guest for SlackAdapter {
     }
 
     fn handle_webhook(_request: WebhookRequest) -> Result<Vec<FeedbackEvent>, WebhookError> {
-        Err(CONFIG.no_webhooks().into())
+        Err(CONFIG.no_webhooks())
     }
 }
 

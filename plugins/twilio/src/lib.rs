@@ -41,7 +41,7 @@ impl Guest for TwilioAdapter {
 
     fn handle_webhook(request: WebhookRequest) -> Result<Vec<FeedbackEvent>, WebhookError> {
         let auth_token = CONFIG.webhook_secret("auth_token")?;
-        Ok(feedback(&auth_token, &request)?)
+        feedback(&auth_token, &request)
     }
 }
 
