@@ -32,7 +32,10 @@ mod versions;
 mod warm;
 
 pub use manifest::{FileGrant, Manifest, ManifestError, PluginKind};
-pub use registry::{BrokenPlugin, LiveRegistry, Registry, RegistryError};
+pub use registry::{
+    BrokenPlugin, Choices, Displaced, LiveRegistry, Registry, RegistryError, RendererChoice,
+    RendererReason, RouteInfo, RouteReason,
+};
 pub use warm::{Reuse, WarmConfig};
 
 use crate::content::{Channel, Content, Recipient, RenderRequest};

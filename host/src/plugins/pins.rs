@@ -26,11 +26,18 @@ pub struct Pins {
 }
 
 impl Pins {
-    /// What is in force now for `notifier` and `channels`.
+    /// What is in force now for `notifier` and `channels`. The renderer is the one that
+    /// notifier uses ([`Registry::renderer_for`]: the one its manifest names, else the
+    /// default), so a run keeps rendering with it even when the default changes later. A
+    /// notifier whose renderer is not loaded pins none: its render fails, saying why.
     pub fn current(registry: &Registry, notifier: Option<&Plugin>, channels: &[Channel]) -> Pins {
+        let renderer = match notifier {
+            Some(n) => registry.renderer_for(n),
+            None => registry.renderer(),
+        };
         Pins {
             notifier: notifier.map(|n| n.reference().to_string()),
-            renderer: registry.renderer().ok().map(|r| r.reference().to_string()),
+            renderer: renderer.ok().map(|r| r.reference().to_string()),
             adapters: channels
                 .iter()
                 .filter_map(|c| {
