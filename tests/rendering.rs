@@ -179,6 +179,19 @@ async fn a_renderer_reads_only_the_calling_notifiers_assets() {
             .unwrap_err(),
     );
     assert!(why.contains("welcome"), "{why}");
+    // Nor on a warm instance that rendered welcome's template for the same tenant just before:
+    // nothing read for one call is kept for the next.
+    runtime
+        .render(renderer, &request, welcome.assets(), Reuse::Tenant("t"))
+        .await
+        .unwrap();
+    assert_eq!(runtime.warm_instances(), 1, "the instance is kept warm");
+    not_found(
+        runtime
+            .render(renderer, &request, comment.assets(), Reuse::Tenant("t"))
+            .await
+            .unwrap_err(),
+    );
     // Nor with no assets at all: the renderer does not fall back to any package of its own.
     not_found(
         render(&runtime, renderer, &request, &Assets::empty())
