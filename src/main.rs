@@ -889,8 +889,10 @@ async fn run(cli: Cli, database_url_given: bool) -> Result<()> {
                             belfry::host::store::redact(url)
                         );
                     }
-                    bench::plugins(iterations, g.json).await?;
-                    bench::languages(iterations, g.plugins_dir.as_deref(), g.json).await
+                    // The per-language rows run even when the render comparison fails.
+                    let render = bench::plugins(iterations, g.json).await;
+                    bench::languages(iterations, g.plugins_dir.as_deref(), g.json).await?;
+                    render
                 }
                 BenchCommand::Trigger(a) => {
                     queue_bench_run(&["trigger"], bench_url(a, given).await?, g.json).await
