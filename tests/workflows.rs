@@ -386,7 +386,16 @@ async fn a_run_is_pinned_to_the_builds_that_started_it(b: Backend) {
             .manifest
             .replace("version = \"0.1.0\"", "version = \"0.9.0\"");
         assert_ne!(v9, b.manifest, "{name}: the test's manifest edit took");
-        let (loaded, replaced) = e.load_plugin(b.wasm, &v9, "test").await.unwrap();
+        // With its package assets: the notifier's templates travel with it.
+        let package = belfry::host::plugins::package::Package {
+            manifest: v9.clone(),
+            component: b.wasm.to_vec(),
+            assets: belfry::host::plugins::assets::Assets::from_entries(
+                b.assets.iter().map(|(p, x)| (p.to_string(), x.to_vec())),
+            )
+            .unwrap(),
+        };
+        let (loaded, replaced) = e.load_package(&package, "test").await.unwrap();
         assert!(
             loaded
                 .reference()
