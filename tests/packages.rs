@@ -535,8 +535,8 @@ async fn hostile_archives_are_refused() {
     big_asset.set_mode(0o644);
     big_asset.set_cksum();
     let honest_bomb = zeros_gz(big_asset.as_bytes(), 40 << 20);
-    // A GNU long-name entry of 200 MiB (about 200 KiB compressed): a bomb only the
-    // unpacked-size bound stops, since no file entry's size is ever read.
+    // A GNU long-name entry of 200 MiB (about 200 KiB compressed), which tar's own reader
+    // would take into memory whole: refused by its size.
     let mut long_name = tar::Header::new_gnu();
     long_name.as_old_mut().name[..13].copy_from_slice(b"././@LongLink");
     long_name.set_entry_type(tar::EntryType::GNULongName);
@@ -544,6 +544,15 @@ async fn hostile_archives_are_refused() {
     long_name.set_cksum();
     let long_name_bomb = zeros_gz(long_name.as_bytes(), 200 << 20);
     assert!(long_name_bomb.len() < 1 << 20, "{}", long_name_bomb.len());
+    // A directory entry carrying 200 MiB: no file's size bound applies, so only the bound on
+    // what the stream unpacks to stops it.
+    let mut dir = tar::Header::new_gnu();
+    dir.set_path("assets/").unwrap();
+    dir.set_entry_type(tar::EntryType::Directory);
+    dir.set_size(200 << 20);
+    dir.set_mode(0o755);
+    dir.set_cksum();
+    let dir_bomb = zeros_gz(dir.as_bytes(), 200 << 20);
     // Incompressible bytes a little over --max-plugin-bytes (much more may meet a connection
     // the server closed before reading it all).
     let mut noise = Vec::new();
@@ -575,7 +584,14 @@ async fn hostile_archives_are_refused() {
             long_name_bomb,
             422,
             "package_rejected",
-            "compression bomb",
+            "is 209715200 bytes, over the limit of 1024 for a long name",
+        ),
+        (
+            "directory bomb",
+            dir_bomb,
+            422,
+            "package_rejected",
+            "refused as a compression bomb",
         ),
         (
             "../ path",

@@ -35,9 +35,15 @@ pub const MAX_MANIFEST_BYTES: u64 = 256 << 10;
 /// about 40 MiB, a JavaScript one about 10 MiB, a Rust one under 1 MiB; 128 MiB is room for
 /// those, and a guess.
 pub const MAX_COMPONENT_BYTES: u64 = 128 << 20;
-/// The most entries an archive may list: every asset file, the two other files, and as many
-/// directory entries again (a `tar` of a folder lists each directory).
-pub const MAX_ENTRIES: usize = 2 * assets::MAX_FILES + 16;
+/// The most entries an archive may list, extension headers included: for every asset file a
+/// long-name header, the file and a directory entry (a `tar` of a folder lists each
+/// directory), and room for the two other files.
+pub const MAX_ENTRIES: usize = 3 * assets::MAX_FILES + 16;
+/// The largest GNU long-name (or long-link) header: a path is at most [`assets::MAX_PATH`]
+/// bytes, plus `./assets/`. tar's own reader would take one of any size into memory.
+pub const MAX_LONG_NAME_BYTES: u64 = 1024;
+/// The largest pax header (`path=…` and the like): real ones are a few hundred bytes.
+pub const MAX_PAX_BYTES: u64 = 8 << 10;
 /// The most bytes the gzip stream may unpack to: every part at its largest plus tar's own
 /// headers and padding (at most three 512-byte blocks per entry, with a GNU long name). A
 /// stream that goes on is a bomb and is stopped here, however well it compresses.
@@ -404,9 +410,14 @@ fn unpack(
         }
     };
     let mut archive = tar::Archive::new(stream);
+    // Raw: tar's reader would otherwise read long-name and pax headers into memory whatever
+    // their size; here each is bounded and applied to the entry after it.
+    let entries = archive.entries().map_err(corrupt)?.raw(true);
     let mut count = 0usize;
     let mut asset_bytes = 0u64;
-    for entry in archive.entries().map_err(corrupt)? {
+    let mut long_name: Option<Vec<u8>> = None;
+    let mut pax_path: Option<Vec<u8>> = None;
+    for entry in entries {
         let mut entry = entry.map_err(corrupt)?;
         count += 1;
         if count > limits.entries {
@@ -414,14 +425,61 @@ fn unpack(
                 limit: limits.entries,
             });
         }
-        let raw = entry.path_bytes().into_owned();
+        let ty = entry.header().entry_type();
+        let size = entry.size();
+        // Extension headers: bounded, read, and kept for the entry they describe.
+        let extension = match ty {
+            tar::EntryType::GNULongName | tar::EntryType::GNULongLink => {
+                Some((MAX_LONG_NAME_BYTES, "a long name"))
+            }
+            tar::EntryType::XHeader | tar::EntryType::XGlobalHeader => {
+                Some((MAX_PAX_BYTES, "a pax header"))
+            }
+            _ => None,
+        };
+        if let Some((limit, what)) = extension {
+            if size > limit {
+                return Err(PackageError::EntryTooLarge {
+                    path: String::from_utf8_lossy(&entry.path_bytes())
+                        .chars()
+                        .take(80)
+                        .collect(),
+                    size,
+                    limit,
+                    what,
+                });
+            }
+            let data = read_entry(&mut entry, size, &corrupt)?;
+            match ty {
+                tar::EntryType::GNULongName => {
+                    let end = data.iter().position(|&b| b == 0).unwrap_or(data.len());
+                    long_name = Some(data[..end].to_vec());
+                }
+                tar::EntryType::XHeader => {
+                    for record in tar::PaxExtensions::new(&data) {
+                        let record = record.map_err(corrupt)?;
+                        if record.key_bytes() == b"path" {
+                            pax_path = Some(record.value_bytes().to_vec());
+                        }
+                    }
+                }
+                // A long link names a link's target (links are refused below); a pax global
+                // header (what `git archive` writes first) is metadata for the whole archive.
+                _ => {}
+            }
+            continue;
+        }
+        let raw = pax_path
+            .take()
+            .or(long_name.take())
+            .unwrap_or_else(|| entry.path_bytes().into_owned());
+        long_name = None;
         let path = String::from_utf8(raw).map_err(|e| PackageError::NotUtf8 {
             path: String::from_utf8_lossy(e.as_bytes())
                 .chars()
                 .take(80)
                 .collect(),
         })?;
-        let ty = entry.header().entry_type();
         // `tar -C DIR -czf x .` names entries `./manifest.toml` and lists `./` itself.
         let path = path.strip_prefix("./").unwrap_or(&path);
         let kind = match ty {
@@ -439,8 +497,6 @@ fn unpack(
                 }
                 continue;
             }
-            // A pax global header (what `git archive` writes first) is metadata only.
-            tar::EntryType::XGlobalHeader => continue,
             tar::EntryType::Symlink => Some("a symbolic link"),
             tar::EntryType::Link => Some("a hard link"),
             tar::EntryType::Char => Some("a character device"),
@@ -468,7 +524,6 @@ fn unpack(
                 "the assets together",
             ),
         };
-        let size = entry.size();
         if size > limit {
             return Err(PackageError::EntryTooLarge {
                 path: path.to_string(),
@@ -477,23 +532,35 @@ fn unpack(
                 what,
             });
         }
-        let mut data = Vec::with_capacity(size as usize);
-        (&mut entry)
-            .take(size)
-            .read_to_end(&mut data)
-            .map_err(corrupt)?;
-        if data.len() as u64 != size {
-            return Err(PackageError::Corrupt(format!(
-                "`{path}` ends after {} of its {size} bytes",
-                data.len()
-            )));
-        }
+        let data = read_entry(&mut entry, size, &corrupt)?;
         if matches!(part, Part::Asset(_)) {
             asset_bytes += size;
         }
         take(path.to_string(), part, data)?;
     }
+    if long_name.is_some() || pax_path.is_some() {
+        return Err(PackageError::Corrupt(
+            "it ends with a long name or pax header and no entry after it".into(),
+        ));
+    }
     Ok(())
+}
+
+/// An entry's `size` bytes (already checked against its bound), all of them.
+fn read_entry(
+    entry: &mut impl Read,
+    size: u64,
+    corrupt: &impl Fn(std::io::Error) -> PackageError,
+) -> Result<Vec<u8>, PackageError> {
+    let mut data = Vec::with_capacity(size as usize);
+    entry.take(size).read_to_end(&mut data).map_err(corrupt)?;
+    if data.len() as u64 != size {
+        return Err(PackageError::Corrupt(format!(
+            "an entry ends after {} of its {size} bytes",
+            data.len()
+        )));
+    }
+    Ok(data)
 }
 
 #[cfg(test)]
@@ -523,6 +590,45 @@ mod tests {
         assert_eq!(Package::from_archive(&a, &Limits::default()).unwrap(), p);
         let stored = assets_to_archive(&p.assets);
         assert_eq!(assets_from_archive(&stored).unwrap(), p.assets);
+    }
+
+    /// What bsdtar (macOS) writes for a long path: a pax header with `path=…`.
+    #[test]
+    fn pax_paths_are_read() {
+        let long = format!("assets/{}/subject.j2", "b".repeat(120));
+        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let mut tar = tar::Builder::new(gz);
+        for (path, data) in [("manifest.toml", &b"m"[..]), ("plugin.wasm", b"w")] {
+            let mut h = tar::Header::new_ustar();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            tar.append_data(&mut h, path, data).unwrap();
+        }
+        tar.append_pax_extensions([("path", long.as_bytes())])
+            .unwrap();
+        let mut h = tar::Header::new_ustar();
+        h.set_path("assets/truncated").unwrap();
+        h.set_size(2);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append(&h, &b"hi"[..]).unwrap();
+        let bytes = tar.into_inner().unwrap().finish().unwrap();
+        let p = Package::from_archive(&bytes, &Limits::default()).unwrap();
+        assert_eq!(p.assets.list(""), vec![long["assets/".len()..].to_string()]);
+        // A pax header of any size is not read into memory.
+        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let mut tar = tar::Builder::new(gz);
+        let big = "x".repeat(MAX_PAX_BYTES as usize);
+        tar.append_pax_extensions([("comment", big.as_bytes())])
+            .unwrap();
+        let bytes = tar.into_inner().unwrap().finish().unwrap();
+        assert!(matches!(
+            Package::from_archive(&bytes, &Limits::default()),
+            Err(PackageError::EntryTooLarge {
+                what: "a pax header",
+                ..
+            })
+        ));
     }
 
     #[test]
