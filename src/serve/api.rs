@@ -960,15 +960,20 @@ pub async fn load_plugin(
             archive_bytes: state.config.max_plugin_bytes as u64,
             ..Default::default()
         };
-        let package = belfry_host::plugins::package::Package::from_archive(&bytes, &limits)
-            .map_err(|e| {
-                tracing::info!(error = %e, "plugin package refused");
-                ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "package_rejected",
-                    format!("the package archive was refused: {e}"),
-                )
-            })?;
+        // Inflating up to the unpacked bound is CPU work: kept off the async workers.
+        let package = tokio::task::spawn_blocking(move || {
+            belfry_host::plugins::package::Package::from_archive(&bytes, &limits)
+        })
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| {
+            tracing::info!(error = %e, "plugin package refused");
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "package_rejected",
+                format!("the package archive was refused: {e}"),
+            )
+        })?;
         state.engine.load_package(&package, &admin.id).await?
     } else {
         use base64::Engine as _;
