@@ -68,6 +68,15 @@ struct Global {
         value_name = "CHANNEL=ADAPTER"
     )]
     routes: Vec<String>,
+    /// The default renderer (a renderer plugin's name) for notifiers whose manifest names
+    /// none [default: `templates`, else the only or last loaded renderer].
+    #[arg(long, global = true, env = "BELFRY_RENDERER", value_name = "NAME")]
+    renderer: Option<String>,
+    /// With --plugins, `serve` and `worker` load changed packages of the directory while they
+    /// run (looked at every 500 ms); one that fails to load is reported and its previous
+    /// build stays in force.
+    #[arg(long, global = true, env = "BELFRY_WATCH")]
+    watch: bool,
     /// The base URL `belfry serve` is reached at by providers and recipients
     /// (`https://belfry.example.com`): signed provider webhook URLs are checked against it,
     /// and every email carries a one-click unsubscribe link under it. Without it, emails
@@ -615,9 +624,24 @@ fn engine_config(g: &Global) -> Result<EngineConfig> {
             .map_err(anyhow::Error::msg)?,
         warm: warm_config(g),
         routes: belfry::config::routes(&g.routes).map_err(anyhow::Error::msg)?,
+        renderer: g.renderer.clone(),
+        // One-shot commands take the plugins as they are; `serve` and `worker` follow them.
+        live: None,
         dispatch: Default::default(),
         public_url: g.public_url.clone(),
         endpoints: endpoints_config(g)?,
+    })
+}
+
+/// `serve` and `worker` follow uploads made on other nodes, and with `--watch` the plugin
+/// directory.
+fn live_config(g: &Global) -> Result<belfry::host::plugins::live::LiveConfig> {
+    if g.watch && g.plugins_dir.is_none() {
+        bail!("--watch needs --plugins DIR: the directory to watch");
+    }
+    Ok(belfry::host::plugins::live::LiveConfig {
+        watch: g.watch,
+        ..Default::default()
     })
 }
 
@@ -957,6 +981,7 @@ async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
     };
     let mut engine_config = engine_config(g)?;
     engine_config.dispatch.retry = args.worker.retry.policy()?;
+    engine_config.live = Some(live_config(g)?);
     let engine = Engine::open(engine_config).await?;
     let config = belfry::serve::ServeConfig {
         listen: args.listen,
@@ -1017,6 +1042,7 @@ async fn worker(g: &Global, args: WorkerArgs) -> Result<()> {
     let config = worker_config(&args)?;
     let mut engine_config = engine_config(g)?;
     engine_config.dispatch.retry = args.retry.policy()?;
+    engine_config.live = Some(live_config(g)?);
     let engine = Engine::open(engine_config).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;

@@ -48,6 +48,14 @@ pub struct EngineConfig {
     pub warm: crate::plugins::WarmConfig,
     /// Channel → adapter plugin name, overriding the manifests' `channels`.
     pub routes: BTreeMap<Channel, String>,
+    /// The default renderer (a plugin name) for notifiers that name none (`--renderer`);
+    /// `None`: the one named `templates`, else the only (or last loaded) renderer.
+    pub renderer: Option<String>,
+    /// Follow plugin changes while the engine runs (`serve`, `worker`): uploads recorded by
+    /// other nodes on the same database, and with `watch` the plugin directory. `None` (the
+    /// default, as for one-shot commands): the plugins loaded at open, plus this engine's own
+    /// uploads.
+    pub live: Option<crate::plugins::live::LiveConfig>,
     /// Retries and leases.
     pub dispatch: DispatchConfig,
     /// The base URL `belfry serve` is reached at (`https://belfry.example.com`). When set,
@@ -68,6 +76,8 @@ impl Default for EngineConfig {
             plugin_config: PluginConfig::default(),
             warm: crate::plugins::WarmConfig::default(),
             routes: BTreeMap::new(),
+            renderer: None,
+            live: None,
             dispatch: DispatchConfig::default(),
             public_url: None,
             endpoints: crate::endpoints::EndpointsConfig::default(),
@@ -103,7 +113,10 @@ pub struct Engine {
     runtime: Arc<PluginRuntime>,
     registry: LiveRegistry,
     /// Kept to rebuild the registry when a plugin is loaded at runtime.
-    routes: Arc<BTreeMap<Channel, String>>,
+    choices: Arc<crate::plugins::Choices>,
+    /// The task following plugin changes elsewhere ([`EngineConfig::live`]); it stops with
+    /// the last clone of the engine.
+    _live: Option<Arc<crate::plugins::live::Running>>,
     /// One runtime load at a time, so two cannot each replace the registry the other built on.
     loading: Arc<tokio::sync::Mutex<()>>,
     dispatch: DispatchConfig,
@@ -133,23 +146,51 @@ impl Engine {
         })?;
         let loaded =
             plugins::load_all(&runtime, config.bundled, config.plugins_dir.as_deref()).await?;
-        let uploaded = uploads::load_recorded(&db, &runtime).await?;
+        let recorded = plugins::live::Uploads::load(&db, &runtime).await?;
+        let uploaded = recorded.plugins();
+        let choices = Arc::new(crate::plugins::Choices {
+            routes: config.routes.clone(),
+            renderer: config.renderer.clone(),
+        });
         // Every recorded upload stays reachable: runs pinned to a replaced build finish on it.
-        let registry = Registry::new(
-            uploads::apply(loaded.plugins, uploaded.clone()),
-            &config.routes,
+        let registry = Registry::with_choices(
+            uploads::apply(loaded.plugins.clone(), uploaded.clone()),
+            &choices,
         )?
         .remembering(uploaded)
-        .with_broken(loaded.broken);
+        .with_broken(loaded.broken.clone());
+        let runtime = Arc::new(runtime);
+        let registry = LiveRegistry::new(registry);
+        let loading = Arc::new(tokio::sync::Mutex::new(()));
+        let live = config.live.clone().map(|live| {
+            Arc::new(
+                plugins::live::Follower {
+                    db: db.clone(),
+                    database_url: config.database_url.clone(),
+                    runtime: runtime.clone(),
+                    registry: registry.clone(),
+                    choices: choices.clone(),
+                    loading: loading.clone(),
+                    bundled: config.bundled,
+                    plugins_dir: config.plugins_dir.clone(),
+                    base: loaded.plugins,
+                    broken: loaded.broken,
+                    uploads: recorded,
+                    config: live,
+                }
+                .spawn(),
+            )
+        });
         let unsubscribe_keys = crate::unsubscribe::Keys::default();
         let endpoint_sender = crate::endpoints::Sender::new(&config.endpoints)?;
         Ok(Engine {
             db,
             database_url: config.database_url.clone(),
-            runtime: Arc::new(runtime),
-            registry: LiveRegistry::new(registry),
-            routes: Arc::new(config.routes.clone()),
-            loading: Arc::new(tokio::sync::Mutex::new(())),
+            runtime,
+            registry,
+            choices,
+            _live: live,
+            loading,
             retry: Arc::new(config.dispatch.retry.clone()),
             dispatch: config.dispatch.clone(),
             wake: Wakeup::new(),
@@ -216,9 +257,9 @@ impl Engine {
             .iter()
             .find(|p| p.name() == plugin.name())
             .cloned();
-        let next = Registry::new(
+        let next = Registry::with_choices(
             uploads::apply(current.plugins().to_vec(), [plugin.clone()]),
-            &self.routes,
+            &self.choices,
         )?
         .remembering(current.builds().cloned())
         // A plugin loaded under a broken one's name stands in for it.
@@ -230,6 +271,11 @@ impl Engine {
                 .cloned()
                 .collect(),
         );
+        // A notifier naming a renderer that is not loaded would fail every render: refused
+        // here, where the caller can load the renderer first (409, naming both).
+        if plugin.kind() == crate::plugins::PluginKind::Notifier {
+            next.renderer_for(&plugin)?;
+        }
         // A published workflow version is immutable: refused here rather than at its first
         // trigger.
         if let Some(wf) = plugin.description().and_then(|d| d.workflow.as_ref()) {
@@ -238,6 +284,8 @@ impl Engine {
         }
         uploads::record_package(&self.db, &plugin, package, by).await?;
         self.registry.replace(next);
+        // Other nodes on this database put it in force too (see `plugins::live`).
+        crate::plugins::live::announce(&self.db).await;
         tracing::info!(plugin = %plugin.reference(), replaced = ?replaced.as_ref().map(|p| p.reference().to_string()), "plugin loaded at runtime");
         Ok((plugin, replaced))
     }

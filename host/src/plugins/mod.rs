@@ -20,6 +20,7 @@ mod compile_cache;
 mod loading;
 pub use loading::{Loaded, load_all};
 pub mod limits;
+pub mod live;
 pub mod manifest;
 pub mod package;
 pub mod pins;

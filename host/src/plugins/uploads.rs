@@ -79,34 +79,8 @@ pub async fn load_recorded(db: &Db, runtime: &PluginRuntime) -> Result<Vec<Plugi
     .await?;
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
-        let id: String = r.get("id");
-        let origin = format!("upload:{}", r.get::<String, _>("reference"));
-        let assets = match r.get::<Option<Vec<u8>>, _>("assets") {
-            None => Ok(Default::default()),
-            Some(bytes) => package::assets_from_archive(&bytes).map_err(|e| LoadError::Invalid {
-                origin: origin.clone(),
-                message: format!("its stored assets: {e}"),
-            }),
-        };
-        let loaded = match assets {
-            Ok(assets) => {
-                let package = Package {
-                    manifest: r.get("manifest"),
-                    component: r.get("component"),
-                    assets,
-                };
-                runtime.load_uploaded_package(&package, origin).await
-            }
-            Err(e) => Err(e),
-        };
-        match loaded {
-            Ok(p) => out.push(p),
-            Err(e) => tracing::error!(
-                upload = %id,
-                plugin = %r.get::<String, _>("name"),
-                error = %e,
-                "a plugin loaded at runtime earlier no longer loads; skipping it"
-            ),
+        if let Some(p) = load_row(runtime, &r).await {
+            out.push(p);
         }
     }
     Ok(out)
@@ -135,4 +109,69 @@ pub enum UploadError {
     Workflow(#[from] crate::workflows::definition::PublishError),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// One stored upload's row loaded as [`load_recorded`] loads each; `None` (logged) when it no
+/// longer loads.
+async fn load_row(runtime: &PluginRuntime, r: &sqlx::any::AnyRow) -> Option<Plugin> {
+    let id: String = r.get("id");
+    let origin = format!("upload:{}", r.get::<String, _>("reference"));
+    let assets = match r.get::<Option<Vec<u8>>, _>("assets") {
+        None => Ok(Default::default()),
+        Some(bytes) => package::assets_from_archive(&bytes).map_err(|e| LoadError::Invalid {
+            origin: origin.clone(),
+            message: format!("its stored assets: {e}"),
+        }),
+    };
+    let loaded = match assets {
+        Ok(assets) => {
+            let package = Package {
+                manifest: r.get("manifest"),
+                component: r.get("component"),
+                assets,
+            };
+            runtime.load_uploaded_package(&package, origin).await
+        }
+        Err(e) => Err(e),
+    };
+    match loaded {
+        Ok(p) => Some(p),
+        Err(e) => {
+            tracing::error!(
+                upload = %id,
+                plugin = %r.get::<String, _>("name"),
+                error = %e,
+                "a plugin loaded at runtime earlier no longer loads; skipping it"
+            );
+            None
+        }
+    }
+}
+
+/// Every recorded upload's id, in the order [`load_recorded`] replays them: what
+/// [`super::live`] compares with the uploads it has loaded, to load only new ones.
+pub async fn recorded_ids(db: &Db) -> Result<Vec<String>, StoreError> {
+    let rows = sqlx::query("SELECT id FROM plugin_uploads ORDER BY uploaded_at, id")
+        .fetch_all(db)
+        .await?;
+    Ok(rows.iter().map(|r| r.get("id")).collect())
+}
+
+/// One recorded upload, loaded as [`load_recorded`] loads each; `None` when there is no such
+/// row or it no longer loads (logged).
+pub async fn load_one(
+    db: &Db,
+    runtime: &PluginRuntime,
+    id: &str,
+) -> Result<Option<Plugin>, StoreError> {
+    let row = sqlx::query(
+        "SELECT id, name, reference, manifest, component, assets FROM plugin_uploads WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await?;
+    Ok(match row {
+        Some(r) => load_row(runtime, &r).await,
+        None => None,
+    })
 }
