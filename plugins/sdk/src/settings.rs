@@ -23,7 +23,7 @@ impl Config {
     }
 
     /// Configuration read from `get` instead of the host: what unit tests on the host target
-    /// use (see [`crate::testing::config`]).
+    /// use (see [`crate::testing::set_config`] and [`crate::testing::config_source`]).
     pub const fn with_source(adapter: &'static str, get: fn(&str) -> Option<String>) -> Self {
         Config { adapter, get }
     }
