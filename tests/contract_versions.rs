@@ -144,7 +144,15 @@ fn row(recipient: &str, channel: &str, status: &str, sent_by: &str) -> [String; 
 /// Notifier 0.1.0 (`channels` answers a bare list, no severity) through renderer 0.1.0 and
 /// adapter 0.1.0 (no headers).
 async fn notifier_0_1_and_adapter_0_1_the_whole_way(b: Backend) {
-    let (e, _db, _dir) = engine(b, &["v0-1-welcome", "v0-1-templates", "v0-1-log"], |_| {}).await;
+    // Two renderers: the notifier's manifest names the old one (`renderer = "v0-1-templates"`),
+    // although `v1-assets`, loaded last, would be the default.
+    let (e, _db, _dir) = engine(
+        b,
+        &["v0-1-welcome", "v0-1-templates", "v0-1-log", "v1-assets"],
+        |_| {},
+    )
+    .await;
+    assert_eq!(e.registry().renderer().unwrap().name(), "v1-assets");
     let (_, rows) = trigger(
         &e,
         "welcome",

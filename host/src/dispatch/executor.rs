@@ -380,28 +380,7 @@ impl Executor {
     async fn run(&self, work: &mut Work, d: &Loaded, digest: Option<DigestItems>) -> Verdict {
         let registry = self.registry.current();
         // A workflow step or a digest uses the builds its run or bucket began with.
-        let current = registry.renderer().ok();
-        let Some(renderer) = pinned(
-            &mut work.steps,
-            pins::choose(&registry, d.pins.renderer.as_deref(), current),
-        ) else {
-            let e = registry
-                .renderer()
-                .err()
-                .map(|e| e.to_string())
-                .unwrap_or_default();
-            return failed(reason::RENDER_FAILED, e, None);
-        };
-        let current = registry.adapter_for(d.channel);
-        let adapter = pinned(
-            &mut work.steps,
-            pins::choose(
-                &registry,
-                d.pins.adapters.get(&d.channel).map(String::as_str),
-                current,
-            ),
-        );
-        let (request, assets) = match digest {
+        let notifier = match digest {
             None => {
                 let current = registry.notifier(&d.notifier_key).ok();
                 let Some(notifier) = pinned(
@@ -414,6 +393,38 @@ impl Executor {
                         .map(|e| e.to_string());
                     return failed(reason::NOTIFIER_MISSING, e.unwrap_or_default(), None);
                 };
+                Some(notifier)
+            }
+            Some(_) => None,
+        };
+        // The renderer the notifier's manifest names (else the default); a digest's own
+        // `digest` template goes to the default renderer.
+        let current = match notifier {
+            Some(n) => registry.renderer_for(n),
+            None => registry.renderer(),
+        };
+        let Some(renderer) = pinned(
+            &mut work.steps,
+            pins::choose(
+                &registry,
+                d.pins.renderer.as_deref(),
+                current.as_ref().ok().copied(),
+            ),
+        ) else {
+            let e = current.err().map(|e| e.to_string()).unwrap_or_default();
+            return failed(reason::RENDER_FAILED, e, None);
+        };
+        let current = registry.adapter_for(d.channel);
+        let adapter = pinned(
+            &mut work.steps,
+            pins::choose(
+                &registry,
+                d.pins.adapters.get(&d.channel).map(String::as_str),
+                current,
+            ),
+        );
+        let (request, assets) = match (digest, notifier) {
+            (None, Some(notifier)) => {
                 let request = match self
                     .runtime
                     .build(
@@ -437,7 +448,7 @@ impl Executor {
                 // The renderer reads the templates of the notifier whose request it renders.
                 (request, notifier.assets().clone())
             }
-            Some(items) => match self.digest_request(d, &registry, renderer, &items).await {
+            (Some(items), _) => match self.digest_request(d, &registry, &items).await {
                 Ok(request) => {
                     work.steps.push(Step {
                         at: store::now(),
@@ -458,6 +469,10 @@ impl Executor {
                 }
                 Err(verdict) => return verdict,
             },
+            // Not reached: a delivery that is no digest had its notifier resolved above.
+            (None, None) => {
+                return failed(reason::NOTIFIER_MISSING, d.notifier_key.clone(), None);
+            }
         };
 
         let content = match self
@@ -597,7 +612,6 @@ impl Executor {
         &self,
         d: &Loaded,
         registry: &Registry,
-        renderer: &crate::plugins::Plugin,
         items: &DigestItems,
     ) -> Result<RenderRequest, Verdict> {
         let mut shown = Vec::with_capacity(items.first.len() + items.last.len());
@@ -620,6 +634,14 @@ impl Executor {
                 )
                 .await
                 .map_err(|e| item_failed(reason::BUILD_FAILED, &item.delivery_id, e))?;
+            // Rendered by the item's notifier's renderer, with its templates.
+            let renderer = registry.renderer_for(notifier).map_err(|e| {
+                failed(
+                    reason::RENDER_FAILED,
+                    format!("digest item {}: {e}", item.delivery_id),
+                    None,
+                )
+            })?;
             let content = self
                 .runtime
                 .render(
