@@ -338,4 +338,81 @@ async fn a_notifier_package_loaded_at_runtime_renders_its_own_templates(b: Backe
     assert_eq!(rendered_by, renderer, "the renderer was not rebuilt");
 }
 
-on_both_backends!(a_notifier_package_loaded_at_runtime_renders_its_own_templates,);
+/// Two renderers loaded: the welcome notifier's manifest names `fancy` and gets it; the
+/// comment notifier names none and gets the default, `templates`.
+async fn a_notifier_naming_a_renderer_gets_it_and_the_others_the_default(b: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let templates = bundled("templates");
+    write_dir(
+        &dir.path().join("fancy"),
+        &Package {
+            manifest: with_key(templates.manifest, "name", "fancy"),
+            component: templates.wasm.to_vec(),
+            assets: Assets::default(),
+        },
+    );
+    let welcome = bundled("welcome");
+    write_dir(
+        &dir.path().join("welcome"),
+        &Package {
+            manifest: with_key(welcome.manifest, "renderer", "fancy"),
+            component: welcome.wasm.to_vec(),
+            assets: Assets::from_entries(
+                welcome
+                    .assets
+                    .iter()
+                    .map(|(p, bytes)| (p.to_string(), bytes.to_vec())),
+            )
+            .unwrap(),
+        },
+    );
+    let plugins_dir = dir.path().to_path_buf();
+    let w = world_with(b, |c| c.plugins_dir = Some(plugins_dir)).await;
+    let e = &w.engine;
+    let registry = e.registry();
+    let welcome_plugin = registry.notifier("welcome").unwrap();
+    let comment_plugin = registry.notifier("comment").unwrap();
+    assert_eq!(
+        registry.renderer_for(welcome_plugin).unwrap().name(),
+        "fancy"
+    );
+    assert_eq!(
+        registry.renderer_for(comment_plugin).unwrap().name(),
+        "templates"
+    );
+
+    let (headline, rendered_by) = welcome_headline(e, "ada").await;
+    assert_eq!(headline, "Welcome to belfry, Ada");
+    assert!(rendered_by.starts_with("fancy@"), "{rendered_by}");
+
+    let outcome = e
+        .trigger(&TriggerRequest::new(
+            "comment",
+            json!({
+                "thread": {"id": "t1", "title": "Plans"},
+                "author": {"name": "Bo", "id": "bo"},
+                "text": "Looks good",
+                "followers": [{"id": "cy"}],
+            }),
+        ))
+        .await
+        .unwrap();
+    e.dispatch_event(&outcome.event_id).await.unwrap();
+    let after = e.event(&outcome.event_id).await.unwrap();
+    let deliveries: Vec<_> = after
+        .notifications
+        .iter()
+        .flat_map(|n| &n.deliveries)
+        .collect();
+    assert!(!deliveries.is_empty());
+    for d in deliveries {
+        assert_eq!(d.status, "succeeded", "{d:?}");
+        let by = d.rendered_by.as_deref().unwrap();
+        assert!(by.starts_with("templates@"), "{by}");
+    }
+}
+
+on_both_backends!(
+    a_notifier_package_loaded_at_runtime_renders_its_own_templates,
+    a_notifier_naming_a_renderer_gets_it_and_the_others_the_default,
+);
