@@ -28,11 +28,14 @@ fn plugins_dir(cases: &[&str]) -> tempfile::TempDir {
     dir
 }
 
+/// `renderer`: the default renderer, as an operator's `--renderer` names it (a renderer under
+/// test, over the bundled `templates`).
 async fn engine(
     db: &common::TestDb,
     plugins: &Path,
     config: plugins::PluginConfig,
     dispatch: DispatchConfig,
+    renderer: Option<&str>,
 ) -> Engine {
     Engine::open(EngineConfig {
         database_url: db.url.clone(),
@@ -41,6 +44,7 @@ async fn engine(
         cache_dir: Some(common::cache_dir()),
         plugin_config: config,
         routes: Default::default(),
+        renderer: renderer.map(str::to_string),
         dispatch,
         ..Default::default()
     })
@@ -58,7 +62,7 @@ async fn a_denied_adapter_call_is_recorded_on_the_delivery_and_its_attempt(b: Ba
         "forbidden-host".into(),
         BTreeMap::from([("url".into(), "http://127.0.0.1:9/x".into())]),
     );
-    let e = engine(&db, dir.path(), config, Default::default()).await;
+    let e = engine(&db, dir.path(), config, Default::default(), None).await;
     let o = e
         .trigger(&TriggerRequest::new(
             "order-shipped",
@@ -102,7 +106,19 @@ async fn a_runaway_renderer_is_retried_as_transient_then_given_up_and_the_next_t
         retry,
         ..Default::default()
     };
-    let e = engine(&db, dir.path(), Default::default(), dispatch).await;
+    let e = engine(
+        &db,
+        dir.path(),
+        Default::default(),
+        dispatch,
+        Some("infinite-loop"),
+    )
+    .await;
+    assert_eq!(
+        e.registry().renderer().unwrap().name(),
+        "infinite-loop",
+        "the runaway renderer is the default"
+    );
     let o = e
         .trigger(&TriggerRequest::new(
             "welcome",
