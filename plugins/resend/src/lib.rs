@@ -22,8 +22,8 @@ use belfry_plugin_sdk::adapter::{
     FeedbackEvent, FeedbackKind, Guest, Message, Receipt, SendError, WebhookError, WebhookRequest,
 };
 use belfry_plugin_sdk::http::{Request, Response};
+use belfry_plugin_sdk::settings::Config;
 use belfry_plugin_sdk::types::Content;
-use belfry_plugin_sdk::{settings::Config, webhooks::WEBHOOK_TOLERANCE_SECS};
 use serde_json::{Map, Value, json};
 
 const CONFIG: Config = Config::new("resend");
@@ -158,14 +158,8 @@ fn error_name(response: &Response) -> Option<String> {
 
 /// The feedback in one verified webhook: one event for a mapped type, none for the rest.
 fn feedback(secret: &str, request: &WebhookRequest) -> Result<Vec<FeedbackEvent>, WebhookError> {
-    let event_id = belfry_plugin_sdk::standard_webhooks::verify(
-        secret,
-        &request.headers,
-        &request.body,
-        request.received_at_ms.div_euclid(1000),
-        WEBHOOK_TOLERANCE_SECS,
-    )
-    .map_err(|err| WebhookError::Unauthorized(format!("resend webhook: {err}")))?;
+    let event_id =
+        belfry_plugin_sdk::webhooks::verify_standard_webhook("resend webhook", secret, request)?;
 
     let body: Value = serde_json::from_slice(&request.body).map_err(|err| {
         WebhookError::Malformed(format!("resend webhook body is not JSON: {err}"))

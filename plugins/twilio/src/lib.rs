@@ -157,18 +157,8 @@ fn feedback(
             request.method
         )));
     }
-    let signature = belfry_plugin_sdk::webhooks::header(
-        &request.headers,
-        belfry_plugin_sdk::twilio::SIGNATURE_HEADER,
-    )
-    .ok_or_else(|| {
-        WebhookError::Unauthorized("twilio callback has no X-Twilio-Signature header".to_string())
-    })?;
-    // Twilio signs the decoded parameters, so decoding comes first; nothing in them is read
-    // until the signature over all of them has matched.
-    let params = form::decode(&request.body);
-    belfry_plugin_sdk::twilio::verify(auth_token, &request.url, &params, signature)
-        .map_err(|err| WebhookError::Unauthorized(format!("twilio callback: {err}")))?;
+    // Verified over the URL and every decoded parameter; nothing in them is read before.
+    let params = belfry_plugin_sdk::webhooks::verify_twilio(auth_token, request)?;
 
     let field = |name: &str| {
         form::value(&params, name)
