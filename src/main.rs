@@ -883,7 +883,16 @@ async fn run(cli: Cli, database_url_given: bool) -> Result<()> {
                     g.plugins_dir.as_deref(),
                 )
                 .await?;
-                output::print_plugins(&loaded.plugins, &loaded.broken, g.json)
+                // The routes and renderer choices as `serve` would make them from these plugins.
+                let registry = belfry::host::plugins::Registry::with_choices(
+                    loaded.plugins,
+                    &belfry::host::plugins::Choices {
+                        routes: belfry::config::routes(&g.routes).map_err(anyhow::Error::msg)?,
+                        renderer: g.renderer.clone(),
+                    },
+                )?
+                .with_broken(loaded.broken);
+                output::print_plugins(&registry, g.json)
             }
             PluginCommand::Check { path } => {
                 if !path.is_dir() && path.extension().is_none_or(|e| e != "wasm") {

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use belfry::TriggerOutcome;
-use belfry::host::plugins::{BrokenPlugin, Plugin, PluginKind};
+use belfry::host::plugins::{Plugin, PluginKind, Registry};
 use belfry::host::traces::DeliveryRecord;
 
 /// An error's message and then each cause that adds something: a cause whose text the
@@ -108,13 +108,18 @@ pub fn id_label(id: &str) -> String {
     id.to_string()
 }
 
-/// The plugins in force, then those that could not be loaded, with why.
-pub fn print_plugins(plugins: &[Plugin], broken: &[BrokenPlugin], json: bool) -> Result<()> {
+/// The plugins in force, then those that could not be loaded, with why; then the effective
+/// routes (which adapter serves each channel, and why) and each notifier's renderer.
+pub fn print_plugins(registry: &Registry, json: bool) -> Result<()> {
+    let plugins = registry.plugins();
+    let broken = registry.broken();
+    let renderers = registry.renderer_choices();
+    let renderer_of = |p: &Plugin| renderers.iter().find(|c| c.notifier == p.name());
     if json {
         let list: Vec<_> = plugins
             .iter()
             .map(|p| {
-                serde_json::json!({
+                let mut v = serde_json::json!({
                     "name": p.name(),
                     "status": "loaded",
                     "version": p.reference().version,
@@ -124,7 +129,27 @@ pub fn print_plugins(plugins: &[Plugin], broken: &[BrokenPlugin], json: bool) ->
                     "origin": p.origin(),
                     "notifier": p.description(),
                     "channels": p.manifest().channels,
-                })
+                });
+                match p.kind() {
+                    // The channels it serves now, why, and what it took them from.
+                    PluginKind::ChannelAdapter => {
+                        v["routes"] = serde_json::json!(
+                            registry
+                                .routes()
+                                .filter(|r| r.adapter == p.name())
+                                .collect::<Vec<_>>()
+                        );
+                    }
+                    PluginKind::Notifier => {
+                        v["renderer"] = serde_json::json!(renderer_of(p));
+                    }
+                    PluginKind::Renderer => {
+                        v["default_renderer"] = serde_json::json!(
+                            registry.default_renderer().map(|(n, _)| n) == Some(p.name())
+                        );
+                    }
+                }
+                v
             })
             .chain(broken.iter().map(|b| {
                 serde_json::json!({
@@ -144,18 +169,32 @@ pub fn print_plugins(plugins: &[Plugin], broken: &[BrokenPlugin], json: bool) ->
     );
     for p in plugins {
         let serves = match p.kind() {
-            PluginKind::Notifier => p
-                .description()
-                .map(|d| format!("key {} ({})", d.key, d.category))
-                .unwrap_or_default(),
+            PluginKind::Notifier => {
+                let key = p
+                    .description()
+                    .map(|d| format!("key {} ({})", d.key, d.category))
+                    .unwrap_or_default();
+                match renderer_of(p).and_then(|c| c.renderer.clone()) {
+                    Some(r) => format!("{key} via {r}"),
+                    None => format!("{key}, NO RENDERER"),
+                }
+            }
+            // Each listed channel, and whether this adapter serves it now.
             PluginKind::ChannelAdapter => p
                 .manifest()
                 .channels
                 .iter()
-                .map(|c| c.as_str())
+                .map(|c| match registry.route(*c) {
+                    Some(r) if r.adapter == p.name() => c.as_str().to_string(),
+                    Some(r) => format!("{c} (not serving: {})", r.adapter),
+                    None => format!("{c} (not routed)"),
+                })
                 .collect::<Vec<_>>()
                 .join(", "),
-            PluginKind::Renderer => "templates".into(),
+            PluginKind::Renderer => match registry.default_renderer() {
+                Some((name, why)) if name == p.name() => format!("templates (default: {why})"),
+                _ => "templates".into(),
+            },
         };
         println!(
             "{:<16} {:<9} {:<16} {:<6} {:<14} {:<30} {}",
@@ -171,6 +210,33 @@ pub fn print_plugins(plugins: &[Plugin], broken: &[BrokenPlugin], json: bool) ->
     }
     for b in broken {
         println!("{:<16} BROKEN: {} ({})", b.name, b.reason, b.path.display());
+    }
+    println!();
+    println!("{:<9} {:<16} {:<9} WHY", "CHANNEL", "ADAPTER", "REASON");
+    for r in registry.routes() {
+        println!(
+            "{:<9} {:<16} {:<9} {}",
+            r.channel.as_str(),
+            r.adapter,
+            r.reason.as_str(),
+            r.explain()
+        );
+    }
+    if !renderers.is_empty() {
+        println!();
+        println!("{:<20} {:<16} WHY", "NOTIFIER", "RENDERER");
+        for c in &renderers {
+            let why = match &c.problem {
+                Some(problem) => problem.clone(),
+                None => c.reason.as_str().to_string(),
+            };
+            println!(
+                "{:<20} {:<16} {}",
+                c.notifier,
+                c.renderer.as_deref().unwrap_or("-"),
+                why
+            );
+        }
     }
     Ok(())
 }

@@ -875,7 +875,12 @@ pub async fn plugins(State(state): State<AppState>, _key: AnyKey) -> Json<Plugin
             reason: b.reason.clone(),
         })
         .collect();
-    Json(PluginList { plugins, broken })
+    Json(PluginList {
+        plugins,
+        broken,
+        routes: registry.routes().cloned().collect(),
+        renderers: registry.renderer_choices(),
+    })
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -173,6 +173,14 @@ pub struct PluginList {
     pub plugins: Vec<PluginView>,
     /// Plugins of the server's plugin directory that could not be loaded: skipped, with why.
     pub broken: Vec<BrokenPluginView>,
+    /// Which adapter serves each channel, why (`default`: a first-party adapter lists it;
+    /// `declared`: a plugin-directory or uploaded adapter lists it, the last loaded winning;
+    /// `route`: the operator's `--route`), and the adapters it replaced.
+    pub routes: Vec<belfry_host::plugins::RouteInfo>,
+    /// Each notifier's renderer and why (`manifest`: the notifier names it; otherwise the
+    /// host's default, chosen by `operator`, or `templates`, `only`, `last-loaded`); `problem`
+    /// says why a notifier has none.
+    pub renderers: Vec<belfry_host::plugins::RendererChoice>,
 }
 
 #[derive(Serialize, ToSchema)]

@@ -63,6 +63,7 @@ pub struct BrokenPlugin {
 /// Why an adapter serves a channel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum RouteReason {
     /// A first-party (bundled) adapter lists the channel: the out-of-the-box route.
     Default,
@@ -92,6 +93,7 @@ impl std::fmt::Display for RouteReason {
 
 /// An adapter a route passed over: it would serve the channel but for a later one.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Displaced {
     /// The adapter's plugin name.
     pub adapter: String,
@@ -103,6 +105,7 @@ pub struct Displaced {
 
 /// The adapter serving one channel, and why.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RouteInfo {
     pub channel: Channel,
     /// The adapter's plugin name.
@@ -138,6 +141,7 @@ impl RouteInfo {
 /// How a notifier's renderer was chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum RendererReason {
     /// The notifier's manifest names it (`renderer = "NAME"`).
     Manifest,
@@ -171,6 +175,7 @@ impl std::fmt::Display for RendererReason {
 
 /// The renderer one notifier uses, and why; or why it has none.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RendererChoice {
     /// The notifier's plugin name.
     pub notifier: String,
@@ -320,7 +325,10 @@ impl Registry {
         let mut replaced = Vec::new();
         if let Some(prev) = self.route_info.remove(&channel) {
             replaced = prev.replaced;
-            // The same adapter routed by the operator too: one entry, the stronger reason.
+            // An adapter taking a channel back (the operator routes it to the adapter it
+            // declared it first) is not among what it replaced; the same adapter routed by the
+            // operator too is one entry, with the stronger reason.
+            replaced.retain(|d| d.adapter != p.name());
             if prev.adapter != p.name() {
                 replaced.push(Displaced {
                     adapter: prev.adapter,
