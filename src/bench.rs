@@ -5,18 +5,21 @@
 //! - **fresh**: the `templates` plugin on a fresh instance per call ([`Reuse::Fresh`]);
 //! - **reused**: the same plugin on a warm instance kept for one tenant ([`Reuse::Tenant`],
 //!   the path trigger and dispatch take);
-//! - **native**: minijinja in this process, reading and parsing the same template files per
-//!   call (the same work as a fresh instance);
-//! - **native, cached**: minijinja with one environment that keeps its parsed templates (the
-//!   same work as a reused instance, whose guest caches them too).
+//! - **native**: minijinja in this process, reading the same templates (the welcome notifier's
+//!   package assets, in memory, as the plugin is handed them) and parsing them per call;
+//! - **native, cached**: minijinja with one environment that keeps its parsed templates (a
+//!   floor: the 1.0 `templates` renderer parses per call even on a warm instance, so that one
+//!   notifier's templates never serve another's request).
 //!
 //! Each plugin mode is compared with its native twin. Calls run one after another on one
 //! task, so the figures are per core.
 
 use anyhow::{Context, Result};
 use belfry::host::content::{Channel, Content, Recipient, RenderRequest};
+use belfry::host::plugins::assets::Assets;
 use belfry::host::plugins::{self, PluginKind, PluginRuntime, Reuse, RuntimeConfig};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 struct Measured {
@@ -61,9 +64,10 @@ where
     })
 }
 
-/// A native minijinja environment loading from the templates directory, configured like the
-/// plugin's (strict undefined variables, one trailing newline trimmed).
-fn native_env(dir: &Path) -> minijinja::Environment<'static> {
+/// A native minijinja environment loading from a notifier's package assets
+/// (`templates/<template>/<channel>/<part>.j2`, what the renderer reads through `assets`),
+/// configured like the plugin's (strict undefined variables, one trailing newline trimmed).
+fn native_env(assets: &Arc<Assets>) -> minijinja::Environment<'static> {
     let mut env = minijinja::Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     env.set_keep_trailing_newline(true);
@@ -74,14 +78,14 @@ fn native_env(dir: &Path) -> minijinja::Environment<'static> {
             minijinja::AutoEscape::None
         }
     });
-    let dir = dir.to_path_buf();
-    env.set_loader(move |name| match std::fs::read_to_string(dir.join(name)) {
-        Ok(s) => Ok(Some(s)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(minijinja::Error::new(
-            minijinja::ErrorKind::InvalidOperation,
-            e.to_string(),
-        )),
+    let assets = assets.clone();
+    env.set_loader(move |name| {
+        let Some(bytes) = assets.read(&format!("templates/{name}")) else {
+            return Ok(None);
+        };
+        String::from_utf8(bytes.to_vec()).map(Some).map_err(|e| {
+            minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string())
+        })
     });
     env
 }
@@ -126,13 +130,8 @@ pub async fn plugins(iterations: u32, json: bool) -> Result<()> {
         .iter()
         .find(|p| p.description().is_some_and(|d| d.key == "welcome"))
         .context("no bundled welcome notifier")?;
-    let template_dir = renderer
-        .manifest()
-        .files
-        .first()
-        .context("the templates plugin has no granted directory")?
-        .source
-        .clone();
+    // The templates are the welcome notifier's package assets, which the renderer is handed.
+    let templates = welcome.assets().clone();
 
     // The request the production path renders: what the welcome notifier builds.
     let payload = r#"{"user": {"id": "ada", "name": "Ada Lovelace", "email": "ada@example.com"}}"#;
@@ -150,7 +149,7 @@ pub async fn plugins(iterations: u32, json: bool) -> Result<()> {
     let from_plugin = runtime
         .render(renderer, &request, welcome.assets(), Reuse::Fresh)
         .await?;
-    let cached_env = native_env(&template_dir);
+    let cached_env = native_env(&templates);
     let native = render_native(&cached_env, &request)?;
     anyhow::ensure!(
         from_plugin == native,
@@ -178,7 +177,7 @@ pub async fn plugins(iterations: u32, json: bool) -> Result<()> {
     })
     .await?;
     let native_m = measure("native", iterations, async || {
-        render_native(&native_env(&template_dir), &request)?;
+        render_native(&native_env(&templates), &request)?;
         Ok(())
     })
     .await?;
