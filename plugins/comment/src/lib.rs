@@ -1,4 +1,4 @@
-//! The `comment` notifier (category `activity`, severity `normal`, WIT 0.3.0).
+//! The `comment` notifier (category `activity`, severity `normal`, contract 1.0).
 //!
 //! Payload:
 //! `{"thread": {"id": "...", "title": "..."}, "author": {"name": "...", "id": "..."},

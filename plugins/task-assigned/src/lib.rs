@@ -1,4 +1,4 @@
-//! The `task-assigned` notifier (category `tasks`, severity `normal`, WIT 0.4.0): belfry's
+//! The `task-assigned` notifier (category `tasks`, severity `normal`, contract 1.0): belfry's
 //! example of a workflow.
 //!
 //! Payload:
