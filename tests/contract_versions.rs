@@ -641,3 +641,93 @@ async fn a_1_0_component_runs_on_bindings_for_1_1() {
         ]
     );
 }
+
+// ---- old adapters' webhooks, in 1.0's terms ------------------------------------------------
+
+const RESEND_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+
+/// A Resend (Svix-signed) webhook request for `body`, signed with `secret`.
+fn resend_hook(secret: &str, body: &Value) -> belfry::host::feedback::WebhookRequest {
+    let raw = serde_json::to_vec(body).unwrap();
+    let ts = chrono::Utc::now().timestamp();
+    let signature = standardwebhooks::Webhook::new(secret)
+        .unwrap()
+        .sign("msg_1", ts, &raw)
+        .unwrap();
+    belfry::host::feedback::WebhookRequest {
+        method: "POST".into(),
+        url: "https://belfry.example.com/v1/webhooks/default/v0-5-resend?x=1".into(),
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            ("svix-id".into(), "msg_1".into()),
+            ("svix-timestamp".into(), ts.to_string()),
+            ("svix-signature".into(), signature),
+        ],
+        body: raw,
+        received_at: chrono::Utc::now(),
+    }
+}
+
+/// A 0.1.0 adapter (its `uri` is the path, it has no receive time) and a 0.5.0 one answer
+/// `handle-webhook` through the host's 1.0 call: the rejection and the events come up intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_adapters_answer_webhooks_in_1_0_terms() {
+    use belfry::host::feedback::{FeedbackKind, WebhookRejection};
+    let mut plugin_config = PluginConfig::new();
+    plugin_config.insert(
+        "v0-5-resend".into(),
+        BTreeMap::from([("webhook_secret".into(), RESEND_SECRET.into())]),
+    );
+    let runtime = PluginRuntime::new(RuntimeConfig {
+        cache_dir: Some(cache_dir()),
+        plugin_config,
+        warm: WarmConfig::default(),
+    })
+    .unwrap();
+    let log = runtime.load_file(&fixture("v0-1-log.wasm")).await.unwrap();
+    let resend = runtime
+        .load_file(&fixture("v0-5-resend.wasm"))
+        .await
+        .unwrap();
+    let delivered = json!({
+        "type": "email.delivered",
+        "created_at": "2026-12-04T10:00:00.000Z",
+        "data": {"email_id": "re_1", "created_at": "2026-12-04T10:00:00.000Z",
+                 "to": ["ada@example.com"]}
+    });
+
+    let answer = runtime
+        .handle_webhook(&log, &resend_hook(RESEND_SECRET, &delivered))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&answer, Err(WebhookRejection::Unsupported(m)) if m.contains("log adapter")),
+        "{answer:?}"
+    );
+
+    let events = runtime
+        .handle_webhook(&resend, &resend_hook(RESEND_SECRET, &delivered))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].kind, FeedbackKind::Delivered);
+    assert_eq!(events[0].provider_event_id, "msg_1");
+    assert_eq!(events[0].provider_message_id, "re_1");
+    assert_eq!(
+        events[0].occurred_at.map(|t| t.to_rfc3339()),
+        Some("2026-12-04T10:00:00+00:00".to_string())
+    );
+
+    let forged = runtime
+        .handle_webhook(
+            &resend,
+            &resend_hook("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", &delivered),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(forged, Err(WebhookRejection::Unauthorized(_))),
+        "{forged:?}"
+    );
+}
