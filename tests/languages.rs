@@ -9,7 +9,8 @@
 //! directory. Email is routed to `mailrelay`, whose API base is a server on 127.0.0.1 that this
 //! test runs. Then: trigger → plan (JS) → render (the default renderer, from the JS package's
 //! own templates and translations) → send (Python, over HTTP to the local server) → a signed
-//! relay webhook → feedback on the delivery; a tampered or stale signature is refused.
+//! relay webhook posted to `belfry serve`'s webhook route → feedback on the delivery; a
+//! tampered, stale or unsigned one is refused and stores nothing.
 //!
 //! The toolchains come from `sdk/install-guest-tools.sh`. Without them the tests say they were
 //! skipped, unless `BELFRY_REQUIRE_GUEST_TOOLS=1`, when they fail.
@@ -187,8 +188,14 @@ async fn relay_answer(
     Json(json!({ "id": format!("mr_{}", seen.len()) }))
 }
 
-async fn engine(b: Backend, plugins: &Path, relay_port: u16) -> common::World {
+async fn engine(
+    b: Backend,
+    plugins: &Path,
+    relay_port: u16,
+    public_url: Option<String>,
+) -> common::World {
     let w = world_with(b, |c| {
+        c.public_url = public_url;
         c.plugins_dir = Some(plugins.to_path_buf());
         c.routes = BTreeMap::from([(Channel::Email, "mailrelay".to_string())]);
         c.plugin_config.insert(
@@ -282,8 +289,37 @@ async fn ledger_rows(e: &Engine) -> (i64, i64) {
 async fn js_notifier_and_python_adapter_end_to_end(b: Backend) {
     let Some(built) = built() else { return };
     let (relay, port) = Relay::start().await;
-    let w = engine(b, &built.plugins, port).await;
+    // The relay's webhooks come in over `belfry serve`, whose address emails carry (the
+    // one-click unsubscribe link), so its port is chosen before the engine opens.
+    let serve_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{serve_port}");
+    let w = engine(b, &built.plugins, port, Some(base.clone())).await;
     let e = &w.engine;
+    let _server = belfry::serve::start(
+        e.clone(),
+        belfry::serve::ServeConfig {
+            listen: format!("127.0.0.1:{serve_port}").parse().unwrap(),
+            workers: None,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let post_hook = |hook: WebhookRequest| {
+        let mut r = http.post(format!("{base}/v1/webhooks/{TENANT}/mailrelay"));
+        for (k, v) in hook.headers {
+            r = r.header(k, v);
+        }
+        r.body(hook.body).send()
+    };
 
     // Both packages loaded from the --plugins directory, at contract 1.0.
     let loaded: BTreeMap<String, String> = e
@@ -337,6 +373,21 @@ async fn js_notifier_and_python_adapter_end_to_end(b: Backend) {
         assert!(s.headers.get("transfer-encoding").is_none());
         let sent: Value = serde_json::from_slice(&s.body).unwrap();
         assert_eq!(sent["from"], "Acme Billing <billing@acme.test>");
+        // Every header the host requires went along (RFC 8058 one-click unsubscribe).
+        let headers: BTreeMap<String, String> =
+            serde_json::from_value::<Vec<(String, String)>>(sent["headers"].clone())
+                .unwrap()
+                .into_iter()
+                .collect();
+        assert_eq!(
+            headers.get("List-Unsubscribe-Post").map(String::as_str),
+            Some("List-Unsubscribe=One-Click"),
+            "{sent}"
+        );
+        assert!(
+            headers["List-Unsubscribe"].starts_with(&format!("<{base}/v1/unsubscribe/")),
+            "{sent}"
+        );
         by_to.insert(sent["to"].as_str().unwrap().to_string(), sent);
     }
     let to_zoe = &by_to["zoe@example.com"];
@@ -379,12 +430,17 @@ async fn js_notifier_and_python_adapter_end_to_end(b: Backend) {
         .to_string();
     assert!(zoe_message.starts_with("mr_"), "{zoe_message}");
 
-    // Refused before anything is stored: tampered after signing, stale, unsigned.
+    // Refused before anything is stored: tampered after signing (over HTTP: 401, and the
+    // adapter's reason through the engine), stale, unsigned.
     let before = ledger_rows(e).await;
     let delivered = relay_event("message.delivered", &zoe_message, json!({}));
     let mut tampered = relay_hook("evt_1", 0, &delivered);
     tampered.body =
         serde_json::to_vec(&relay_event("message.complained", &zoe_message, json!({}))).unwrap();
+    let res = post_hook(tampered.clone()).await.unwrap();
+    assert_eq!(res.status(), 401);
+    let err: Value = res.json().await.unwrap();
+    assert_eq!(err["error"]["code"], "unauthorized", "{err}");
     let refused = rejection(e.receive_webhook(TENANT, "mailrelay", tampered).await);
     assert!(
         matches!(refused, WebhookRejection::Unauthorized(ref m) if m.contains("signature")),
@@ -408,17 +464,19 @@ async fn js_notifier_and_python_adapter_end_to_end(b: Backend) {
         "a refused webhook stores nothing"
     );
 
-    // Signed correctly: delivered for Zoe, a hard bounce for Jonas.
-    let got = e
-        .receive_webhook(TENANT, "mailrelay", relay_hook("evt_1", 0, &delivered))
-        .await
-        .unwrap();
-    assert_eq!(got.events.len(), 1);
-    assert_eq!(got.events[0].kind, FeedbackKind::Delivered);
-    assert_eq!(
-        got.events[0].delivery_id.as_deref(),
-        Some(zoe_email.as_str())
-    );
+    // Signed correctly, posted to belfry's webhook route: delivered for Zoe (then a hard
+    // bounce for Jonas through the engine).
+    let res = post_hook(relay_hook("evt_1", 0, &delivered)).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let got: Value = res.json().await.unwrap();
+    assert_eq!(got["events"].as_array().unwrap().len(), 1, "{got}");
+    assert_eq!(got["events"][0]["kind"], "delivered", "{got}");
+    assert_eq!(got["events"][0]["delivery_id"], zoe_email.as_str(), "{got}");
+    // The relay retries after a lost answer: 200 again, nothing new.
+    let res = post_hook(relay_hook("evt_1", 0, &delivered)).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let again: Value = res.json().await.unwrap();
+    assert_eq!(again["events"][0]["duplicate"], true, "{again}");
     let bounced = relay_event(
         "message.bounced",
         &jonas_message,
@@ -469,7 +527,7 @@ async fn js_notifier_and_python_adapter_end_to_end(b: Backend) {
 async fn the_js_notifier_names_the_bad_field(b: Backend) {
     let Some(built) = built() else { return };
     let (relay, port) = Relay::start().await;
-    let w = engine(b, &built.plugins, port).await;
+    let w = engine(b, &built.plugins, port, None).await;
     let mut bad = invoice("INV-8");
     bad["customers"][1].as_object_mut().unwrap().remove("name");
     let err = w
