@@ -16,15 +16,20 @@
 //!   each under its own versioned name;
 //! - the `log`/`config` host traits of every older version, forwarded to 1.0's in `state.rs`.
 //!
-//! **Adding a version** touches two host files:
-//! - a 1.x minor version edits `wit/plugin@1` in place (additively, `wit/README.md`) and
-//!   `v1.rs` (its `VERSION`, and any new host function in `state.rs`'s 1.0 host impl, which is
-//!   the second file); plugins built for an earlier 1.x need no code: wasmtime matches their
-//!   `@1.M` names to the host's `@1.N` ones, and [`serves`] accepts their manifests;
-//! - a new major version (or, had it been kept, another 0.x): write the new module beside this
-//!   file (`v2.rs`, with `v1.rs` becoming `since_v1.rs` converting up into it, like the
-//!   `since_v0_*.rs` files do), then add a `#[path] mod` line below and its name to the
-//!   lists in the `versions!` invocation, in each kind it has a world for, newest first.
+//! **Adding a version.** No call arm, linker line, host-trait forwarding or version list lives
+//! anywhere else, so:
+//! - a 1.x minor version edits `wit/plugin@1` in place (additively, `wit/README.md`) and bumps
+//!   `v1::VERSION`: one host file, plus `state.rs` when it adds a host function (its Rust).
+//!   Plugins built for an earlier 1.x need no code: wasmtime matches their `@1.M` names to the
+//!   host's `@1.N` ones, and [`serves`] accepts their manifests;
+//! - an older-style version beside the hub (how 0.2 … 0.5 would be added now): its
+//!   `since_*.rs` (bindings plus `NotifierCalls`/`RendererCalls`/`AdapterCalls` converting up),
+//!   a `#[path] mod` line below and its name in the lists of the `versions!` invocation, in each
+//!   kind it has a world for, newest first: two host files;
+//! - a new major version (2.0) becomes the hub: `v2.rs` (bindings, the `*Calls` traits and the
+//!   conversions to the engine's types), `v1.rs` renamed `since_v1.rs` converting up into it,
+//!   this list with `current: v2`, and `state.rs`'s host impls moved to 2.0's traits (1.x's
+//!   `log` and `config` are then forwarded by this macro like 0.x's).
 
 #![allow(non_camel_case_types)]
 
