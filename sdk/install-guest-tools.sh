@@ -39,7 +39,11 @@ if [[ ! -d $JS/types ]] || [[ -n $(find "$ROOT/wit/plugin@1" -newer "$JS/types" 
 fi
 
 # --- Python: componentize-py in a venv ---
-command -v python3 >/dev/null || { say "python3 is missing (3.10 or newer)"; exit 1; }
+command -v python3 >/dev/null || { say "python3 is missing (3.11 or newer)"; exit 1; }
+# belfry-build-py reads manifests with tomllib (3.11); componentize-py brings its own CPython
+# for what runs inside the component.
+python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+  || { say "python3 is $(python3 -V 2>&1), belfry-build-py needs 3.11 or newer"; exit 1; }
 VENV=$TOOLS/venv
 if ! [[ -x $VENV/bin/componentize-py ]] || ! "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('componentize-py') != '$COMPONENTIZE_PY_VERSION')" 2>/dev/null; then
   say "componentize-py $COMPONENTIZE_PY_VERSION into ${VENV#"$ROOT"/}"
