@@ -662,7 +662,7 @@ fn a_trap_is_reported_once() {
     }
     let db = format!("sqlite://{}", dir.path().join("t.db").display());
     let plugins = plugins.to_str().unwrap();
-    // The panicking renderer replaces the bundled one: the email's render traps.
+    // The panicking renderer, made the default over the bundled one: the email's render traps.
     let out = run(
         dir.path(),
         &[
@@ -670,6 +670,8 @@ fn a_trap_is_reported_once() {
             &db,
             "--plugins",
             plugins,
+            "--renderer",
+            "panic",
             "--json",
             "trigger",
             "welcome",
