@@ -418,6 +418,13 @@ async fn js_notifier_and_python_adapter_end_to_end(b: Backend) {
             .starts_with("Hallo Jonas,"),
         "{to_jonas}"
     );
+    // The in-app items, from the package's in-app templates: German for Jonas as well.
+    let inbox = e.inbox(TENANT, "jonas").await.unwrap();
+    assert_eq!(inbox.len(), 1, "{inbox:?}");
+    assert_eq!(inbox[0].headline, "Rechnung INV-7 ist am 2026-12-31 fällig");
+    assert_eq!(inbox[0].body, "120.50 EUR.");
+    let inbox = e.inbox(TENANT, "zoe").await.unwrap();
+    assert_eq!(inbox[0].headline, "Invoice INV-7 is due on 2026-12-31");
     let zoe_email = zoe["email"]["id"].as_str().unwrap().to_string();
     let jonas_email = jonas["email"]["id"].as_str().unwrap().to_string();
     let zoe_message = zoe["email"]["provider_message_id"]
