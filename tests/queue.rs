@@ -384,7 +384,13 @@ async fn shutdown_finishes_what_it_can_and_releases_the_rest(b: Backend) {
     // The infinite-loop renderer makes every job take its whole time limit.
     let plugins = infinite_loop_plugins();
     let dir = plugins.path().to_path_buf();
-    let w = world_with(b, move |c| c.plugins_dir = Some(dir)).await;
+    // A renderer from --plugins is not the default while the bundled `templates` is loaded:
+    // the operator names it.
+    let w = world_with(b, move |c| {
+        c.plugins_dir = Some(dir);
+        c.renderer = Some("infinite-loop".into());
+    })
+    .await;
     let e = &w.engine;
     let first = trigger_one(e, "slow-1").await;
 
