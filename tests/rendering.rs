@@ -412,7 +412,33 @@ async fn a_notifier_naming_a_renderer_gets_it_and_the_others_the_default(b: Back
     }
 }
 
+/// The bundled welcome notifier passes the user's locale to its render requests, so a trigger
+/// for a `de-AT` user delivers the German translation end to end, and one without a locale
+/// the default.
+async fn a_trigger_for_a_german_speaking_user_is_delivered_in_german(b: Backend) {
+    let w = world_with(b, |_| {}).await;
+    let e = &w.engine;
+    for (user, locale, expected) in [
+        ("de-user", Some("de-AT"), "Willkommen bei belfry, Ada"),
+        ("en-user", None, "Welcome to belfry, Ada"),
+    ] {
+        let mut u = json!({"id": user, "name": "Ada"});
+        if let Some(l) = locale {
+            u["locale"] = json!(l);
+        }
+        let outcome = e
+            .trigger(&TriggerRequest::new("welcome", json!({ "user": u })))
+            .await
+            .unwrap();
+        e.dispatch_event(&outcome.event_id).await.unwrap();
+        let items = e.inbox("default", user).await.unwrap();
+        assert_eq!(items.len(), 1, "{items:?}");
+        assert_eq!(items[0].headline, expected, "{locale:?}");
+    }
+}
+
 on_both_backends!(
+    a_trigger_for_a_german_speaking_user_is_delivered_in_german,
     a_notifier_package_loaded_at_runtime_renders_its_own_templates,
     a_notifier_naming_a_renderer_gets_it_and_the_others_the_default,
 );

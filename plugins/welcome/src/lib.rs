@@ -1,7 +1,8 @@
 //! The `welcome` notifier (category `account`).
 //!
-//! Payload: `{"user": {"id": "...", "email": "...", "name": "..."}, "app_name": "..."}`;
-//! only `user.id` is required. One recipient, the user; channels `email` (when the
+//! Payload: `{"user": {"id": "...", "email": "...", "name": "...", "locale": "de-AT"},
+//! "app_name": "..."}`; only `user.id` is required. `user.locale` (a BCP 47 tag) picks the
+//! translation of the templates in this package (`assets/templates/welcome/`). One recipient, the user; channels `email` (when the
 //! user has an address) and `in-app` (always).
 
 use belfry_plugin_sdk::notifier::{Description, Guest, PlanError, RecipientPlan, Severity};
@@ -94,7 +95,7 @@ impl Guest for Welcome {
             template: KEY.to_string(),
             channel,
             data: data.to_string(),
-            locale: None,
+            locale: user.locale,
         })
     }
 }
@@ -104,6 +105,7 @@ struct User {
     id: String,
     email: Option<String>,
     name: Option<String>,
+    locale: Option<String>,
 }
 
 impl User {
@@ -112,7 +114,13 @@ impl User {
         let id = required_string(user, "id", "user.id")?;
         let email = optional_non_empty_string(user, "email", "user.email")?;
         let name = optional_non_empty_string(user, "name", "user.name")?;
-        Ok(User { id, email, name })
+        let locale = optional_non_empty_string(user, "locale", "user.locale")?;
+        Ok(User {
+            id,
+            email,
+            name,
+            locale,
+        })
     }
 
     fn recipient(&self) -> Recipient {
