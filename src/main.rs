@@ -883,9 +883,29 @@ async fn run(cli: Cli, database_url_given: bool) -> Result<()> {
                     g.plugins_dir.as_deref(),
                 )
                 .await?;
+                // Uploads recorded in the database are in force on every node that shares it:
+                // list them as `serve` would, or the routes shown here could contradict
+                // `/v1/plugins`. No database yet means nothing was uploaded; one that cannot be
+                // opened is said, and the list is the rest.
+                let mut plugins = loaded.plugins;
+                if belfry::host::store::require_existing(&g.database_url).is_ok() {
+                    let uploaded = async {
+                        let db = belfry::host::store::open(&g.database_url).await?;
+                        belfry::host::plugins::uploads::load_recorded(&db, &runtime).await
+                    };
+                    match uploaded.await {
+                        Ok(uploaded) => {
+                            plugins = belfry::host::plugins::uploads::apply(plugins, uploaded)
+                        }
+                        Err(e) => eprintln!(
+                            "warning: plugins uploaded to {} are not shown: {e}",
+                            g.database_url
+                        ),
+                    }
+                }
                 // The routes and renderer choices as `serve` would make them from these plugins.
                 let registry = belfry::host::plugins::Registry::with_choices(
-                    loaded.plugins,
+                    plugins,
                     &belfry::host::plugins::Choices {
                         routes: belfry::config::routes(&g.routes).map_err(anyhow::Error::msg)?,
                         renderer: g.renderer.clone(),

@@ -192,6 +192,12 @@ async fn a_channel_taken_over_shows_the_same_in_every_view_and_says_why() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(server.log().contains(said), "{}", server.log());
+    // `plugin list` on the same database shows the upload in force, as the server does.
+    let out = run_ok(&db, Some(&dir), &["--json", "plugin", "list"]);
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let chat = route(&entry(&list, "pager")["routes"], "chat");
+    assert_eq!(chat["adapter"], "pager", "{list}");
+    assert_eq!(chat["reason"], "declared");
 
     // ---- a notifier naming a renderer that is not loaded is refused at upload ----
     let (wasm, manifest) = bundled("comment");
