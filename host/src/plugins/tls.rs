@@ -160,7 +160,10 @@ fn client_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, Tl
     };
     let meta = std::fs::metadata(path).map_err(read_error)?;
     let stamp = (meta.len(), meta.modified().ok());
-    if let Some((seen, config)) = WITH_CA.lock().unwrap().get(path)
+    if let Some((seen, config)) = WITH_CA
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(path)
         && *seen == stamp
     {
         return Ok(config.clone());
@@ -195,7 +198,8 @@ fn client_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, Tl
     );
     WITH_CA
         .lock()
-        .unwrap()
+        // A poisoned lock only means a panic elsewhere while it was held; the map is whole.
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
         .insert(path.to_path_buf(), (stamp, config.clone()));
     Ok(config)
 }
