@@ -811,7 +811,7 @@ async fn run(cli: Cli, database_url_given: bool) -> Result<()> {
         }
         Command::Queue => {
             let db = belfry::host::store::open(&g.database_url).await?;
-            let stats = belfry::host::dispatch::queue::stats(&db).await?;
+            let stats = belfry::host::jobs::stats(&db).await?;
             if g.json {
                 println!("{}", serde_json::to_string(&stats)?);
             } else {

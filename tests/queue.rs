@@ -7,7 +7,7 @@
 
 mod common;
 
-use belfry::host::dispatch::queue::{self, Scope};
+use belfry::host::jobs::{self as queue, Scope};
 use belfry::host::dispatch::{ChangeError, DispatchConfig, RetryPolicy, WorkerConfig};
 use belfry::receiver::Answer;
 use belfry::{Engine, EngineConfig, TriggerRequest};

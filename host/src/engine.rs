@@ -407,7 +407,7 @@ impl Engine {
 
     /// Jobs by state.
     pub async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
-        dispatch::queue::stats(&self.db).await
+        crate::jobs::stats(&self.db).await
     }
 
     /// The current state of an event.

@@ -16,12 +16,14 @@
 //! - [`engine`]: the façade embedding programs use.
 
 pub mod content;
+pub mod deliveries;
 pub mod digests;
 pub mod dispatch;
 pub mod endpoints;
 pub mod engine;
 pub mod feedback;
 pub mod inbox;
+pub mod jobs;
 pub mod keys;
 pub mod metrics;
 pub mod plugins;

@@ -57,7 +57,7 @@ pub async fn observe(db: &Db) -> Result<(), StoreError> {
         }
         seen.extend(now_seen);
     }
-    let stats = crate::dispatch::queue::stats(db).await?;
+    let stats = crate::jobs::stats(db).await?;
     for (state, n) in [
         ("available", stats.available),
         ("deferred", stats.deferred),

@@ -58,10 +58,6 @@ pub(crate) struct NewTrace<'a> {
     pub at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-pub(crate) async fn append(conn: &mut Conn, t: NewTrace<'_>) -> Result<(), StoreError> {
-    append_all(conn, vec![t]).await
-}
-
 /// Rows per INSERT: 11 bind parameters each keeps a statement under SQLite's 32,766 and
 /// PostgreSQL's 65,535 parameters (a 1,000-recipient trigger appends several thousand rows).
 const APPEND_CHUNK: usize = 1000;
@@ -84,26 +80,8 @@ async fn append_chunk(conn: &mut Conn, rows: Vec<NewTrace<'_>>) -> Result<(), St
         store::value_rows(store::backend_of(conn), rows.len(), 11, 1)
     );
     let mut q = sqlx::query(&sql);
-    // Traces that are lifecycle events go to the tenant's subscribed endpoints too, in this
-    // transaction: an application hears of exactly what was recorded.
-    let mut lifecycle = Vec::new();
     for t in rows {
         let at = t.at.unwrap_or_else(store::now);
-        if let Some(event_type) = crate::endpoints::events::of_trace(t.kind, t.reason) {
-            lifecycle.push(crate::endpoints::events::Lifecycle {
-                tenant: t.tenant.to_string(),
-                event_type,
-                trace_kind: t.kind.to_string(),
-                at,
-                event_id: t.event_id.to_string(),
-                notification_id: t.notification_id.map(str::to_string),
-                delivery_id: t.delivery_id.map(str::to_string),
-                reason: t.reason.map(str::to_string),
-                detail: t.detail.clone(),
-                plugin: t.plugin.clone(),
-                attempt: t.attempt,
-            });
-        }
         q = q
             .bind(store::new_id())
             .bind(t.tenant)
@@ -118,9 +96,6 @@ async fn append_chunk(conn: &mut Conn, rows: Vec<NewTrace<'_>>) -> Result<(), St
             .bind(t.attempt);
     }
     q.execute(&mut *conn).await?;
-    if !lifecycle.is_empty() {
-        crate::endpoints::events::publish(conn, lifecycle).await?;
-    }
     Ok(())
 }
 

@@ -12,8 +12,8 @@ use crate::digests::buckets::{self, Join};
 use crate::digests::cadence::{self, Cadence};
 use crate::digests::rules::{self, DigestRule, Lookup};
 use crate::digests::window::Window;
-use crate::dispatch::executor::reason;
-use crate::dispatch::queue::{self, NewJob};
+use crate::deliveries::{idempotency_key_for, reason};
+use crate::jobs::{self as queue, NewJob};
 use crate::plugins::{CallError, PluginRuntime, Registry, RegistryError, Reuse};
 use crate::policy::{self, Checkpoint, Decision, Outcome, Severity};
 use crate::store::{self, Db, StoreError};
@@ -1402,7 +1402,7 @@ async fn write(
             deliveries,
         });
     }
-    traces::append_all(tx, story).await?;
+    crate::endpoints::events::append_all(tx, story).await?;
     tracing::info!(%event_id, notifications = planned.len(), "event planned");
     // What was just written, without reading it back.
     Ok(Some(TriggerOutcome {
@@ -1469,12 +1469,6 @@ impl Standing {
             },
         }
     }
-}
-
-/// The idempotency key every send of a delivery carries: stable across attempts, so a
-/// provider can drop a repeat after a crash between its send and our commit.
-pub fn idempotency_key_for(delivery_id: &str) -> String {
-    format!("belfry-{delivery_id}")
 }
 
 async fn find_by_key(db: &Db, tenant: &str, key: &str) -> Result<Option<String>, TriggerError> {

@@ -13,7 +13,7 @@
 use crate::policy::{self, PolicyError, PrefScope};
 use crate::store::{Db, StoreError};
 use crate::tenants::{self, TenantError};
-use crate::traces::{self, NewTrace};
+use crate::traces::NewTrace;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
@@ -207,7 +207,7 @@ async fn record(db: &Db, claims: Claims) -> Result<Unsubscribed, UnsubscribeErro
     .is_some_and(|r| r.get::<i64, _>("enabled") == 0);
     if !already_off {
         policy::set_preference_in(&mut tx, &claims.t, &claims.r, &scope, Some(false)).await?;
-        traces::append(
+        crate::endpoints::events::append(
             &mut tx,
             NewTrace {
                 tenant: &claims.t,

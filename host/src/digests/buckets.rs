@@ -17,10 +17,10 @@
 
 use super::rules::{DigestRule, GroupBy};
 use crate::content::{Channel, Recipient};
-use crate::dispatch::queue::{self, NewJob};
+use crate::jobs::{self as queue, NewJob};
 use crate::policy::Severity;
 use crate::store::{self, Conn, Db, StoreError};
-use crate::traces::{self, NewTrace, kind};
+use crate::traces::{NewTrace, kind};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::Row;
@@ -468,7 +468,7 @@ pub(crate) async fn emit_in(
     .bind(&event_id)
     .bind(&bucket.tenant)
     .bind(&bucket.channel)
-    .bind(crate::trigger::idempotency_key_for(&delivery_id))
+    .bind(crate::deliveries::idempotency_key_for(&delivery_id))
     .bind(&planned_by)
     .bind(&now_text)
     .bind(id)
@@ -537,7 +537,7 @@ pub(crate) async fn emit_in(
         )),
         ..Default::default()
     });
-    traces::append_all(conn, story).await?;
+    crate::endpoints::events::append_all(conn, story).await?;
     tracing::info!(bucket = %id, digest = %delivery_id, items = members.len(), closed_by, "digest emitted");
     Ok(Emission::Emitted {
         bucket_id: id.to_string(),

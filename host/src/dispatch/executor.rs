@@ -8,7 +8,8 @@
 //! lease expires, another worker repeats the send under the same idempotency key, and the
 //! provider drops the repeat.
 
-use super::queue::{self, Leased, job_state};
+use crate::deliveries::reason;
+use crate::jobs::{self as queue, Leased, job_state};
 use super::retry::RetryPolicy;
 use super::{Caught, caught};
 use crate::content::{Channel, Content, Recipient, RenderRequest};
@@ -22,7 +23,7 @@ use crate::plugins::{
 };
 use crate::policy::{self, Checkpoint, Decision, Outcome, Severity};
 use crate::store::{self, Conn, Db, StoreError};
-use crate::traces::{self, NewTrace, kind};
+use crate::traces::{NewTrace, kind};
 use crate::workflows;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -40,28 +41,6 @@ pub struct Dispatched {
     pub reason: Option<String>,
     /// When the next try is due, for a delivery waiting to be retried.
     pub retry_at: Option<String>,
-}
-
-/// Stable status reasons (stored; do not rename).
-pub mod reason {
-    pub const NOTIFIER_MISSING: &str = "notifier_missing";
-    pub const BUILD_FAILED: &str = "build_failed";
-    pub const RENDER_FAILED: &str = "render_failed";
-    pub const CONTENT_INVALID: &str = "content_invalid";
-    pub const NO_ADAPTER: &str = "no_adapter";
-    /// The one-click unsubscribe link of an email could not be made (a database error).
-    pub const UNSUBSCRIBE_LINK: &str = "unsubscribe_link_failed";
-    pub const SEND_PERMANENT: &str = "send_permanent";
-    pub const SEND_TRANSIENT: &str = "send_transient";
-    pub const SEND_RATE_LIMITED: &str = "send_rate_limited";
-    pub const ADAPTER_FAILED: &str = "adapter_failed";
-    pub const RETRIES_EXHAUSTED: &str = "retries_exhausted";
-    pub const CANCELLED: &str = "cancelled_by_request";
-    pub const SCHEDULED: &str = "scheduled";
-    /// belfry itself failed on the job: a panic, or an error reading or writing its rows,
-    /// while preparing, running or committing it. The detail says where and why; the job is
-    /// retried like a transient failure, and fails with this reason when no attempt is left.
-    pub const INTERNAL_ERROR: &str = "internal_error";
 }
 
 /// Everything a job run needs; cheap to clone into each job's task.
@@ -1295,7 +1274,7 @@ async fn commit_fault(
         attempt: Some(job.attempt),
         ..Default::default()
     };
-    traces::append_all(
+    crate::endpoints::events::append_all(
         tx,
         vec![
             NewTrace {
@@ -1397,7 +1376,7 @@ impl Pending<'_> {
     async fn flush(&mut self, tx: &mut Conn) -> Result<(), StoreError> {
         insert_attempts(tx, &std::mem::take(&mut self.attempts)).await?;
         update_deliveries(tx, &std::mem::take(&mut self.updates)).await?;
-        traces::append_all(tx, std::mem::take(&mut self.traces)).await?;
+        crate::endpoints::events::append_all(tx, std::mem::take(&mut self.traces)).await?;
         let claims: Vec<(feedback::DeliveryRef, &str, &str)> = std::mem::take(&mut self.claims)
             .into_iter()
             .filter_map(|(d, a)| {
@@ -1757,7 +1736,7 @@ pub async fn cancel(db: &Db, delivery_id: &str, why: &str) -> Result<Dispatched,
         return Err(ChangeError::InFlight(d.id));
     }
     set_waiting_status(&mut tx, &d, "cancelled", reason::CANCELLED, why).await?;
-    traces::append(
+    crate::endpoints::events::append(
         &mut tx,
         NewTrace {
             reason: Some(reason::CANCELLED),
@@ -1798,7 +1777,7 @@ pub async fn defer(
     }
     let detail = format!("until {}", store::time_text(until));
     set_waiting_status(&mut tx, &d, "deferred", why, &detail).await?;
-    traces::append(
+    crate::endpoints::events::append(
         &mut tx,
         NewTrace {
             reason: Some(why),

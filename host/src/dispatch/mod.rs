@@ -17,12 +17,13 @@
 //! back, and a worker whose loop dies anyway is restarted ([`worker::run`]).
 
 pub mod executor;
-pub mod queue;
+
 pub mod retry;
 pub mod worker;
 
-pub use executor::{ChangeError, Dispatched, Executor, reason};
-pub use queue::{QueueStats, Scope, Wakeup, WriteGate};
+pub use crate::deliveries::reason;
+pub use executor::{ChangeError, Dispatched, Executor};
+pub use crate::jobs::{QueueStats, Scope, Wakeup, WriteGate};
 pub use retry::RetryPolicy;
 pub use worker::{WorkerConfig, WorkerHealth, WorkerReport};
 

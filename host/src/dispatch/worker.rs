@@ -13,7 +13,7 @@
 //! after a backoff.
 
 use super::executor::{Dispatched, Executor, Work};
-use super::queue::{self, Leased, Scope, Wakeup};
+use crate::jobs::{self as queue, Leased, Scope, Wakeup};
 use super::{Faults, panic_message};
 use crate::store::{self, Backend};
 use std::collections::HashMap;

@@ -5,9 +5,9 @@
 //! what the engine recorded, once per trace, and only if that transaction commits.
 
 use super::EndpointError;
-use crate::dispatch::queue;
+use crate::jobs as queue;
 use crate::store::{self, Conn, StoreError};
-use crate::traces::kind;
+use crate::traces::{self, NewTrace, kind};
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
@@ -153,6 +153,41 @@ pub(crate) struct Lifecycle {
     pub detail: Option<String>,
     pub plugin: Option<String>,
     pub attempt: Option<i64>,
+}
+
+/// Appends trace rows and, in the same transaction, publishes those that are lifecycle events
+/// to the tenant's subscribed endpoints: an application hears of exactly what was recorded.
+/// Every writer of the story appends through here, so `traces` stays the bottom log.
+pub(crate) async fn append_all(conn: &mut Conn, mut rows: Vec<NewTrace<'_>>) -> Result<(), StoreError> {
+    let mut lifecycle = Vec::new();
+    for t in rows.iter_mut() {
+        let at = *t.at.get_or_insert_with(store::now);
+        if let Some(event_type) = of_trace(t.kind, t.reason) {
+            lifecycle.push(Lifecycle {
+                tenant: t.tenant.to_string(),
+                event_type,
+                trace_kind: t.kind.to_string(),
+                at,
+                event_id: t.event_id.to_string(),
+                notification_id: t.notification_id.map(str::to_string),
+                delivery_id: t.delivery_id.map(str::to_string),
+                reason: t.reason.map(str::to_string),
+                detail: t.detail.clone(),
+                plugin: t.plugin.clone(),
+                attempt: t.attempt,
+            });
+        }
+    }
+    traces::append_all(conn, rows).await?;
+    if !lifecycle.is_empty() {
+        publish(conn, lifecycle).await?;
+    }
+    Ok(())
+}
+
+/// [`append_all`] for one row.
+pub(crate) async fn append(conn: &mut Conn, t: NewTrace<'_>) -> Result<(), StoreError> {
+    append_all(conn, vec![t]).await
 }
 
 /// Writes one message (and its `endpoint_send` job, due now) per enabled endpoint of the

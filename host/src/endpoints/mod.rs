@@ -320,10 +320,10 @@ pub async fn recover(db: &Db, tenant: Option<&str>, id: &str) -> Result<u64, End
         .bind(message)
         .execute(&mut *tx)
         .await?;
-        crate::dispatch::queue::enqueue(
+        crate::jobs::enqueue(
             &mut tx,
-            crate::dispatch::queue::NewJob {
-                kind: crate::dispatch::queue::job_kind::ENDPOINT_SEND,
+            crate::jobs::NewJob {
+                kind: crate::jobs::job_kind::ENDPOINT_SEND,
                 subject_id: message,
                 tenant: &endpoint.tenant,
                 run_at: now,
@@ -333,7 +333,7 @@ pub async fn recover(db: &Db, tenant: Option<&str>, id: &str) -> Result<u64, End
         .await?;
     }
     if !ids.is_empty() {
-        crate::dispatch::queue::announce(&mut tx, store::backend(db)).await?;
+        crate::jobs::announce(&mut tx, store::backend(db)).await?;
     }
     tx.commit().await?;
     tracing::info!(endpoint = %id, messages = ids.len(), "endpoint messages recovered");

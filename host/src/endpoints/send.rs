@@ -8,7 +8,7 @@
 
 use super::guard::AddressPolicy;
 use super::{EndpointError, EndpointsConfig};
-use crate::dispatch::queue::{self, Leased, job_state};
+use crate::jobs::{self as queue, Leased, job_state};
 use crate::store::{self, Conn, Db, StoreError};
 use chrono::{DateTime, Utc};
 use sqlx::Row;

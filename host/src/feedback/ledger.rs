@@ -5,7 +5,7 @@ use super::{FeedbackEvent, FeedbackKind, ReceivedEvent, projection};
 use crate::content::{Channel, Recipient};
 use crate::policy::{self, SuppressionTarget};
 use crate::store::{self, Conn, Db, StoreError};
-use crate::traces::{self, NewTrace};
+use crate::traces::NewTrace;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::Row;
@@ -387,7 +387,7 @@ async fn attach(
             ..Default::default()
         });
     }
-    traces::append_all(conn, rows).await?;
+    crate::endpoints::events::append_all(conn, rows).await?;
     projection::refresh(conn, &d.tenant, &d.id).await?;
     let mut enqueued = false;
     for (_, e) in events {
@@ -425,7 +425,7 @@ async fn attach(
     }
     if enqueued {
         let backend = store::backend_of(conn);
-        crate::dispatch::queue::announce(conn, backend).await?;
+        crate::jobs::announce(conn, backend).await?;
     }
     Ok(())
 }
@@ -458,7 +458,7 @@ async fn suppress(conn: &mut Conn, d: &DeliveryRef, e: &FeedbackEvent) -> Result
             policy::PolicyError::Store(s) => s,
             other => StoreError::Corrupt(format!("automatic suppression: {other}")),
         })?;
-    traces::append(
+    crate::endpoints::events::append(
         conn,
         NewTrace {
             tenant: &d.tenant,

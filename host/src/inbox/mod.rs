@@ -16,7 +16,7 @@ pub mod token;
 use crate::content::Content;
 use crate::store::Conn;
 use crate::store::{self, StoreError};
-use crate::traces::{self, NewTrace, kind};
+use crate::traces::{NewTrace, kind};
 use serde::Serialize;
 use sqlx::Row;
 
@@ -416,7 +416,7 @@ async fn mark_in(
             .fetch_one(&mut *conn)
             .await?
             .get("event_id");
-        traces::append(
+        crate::endpoints::events::append(
             conn,
             NewTrace {
                 tenant,
@@ -470,7 +470,7 @@ async fn signal(
     )
     .await?;
     if enqueued {
-        crate::dispatch::queue::announce(conn, store::backend(db)).await?;
+        crate::jobs::announce(conn, store::backend(db)).await?;
     }
     Ok(())
 }

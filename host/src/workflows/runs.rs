@@ -18,9 +18,9 @@
 use super::definition::{Step, StepOutcome, Target, Workflow};
 use super::signals;
 use crate::content::Channel;
-use crate::dispatch::queue::{self, NewJob};
+use crate::jobs::{self as queue, NewJob};
 use crate::store::{self, Conn, StoreError};
-use crate::traces::{self, NewTrace, kind};
+use crate::traces::{NewTrace, kind};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::Row;
@@ -749,7 +749,7 @@ async fn enter(conn: &mut Conn, run: &Run, step: &Step) -> Result<Option<String>
     .bind(step.channel.as_str())
     .bind(reason::WORKFLOW_STEP)
     .bind(&detail)
-    .bind(crate::trigger::idempotency_key_for(&delivery_id))
+    .bind(crate::deliveries::idempotency_key_for(&delivery_id))
     .bind(&run.notifier_plugin)
     .bind(&now)
     .bind(&run.id)
@@ -767,7 +767,7 @@ async fn enter(conn: &mut Conn, run: &Run, step: &Step) -> Result<Option<String>
         },
     )
     .await?;
-    traces::append(
+    crate::endpoints::events::append(
         conn,
         NewTrace {
             tenant: &run.tenant,
@@ -1181,7 +1181,7 @@ pub async fn reconcile(db: &store::Db, run_id: &str) -> Result<bool, StoreError>
 /// A delivery's final status as a workflow outcome; `None` while it is not final (or was
 /// cancelled by request, which ends the run instead).
 pub(crate) fn outcome_of(status: &str, reason: Option<&str>) -> Option<StepOutcome> {
-    use crate::dispatch::executor::reason as r;
+    use crate::deliveries::reason as r;
     match (status, reason) {
         ("succeeded", _) => Some(StepOutcome::Delivered),
         ("suppressed", _) => Some(StepOutcome::Suppressed),

@@ -89,7 +89,7 @@ pub async fn signal(
     let mut tx = db.begin().await?;
     let (outcome, enqueued) = signal_in(&mut tx, tenant, actor, name, payload).await?;
     if enqueued {
-        crate::dispatch::queue::announce(&mut tx, store::backend(db)).await?;
+        crate::jobs::announce(&mut tx, store::backend(db)).await?;
     }
     tx.commit().await?;
     Ok(outcome)
