@@ -1,0 +1,1 @@
+//! Nothing here: the check is `tests/architecture.rs`, which reads the source as text.
