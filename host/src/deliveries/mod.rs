@@ -1,30 +1,40 @@
 //! Deliveries: one recipient's notification on one channel, from planned to its final status.
 //!
-//! This module owns the `deliveries` table: the statuses and reasons stored in it, the one
-//! insert that trigger, digests and workflows use, the updates and the reads.
+//! This module owns the tables `events`, `notifications` and `deliveries` (what was asked, for
+//! whom, and what is planned): the statuses and reasons stored in them ([`Status`],
+//! [`Reason`]), the one insert of each row that trigger, digests and workflows use
+//! ([`rows`]), the updates and the reads.
 
+pub mod rows;
 mod transitions;
+mod vocab;
 
-/// Stable status reasons (stored; do not rename).
+pub use rows::{
+    NewDelivery, NewEvent, NewNotification, insert_delivery, insert_event, insert_notification,
+};
+pub use vocab::{Reason, Status, UnknownValue};
+
+/// Stable status reasons (stored; do not rename): the strings of [`Reason`], for code that
+/// compares or binds them as text.
 pub mod reason {
-    pub const NOTIFIER_MISSING: &str = "notifier_missing";
-    pub const BUILD_FAILED: &str = "build_failed";
-    pub const RENDER_FAILED: &str = "render_failed";
-    pub const CONTENT_INVALID: &str = "content_invalid";
-    pub const NO_ADAPTER: &str = "no_adapter";
+    use super::Reason;
+
+    pub const NOTIFIER_MISSING: &str = Reason::NotifierMissing.as_str();
+    pub const BUILD_FAILED: &str = Reason::BuildFailed.as_str();
+    pub const RENDER_FAILED: &str = Reason::RenderFailed.as_str();
+    pub const CONTENT_INVALID: &str = Reason::ContentInvalid.as_str();
+    pub const NO_ADAPTER: &str = Reason::NoAdapter.as_str();
     /// The one-click unsubscribe link of an email could not be made (a database error).
-    pub const UNSUBSCRIBE_LINK: &str = "unsubscribe_link_failed";
-    pub const SEND_PERMANENT: &str = "send_permanent";
-    pub const SEND_TRANSIENT: &str = "send_transient";
-    pub const SEND_RATE_LIMITED: &str = "send_rate_limited";
-    pub const ADAPTER_FAILED: &str = "adapter_failed";
-    pub const RETRIES_EXHAUSTED: &str = "retries_exhausted";
-    pub const CANCELLED: &str = "cancelled_by_request";
-    pub const SCHEDULED: &str = "scheduled";
-    /// belfry itself failed on the job: a panic, or an error reading or writing its rows,
-    /// while preparing, running or committing it. The detail says where and why; the job is
-    /// retried like a transient failure, and fails with this reason when no attempt is left.
-    pub const INTERNAL_ERROR: &str = "internal_error";
+    pub const UNSUBSCRIBE_LINK: &str = Reason::UnsubscribeLink.as_str();
+    pub const SEND_PERMANENT: &str = Reason::SendPermanent.as_str();
+    pub const SEND_TRANSIENT: &str = Reason::SendTransient.as_str();
+    pub const SEND_RATE_LIMITED: &str = Reason::SendRateLimited.as_str();
+    pub const ADAPTER_FAILED: &str = Reason::AdapterFailed.as_str();
+    pub const RETRIES_EXHAUSTED: &str = Reason::RetriesExhausted.as_str();
+    pub const CANCELLED: &str = Reason::Cancelled.as_str();
+    pub const SCHEDULED: &str = Reason::Scheduled.as_str();
+    /// belfry itself failed on the job (see [`Reason::InternalError`]).
+    pub const INTERNAL_ERROR: &str = Reason::InternalError.as_str();
 }
 
 /// The idempotency key every send of a delivery carries: stable across attempts, so a

@@ -17,6 +17,7 @@
 
 use super::rules::{DigestRule, GroupBy};
 use crate::content::{Channel, Recipient};
+use crate::deliveries::{self, NewDelivery, NewEvent, NewNotification, Status};
 use crate::jobs::{self as queue, NewJob};
 use crate::policy::Severity;
 use crate::store::{self, Conn, Db, StoreError};
@@ -430,49 +431,54 @@ pub(crate) async fn emit_in(
         "items": members.len(),
     })
     .to_string();
-    sqlx::query(
-        "INSERT INTO events (id, tenant, notifier_key, notifier_plugin, payload, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6)",
+    let inserted = deliveries::insert_event(
+        conn,
+        &NewEvent {
+            id: &event_id,
+            tenant: &bucket.tenant,
+            notifier_key: &first.notifier_key,
+            notifier_plugin: &first.notifier_plugin,
+            payload: &payload,
+            idempotency_key: None,
+            created_at: &now_text,
+        },
     )
-    .bind(&event_id)
-    .bind(&bucket.tenant)
-    .bind(&first.notifier_key)
-    .bind(&first.notifier_plugin)
-    .bind(&payload)
-    .bind(&now_text)
-    .execute(&mut *conn)
     .await?;
-    sqlx::query(
-        "INSERT INTO notifications (id, event_id, tenant, recipient_id, recipient, category, severity, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    if !inserted {
+        // A fresh id and no idempotency key: only a corrupt table can refuse it.
+        return Err(StoreError::Corrupt(format!("digest event {event_id} exists already")).into());
+    }
+    deliveries::insert_notification(
+        conn,
+        &NewNotification {
+            id: &notification_id,
+            event_id: &event_id,
+            tenant: &bucket.tenant,
+            recipient_id: &bucket.recipient_id,
+            // The newest member's copy: the freshest address the application gave.
+            recipient: &last.recipient,
+            category: &first.category,
+            severity: severity.as_str(),
+            created_at: &now_text,
+        },
     )
-    .bind(&notification_id)
-    .bind(&event_id)
-    .bind(&bucket.tenant)
-    .bind(&bucket.recipient_id)
-    // The newest member's copy: the freshest address the application gave.
-    .bind(&last.recipient)
-    .bind(&first.category)
-    .bind(severity.as_str())
-    .bind(&now_text)
-    .execute(&mut *conn)
     .await?;
     let planned_by = format!("belfry digests (rule {rule})");
-    sqlx::query(
-        "INSERT INTO deliveries (id, notification_id, event_id, tenant, channel, status, idempotency_key,
-                                 planned_by, created_at, updated_at, digest_of)
-         VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8, $8, $9)",
+    deliveries::insert_delivery(
+        conn,
+        &NewDelivery {
+            id: &delivery_id,
+            notification_id: &notification_id,
+            event_id: &event_id,
+            tenant: &bucket.tenant,
+            channel: &bucket.channel,
+            status: Status::Pending,
+            planned_by: &planned_by,
+            created_at: &now_text,
+            digest_of: Some(id),
+            ..Default::default()
+        },
     )
-    .bind(&delivery_id)
-    .bind(&notification_id)
-    .bind(&event_id)
-    .bind(&bucket.tenant)
-    .bind(&bucket.channel)
-    .bind(crate::deliveries::idempotency_key_for(&delivery_id))
-    .bind(&planned_by)
-    .bind(&now_text)
-    .bind(id)
-    .execute(&mut *conn)
     .await?;
     queue::enqueue(
         conn,
@@ -492,13 +498,15 @@ pub(crate) async fn emit_in(
         .await?;
     let detail = format!("into digest delivery {delivery_id} (bucket {id})");
     sqlx::query(
-        "UPDATE deliveries SET status = 'digested', status_reason = $1, status_detail = $2, updated_at = $3
-         WHERE digest_bucket_id = $4 AND status = 'held'",
+        "UPDATE deliveries SET status = $5, status_reason = $1, status_detail = $2, updated_at = $3
+         WHERE digest_bucket_id = $4 AND status = $6",
     )
     .bind(reason::DIGESTED)
     .bind(&detail)
     .bind(&now_text)
     .bind(id)
+    .bind(Status::Digested.as_str())
+    .bind(Status::Held.as_str())
     .execute(&mut *conn)
     .await?;
 
@@ -552,10 +560,11 @@ async fn members(conn: &mut Conn, bucket_id: &str) -> Result<Vec<Member>, StoreE
         "SELECT d.id, d.notification_id, d.event_id, e.notifier_key, e.notifier_plugin,
                 n.category, n.severity, n.recipient
          FROM deliveries d JOIN notifications n ON n.id = d.notification_id JOIN events e ON e.id = d.event_id
-         WHERE d.digest_bucket_id = $1 AND d.status = 'held'
+         WHERE d.digest_bucket_id = $1 AND d.status = $2
          ORDER BY d.created_at, d.id",
     )
     .bind(bucket_id)
+    .bind(Status::Held.as_str())
     .fetch_all(&mut *conn)
     .await?;
     rows.iter()
@@ -600,9 +609,10 @@ pub(crate) struct DigestItems {
 pub(crate) async fn items_of(conn: &mut Conn, bucket_id: &str) -> Result<DigestItems, BucketError> {
     let (bucket, _) = load(conn, bucket_id).await?;
     let count: i64 = sqlx::query(
-        "SELECT COUNT(*) AS n FROM deliveries WHERE digest_bucket_id = $1 AND status = 'digested'",
+        "SELECT COUNT(*) AS n FROM deliveries WHERE digest_bucket_id = $1 AND status = $2",
     )
     .bind(bucket_id)
+    .bind(Status::Digested.as_str())
     .fetch_one(&mut *conn)
     .await?
     .get("n");
@@ -612,8 +622,9 @@ pub(crate) async fn items_of(conn: &mut Conn, bucket_id: &str) -> Result<DigestI
         format!(
             "SELECT d.id, e.notifier_key, n.category, d.digest_key, e.payload, n.recipient, d.created_at
              FROM deliveries d JOIN notifications n ON n.id = d.notification_id JOIN events e ON e.id = d.event_id
-             WHERE d.digest_bucket_id = $1 AND d.status = 'digested'
-             ORDER BY d.created_at {order}, d.id {order} LIMIT $2"
+             WHERE d.digest_bucket_id = $1 AND d.status = '{digested}'
+             ORDER BY d.created_at {order}, d.id {order} LIMIT $2",
+            digested = Status::Digested
         )
     };
     let mut out = Vec::new();

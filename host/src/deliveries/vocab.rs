@@ -1,0 +1,151 @@
+//! The stored vocabularies of a delivery: its status and the reasons belfry itself gives.
+//! Each value is stored as the exact string below; renaming one would orphan stored rows.
+
+/// A stored word that is not one of a vocabulary's values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown delivery {vocabulary} `{value}`")]
+pub struct UnknownValue {
+    pub vocabulary: &'static str,
+    pub value: String,
+}
+
+/// One enum per vocabulary, with its stored strings in one place: `as_str`, `FromStr`,
+/// `Display` and serde all go by them.
+macro_rules! stored_vocabulary {
+    (
+        $(#[$meta:meta])*
+        $name:ident ($vocabulary:literal) {
+            $( $(#[$vmeta:meta])* $variant:ident => $text:literal, )+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+        pub enum $name {
+            $( $(#[$vmeta])* #[serde(rename = $text)] $variant, )+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The string stored for it.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $( $name::$variant => $text, )+
+                }
+            }
+
+            pub fn parse(text: &str) -> Result<$name, UnknownValue> {
+                text.parse()
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = UnknownValue;
+            fn from_str(text: &str) -> Result<$name, UnknownValue> {
+                match text {
+                    $( $text => Ok($name::$variant), )+
+                    _ => Err(UnknownValue {
+                        vocabulary: $vocabulary,
+                        value: text.to_string(),
+                    }),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+
+        impl PartialEq<$name> for &str {
+            fn eq(&self, other: &$name) -> bool {
+                *self == other.as_str()
+            }
+        }
+    };
+}
+
+stored_vocabulary! {
+    /// Where a delivery stands. `pending` and `deferred` wait for a job; `held` waits in a
+    /// digest bucket; the rest are final.
+    Status ("status") {
+        Pending => "pending",
+        /// Waits until a later time (quiet hours, a cooldown, a fallback's wait, a schedule).
+        Deferred => "deferred",
+        /// Held in a digest bucket until its window closes.
+        Held => "held",
+        /// Sent as part of a digest delivery (final).
+        Digested => "digested",
+        Suppressed => "suppressed",
+        Succeeded => "succeeded",
+        Failed => "failed",
+        Cancelled => "cancelled",
+    }
+}
+
+/// A new delivery starts pending unless its plan says otherwise.
+impl Default for Status {
+    fn default() -> Self {
+        Status::Pending
+    }
+}
+
+impl Status {
+    /// Still waiting for its job: a cancel or a defer may move it.
+    pub fn is_waiting(self) -> bool {
+        matches!(self, Status::Pending | Status::Deferred)
+    }
+}
+
+stored_vocabulary! {
+    /// Why dispatch gave a delivery its status. Policy, digests and workflows store their own
+    /// reasons in the same column (`policy::reason`, `digests::buckets::reason`,
+    /// `workflows::runs::reason`).
+    Reason ("reason") {
+        NotifierMissing => "notifier_missing",
+        BuildFailed => "build_failed",
+        RenderFailed => "render_failed",
+        ContentInvalid => "content_invalid",
+        NoAdapter => "no_adapter",
+        /// The one-click unsubscribe link of an email could not be made (a database error).
+        UnsubscribeLink => "unsubscribe_link_failed",
+        SendPermanent => "send_permanent",
+        SendTransient => "send_transient",
+        SendRateLimited => "send_rate_limited",
+        AdapterFailed => "adapter_failed",
+        RetriesExhausted => "retries_exhausted",
+        Cancelled => "cancelled_by_request",
+        Scheduled => "scheduled",
+        /// belfry itself failed on the job: a panic, or an error reading or writing its rows,
+        /// while preparing, running or committing it. The detail says where and why; the job is
+        /// retried like a transient failure, and fails with this reason when no attempt is left.
+        InternalError => "internal_error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_value_round_trips_through_its_stored_string() {
+        for s in Status::ALL {
+            assert_eq!(Status::parse(s.as_str()), Ok(*s));
+            assert_eq!(serde_json::to_string(s).unwrap(), format!("\"{s}\""));
+        }
+        for r in Reason::ALL {
+            assert_eq!(Reason::parse(r.as_str()), Ok(*r));
+            let back: Reason = serde_json::from_str(&format!("\"{r}\"")).unwrap();
+            assert_eq!(back, *r);
+        }
+        assert!(Status::parse("sent").is_err());
+        assert_eq!(Reason::Cancelled.as_str(), "cancelled_by_request");
+    }
+}
