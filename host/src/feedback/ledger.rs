@@ -1,14 +1,26 @@
 //! The append-only ledger of feedback events, and what each new event does to its delivery:
 //! a trace, a fresh projection, and for a hard bounce, complaint or unsubscribe a suppression.
 
-use super::{FeedbackEvent, FeedbackKind, ReceivedEvent, projection};
+use super::projection;
 use crate::content::{Channel, Recipient};
+use crate::plugins::{FeedbackEvent, FeedbackKind};
 use crate::policy::{self, SuppressionTarget};
 use crate::store::{self, Conn, Db, StoreError};
 use crate::traces::NewTrace;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::Row;
+
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReceivedEvent {
+    pub provider_event_id: String,
+    pub kind: FeedbackKind,
+    /// The delivery it is about; none while it is an orphan (or a repeat of one).
+    pub delivery_id: Option<String>,
+    /// A repeat of an event already in the ledger: nothing was written for it.
+    pub duplicate: bool,
+}
 
 /// The trace kinds this module appends to a delivery's explanation.
 pub mod kind {
@@ -433,7 +445,7 @@ async fn attach(
 /// A hard bounce or complaint suppresses the address the delivery went to (email or phone);
 /// an unsubscribe too. Channels without an address suppress the recipient on that channel.
 async fn suppress(conn: &mut Conn, d: &DeliveryRef, e: &FeedbackEvent) -> Result<(), StoreError> {
-    let Some(reason) = e.kind.suppresses() else {
+    let Some(reason) = suppression_for(e.kind) else {
         return Ok(());
     };
     let address = match d.channel {
@@ -472,6 +484,17 @@ async fn suppress(conn: &mut Conn, d: &DeliveryRef, e: &FeedbackEvent) -> Result
         },
     )
     .await
+}
+
+/// The suppression a kind of event adds for the address it was about, if any.
+fn suppression_for(kind: FeedbackKind) -> Option<policy::SuppressionReason> {
+    use policy::SuppressionReason as R;
+    match kind {
+        FeedbackKind::BouncedHard => Some(R::Bounce),
+        FeedbackKind::Complained => Some(R::Complaint),
+        FeedbackKind::Unsubscribed => Some(R::Unsubscribe),
+        _ => None,
+    }
 }
 
 /// The outcome a provider's late word on a delivered workflow step amounts to: a hard bounce

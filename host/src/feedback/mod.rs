@@ -18,118 +18,17 @@ mod ledger;
 mod projection;
 
 pub(crate) use ledger::DeliveryRef;
-pub use ledger::{LedgerEvent, events_of, kind, orphans};
+pub use ledger::{LedgerEvent, ReceivedEvent, events_of, kind, orphans};
 pub use projection::{Projection, projection};
 
+// The adapter contract's types: feedback is what they are about, but plugins carry them.
 use crate::plugins::{CallError, Plugin, PluginKind, PluginRuntime};
+pub use crate::plugins::{FeedbackEvent, FeedbackKind, WebhookRejection, WebhookRequest};
 use crate::store::{self, Db, StoreError};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sqlx::Row;
 use tracing::Instrument;
-
-/// The normalized taxonomy every adapter maps its provider's events onto.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum FeedbackKind {
-    Accepted,
-    Delivered,
-    Deferred,
-    BouncedHard,
-    BouncedSoft,
-    Complained,
-    Rejected,
-    Failed,
-    Opened,
-    Clicked,
-    Unsubscribed,
-}
-
-impl FeedbackKind {
-    pub const ALL: [FeedbackKind; 11] = [
-        FeedbackKind::Accepted,
-        FeedbackKind::Delivered,
-        FeedbackKind::Deferred,
-        FeedbackKind::BouncedHard,
-        FeedbackKind::BouncedSoft,
-        FeedbackKind::Complained,
-        FeedbackKind::Rejected,
-        FeedbackKind::Failed,
-        FeedbackKind::Opened,
-        FeedbackKind::Clicked,
-        FeedbackKind::Unsubscribed,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FeedbackKind::Accepted => "accepted",
-            FeedbackKind::Delivered => "delivered",
-            FeedbackKind::Deferred => "deferred",
-            FeedbackKind::BouncedHard => "bounced_hard",
-            FeedbackKind::BouncedSoft => "bounced_soft",
-            FeedbackKind::Complained => "complained",
-            FeedbackKind::Rejected => "rejected",
-            FeedbackKind::Failed => "failed",
-            FeedbackKind::Opened => "opened",
-            FeedbackKind::Clicked => "clicked",
-            FeedbackKind::Unsubscribed => "unsubscribed",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<FeedbackKind> {
-        FeedbackKind::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-
-    /// The suppression this kind of event adds for the address it was about, if any.
-    fn suppresses(self) -> Option<crate::policy::SuppressionReason> {
-        use crate::policy::SuppressionReason as R;
-        match self {
-            FeedbackKind::BouncedHard => Some(R::Bounce),
-            FeedbackKind::Complained => Some(R::Complaint),
-            FeedbackKind::Unsubscribed => Some(R::Unsubscribe),
-            _ => None,
-        }
-    }
-}
-
-impl std::fmt::Display for FeedbackKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// One event an adapter read from a provider's webhook.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct FeedbackEvent {
-    pub kind: FeedbackKind,
-    pub provider_event_id: String,
-    pub provider_message_id: String,
-    pub occurred_at: Option<DateTime<Utc>>,
-    pub reason: Option<String>,
-}
-
-/// A provider's webhook request, exactly as received.
-#[derive(Clone, Debug)]
-pub struct WebhookRequest {
-    pub method: String,
-    /// The absolute URL the provider called.
-    pub url: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-    pub received_at: DateTime<Utc>,
-}
-
-/// Why an adapter refused a webhook request.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum WebhookRejection {
-    #[error("unauthorized: {0}")]
-    Unauthorized(String),
-    #[error("malformed: {0}")]
-    Malformed(String),
-    #[error("unsupported: {0}")]
-    Unsupported(String),
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum FeedbackError {
@@ -165,17 +64,6 @@ pub struct Received {
     /// The stored raw request, for `belfry webhooks replay`.
     pub receipt_id: String,
     pub events: Vec<ReceivedEvent>,
-}
-
-#[derive(Clone, Debug, Serialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct ReceivedEvent {
-    pub provider_event_id: String,
-    pub kind: FeedbackKind,
-    /// The delivery it is about; none while it is an orphan (or a repeat of one).
-    pub delivery_id: Option<String>,
-    /// A repeat of an event already in the ledger: nothing was written for it.
-    pub duplicate: bool,
 }
 
 /// Verifies and records one provider webhook for `tenant` through `adapter`. Nothing is stored

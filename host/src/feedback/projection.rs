@@ -8,7 +8,7 @@
 //! - first delivered/opened/clicked are the earliest times of those kinds (set once: a later
 //!   event of the same kind cannot move them).
 
-use super::FeedbackKind;
+use crate::plugins::FeedbackKind;
 use crate::store::{self, Conn, Db, StoreError};
 use chrono::{DateTime, Utc};
 use serde::Serialize;

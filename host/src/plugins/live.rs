@@ -20,9 +20,12 @@
 //! Every rebuild keeps the builds replaced so far reachable ([`Registry::remembering`]):
 //! workflow runs and digest buckets pinned to an older build finish on it.
 
-use super::loading::plugin_paths;
-use super::{BrokenPlugin, BundledPlugin, Choices, LiveRegistry, Plugin, PluginRuntime, Registry};
-use super::{PluginKind, uploads};
+use super::kinds::PluginKind;
+use super::loading::{BundledPlugin, plugin_paths};
+use super::plugin::Plugin;
+use super::registry::{BrokenPlugin, Choices, LiveRegistry, Registry};
+use super::runtime::PluginRuntime;
+use super::uploads;
 use crate::store::{self, Backend, Db, StoreError};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

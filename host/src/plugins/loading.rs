@@ -9,8 +9,193 @@
 //! told apart in traces and pins from the one before. A plugin without assets keeps the
 //! component's own hash, as before packages.
 
+use super::assets;
+use super::capabilities;
+use super::errors::LoadError;
+use super::kinds::PluginKind;
+use super::manifest::{self, Manifest};
 use super::package::{self, Package, PackageError};
-use super::*;
+use super::plugin::{LoadedPlugin, Plugin};
+use super::reference::PluginRef;
+use super::registry::BrokenPlugin;
+use super::runtime::PluginRuntime;
+use super::tls;
+use super::{compile_cache, versions::Pre};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use wasmtime::component::Component;
+
+/// A first-party plugin compiled into the binary by `build.rs`.
+pub struct BundledPlugin {
+    pub name: &'static str,
+    pub manifest: &'static str,
+    pub wasm: &'static [u8],
+    /// Files under the manifest's granted directories: (path relative to the manifest, bytes).
+    pub files: &'static [(&'static str, &'static [u8])],
+    /// The package's assets (`plugins/NAME/assets/**`): (path inside `assets/`, bytes).
+    pub assets: &'static [(&'static str, &'static [u8])],
+}
+
+/// Config keys the host reads itself and never shows the plugin: an operator widens a
+/// plugin's network grants with them (a self-hosted ntfy server, a regional API host, a local
+/// test server) without editing the manifest the plugin's author shipped.
+pub const ALLOW_HTTP_KEY: &str = "allow_http";
+pub const ALLOW_TCP_KEY: &str = "allow_tcp";
+
+/// One kind of network grant (HTTP authorities or TCP destinations), shared by every call.
+type Grants = Arc<[capabilities::AuthorityPattern]>;
+
+/// The manifest's grants plus the operator's, taken out of `config` (comma-separated lists).
+fn operator_grants(
+    manifest: &Manifest,
+    config: &mut BTreeMap<String, String>,
+) -> Result<(Grants, Grants), String> {
+    let mut http = manifest.http.clone();
+    let mut tcp = manifest.tcp.clone();
+    for (key, parse, into) in [
+        (
+            ALLOW_HTTP_KEY,
+            capabilities::AuthorityPattern::parse as fn(&str) -> Result<_, String>,
+            &mut http,
+        ),
+        (ALLOW_TCP_KEY, manifest::parse_tcp_grant, &mut tcp),
+    ] {
+        let Some(list) = config.remove(key) else {
+            continue;
+        };
+        if manifest.kind != PluginKind::ChannelAdapter {
+            return Err(format!(
+                "config `{key}` grants network access, which only channel adapters may have"
+            ));
+        }
+        for item in list.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            into.push(parse(item).map_err(|e| format!("config `{key}`: {e}"))?);
+        }
+    }
+    Ok((http.into(), tcp.into()))
+}
+
+impl PluginRuntime {
+    pub(super) async fn load(
+        &self,
+        wasm: &[u8],
+        manifest: Manifest,
+        origin: String,
+        keep: Option<Arc<tempfile::TempDir>>,
+        assets: Arc<assets::Assets>,
+    ) -> Result<Plugin, LoadError> {
+        let invalid = |message: String| LoadError::Invalid {
+            origin: origin.clone(),
+            message,
+        };
+        let hash = hex::encode(Sha256::digest(wasm));
+        let component =
+            compile_cache::compile(&self.engine, wasm, &hash, self.config.cache_dir.as_deref())
+                .map_err(|e| invalid(format!("not a valid WebAssembly component: {e:#}")))?;
+        self.check_exports(&component, &manifest).map_err(invalid)?;
+        let linker = match manifest.kind {
+            PluginKind::ChannelAdapter => &self.adapter_linker,
+            _ => &self.linker,
+        };
+        let instance_pre = linker.instantiate_pre(&component).map_err(|e| {
+            invalid(format!(
+                "imports something a {} is not given: {e:#}",
+                manifest.kind
+            ))
+        })?;
+        let typed = |e: wasmtime::Error| {
+            invalid(format!(
+                "exports do not match the {} world of belfry:plugin@{}: {e:#}",
+                manifest.kind, manifest.wit
+            ))
+        };
+        let pre = Pre::new(manifest.kind, &manifest.wit, instance_pre).map_err(typed)?;
+        let mut config = self
+            .config
+            .plugin_config
+            .get(&manifest.name)
+            .cloned()
+            .unwrap_or_default();
+        let (http, tcp) = operator_grants(&manifest, &mut config).map_err(invalid)?;
+        tls::check_config(&manifest, &config).map_err(|e| invalid(e.to_string()))?;
+        let config = Arc::new(config);
+        let reference = PluginRef {
+            name: manifest.name.clone(),
+            version: manifest.version.clone(),
+            hash,
+        };
+        let mut plugin = LoadedPlugin {
+            reference,
+            manifest,
+            pre,
+            config,
+            http,
+            tcp,
+            description: None,
+            assets,
+            origin: origin.clone(),
+            _files: keep,
+        };
+        if plugin.manifest.kind == PluginKind::Notifier {
+            let p = Plugin(Arc::new(plugin));
+            let description = self
+                .describe(&p)
+                .await
+                .map_err(|error| LoadError::Describe {
+                    origin: origin.clone(),
+                    error,
+                })?;
+            description.validate().map_err(invalid)?;
+            plugin = Arc::into_inner(p.0).expect("no other handle to a plugin being loaded");
+            plugin.description = Some(description);
+        }
+        tracing::info!(plugin = %plugin.reference, kind = %plugin.manifest.kind, %origin, "plugin loaded");
+        Ok(Plugin(Arc::new(plugin)))
+    }
+
+    /// The WIT version is read from the versioned interface name the component exports.
+    fn check_exports(&self, component: &Component, manifest: &Manifest) -> Result<(), String> {
+        let expected_iface = match manifest.kind {
+            PluginKind::Notifier => "notifications",
+            PluginKind::Renderer => "rendering",
+            PluginKind::ChannelAdapter => "delivery",
+        };
+        let ty = component.component_type();
+        let exports: Vec<String> = ty
+            .exports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        let ours: Vec<&String> = exports
+            .iter()
+            .filter(|n| n.starts_with("belfry:plugin/"))
+            .collect();
+        let Some(found) = ours.first() else {
+            return Err(format!(
+                "exports no belfry:plugin interface (exports: {})",
+                exports.join(", ")
+            ));
+        };
+        let (iface, version) = found
+            .trim_start_matches("belfry:plugin/")
+            .split_once('@')
+            .unwrap_or((found.as_str(), ""));
+        if iface != expected_iface {
+            return Err(format!(
+                "manifest says kind = \"{}\" but the component exports {found}",
+                manifest.kind
+            ));
+        }
+        if version != manifest.wit {
+            return Err(format!(
+                "manifest says wit = \"{}\" but the component was built against belfry:plugin@{version}",
+                manifest.wit
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// The reference hash of a component with assets: SHA-256 over a tag, the component's hash
 /// and the assets' digest. With no assets it is the component's hash alone.

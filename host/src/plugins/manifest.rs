@@ -3,35 +3,12 @@
 //! mean"), because a misspelt grant that silently grants nothing is a day lost to debugging.
 
 use super::capabilities::AuthorityPattern;
+use super::kinds;
+pub use super::kinds::PluginKind;
 use super::limits::Limits;
 use crate::content::Channel;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
-
-/// What a component implements, named like its WIT world.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PluginKind {
-    Notifier,
-    Renderer,
-    ChannelAdapter,
-}
-
-impl PluginKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PluginKind::Notifier => "notifier",
-            PluginKind::Renderer => "renderer",
-            PluginKind::ChannelAdapter => "channel-adapter",
-        }
-    }
-}
-
-impl std::fmt::Display for PluginKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -140,9 +117,9 @@ const KNOWN_KEYS: &[&str] = &[
     "output_kib",
 ];
 
-/// WIT package versions this host can load, newest first (`versions.rs` keeps the list).
+/// WIT package versions this host can load, newest first.
 pub fn supported_wit(kind: PluginKind) -> &'static [&'static str] {
-    super::versions::supported(kind)
+    kinds::supported(kind)
 }
 
 impl Manifest {
@@ -175,7 +152,7 @@ impl Manifest {
             )));
         }
         let supported = supported_wit(raw.kind);
-        if !super::versions::accepts(raw.kind, &raw.wit) {
+        if !kinds::accepts(raw.kind, &raw.wit) {
             return Err(invalid(format!(
                 "wit version `{}` is not supported by this host for a {} (supported: {})",
                 raw.wit,

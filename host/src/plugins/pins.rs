@@ -9,7 +9,8 @@
 //! build is gone (an older *bundled* plugin, after the binary was upgraded) falls back to the
 //! build in force, and the delivery's story says so.
 
-use super::{Plugin, Registry};
+use super::plugin::Plugin;
+use super::registry::Registry;
 use crate::content::Channel;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -10,7 +10,8 @@
 //! render with `render_failed` naming the missing renderer (in the delivery's story). A
 //! renderer the *operator* names (`--renderer`) must exist: that is their configuration.
 
-use super::{Plugin, PluginKind};
+use super::kinds::PluginKind;
+use super::plugin::Plugin;
 use crate::content::Channel;
 use std::collections::BTreeMap;
 use std::path::PathBuf;

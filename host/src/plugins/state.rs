@@ -2,12 +2,11 @@
 //! lists, the HTTP gate, the memory limiter, and the host imports of contract 1.0 (`log`,
 //! `config`, `assets`); older contracts' `log` and `config` forward here (`versions.rs`).
 
-use super::PluginRef;
 use super::assets::Assets;
 use super::capabilities::{AuthorityPattern, HttpGate};
 use super::limits::{self, PluginLimiter};
 use super::manifest::Manifest;
-use super::versions::v1::{wit_assets, wit_config, wit_log};
+use super::reference::PluginRef;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
@@ -203,6 +202,15 @@ impl WasiView for PluginState {
     }
 }
 
+impl wasmtime_wasi_tls::WasiTlsView for PluginState {
+    fn tls(&mut self) -> wasmtime_wasi_tls::WasiTlsCtxView<'_> {
+        wasmtime_wasi_tls::WasiTlsCtxView {
+            ctx: &mut self.tls,
+            table: &mut self.table,
+        }
+    }
+}
+
 impl WasiHttpView for PluginState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
         WasiHttpCtxView {
@@ -213,8 +221,10 @@ impl WasiHttpView for PluginState {
     }
 }
 
-impl wit_log::Host for PluginState {
-    fn log(&mut self, level: wit_log::Level, message: String) {
+impl PluginState {
+    /// One line of the guest's log (`log.log`), at most [`limits::LOG_LINES_PER_CALL`] a
+    /// call, each cut to [`limits::LOG_LINE_BYTES`].
+    pub(super) fn log_line(&mut self, level: tracing::Level, message: String) {
         self.log_lines += 1;
         if self.log_lines > limits::LOG_LINES_PER_CALL {
             return;
@@ -233,32 +243,31 @@ impl wit_log::Host for PluginState {
         let message = one_line(&message);
         let plugin = self.plugin.as_str();
         match level {
-            wit_log::Level::Trace => tracing::trace!(target: "belfry::plugin", plugin, "{message}"),
-            wit_log::Level::Debug => tracing::debug!(target: "belfry::plugin", plugin, "{message}"),
-            wit_log::Level::Info => tracing::info!(target: "belfry::plugin", plugin, "{message}"),
-            wit_log::Level::Warn => tracing::warn!(target: "belfry::plugin", plugin, "{message}"),
-            wit_log::Level::Error => tracing::error!(target: "belfry::plugin", plugin, "{message}"),
+            tracing::Level::TRACE => tracing::trace!(target: "belfry::plugin", plugin, "{message}"),
+            tracing::Level::DEBUG => tracing::debug!(target: "belfry::plugin", plugin, "{message}"),
+            tracing::Level::INFO => tracing::info!(target: "belfry::plugin", plugin, "{message}"),
+            tracing::Level::WARN => tracing::warn!(target: "belfry::plugin", plugin, "{message}"),
+            _ => tracing::error!(target: "belfry::plugin", plugin, "{message}"),
         }
     }
-}
 
-impl wit_config::Host for PluginState {
-    fn get(&mut self, key: String) -> Option<String> {
-        self.config.get(&key).cloned()
+    /// A config value of this plugin (`config.get`).
+    pub(super) fn config_value(&self, key: &str) -> Option<String> {
+        self.config.get(key).cloned()
     }
-}
 
-impl wit_assets::Host for PluginState {
-    fn read(&mut self, path: String) -> wasmtime::Result<Option<Vec<u8>>> {
-        let Some(bytes) = self.assets.read(&path) else {
+    /// A file of the call's assets (`assets.read`), paid for from the call's budget.
+    pub(super) fn read_asset(&mut self, path: &str) -> wasmtime::Result<Option<Vec<u8>>> {
+        let Some(bytes) = self.assets.read(path) else {
             return Ok(None);
         };
         self.spend_on_assets(bytes.len(), "reading assets")?;
         Ok(Some(bytes.to_vec()))
     }
 
-    fn list(&mut self, prefix: String) -> wasmtime::Result<Vec<String>> {
-        let paths = self.assets.list(&prefix);
+    /// The paths of the call's assets under `prefix` (`assets.list`), paid for likewise.
+    pub(super) fn list_assets(&mut self, prefix: &str) -> wasmtime::Result<Vec<String>> {
+        let paths = self.assets.list(prefix);
         // Each path is counted with some overhead, so that listing many short names is not free.
         let size = paths.iter().map(|p| p.len() + 8).sum();
         self.spend_on_assets(size, "listing assets")?;

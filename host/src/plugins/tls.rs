@@ -18,10 +18,9 @@
 //! [`HandshakeFailure`]'s prefixes, so it can tell a refused certificate (a configuration
 //! problem: not worth a retry) from a dropped connection (worth one).
 
-use super::PluginRef;
 use super::capabilities::AuthorityPattern;
 use super::manifest::{Manifest, PluginKind};
-use super::state::PluginState;
+use super::reference::PluginRef;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use std::collections::{BTreeMap, HashMap};
@@ -32,8 +31,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::SystemTime;
 use wasmtime::component::Linker;
 use wasmtime_wasi_tls::{
-    TlsProvider, TlsStream, TlsTransport, WasiTlsCtx, WasiTlsCtxBuilder, WasiTlsCtxView,
-    WasiTlsView,
+    TlsProvider, TlsStream, TlsTransport, WasiTlsCtx, WasiTlsCtxBuilder, WasiTlsView,
 };
 
 /// The plugin config key naming a PEM file of extra trusted roots, added to Mozilla's.
@@ -88,20 +86,14 @@ impl HandshakeFailure {
     }
 }
 
-/// Links `wasi:tls` into the channel adapters' linker.
-pub(super) fn add_to_linker(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
+/// Links `wasi:tls` into the channel adapters' linker. (The store's state gives the context
+/// [`context`] made: `state.rs`.)
+pub(super) fn add_to_linker<T: WasiTlsView + 'static>(
+    linker: &mut Linker<T>,
+) -> wasmtime::Result<()> {
     let mut options = wasmtime_wasi_tls::p2::LinkOptions::default();
     options.tls(true);
     wasmtime_wasi_tls::p2::add_to_linker(linker, &options)
-}
-
-impl WasiTlsView for PluginState {
-    fn tls(&mut self) -> WasiTlsCtxView<'_> {
-        WasiTlsCtxView {
-            ctx: &mut self.tls,
-            table: &mut self.table,
-        }
-    }
 }
 
 /// Checks a plugin's `tls_ca_file` when it is loaded, so a bad one fails the load with the

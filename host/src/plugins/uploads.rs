@@ -7,8 +7,10 @@
 //! the assets alone as a gzip-compressed tar, [`package::assets_to_archive`]; NULL for a plugin
 //! without assets), so a restart, or another node, loads the same build with its templates.
 
+use super::errors::LoadError;
 use super::package::{self, Package};
-use super::{LoadError, Plugin, PluginRuntime};
+use super::plugin::Plugin;
+use super::runtime::PluginRuntime;
 use crate::store::{self, Db, StoreError};
 use sqlx::Row;
 
@@ -103,10 +105,10 @@ pub enum UploadError {
     Load(#[from] LoadError),
     /// It loads but cannot join the others (say, a second notifier with a taken key).
     #[error(transparent)]
-    Conflict(#[from] super::RegistryError),
+    Conflict(#[from] super::registry::RegistryError),
     /// Its workflow changes the steps of a published `(key, version)`.
     #[error(transparent)]
-    Workflow(#[from] crate::workflows::definition::PublishError),
+    Workflow(#[from] super::workflow::PublishError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

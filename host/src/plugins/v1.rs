@@ -10,13 +10,13 @@
 //! lookup; `tests/contract_versions.rs` proves it for wasmtime 48).
 
 use crate::content::{Channel, Content, InAppAction, Recipient, RenderRequest};
-use crate::feedback::{FeedbackEvent, FeedbackKind, WebhookRejection, WebhookRequest};
-use crate::plugins::state::PluginState;
-use crate::plugins::{
-    Fallback, Hold, NotifierDescription, OutgoingMessage, RecipientPlan, SendError,
+use crate::plugins::contract::{
+    Fallback, FeedbackEvent, FeedbackKind, Hold, NotifierDescription, OutgoingMessage,
+    RecipientPlan, SendError, WebhookRejection, WebhookRequest,
 };
+use crate::plugins::state::PluginState;
+use crate::plugins::workflow;
 use crate::policy::Severity;
-use crate::workflows;
 use std::future::Future;
 use wasmtime::Store;
 
@@ -362,18 +362,18 @@ pub fn description_from_wit(d: wit_notifications::Description) -> NotifierDescri
     }
 }
 
-fn workflow_from_wit(w: wit_notifications::Workflow) -> workflows::Workflow {
+fn workflow_from_wit(w: wit_notifications::Workflow) -> workflow::Workflow {
     use wit_notifications::{StepOutcome as O, StepTarget as T};
-    workflows::Workflow {
+    workflow::Workflow {
         key: w.key,
         version: w.version,
         steps: w
             .steps
             .into_iter()
-            .map(|s| workflows::Step {
+            .map(|s| workflow::Step {
                 key: s.key,
                 channel: channel_from_wit(s.channel),
-                wait: s.wait.map(|w| workflows::Wait {
+                wait: s.wait.map(|w| workflow::Wait {
                     after_ms: w.after_ms,
                     cancel_on: w.cancel_on,
                     resume_on: w.resume_on,
@@ -381,18 +381,18 @@ fn workflow_from_wit(w: wit_notifications::Workflow) -> workflows::Workflow {
                 on_outcome: s
                     .on_outcome
                     .into_iter()
-                    .map(|b| workflows::Branch {
+                    .map(|b| workflow::Branch {
                         outcome: match b.outcome {
-                            O::Delivered => workflows::StepOutcome::Delivered,
-                            O::Suppressed => workflows::StepOutcome::Suppressed,
-                            O::Failed => workflows::StepOutcome::Failed,
-                            O::RetriesExhausted => workflows::StepOutcome::RetriesExhausted,
-                            O::PermanentlyFailed => workflows::StepOutcome::PermanentlyFailed,
-                            O::Bounced => workflows::StepOutcome::Bounced,
+                            O::Delivered => workflow::StepOutcome::Delivered,
+                            O::Suppressed => workflow::StepOutcome::Suppressed,
+                            O::Failed => workflow::StepOutcome::Failed,
+                            O::RetriesExhausted => workflow::StepOutcome::RetriesExhausted,
+                            O::PermanentlyFailed => workflow::StepOutcome::PermanentlyFailed,
+                            O::Bounced => workflow::StepOutcome::Bounced,
                         },
                         then: match b.then {
-                            T::Goto(k) => workflows::Target::Goto(k),
-                            T::Stop => workflows::Target::Stop,
+                            T::Goto(k) => workflow::Target::Goto(k),
+                            T::Stop => workflow::Target::Stop,
                         },
                     })
                     .collect(),

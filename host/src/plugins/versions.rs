@@ -9,27 +9,30 @@
 //! - the pre-instantiated and live instance enums (`Pre`, `Instance`, one variant per kind and
 //!   version) and their instantiation;
 //! - the dispatch of every call to the right version (`impl NotifierCalls for
-//!   NotifierInstance`, ...), so `mod.rs` makes each call once, on a 1.0-shaped instance;
-//! - [`Pre::new`], which picks the bindings for a manifest's `wit`, and [`supported`], the
-//!   versions a manifest may name (and the manifest check's error text);
+//!   NotifierInstance`, ...), so `calls.rs` makes each call once, on a 1.0-shaped instance;
+//! - [`Pre::new`], which picks the bindings for a manifest's `wit` (the versions a manifest may
+//!   name are listed in `kinds.rs`, below the manifest and these bindings alike; a test here
+//!   holds that list to this one);
 //! - [`add_to_linker`]: every version's host imports (`log`, `config`, and 1.0's `assets`),
 //!   each under its own versioned name;
-//! - the `log`/`config` host traits of every older version, forwarded to 1.0's in `state.rs`.
+//! - the `log`/`config` host traits of every older version, forwarded to 1.0's in
+//!   `host_imports.rs`.
 //!
-//! **Adding a version.** No call arm, linker line, host-trait forwarding or version list lives
-//! anywhere else, so:
+//! **Adding a version.** No call arm, linker line or host-trait forwarding lives anywhere
+//! else, so:
 //! - a 1.x minor version edits `wit/plugin@1` in place (additively, `wit/README.md`) and bumps
-//!   `v1::VERSION`: one host file, plus `state.rs` when it adds a host function (its Rust).
-//!   Plugins built for an earlier 1.x need no code: wasmtime matches their `@1.M` names to the
-//!   host's `@1.N` ones, and [`serves`] accepts their manifests;
+//!   `v1::VERSION` (and its entry in `kinds::supported`), plus `host_imports.rs` when it adds
+//!   a host function (its Rust). Plugins built for an earlier 1.x need no code: wasmtime
+//!   matches their `@1.M` names to the host's `@1.N` ones, and `kinds::serves` accepts their
+//!   manifests;
 //! - an older-style version beside the hub (how 0.2 … 0.5 would be added now): its
 //!   `since_*.rs` (bindings plus `NotifierCalls`/`RendererCalls`/`AdapterCalls` converting up),
 //!   a `#[path] mod` line below and its name in the lists of the `versions!` invocation, in each
-//!   kind it has a world for, newest first: two host files;
+//!   kind it has a world for, newest first, and its version in `kinds::supported`;
 //! - a new major version (2.0) becomes the hub: `v2.rs` (bindings, the `*Calls` traits and the
 //!   conversions to the engine's types), `v1.rs` renamed `since_v1.rs` converting up into it,
-//!   this list with `current: v2`, and `state.rs`'s host impls moved to 2.0's traits (1.x's
-//!   `log` and `config` are then forwarded by this macro like 0.x's).
+//!   this list with `current: v2`, and `host_imports.rs` moved to 2.0's traits (1.x's `log`
+//!   and `config` are then forwarded by this macro like 0.x's).
 
 #![allow(non_camel_case_types)]
 
@@ -46,34 +49,11 @@ pub mod since_v0_5;
 #[path = "v1.rs"]
 pub mod v1;
 
-use super::manifest::PluginKind;
+use super::kinds::{PluginKind, serves, supported};
 use super::state::PluginState;
 use v1::{AdapterCalls, NotifierCalls, RendererCalls};
 use wasmtime::Store;
 use wasmtime::component::{HasSelf, InstancePre, Linker};
-
-/// Whether bindings for contract `binding` load a plugin whose manifest says `wit`. A 0.x
-/// version serves only itself; a 1.x binding serves every 1.x up to its own (`1.0.0` now), so
-/// a plugin built for 1.0 keeps loading on a 1.2 host with no host code for 1.0.
-pub fn serves(binding: &str, wit: &str) -> bool {
-    if binding == wit {
-        return true;
-    }
-    let parse = |v: &str| -> Option<(u64, u64, u64)> {
-        let mut parts = v.split('.').map(|p| p.parse::<u64>().ok());
-        let out = (parts.next()??, parts.next()??, parts.next()??);
-        parts.next().is_none().then_some(out)
-    };
-    match (parse(binding), parse(wit)) {
-        (Some(b), Some(w)) => b.0 >= 1 && w.0 == b.0 && (w.1, w.2) <= (b.1, b.2),
-        _ => false,
-    }
-}
-
-/// Whether a manifest's `wit` is one this host loads for `kind`.
-pub fn accepts(kind: PluginKind, wit: &str) -> bool {
-    supported(kind).iter().any(|binding| serves(binding, wit))
-}
 
 macro_rules! versions {
     (
@@ -215,8 +195,9 @@ macro_rules! versions {
             }
         }
 
-        /// The contract versions a manifest of `kind` may name, newest first.
-        pub fn supported(kind: PluginKind) -> &'static [&'static str] {
+        /// The versions bound here, newest first: what `kinds::supported` must list.
+        #[cfg(test)]
+        fn bound(kind: PluginKind) -> &'static [&'static str] {
             match kind {
                 PluginKind::Notifier => &[$($nm::VERSION),*],
                 PluginKind::Renderer => &[$($rm::VERSION),*],
@@ -238,7 +219,7 @@ macro_rules! versions {
         }
 
         // An older version's `log` and `config` are answered by the current version's host
-        // code (`state.rs`): same functions, other names.
+        // code (`host_imports.rs`): same functions, other names.
         $(
             impl $old::wit_log::Host for PluginState {
                 fn log(&mut self, level: $old::wit_log::Level, message: String) {
@@ -282,33 +263,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_1x_binding_serves_every_1x_up_to_its_own() {
-        assert!(serves("1.0.0", "1.0.0"));
-        assert!(serves("1.2.0", "1.0.0"));
-        assert!(serves("1.2.0", "1.1.3"));
-        assert!(!serves("1.0.0", "1.1.0"), "a plugin newer than the host");
-        assert!(!serves("1.0.0", "2.0.0"));
-        assert!(!serves("1.0.0", "0.4.0"));
-        assert!(
-            !serves("0.4.0", "0.3.0"),
-            "0.x versions serve only themselves"
-        );
-        assert!(!serves("1.0.0", "1.0"));
-        assert!(!serves("1.0.0", "1.0.0.0"));
-    }
-
-    #[test]
     fn every_kind_loads_1_0() {
         for kind in [
             PluginKind::Notifier,
             PluginKind::Renderer,
             PluginKind::ChannelAdapter,
         ] {
-            assert!(accepts(kind, "1.0.0"), "{kind}");
+            assert!(super::super::kinds::accepts(kind, "1.0.0"), "{kind}");
             assert_eq!(supported(kind)[0], v1::VERSION);
         }
+        use super::super::kinds::accepts;
         assert!(accepts(PluginKind::Notifier, "0.4.0"));
         assert!(!accepts(PluginKind::Renderer, "0.4.0"));
         assert!(accepts(PluginKind::ChannelAdapter, "0.5.0"));
+    }
+
+    #[test]
+    fn the_bindings_are_the_supported_list() {
+        for kind in [
+            PluginKind::Notifier,
+            PluginKind::Renderer,
+            PluginKind::ChannelAdapter,
+        ] {
+            assert_eq!(bound(kind), supported(kind), "{kind}");
+        }
     }
 }

@@ -14,7 +14,7 @@
 //! A call made with [`Reuse::Fresh`] never sees a warm instance, and limits (CPU time, wall
 //! time, memory, output) are per call either way.
 
-use super::Plugin;
+use super::plugin::Plugin;
 use super::state::PluginState;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

@@ -21,8 +21,8 @@ pub mod name {
     /// What a provider reported about a delivery: `delivery.delivered`, `delivery.opened`,
     /// `delivery.bounced` (hard or soft), … — one per new feedback event, its payload naming
     /// the `notification_id`, `delivery_id`, the normalized `kind` and the provider's event id.
-    pub fn of_feedback(kind: crate::feedback::FeedbackKind) -> String {
-        use crate::feedback::FeedbackKind as K;
+    pub fn of_feedback(kind: crate::plugins::FeedbackKind) -> String {
+        use crate::plugins::FeedbackKind as K;
         match kind {
             K::BouncedHard | K::BouncedSoft => "delivery.bounced".into(),
             other => format!("delivery.{}", other.as_str()),
