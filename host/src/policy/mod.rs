@@ -4,15 +4,23 @@
 //! - [`inputs`]: preferences, recipient settings and suppressions — validated, stored per
 //!   tenant, with `*` rows as the tenant's defaults;
 //! - [`decide`]: the decision, taken at plan time (inside the trigger transaction) and again
-//!   at send time (re-reading every input), in one fixed order where the first failure wins;
+//!   at send time (re-reading every input): [`load`] reads what it needs into [`facts`], and
+//!   [`rules`] judge them without I/O, in one fixed order where the first failure wins
+//!   ([`decision`] is what comes out);
 //! - [`quiet_hours`]: the local-time maths of quiet hours, DST included.
 //!
 //! Every decision is recorded as a trace (`policy.checked`) naming the checkpoint, each rule
 //! looked at, the inputs it used and the outcome; `explain` shows them in order.
 
+#[cfg(test)]
+mod cases;
 pub mod decide;
+pub mod decision;
+pub mod facts;
 pub mod inputs;
+pub mod load;
 pub mod quiet_hours;
+pub mod rules;
 
 pub use decide::{Checkpoint, Decision, Outcome, RuleCheck};
 pub use inputs::{
