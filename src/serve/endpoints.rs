@@ -2,10 +2,10 @@
 //! endpoints belfry posts lifecycle events to, and reads what was posted to each.
 
 use super::AppState;
-use super::api::{Body, body};
 use super::auth::Caller;
 use super::error::{ApiError, Path};
-use super::openapi::{EndpointList, EndpointSecret, ErrorBody, KeyErrors, MessageList, Recovered};
+use super::request::{Body, body};
+use super::schemas::{EndpointList, EndpointSecret, ErrorBody, KeyErrors, MessageList, Recovered};
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;

@@ -90,7 +90,7 @@ impl IntoResponse for ApiError {
 /// NUL in a request's path or query (`%00`), refused before any handler runs: the one text
 /// rule ([`belfry_host::text`]) for every route at once, including the ones that only look
 /// up (on PostgreSQL a NUL in a lookup fails the statement: a 500). Bodies are checked by
-/// [`super::api::Body`].
+/// [`super::request::Body`].
 pub async fn refuse_nul(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let uri = request.uri();
     // A NUL can reach a path or query only percent-encoded: the HTTP parser refuses a raw one.

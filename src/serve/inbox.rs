@@ -4,7 +4,7 @@
 use super::AppState;
 use super::auth::EndUser;
 use super::error::{ApiError, Path};
-use super::openapi::{ErrorBody, InboxErrors, InboxPage, ReadAll};
+use super::schemas::{ErrorBody, InboxErrors, InboxPage, ReadAll};
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;

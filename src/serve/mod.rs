@@ -5,13 +5,23 @@
 //! errors to the one error shape ([`error::ApiError`]). Who may call what is decided by the
 //! extractors in [`auth`], named in each handler's signature.
 
-pub mod api;
 pub mod auth;
+pub mod deliveries;
 pub mod endpoints;
 pub mod error;
+pub mod events;
 pub mod inbox;
+pub mod inbox_tokens;
+pub mod keys;
 pub mod openapi;
 pub mod pages;
+pub mod plugins;
+pub mod recipients;
+pub mod request;
+pub mod schemas;
+pub mod signals;
+pub mod suppressions;
+pub mod tenants;
 pub mod unsubscribe;
 pub mod webhooks;
 
@@ -105,12 +115,12 @@ fn prometheus() -> metrics_exporter_prometheus::PrometheusHandle {
 /// The whole HTTP surface, for a given state.
 pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
-        .route("/events", post(api::trigger).get(api::events))
-        .route("/events/{id}", get(api::event))
-        .route("/notifications/{id}", get(api::notification))
-        .route("/deliveries", get(api::deliveries))
-        .route("/deliveries/{id}", get(api::delivery))
-        .route("/deliveries/{id}/explain", get(api::explain))
+        .route("/events", post(events::trigger).get(events::events))
+        .route("/events/{id}", get(events::event))
+        .route("/notifications/{id}", get(events::notification))
+        .route("/deliveries", get(deliveries::deliveries))
+        .route("/deliveries/{id}", get(deliveries::delivery))
+        .route("/deliveries/{id}/explain", get(deliveries::explain))
         .route(
             "/deliveries/{id}/feedback",
             get(webhooks::delivery_feedback),
@@ -130,36 +140,42 @@ pub fn router(state: AppState) -> Router {
             "/unsubscribe/{token}",
             post(unsubscribe::one_click).get(unsubscribe::page),
         )
-        .route("/deliveries/{id}/cancel", post(api::cancel))
+        .route("/deliveries/{id}/cancel", post(deliveries::cancel))
         .route(
             "/recipients/{id}/preferences",
-            get(api::preferences).put(api::set_preference),
+            get(recipients::preferences).put(recipients::set_preference),
         )
         .route(
             "/recipients/{id}/settings",
-            get(api::settings).patch(api::set_settings),
+            get(recipients::settings).patch(recipients::set_settings),
         )
         .route(
             "/suppressions",
-            get(api::suppressions).post(api::add_suppression),
+            get(suppressions::suppressions).post(suppressions::add_suppression),
         )
-        .route("/suppressions/{id}", delete(api::remove_suppression))
-        .route("/signals", post(api::signal))
+        .route(
+            "/suppressions/{id}",
+            delete(suppressions::remove_suppression),
+        )
+        .route("/signals", post(signals::signal))
         .route(
             "/plugins",
-            get(api::plugins)
-                .post(api::load_plugin)
+            get(plugins::plugins)
+                .post(plugins::load_plugin)
                 .layer(DefaultBodyLimit::max(state.config.max_plugin_bytes)),
         )
-        .route("/inbox/tokens", post(api::inbox_token))
+        .route("/inbox/tokens", post(inbox_tokens::inbox_token))
         .route("/inbox", get(inbox::list))
         .route("/inbox/counts", get(inbox::counts))
         .route("/inbox/stream", get(inbox::stream))
         .route("/inbox/read-all", post(inbox::read_all))
         .route("/inbox/items/{id}/{action}", post(inbox::mark))
-        .route("/tenants", get(api::tenants).post(api::create_tenant))
-        .route("/keys", get(api::keys).post(api::create_key))
-        .route("/keys/{id}/revoke", post(api::revoke_key))
+        .route(
+            "/tenants",
+            get(tenants::tenants).post(tenants::create_tenant),
+        )
+        .route("/keys", get(keys::keys).post(keys::create_key))
+        .route("/keys/{id}/revoke", post(keys::revoke_key))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     Router::new()

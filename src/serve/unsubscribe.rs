@@ -7,7 +7,7 @@
 
 use super::AppState;
 use super::error::{ApiError, Path};
-use super::openapi::ErrorBody;
+use super::schemas::ErrorBody;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};

@@ -9,7 +9,7 @@
 use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, Path};
-use super::openapi::{ErrorBody, FeedbackView, KeyErrors};
+use super::schemas::{ErrorBody, FeedbackView, KeyErrors};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{OriginalUri, State};
