@@ -140,62 +140,7 @@ impl Manifest {
             }
             invalid(message)
         })?;
-        if raw.name.is_empty()
-            || !raw
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            return Err(invalid(format!(
-                "name `{}` must be non-empty ASCII letters, digits, `-` or `_`",
-                raw.name
-            )));
-        }
-        let supported = supported_wit(raw.kind);
-        if !kinds::accepts(raw.kind, &raw.wit) {
-            return Err(invalid(format!(
-                "wit version `{}` is not supported by this host for a {} (supported: {})",
-                raw.wit,
-                raw.kind,
-                supported.join(", ")
-            )));
-        }
-        if raw.kind != PluginKind::ChannelAdapter && !raw.channels.is_empty() {
-            return Err(invalid(
-                "`channels` is only meaningful for kind = \"channel-adapter\"".into(),
-            ));
-        }
-        if raw.kind != PluginKind::ChannelAdapter && raw.default_route.is_some() {
-            return Err(invalid(
-                "`default_route` is only meaningful for kind = \"channel-adapter\"".into(),
-            ));
-        }
-        if raw.kind != PluginKind::Notifier && raw.renderer.is_some() {
-            return Err(invalid(
-                "`renderer` is only meaningful for kind = \"notifier\"".into(),
-            ));
-        }
-        if let Some(r) = &raw.renderer
-            && let Err(e) = crate::text::identifier("renderer", r)
-        {
-            return Err(invalid(format!("`renderer` must name a plugin: {e}")));
-        }
-        if raw.kind == PluginKind::ChannelAdapter && raw.channels.contains(&Channel::InApp) {
-            return Err(invalid(
-                "in-app is delivered by the host's inbox, not by an adapter".into(),
-            ));
-        }
-        for (name, list) in [
-            ("http", &raw.capabilities.http),
-            ("tcp", &raw.capabilities.tcp),
-        ] {
-            if raw.kind != PluginKind::ChannelAdapter && !list.is_empty() {
-                return Err(invalid(format!(
-                    "capabilities.{name} is only available to channel adapters, not to a {}",
-                    raw.kind
-                )));
-            }
-        }
+        check_fields(&raw).map_err(invalid)?;
         let http = raw
             .capabilities
             .http
@@ -248,6 +193,60 @@ impl Manifest {
             limits,
         })
     }
+}
+
+/// What a parsed manifest must satisfy field by field, before its grants are read: the first
+/// failure, named.
+fn check_fields(raw: &RawManifest) -> Result<(), String> {
+    if raw.name.is_empty()
+        || !raw
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(format!(
+            "name `{}` must be non-empty ASCII letters, digits, `-` or `_`",
+            raw.name
+        ));
+    }
+    let supported = supported_wit(raw.kind);
+    if !kinds::accepts(raw.kind, &raw.wit) {
+        return Err(format!(
+            "wit version `{}` is not supported by this host for a {} (supported: {})",
+            raw.wit,
+            raw.kind,
+            supported.join(", ")
+        ));
+    }
+    if raw.kind != PluginKind::ChannelAdapter && !raw.channels.is_empty() {
+        return Err("`channels` is only meaningful for kind = \"channel-adapter\"".into());
+    }
+    if raw.kind != PluginKind::ChannelAdapter && raw.default_route.is_some() {
+        return Err("`default_route` is only meaningful for kind = \"channel-adapter\"".into());
+    }
+    if raw.kind != PluginKind::Notifier && raw.renderer.is_some() {
+        return Err("`renderer` is only meaningful for kind = \"notifier\"".into());
+    }
+    if let Some(r) = &raw.renderer
+        && let Err(e) = crate::text::identifier("renderer", r)
+    {
+        return Err(format!("`renderer` must name a plugin: {e}"));
+    }
+    if raw.kind == PluginKind::ChannelAdapter && raw.channels.contains(&Channel::InApp) {
+        return Err("in-app is delivered by the host's inbox, not by an adapter".into());
+    }
+    for (name, list) in [
+        ("http", &raw.capabilities.http),
+        ("tcp", &raw.capabilities.tcp),
+    ] {
+        if raw.kind != PluginKind::ChannelAdapter && !list.is_empty() {
+            return Err(format!(
+                "capabilities.{name} is only available to channel adapters, not to a {}",
+                raw.kind
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A TCP grant is `host:port` or `host:*`: no scheme, and a port is required because TCP has

@@ -443,35 +443,8 @@ fn unpack(
             _ => None,
         };
         if let Some((limit, what)) = extension {
-            if size > limit {
-                return Err(PackageError::EntryTooLarge {
-                    path: String::from_utf8_lossy(&entry.path_bytes())
-                        .chars()
-                        .take(80)
-                        .collect(),
-                    size,
-                    limit,
-                    what,
-                });
-            }
-            let data = read_entry(&mut entry, size, &corrupt)?;
-            match ty {
-                tar::EntryType::GNULongName => {
-                    let end = data.iter().position(|&b| b == 0).unwrap_or(data.len());
-                    long_name = Some(data[..end].to_vec());
-                }
-                tar::EntryType::XHeader => {
-                    for record in tar::PaxExtensions::new(&data) {
-                        let record = record.map_err(corrupt)?;
-                        if record.key_bytes() == b"path" {
-                            pax_path = Some(record.value_bytes().to_vec());
-                        }
-                    }
-                }
-                // A long link names a link's target (links are refused below); a pax global
-                // header (what `git archive` writes first) is metadata for the whole archive.
-                _ => {}
-            }
+            let names = (&mut long_name, &mut pax_path);
+            read_extension(&mut entry, ty, (limit, what), names, &corrupt)?;
             continue;
         }
         let raw = pax_path
@@ -487,34 +460,8 @@ fn unpack(
         })?;
         // `tar -C DIR -czf x .` names entries `./manifest.toml` and lists `./` itself.
         let path = path.strip_prefix("./").unwrap_or(&path);
-        let kind = match ty {
-            tar::EntryType::Regular | tar::EntryType::Continuous => None,
-            tar::EntryType::Directory => {
-                let dir = path.trim_end_matches('/');
-                if dir.is_empty() || dir == "." {
-                    continue;
-                }
-                assets::check_path(dir)?;
-                if dir != ASSETS && !dir.starts_with("assets/") {
-                    return Err(PackageError::Unexpected {
-                        path: dir.to_string(),
-                    });
-                }
-                continue;
-            }
-            tar::EntryType::Symlink => Some("a symbolic link"),
-            tar::EntryType::Link => Some("a hard link"),
-            tar::EntryType::Char => Some("a character device"),
-            tar::EntryType::Block => Some("a block device"),
-            tar::EntryType::Fifo => Some("a FIFO"),
-            tar::EntryType::GNUSparse => Some("a sparse file"),
-            _ => Some("an entry of an unknown type"),
-        };
-        if let Some(kind) = kind {
-            return Err(PackageError::NotRegular {
-                path: path.chars().take(200).collect(),
-                kind,
-            });
+        if !regular_file(ty, path)? {
+            continue;
         }
         assets::check_path(path)?;
         let part = classify(path)?;
@@ -549,6 +496,80 @@ fn unpack(
         ));
     }
     Ok(())
+}
+
+/// Reads an extension header (a GNU long name or link, a pax header), bounded by `bound`,
+/// and keeps what it says for the entry after it: a long name or a pax `path`.
+fn read_extension<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    ty: tar::EntryType,
+    (limit, what): (u64, &'static str),
+    (long_name, pax_path): (&mut Option<Vec<u8>>, &mut Option<Vec<u8>>),
+    corrupt: &impl Fn(std::io::Error) -> PackageError,
+) -> Result<(), PackageError> {
+    let size = entry.size();
+    if size > limit {
+        return Err(PackageError::EntryTooLarge {
+            path: String::from_utf8_lossy(&entry.path_bytes())
+                .chars()
+                .take(80)
+                .collect(),
+            size,
+            limit,
+            what,
+        });
+    }
+    let data = read_entry(entry, size, corrupt)?;
+    match ty {
+        tar::EntryType::GNULongName => {
+            let end = data.iter().position(|&b| b == 0).unwrap_or(data.len());
+            *long_name = Some(data[..end].to_vec());
+        }
+        tar::EntryType::XHeader => {
+            for record in tar::PaxExtensions::new(&data) {
+                let record = record.map_err(corrupt)?;
+                if record.key_bytes() == b"path" {
+                    *pax_path = Some(record.value_bytes().to_vec());
+                }
+            }
+        }
+        // A long link names a link's target (links are refused below); a pax global
+        // header (what `git archive` writes first) is metadata for the whole archive.
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Whether an entry at `path` is a regular file to take (`true`) or a directory to pass over
+/// (`false`, once its path is checked); anything else (a link, a device) is refused.
+fn regular_file(ty: tar::EntryType, path: &str) -> Result<bool, PackageError> {
+    let kind = match ty {
+        tar::EntryType::Regular | tar::EntryType::Continuous => return Ok(true),
+        tar::EntryType::Directory => {
+            let dir = path.trim_end_matches('/');
+            if dir.is_empty() || dir == "." {
+                return Ok(false);
+            }
+            assets::check_path(dir)?;
+            if dir != ASSETS && !dir.starts_with("assets/") {
+                return Err(PackageError::Unexpected {
+                    path: dir.to_string(),
+                });
+            }
+            return Ok(false);
+        }
+        tar::EntryType::Symlink => "a symbolic link",
+        tar::EntryType::Link => "a hard link",
+        tar::EntryType::Char => "a character device",
+        tar::EntryType::Block => "a block device",
+        tar::EntryType::Fifo => "a FIFO",
+        tar::EntryType::GNUSparse => "a sparse file",
+        _ => "an entry of an unknown type",
+    };
+    Err(PackageError::NotRegular {
+        path: path.chars().take(200).collect(),
+        kind,
+    })
 }
 
 /// An entry's `size` bytes (already checked against its bound), all of them.
