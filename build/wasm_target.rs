@@ -5,7 +5,7 @@
 //! project) keeps the targets it had, and the plugin build then fails deep inside cargo with
 //! `can't find crate for std`. So the build script looks for the target's standard library
 //! itself and, when it is missing, asks rustup for it. Kept apart from `build.rs` so that
-//! `tests/first_run.rs` can run it against a fake sysroot and a fake rustup.
+//! `tests/it/first_run.rs` can run it against a fake sysroot and a fake rustup.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,14 @@
 //! Nothing a caller sends can stop a real `belfry serve` answering: plugin calls that compute
 //! until their deadline leave the async workers to everyone else, and on SQLite large
 //! triggers wait their turn to write instead of failing with "database is locked".
+//!
+//! A binary of its own: `healthz_answers_while_plugins_compute` times a real server against a
+//! 100 ms bound on a two-core machine; in the shared binary the other tests' work would take
+//! those cores and break the bound for reasons of their own.
 
+// The shared set-up of `tests/it`, of which this binary uses a part.
+#[path = "it/common/mod.rs"]
+#[allow(dead_code)]
 mod common;
 
 use common::Backend;

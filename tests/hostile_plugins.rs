@@ -1,7 +1,14 @@
 //! Hostile plugins, one folder per case under `tests/fixtures/plugins/` (built from source by
 //! `build.rs`): each must fail its own call with the expected reason within its limit, and a
 //! normal plugin must work right after, in the same process and runtime.
+//!
+//! A binary of its own: it puts a secret into the process environment (`std::env::set_var`)
+//! for the `env-var` case to look for, which is unsound while other threads may read the
+//! environment (every PostgreSQL test reads `BELFRY_TEST_POSTGRES_URL`).
 
+// The shared set-up of `tests/it`, of which this binary uses a part.
+#[path = "it/common/mod.rs"]
+#[allow(dead_code)]
 mod common;
 
 use belfry::host::content::{Channel, Content, Recipient, RenderRequest};

@@ -11,7 +11,13 @@
 //! SQLite: `EXPLAIN QUERY PLAN`. PostgreSQL: `EXPLAIN (FORMAT JSON)` of the generic plan
 //! (`plan_cache_mode = force_generic_plan`), the one a prepared statement settles on, so the
 //! plan cannot hang on the values bound.
+//!
+//! A binary of its own: it installs the process-wide tracing subscriber and records every
+//! statement sqlx runs in the process; other tests' statements would be recorded too.
 
+// The shared set-up of `tests/it`, of which this binary uses a part.
+#[path = "it/common/mod.rs"]
+#[allow(dead_code)]
 mod common;
 
 use belfry::host::content::Channel;

@@ -1,4 +1,4 @@
-"""An SMTP server for tests/adapters.rs, on aiosmtpd.
+"""An SMTP server for tests/it/adapters.rs, on aiosmtpd.
 
 Listens on 127.0.0.1 on a free port and prints `READY <port>` on stdout. Every accepted
 message is written to OUT_DIR/<n>.json ({"mail_from", "rcpt_tos", "data", "login"}), written

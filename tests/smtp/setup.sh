@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs aiosmtpd (pinned, from PyPI) into a venv for tests/adapters.rs, which runs
+# Installs aiosmtpd (pinned, from PyPI) into a venv for tests/it/adapters.rs, which runs
 # tests/smtp/server.py on 127.0.0.1 as the SMTP server the smtp adapter talks to.
 # Usage: setup.sh VENV_DIR (the test passes a directory under the cargo target dir).
 # Idempotent; prints little.

@@ -1,4 +1,4 @@
-"""A webhook endpoint for tests/endpoints.rs that checks belfry's requests with the official
+"""A webhook endpoint for tests/it/endpoints.rs that checks belfry's requests with the official
 `standardwebhooks` package.
 
 Listens on 127.0.0.1 on a free port and prints `READY <port>` on stdout. The endpoint's

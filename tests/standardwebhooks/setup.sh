@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the official Standard Webhooks Python package (pinned, from PyPI) into a venv for
-# tests/endpoints.rs, which runs tests/standardwebhooks/receiver.py on 127.0.0.1 as an
+# tests/it/endpoints.rs, which runs tests/standardwebhooks/receiver.py on 127.0.0.1 as an
 # endpoint that verifies every request belfry posts with that package, not with our code.
 # Usage: setup.sh VENV_DIR (the test passes a directory under the cargo target dir).
 # Idempotent; prints little.

@@ -4,7 +4,7 @@
 //! Pure functions over `hmac`, `sha2` and `base64` only — no WIT bindings, no WASI, nothing
 //! else from this crate — so the host's tests can include this file natively
 //! (`#[path = "../plugins/sdk/src/standard_webhooks.rs"] mod signature;` in
-//! `tests/signature.rs`) and check it against the spec's vectors and reference library.
+//! `tests/it/signature.rs`) and check it against the spec's vectors and reference library.
 //! [`crate::webhooks`] applies it to a `webhook-request`.
 
 use base64::Engine as _;
