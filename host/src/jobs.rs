@@ -398,3 +398,109 @@ pub async fn stats(db: &Db) -> Result<QueueStats, StoreError> {
     }
     Ok(stats)
 }
+
+/// A job kind's work, in the manner of River's `Worker`: a feature implements it for its own
+/// kind, and the worker runs each leased job through the handler registered for its kind
+/// ([`Handlers`]), so features need nothing from dispatch. (`deliver` is dispatch's own: its
+/// jobs are read in batches and run through the plugin pipeline.)
+///
+/// A job runs in two halves, as a delivery does. [`Handler::run`] works outside the
+/// transaction and writes nothing (a network call, or nothing at all). [`Handler::commit`] then
+/// writes its outcome inside the worker's batch transaction; a crash between the two leaves the
+/// job leased, to run again when its lease expires.
+pub trait Handler: Send + Sync + 'static {
+    /// The kind handled, one of [`job_kind`].
+    const KIND: &'static str;
+    /// Whether the batch finishes (deletes) the job before [`Handler::commit`], which is then
+    /// told whether this worker still held it. `false` for a handler that finishes or
+    /// reschedules its job itself, in its commit.
+    const FINISHED_BY_BATCH: bool = true;
+    /// What `run` found or did, kept for the commit.
+    type Ran: Send + Sync + 'static;
+
+    /// Does the job's work outside the database; writes nothing.
+    fn run(
+        &self,
+        db: &Db,
+        job: &Leased,
+    ) -> impl std::future::Future<Output = Result<Self::Ran, StoreError>> + Send;
+
+    /// Writes what `run` did, in the batch's transaction; returns whether it put a job in the
+    /// queue (so other processes are told at commit). `held` is whether the batch finished
+    /// the job under this worker's lease (always `false` without [`Self::FINISHED_BY_BATCH`]).
+    /// It may be called again with the same `ran` when a batch is retried job by job.
+    fn commit(
+        &self,
+        tx: &mut Conn,
+        job: &Leased,
+        ran: &Self::Ran,
+        held: bool,
+    ) -> impl std::future::Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// What a registered handler's `run` returned, its type known only to that handler.
+pub struct Ran(Box<dyn std::any::Any + Send + Sync>);
+
+/// A [`Handler`] with its `Ran` type erased, so handlers of every kind sit in one list.
+pub trait Registered: Send + Sync {
+    fn kind(&self) -> &'static str;
+    fn finished_by_batch(&self) -> bool;
+    fn run<'a>(&'a self, db: &'a Db, job: &'a Leased) -> BoxFuture<'a, Result<Ran, StoreError>>;
+    fn commit<'a>(
+        &'a self,
+        tx: &'a mut Conn,
+        job: &'a Leased,
+        ran: &'a Ran,
+        held: bool,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+}
+
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+impl<H: Handler> Registered for H {
+    fn kind(&self) -> &'static str {
+        H::KIND
+    }
+
+    fn finished_by_batch(&self) -> bool {
+        H::FINISHED_BY_BATCH
+    }
+
+    fn run<'a>(&'a self, db: &'a Db, job: &'a Leased) -> BoxFuture<'a, Result<Ran, StoreError>> {
+        Box::pin(async move { Ok(Ran(Box::new(Handler::run(self, db, job).await?))) })
+    }
+
+    fn commit<'a>(
+        &'a self,
+        tx: &'a mut Conn,
+        job: &'a Leased,
+        ran: &'a Ran,
+        held: bool,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            // Only this handler's own `run` makes its `Ran`.
+            let ran = ran.0.downcast_ref::<H::Ran>().ok_or_else(|| {
+                StoreError::Corrupt(format!("a `{}` job's outcome is of another kind", H::KIND))
+            })?;
+            Handler::commit(self, tx, job, ran, held).await
+        })
+    }
+}
+
+/// The handlers a worker runs jobs with, one per kind.
+#[derive(Clone, Default)]
+pub struct Handlers(Vec<Arc<dyn Registered>>);
+
+impl Handlers {
+    /// Adds the handler of its kind (replacing one registered before for the same kind).
+    pub fn register<H: Handler>(mut self, handler: H) -> Self {
+        self.0.retain(|h| h.kind() != H::KIND);
+        self.0.push(Arc::new(handler));
+        self
+    }
+
+    /// The handler of `kind`, if one is registered.
+    pub fn get(&self, kind: &str) -> Option<Arc<dyn Registered>> {
+        self.0.iter().find(|h| h.kind() == kind).cloned()
+    }
+}

@@ -6,7 +6,7 @@
 //! ([`rows`]), the updates and the reads.
 
 pub mod rows;
-mod transitions;
+pub mod transitions;
 mod vocab;
 
 pub use rows::{

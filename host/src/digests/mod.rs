@@ -15,6 +15,7 @@
 
 pub mod buckets;
 pub mod cadence;
+pub mod emit;
 pub mod rules;
 pub mod window;
 

@@ -1,11 +1,15 @@
-//! Dispatch: moving planned deliveries to their final status through the durable job queue.
+//! Dispatch: moving planned deliveries to their final status through the durable job queue
+//! ([`crate::jobs`]).
 //!
-//! - [`queue`]: the `jobs` table: enqueue in the planning transaction, lease, complete,
-//!   reschedule, defer, remove, wake-ups.
-//! - [`executor`]: one job run (build → render → validate → send) and the batch commit of
-//!   outcomes, guarded by the lease.
+//! - [`executor`]: what runs jobs, and the three steps of a leased batch: prepare, execute,
+//!   commit. A job runs by its kind: `deliver` through the [`pipeline`], any other through the
+//!   [`jobs::Handler`] its feature registered ([`handlers`]).
+//! - [`pipeline`]: one delivery's reads, send-time policy and plugin calls
+//!   (build → render → validate → send); it writes nothing.
+//! - [`completer`]: the batch commit of outcomes, guarded by each job's lease.
+//! - [`changes`]: cancel and defer a waiting delivery.
 //! - [`retry`]: backoff with jitter, retry-after, exhaustion.
-//! - [`worker`]: the long-running loop `belfry worker` (and later `belfry serve`) runs.
+//! - [`worker`]: the long-running loop `belfry worker` (and `belfry serve`) runs.
 //!
 //! [`run_due`] runs what is due right now in the calling task, through the same lease and
 //! commit path: it is how `belfry demo`, `belfry trigger --dispatch` and the tests drive
@@ -16,17 +20,22 @@
 //! shows it, a batch step that fails is repeated job by job so only the poisoned job is held
 //! back, and a worker whose loop dies anyway is restarted ([`worker::run`]).
 
+pub mod changes;
+pub mod completer;
 pub mod executor;
-
+pub mod pipeline;
 pub mod retry;
+mod work;
 pub mod worker;
 
 pub use crate::deliveries::reason;
-pub use executor::{ChangeError, Dispatched, Executor};
 pub use crate::jobs::{QueueStats, Scope, Wakeup, WriteGate};
+pub use executor::{ChangeError, Dispatched, Executor};
 pub use retry::RetryPolicy;
+pub use work::{Prepared, Work};
 pub use worker::{WorkerConfig, WorkerHealth, WorkerReport};
 
+use crate::jobs;
 use crate::store::StoreError;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -121,6 +130,16 @@ pub(crate) async fn caught<T, E>(
         Ok(Err(e)) => Err(Caught::Failed(e)),
         Err(panic) => Err(Caught::Panicked(panic_message(&*panic))),
     }
+}
+
+/// The handler of every job kind but `deliver` (the pipeline's own), each from its feature.
+/// Built per job from the executor, since the endpoint post needs its sender; only a few
+/// `Arc`s.
+pub(crate) fn handlers(exec: &Executor) -> jobs::Handlers {
+    jobs::Handlers::default()
+        .register(crate::digests::emit::Emit)
+        .register(crate::workflows::wake::Wake)
+        .register(crate::endpoints::send::Post(exec.endpoints.clone()))
 }
 
 /// Dispatch settings shared by every worker of an engine.

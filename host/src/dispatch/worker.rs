@@ -12,9 +12,10 @@
 //! reports it down through [`WorkerHealth`] (`/readyz` of `belfry serve`) and restarts it
 //! after a backoff.
 
-use super::executor::{Dispatched, Executor, Work};
-use crate::jobs::{self as queue, Leased, Scope, Wakeup};
+use super::executor::{Dispatched, Executor};
+use super::work::{Prepared, Work};
 use super::{Faults, panic_message};
+use crate::jobs::{self as queue, Leased, Scope, Wakeup};
 use crate::store::{self, Backend};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -290,7 +291,7 @@ async fn work(
     let concurrency = config.concurrency.max(1);
     let mut tasks: JoinSet<Work> = JoinSet::new();
     let mut in_flight: HashMap<tokio::task::Id, Leased> = HashMap::new();
-    let mut ready: std::collections::VecDeque<(Leased, super::executor::Prepared)> =
+    let mut ready: std::collections::VecDeque<(Leased, Prepared)> =
         std::collections::VecDeque::new();
     tracing::info!(concurrency, "worker started");
 
@@ -388,7 +389,7 @@ async fn work(
 fn start(
     exec: &Executor,
     concurrency: usize,
-    ready: &mut std::collections::VecDeque<(Leased, super::executor::Prepared)>,
+    ready: &mut std::collections::VecDeque<(Leased, Prepared)>,
     tasks: &mut JoinSet<Work>,
     in_flight: &mut HashMap<tokio::task::Id, Leased>,
 ) {
@@ -412,7 +413,7 @@ async fn prepare(
     jobs: Vec<Leased>,
     on_hand: &OnHand,
     report: &mut WorkerReport,
-) -> Vec<(Leased, super::executor::Prepared)> {
+) -> Vec<(Leased, Prepared)> {
     match exec.prepare_each(jobs.clone()).await {
         Ok(prepared) => prepared,
         Err(e) => {

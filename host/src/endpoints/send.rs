@@ -8,7 +8,7 @@
 
 use super::guard::AddressPolicy;
 use super::{EndpointError, EndpointsConfig};
-use crate::jobs::{self as queue, Leased, job_state};
+use crate::jobs::{self as queue, Handler, Leased, job_kind, job_state};
 use crate::store::{self, Conn, Db, StoreError};
 use chrono::{DateTime, Utc};
 use sqlx::Row;
@@ -264,7 +264,7 @@ where
 
 /// What one `endpoint_send` job found or did.
 #[derive(Clone)]
-pub(crate) enum Attempted {
+pub enum Attempted {
     /// Nothing to do: the message was deleted or is no longer pending.
     Gone(String),
     /// The endpoint was disabled: nothing was sent, and the message ends.
@@ -275,7 +275,7 @@ pub(crate) enum Attempted {
 }
 
 #[derive(Clone)]
-pub(crate) struct Tried {
+pub struct Tried {
     message_id: String,
     endpoint_id: String,
     attempt: i64,
@@ -285,6 +285,31 @@ pub(crate) struct Tried {
     response: Option<String>,
     /// `None` when the endpoint answered 2xx.
     error: Option<String>,
+}
+
+/// The `endpoint_send` job's handler: one post of a lifecycle event to one endpoint.
+pub struct Post(pub Sender);
+
+impl Handler for Post {
+    const KIND: &'static str = job_kind::ENDPOINT_SEND;
+    /// The job is finished or rescheduled by [`commit`], by what the attempt did.
+    const FINISHED_BY_BATCH: bool = false;
+    type Ran = Attempted;
+
+    async fn run(&self, db: &Db, job: &Leased) -> Result<Attempted, StoreError> {
+        self.0.attempt(db, &job.subject_id).await
+    }
+
+    async fn commit(
+        &self,
+        tx: &mut Conn,
+        job: &Leased,
+        ran: &Attempted,
+        _held: bool,
+    ) -> Result<bool, StoreError> {
+        // A copy: should the batch's transaction fail, the outcome is committed again.
+        commit(tx, &self.0, job, ran.clone()).await
+    }
 }
 
 /// Writes what an attempt did (see the module comment). Returns whether the job was put back

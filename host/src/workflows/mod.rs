@@ -9,6 +9,7 @@
 pub mod definition;
 pub mod runs;
 pub mod signals;
+pub mod wake;
 
 pub use definition::{Branch, Step, StepOutcome, Target, Wait, Workflow};
 pub use runs::{Effect, RunRecord, TransitionRecord};
