@@ -344,22 +344,7 @@ pub(crate) async fn commit(
         Attempted::Tried(t) => t,
     };
     // The attempt happened whether or not this worker still holds the job.
-    sqlx::query(
-        "INSERT INTO endpoint_attempts (id, message_id, attempt, started_at, duration_ms, status_code, error, response)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(store::new_id())
-    .bind(&t.message_id)
-    .bind(t.attempt)
-    .bind(store::time_text(t.started_at))
-    .bind(t.duration_ms)
-    .bind(t.status_code)
-    .bind(&t.error)
-    .bind(&t.response)
-    .execute(&mut *tx)
-    .await?;
-    metrics::counter!(crate::metrics::ENDPOINT_ATTEMPTS, "outcome" => if t.error.is_none() { "delivered" } else { "failed" }).increment(1);
-
+    record_attempt(tx, &t).await?;
     let Some(error) = &t.error else {
         sqlx::query("UPDATE endpoints SET failure_streak = 0, updated_at = $1 WHERE id = $2")
             .bind(&now)
@@ -379,39 +364,7 @@ pub(crate) async fn commit(
         }
         return Ok(false);
     };
-
-    // A failure lengthens the endpoint's run; a run long enough disables it.
-    let row = sqlx::query(
-        "UPDATE endpoints SET failure_streak = failure_streak + 1, updated_at = $1 WHERE id = $2
-         RETURNING failure_streak, enabled",
-    )
-    .bind(&now)
-    .bind(&t.endpoint_id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let (streak, enabled) = row
-        .map(|r| {
-            (
-                r.get::<i64, _>("failure_streak"),
-                r.get::<i64, _>("enabled") == 1,
-            )
-        })
-        .unwrap_or((0, false));
-    let mut disabled = !enabled;
-    if enabled && streak >= sender.disable_after as i64 {
-        let why = format!("disabled after {streak} failed attempts in a row; the last: {error}");
-        sqlx::query(
-            "UPDATE endpoints SET enabled = 0, disabled_reason = $1, disabled_at = $2 WHERE id = $3",
-        )
-        .bind(&why)
-        .bind(&now)
-        .bind(&t.endpoint_id)
-        .execute(&mut *tx)
-        .await?;
-        tracing::warn!(endpoint = %t.endpoint_id, streak, "endpoint disabled");
-        disabled = true;
-    }
-
+    let disabled = lengthen_streak(tx, sender, &t, error, &now).await?;
     let next = match () {
         _ if disabled => Err(status::ENDPOINT_DISABLED),
         _ if t.attempt >= MAX_ATTEMPTS => Err(status::RETRIES_EXHAUSTED),
@@ -420,25 +373,7 @@ pub(crate) async fn commit(
                 .expect("the schedule fits")),
     };
     match next {
-        Ok(at) => {
-            if !queue::reschedule(tx, job, at, job_state::RETRYING, None, Some(error), false)
-                .await?
-            {
-                return Ok(false);
-            }
-            sqlx::query(
-                "UPDATE endpoint_messages SET status_reason = $1, attempts = $2, next_attempt_at = $3, updated_at = $4
-                 WHERE id = $5",
-            )
-            .bind(status::RETRYING)
-            .bind(t.attempt)
-            .bind(store::time_text(at))
-            .bind(&now)
-            .bind(&t.message_id)
-            .execute(&mut *tx)
-            .await?;
-            Ok(true)
-        }
+        Ok(at) => retry_later(tx, job, &t, error, at, &now).await,
         Err(reason) => {
             if queue::finish(tx, job).await? {
                 end_message(
@@ -454,6 +389,97 @@ pub(crate) async fn commit(
             Ok(false)
         }
     }
+}
+
+/// The attempt row, and its count in the metrics.
+async fn record_attempt(tx: &mut Conn, t: &Tried) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO endpoint_attempts (id, message_id, attempt, started_at, duration_ms, status_code, error, response)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(store::new_id())
+    .bind(&t.message_id)
+    .bind(t.attempt)
+    .bind(store::time_text(t.started_at))
+    .bind(t.duration_ms)
+    .bind(t.status_code)
+    .bind(&t.error)
+    .bind(&t.response)
+    .execute(&mut *tx)
+    .await?;
+    metrics::counter!(crate::metrics::ENDPOINT_ATTEMPTS, "outcome" => if t.error.is_none() { "delivered" } else { "failed" }).increment(1);
+    Ok(())
+}
+
+/// A failure lengthens the endpoint's run; a run long enough disables it. Returns whether the
+/// endpoint is disabled now.
+async fn lengthen_streak(
+    tx: &mut Conn,
+    sender: &Sender,
+    t: &Tried,
+    error: &str,
+    now: &str,
+) -> Result<bool, StoreError> {
+    let row = sqlx::query(
+        "UPDATE endpoints SET failure_streak = failure_streak + 1, updated_at = $1 WHERE id = $2
+         RETURNING failure_streak, enabled",
+    )
+    .bind(now)
+    .bind(&t.endpoint_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let (streak, enabled) = row
+        .map(|r| {
+            (
+                r.get::<i64, _>("failure_streak"),
+                r.get::<i64, _>("enabled") == 1,
+            )
+        })
+        .unwrap_or((0, false));
+    if !enabled {
+        return Ok(true);
+    }
+    if streak < sender.disable_after as i64 {
+        return Ok(false);
+    }
+    let why = format!("disabled after {streak} failed attempts in a row; the last: {error}");
+    sqlx::query(
+        "UPDATE endpoints SET enabled = 0, disabled_reason = $1, disabled_at = $2 WHERE id = $3",
+    )
+    .bind(&why)
+    .bind(now)
+    .bind(&t.endpoint_id)
+    .execute(&mut *tx)
+    .await?;
+    tracing::warn!(endpoint = %t.endpoint_id, streak, "endpoint disabled");
+    Ok(true)
+}
+
+/// Puts the job back for the next try at `at`, if this worker still holds it; returns whether
+/// it did.
+async fn retry_later(
+    tx: &mut Conn,
+    job: &Leased,
+    t: &Tried,
+    error: &str,
+    at: DateTime<Utc>,
+    now: &str,
+) -> Result<bool, StoreError> {
+    if !queue::reschedule(tx, job, at, job_state::RETRYING, None, Some(error), false).await? {
+        return Ok(false);
+    }
+    sqlx::query(
+        "UPDATE endpoint_messages SET status_reason = $1, attempts = $2, next_attempt_at = $3, updated_at = $4
+         WHERE id = $5",
+    )
+    .bind(status::RETRYING)
+    .bind(t.attempt)
+    .bind(store::time_text(at))
+    .bind(now)
+    .bind(&t.message_id)
+    .execute(&mut *tx)
+    .await?;
+    Ok(true)
 }
 
 async fn end_message(
