@@ -5,7 +5,7 @@
 use super::find_by_key;
 use super::request::{TriggerError, TriggerRequest, check_request};
 use crate::content::{Channel, Recipient};
-use crate::plugins::{CallError, PluginRuntime, Registry, Reuse};
+use crate::plugins::{CallError, NotifierDescription, Plugin, PluginRuntime, Registry, Reuse};
 use crate::policy::{self, Severity};
 use crate::store::{self, Db};
 
@@ -82,17 +82,59 @@ pub(super) async fn plan<'r>(
         .description()
         .expect("notifiers are described at load");
     let payload = req.payload.to_string();
-    let plan_err = |source| TriggerError::Plan {
+    let recipients = recipients_of(runtime, notifier, &payload, req).await?;
+    let asking = Asking {
+        runtime,
+        notifier,
+        description,
+        payload: &payload,
+        req,
+    };
+    let mut planned = Vec::with_capacity(recipients.len());
+    for recipient in recipients {
+        planned.push(asking.recipient(recipient).await?);
+    }
+
+    // Only a workflow run or a digest bucket keeps them (a held delivery, or one deferred and
+    // folded into a digest): most events need none.
+    let pins = (description.workflow.is_some()
+        || description.fold_deferred
+        || planned.iter().any(|p| p.held.iter().any(Option::is_some)))
+    .then(|| {
+        crate::plugins::pins::Pins::current(registry, Some(notifier), &Channel::ALL).to_json()
+    });
+    Ok(Plan::New(PlannedEvent {
+        req,
+        plugin: notifier.reference().to_string(),
+        category: description.category.clone(),
+        payload,
+        recipients: planned,
+        fold_deferred: description.fold_deferred,
+        workflow: description.workflow.clone(),
+        pins,
+    }))
+}
+
+fn plan_error(req: &TriggerRequest, source: CallError) -> TriggerError {
+    TriggerError::Plan {
         notifier: req.notifier.clone(),
         source,
-    };
+    }
+}
 
-    // Recipients: deduplicated by id (first occurrence wins) and sorted, so the same payload
-    // always plans the same notifications in the same order.
+/// The notifier's recipients: deduplicated by id (first occurrence wins) and sorted, so the
+/// same payload always plans the same notifications in the same order; at least one, at most
+/// [`MAX_RECIPIENTS`], and each id by the rule for any id.
+async fn recipients_of(
+    runtime: &PluginRuntime,
+    notifier: &Plugin,
+    payload: &str,
+    req: &TriggerRequest,
+) -> Result<Vec<Recipient>, TriggerError> {
     let mut recipients = runtime
-        .recipients(notifier, &payload, Reuse::Tenant(&req.tenant))
+        .recipients(notifier, payload, Reuse::Tenant(&req.tenant))
         .await
-        .map_err(plan_err)?;
+        .map_err(|e| plan_error(req, e))?;
     recipients.sort_by(|a, b| a.id.cmp(&b.id));
     recipients.dedup_by(|a, b| a.id == b.id);
     if recipients.is_empty() {
@@ -124,26 +166,46 @@ pub(super) async fn plan<'r>(
             req.notifier
         )));
     }
-    let (base_severity, base_from) = match req.severity {
-        Some(s) => (s, "from the trigger"),
-        None => (description.severity, "the notifier's default"),
-    };
-    let mut planned = Vec::with_capacity(recipients.len());
-    for recipient in recipients {
-        let plan = runtime
-            .channels(notifier, &payload, &recipient, Reuse::Tenant(&req.tenant))
+    Ok(recipients)
+}
+
+/// What asking the notifier about each recipient takes.
+struct Asking<'a> {
+    runtime: &'a PluginRuntime,
+    notifier: &'a Plugin,
+    description: &'a NotifierDescription,
+    payload: &'a str,
+    req: &'a TriggerRequest,
+}
+
+impl Asking<'_> {
+    /// One recipient's plan: its channels (checked against the notifier's declaration), its
+    /// severity, fallbacks, holds for digest and workflow run.
+    async fn recipient(&self, recipient: Recipient) -> Result<PlannedRecipient, TriggerError> {
+        let (req, description) = (self.req, self.description);
+        let plan = self
+            .runtime
+            .channels(
+                self.notifier,
+                self.payload,
+                &recipient,
+                Reuse::Tenant(&req.tenant),
+            )
             .await
-            .map_err(plan_err)?;
+            .map_err(|e| plan_error(req, e))?;
         let mut channels = plan.channels;
         channels.sort();
         channels.dedup();
         let misplanned = |message: String| {
-            plan_err(CallError {
-                plugin: notifier.reference().to_string(),
-                function: "channels",
-                reason: crate::plugins::FailureReason::PluginError,
-                message,
-            })
+            plan_error(
+                req,
+                CallError {
+                    plugin: self.notifier.reference().to_string(),
+                    function: "channels",
+                    reason: crate::plugins::FailureReason::PluginError,
+                    message,
+                },
+            )
         };
         if let Some(c) = channels.iter().find(|c| !description.channels.contains(c)) {
             return Err(misplanned(format!(
@@ -168,29 +230,20 @@ pub(super) async fn plan<'r>(
                 Some((store::new_id(), all))
             }
         };
+        let (base_severity, base_from) = match req.severity {
+            Some(s) => (s, "from the trigger"),
+            None => (description.severity, "the notifier's default"),
+        };
         // The notifier may raise the severity for this recipient, never lower it.
         let (severity, severity_from) = match plan.severity {
             Some(s) if s > base_severity => (s, "raised by the notifier for this recipient"),
             _ => (base_severity, base_from),
         };
         let delivery_ids: Vec<String> = channels.iter().map(|_| store::new_id()).collect();
-        // A fallback waits on this recipient's in-app delivery; without one it is not a
-        // fallback, just a channel.
-        let in_app = channels
-            .iter()
-            .position(|c| *c == Channel::InApp)
-            .map(|i| delivery_ids[i].clone());
-        let fallbacks: Vec<FallbackWait> = channels
-            .iter()
-            .map(|c| {
-                let f = description.fallback_for(*c)?;
-                let wait = chrono::Duration::milliseconds(f.after_ms as i64);
-                in_app.clone().map(|id| (id, wait))
-            })
-            .collect();
+        let fallbacks = fallbacks(description, &channels, &delivery_ids);
         let held =
             held_channels(&channels, &fallbacks, &plan.held, severity).map_err(misplanned)?;
-        planned.push(PlannedRecipient {
+        Ok(PlannedRecipient {
             notification_id: store::new_id(),
             delivery_ids,
             recipient,
@@ -200,27 +253,29 @@ pub(super) async fn plan<'r>(
             fallbacks,
             held,
             workflow,
-        });
+        })
     }
+}
 
-    // Only a workflow run or a digest bucket keeps them (a held delivery, or one deferred and
-    // folded into a digest): most events need none.
-    let pins = (description.workflow.is_some()
-        || description.fold_deferred
-        || planned.iter().any(|p| p.held.iter().any(Option::is_some)))
-    .then(|| {
-        crate::plugins::pins::Pins::current(registry, Some(notifier), &Channel::ALL).to_json()
-    });
-    Ok(Plan::New(PlannedEvent {
-        req,
-        plugin: notifier.reference().to_string(),
-        category: description.category.clone(),
-        payload,
-        recipients: planned,
-        fold_deferred: description.fold_deferred,
-        workflow: description.workflow.clone(),
-        pins,
-    }))
+/// Per channel, its fallback wait: a fallback waits on this recipient's in-app delivery;
+/// without one it is not a fallback, just a channel.
+fn fallbacks(
+    description: &NotifierDescription,
+    channels: &[Channel],
+    delivery_ids: &[String],
+) -> Vec<FallbackWait> {
+    let in_app = channels
+        .iter()
+        .position(|c| *c == Channel::InApp)
+        .map(|i| delivery_ids[i].clone());
+    channels
+        .iter()
+        .map(|c| {
+            let f = description.fallback_for(*c)?;
+            let wait = chrono::Duration::milliseconds(f.after_ms as i64);
+            in_app.clone().map(|id| (id, wait))
+        })
+        .collect()
 }
 
 /// Per channel, the digest key of a held channel: checks the notifier's holds against its

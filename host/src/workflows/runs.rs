@@ -15,15 +15,24 @@
 //! others see the run already moved and change nothing. Every move is appended to
 //! `workflow_transitions` with its evidence.
 
+mod record;
+mod state;
+mod steps;
+
+pub(crate) use record::outcome_of;
+pub use record::{RunRecord, TransitionRecord, reconcile, record};
+pub(crate) use state::{Moved, Run, load, waiting_for};
+pub use steps::humanize_ms;
+
 use super::definition::{Step, StepOutcome, Target, Workflow};
-use super::signals;
 use crate::content::Channel;
-use crate::jobs::{self as queue, NewJob};
+use crate::jobs as queue;
 use crate::store::{self, Conn, StoreError};
-use crate::traces::{NewTrace, kind};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::Row;
+use state::{NewTransition, append, claim, corrupt};
+use steps::{cancelled_already, describe_step, end, enter, not_planned, wait};
 
 /// Transition kinds (stored; do not rename).
 pub mod transition {
@@ -62,204 +71,6 @@ pub mod status {
     pub const WAITING: &str = "waiting";
     pub const COMPLETED: &str = "completed";
     pub const STOPPED: &str = "stopped";
-}
-
-/// A run as stored, for explain and the API.
-#[derive(Clone, Debug, Serialize)]
-pub struct RunRecord {
-    pub id: String,
-    pub tenant: String,
-    pub event_id: String,
-    pub notification_id: String,
-    pub recipient_id: String,
-    pub workflow_key: String,
-    pub workflow_version: String,
-    pub notifier_plugin: String,
-    pub status: String,
-    pub status_reason: Option<String>,
-    pub step_key: String,
-    pub step_delivery_id: Option<String>,
-    pub wait_until: Option<String>,
-    pub cancel_on: Vec<String>,
-    pub resume_on: Vec<String>,
-    pub created_at: String,
-    pub updated_at: String,
-    pub ended_at: Option<String>,
-    pub transitions: Vec<TransitionRecord>,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct TransitionRecord {
-    pub at: String,
-    pub kind: String,
-    pub step_key: Option<String>,
-    pub delivery_id: Option<String>,
-    pub reason: Option<String>,
-    pub evidence: String,
-}
-
-/// A run as the state machine needs it.
-pub(crate) struct Run {
-    pub id: String,
-    pub tenant: String,
-    pub event_id: String,
-    pub notification_id: String,
-    pub recipient_id: String,
-    pub definition: Workflow,
-    pub notifier_plugin: String,
-    pub channels: Vec<Channel>,
-    pub status: String,
-    pub step_key: String,
-    pub step_delivery_id: Option<String>,
-    pub wait_until: Option<DateTime<Utc>>,
-    pub cancel_on: Vec<String>,
-    pub resume_on: Vec<String>,
-    pub version: i64,
-    pub created_at: String,
-}
-
-fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(format!("workflow run {what}: {e}"))
-}
-
-fn names(text: Option<String>) -> Result<Vec<String>, StoreError> {
-    text.map_or(Ok(Vec::new()), |t| {
-        serde_json::from_str(&t).map_err(|e| corrupt("signal list", e))
-    })
-}
-
-const STATE_COLUMNS: &str = "id, tenant, event_id, notification_id, recipient_id, definition,
-    notifier_plugin, channels, status, step_key, step_delivery_id, wait_until, cancel_on,
-    resume_on, version, created_at";
-
-pub(crate) async fn load(conn: &mut Conn, run_id: &str) -> Result<Option<Run>, StoreError> {
-    sqlx::query(&format!(
-        "SELECT {STATE_COLUMNS} FROM workflow_runs WHERE id = $1"
-    ))
-    .bind(run_id)
-    .fetch_optional(&mut *conn)
-    .await?
-    .map(|r| run_from_row(&r))
-    .transpose()
-}
-
-/// The waiting runs of `tenant` whose recipient is `actor`, oldest first: what a signal may
-/// reach.
-pub(crate) async fn waiting_for(
-    conn: &mut Conn,
-    tenant: &str,
-    actor: &str,
-) -> Result<Vec<Run>, StoreError> {
-    sqlx::query(&format!(
-        "SELECT {STATE_COLUMNS} FROM workflow_runs
-         WHERE tenant = $1 AND recipient_id = $2 AND status = 'waiting' ORDER BY id"
-    ))
-    .bind(tenant)
-    .bind(actor)
-    .fetch_all(&mut *conn)
-    .await?
-    .iter()
-    .map(run_from_row)
-    .collect()
-}
-
-fn run_from_row(r: &sqlx::any::AnyRow) -> Result<Run, StoreError> {
-    let definition: String = r.get("definition");
-    let channels: String = r.get("channels");
-    let wait_until: Option<String> = r.get("wait_until");
-    Ok(Run {
-        id: r.get("id"),
-        tenant: r.get("tenant"),
-        event_id: r.get("event_id"),
-        notification_id: r.get("notification_id"),
-        recipient_id: r.get("recipient_id"),
-        definition: serde_json::from_str(&definition).map_err(|e| corrupt("definition", e))?,
-        notifier_plugin: r.get("notifier_plugin"),
-        channels: serde_json::from_str(&channels).map_err(|e| corrupt("channels", e))?,
-        status: r.get("status"),
-        step_key: r.get("step_key"),
-        step_delivery_id: r.get("step_delivery_id"),
-        wait_until: wait_until.as_deref().map(store::parse_time).transpose()?,
-        cancel_on: names(r.get("cancel_on"))?,
-        resume_on: names(r.get("resume_on"))?,
-        version: r.get("version"),
-        created_at: r.get("created_at"),
-    })
-}
-
-/// What a run's move wrote that others must know of.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Moved {
-    /// A job was written: workers in other processes should be told at commit.
-    pub enqueued: bool,
-}
-
-/// Takes the run for one move: only the first of any repeated or concurrent movers from
-/// `run.version` gets `true`.
-async fn claim(conn: &mut Conn, run: &Run, now: &str) -> Result<bool, StoreError> {
-    let done = sqlx::query(
-        "UPDATE workflow_runs SET version = version + 1, updated_at = $3
-         WHERE id = $1 AND version = $2",
-    )
-    .bind(&run.id)
-    .bind(run.version)
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-struct NewTransition<'a> {
-    kind: &'static str,
-    step: Option<&'a str>,
-    delivery_id: Option<&'a str>,
-    reason: Option<&'a str>,
-    evidence: String,
-}
-
-async fn append(conn: &mut Conn, run_id: &str, t: NewTransition<'_>) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO workflow_transitions (id, run_id, at, kind, step_key, delivery_id, reason, evidence)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(store::new_id())
-    .bind(run_id)
-    .bind(store::time_text(store::now()))
-    .bind(t.kind)
-    .bind(t.step)
-    .bind(t.delivery_id)
-    .bind(t.reason)
-    .bind(&t.evidence)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
-fn describe_step(s: &Step) -> String {
-    match &s.wait {
-        Some(w) => format!(
-            "{} ({}, after {})",
-            s.key,
-            s.channel,
-            humanize_ms(w.after_ms)
-        ),
-        None => format!("{} ({})", s.key, s.channel),
-    }
-}
-
-/// `90 min`, `2 h`, `1500 ms`: waits as people declare them.
-pub fn humanize_ms(ms: u64) -> String {
-    const H: u64 = 3_600_000;
-    const M: u64 = 60_000;
-    if ms >= H && ms.is_multiple_of(H) {
-        format!("{} h", ms / H)
-    } else if ms >= M && ms.is_multiple_of(M) {
-        format!("{} min", ms / M)
-    } else if ms >= 1000 && ms.is_multiple_of(1000) {
-        format!("{} s", ms / 1000)
-    } else {
-        format!("{ms} ms")
-    }
 }
 
 /// A run to start in the trigger's transaction.
@@ -394,13 +205,6 @@ pub(crate) async fn start(conn: &mut Conn, s: &Start<'_>) -> Result<(String, Mov
     Ok((id, Moved::default()))
 }
 
-fn not_planned(step: &Step, recipient_id: &str) -> String {
-    format!(
-        "no delivery: {} is not among the channels the notifier planned for recipient {recipient_id}",
-        step.channel
-    )
-}
-
 /// After the step `step_key`'s delivery (or, with `None`, the step itself) reached `outcome`:
 /// moves the run on. Returns `None` when the run had already moved past that step, which makes
 /// any repeat of the same progression a no-op.
@@ -518,40 +322,7 @@ async fn drive(
             }
             Next::Step(step, _) => {
                 if let Some(w) = &step.wait {
-                    if let Some((signal, name)) = cancelled_already(conn, run, &w.cancel_on).await?
-                    {
-                        // Waiting for something that already happened would send what the
-                        // signal meant to prevent: the wait ends before it begins.
-                        append(
-                            conn,
-                            &run.id,
-                            NewTransition {
-                                kind: transition::SIGNAL_RECEIVED,
-                                step: Some(&step.key),
-                                delivery_id: None,
-                                reason: Some(&name),
-                                evidence: format!(
-                                    "signal {signal} `{name}`, listed in the cancel-on of step {}, was received before the wait began",
-                                    step.key
-                                ),
-                            },
-                        )
-                        .await?;
-                        end(
-                            conn,
-                            run,
-                            status::COMPLETED,
-                            reason::CANCELLED_BY_SIGNAL,
-                            format!(
-                                "signal `{name}` came before the wait before step {}: it will not be sent",
-                                step.key
-                            ),
-                        )
-                        .await?;
-                        return Ok(Moved::default());
-                    }
-                    wait(conn, run, step, w.after_ms).await?;
-                    return Ok(Moved { enqueued: true });
+                    return begin_wait(conn, run, step, w).await;
                 }
                 match enter(conn, run, step).await? {
                     Some(_) => return Ok(Moved { enqueued: true }),
@@ -567,249 +338,46 @@ async fn drive(
     }
 }
 
-/// A cancel signal for this run received since it started, if any: its id and name.
-async fn cancelled_already(
+/// Puts a claimed run to wait before `step`, unless a signal in its cancel-on came already:
+/// waiting for something that already happened would send what the signal meant to prevent,
+/// so the wait ends before it begins.
+async fn begin_wait(
     conn: &mut Conn,
     run: &Run,
-    cancel_on: &[String],
-) -> Result<Option<(String, String)>, StoreError> {
-    if cancel_on.is_empty() {
-        return Ok(None);
-    }
-    let rows = sqlx::query(
-        "SELECT id, name, payload FROM signals
-         WHERE tenant = $1 AND actor = $2 AND created_at >= $3 ORDER BY id",
-    )
-    .bind(&run.tenant)
-    .bind(&run.recipient_id)
-    .bind(&run.created_at)
-    .fetch_all(&mut *conn)
-    .await?;
-    for r in rows {
-        let name: String = r.get("name");
-        if !cancel_on.contains(&name) {
-            continue;
-        }
-        let payload: String = r.get("payload");
-        let payload: serde_json::Value = serde_json::from_str(&payload).unwrap_or_default();
-        if signals::reaches(&payload, &run.notification_id) {
-            return Ok(Some((r.get("id"), name)));
-        }
-    }
-    Ok(None)
-}
-
-/// Ends a claimed run.
-async fn end(
-    conn: &mut Conn,
-    run: &Run,
-    status: &'static str,
-    why: &'static str,
-    evidence: String,
-) -> Result<(), StoreError> {
-    let now = store::time_text(store::now());
-    sqlx::query(
-        "UPDATE workflow_runs SET status = $2, status_reason = $3, wait_until = NULL,
-                cancel_on = NULL, resume_on = NULL, updated_at = $4, ended_at = $4
-         WHERE id = $1",
-    )
-    .bind(&run.id)
-    .bind(status)
-    .bind(why)
-    .bind(&now)
-    .execute(&mut *conn)
-    .await?;
-    let kind = if status == status::STOPPED {
-        transition::STOPPED
-    } else {
-        transition::COMPLETED
+    step: &Step,
+    w: &super::definition::Wait,
+) -> Result<Moved, StoreError> {
+    let Some((signal, name)) = cancelled_already(conn, run, &w.cancel_on).await? else {
+        wait(conn, run, step, w.after_ms).await?;
+        return Ok(Moved { enqueued: true });
     };
     append(
         conn,
         &run.id,
         NewTransition {
-            kind,
-            step: None,
-            delivery_id: None,
-            reason: Some(why),
-            evidence,
-        },
-    )
-    .await?;
-    tracing::info!(run = %run.id, status, reason = why, "workflow run ended");
-    Ok(())
-}
-
-/// Puts a claimed run to wait before `step`, with the job that wakes it.
-async fn wait(conn: &mut Conn, run: &Run, step: &Step, after_ms: u64) -> Result<(), StoreError> {
-    let now = store::now();
-    // Bounded when the workflow is loaded; a stored definition from before waits at most ten
-    // years rather than overflowing.
-    let until = crate::time_bounds::later(now, std::time::Duration::from_millis(after_ms));
-    let w = step.wait.as_ref().expect("a waiting step has a wait");
-    let json = |v: &Vec<String>| serde_json::to_string(v).map_err(|e| corrupt("signals", e));
-    sqlx::query(
-        "UPDATE workflow_runs SET status = $2, step_key = $3, step_delivery_id = NULL,
-                wait_until = $4, cancel_on = $5, resume_on = $6, updated_at = $7
-         WHERE id = $1",
-    )
-    .bind(&run.id)
-    .bind(status::WAITING)
-    .bind(&step.key)
-    .bind(store::time_text(until))
-    .bind(json(&w.cancel_on)?)
-    .bind(json(&w.resume_on)?)
-    .bind(store::time_text(now))
-    .execute(&mut *conn)
-    .await?;
-    queue::enqueue(
-        conn,
-        NewJob {
-            kind: queue::job_kind::WORKFLOW_WAKE,
-            subject_id: &run.id,
-            tenant: &run.tenant,
-            run_at: until,
-            deferred: Some(reason::WORKFLOW_WAIT),
-        },
-    )
-    .await?;
-    let mut evidence = format!(
-        "{} before step {} ({}), until {}",
-        humanize_ms(after_ms),
-        step.key,
-        step.channel,
-        store::time_text(until)
-    );
-    if !w.cancel_on.is_empty() {
-        evidence.push_str(&format!("; cancelled by {}", w.cancel_on.join(", ")));
-    }
-    if !w.resume_on.is_empty() {
-        evidence.push_str(&format!("; sent early on {}", w.resume_on.join(", ")));
-    }
-    append(
-        conn,
-        &run.id,
-        NewTransition {
-            kind: transition::WAITING,
+            kind: transition::SIGNAL_RECEIVED,
             step: Some(&step.key),
             delivery_id: None,
-            reason: Some(reason::WORKFLOW_WAIT),
-            evidence,
+            reason: Some(&name),
+            evidence: format!(
+                "signal {signal} `{name}`, listed in the cancel-on of step {}, was received before the wait began",
+                step.key
+            ),
         },
     )
-    .await
-}
-
-/// Activates `step` of a claimed run: plans its delivery (and the job that sends it) and
-/// returns its id, or `None` when the step's channel was not planned for the recipient.
-async fn enter(conn: &mut Conn, run: &Run, step: &Step) -> Result<Option<String>, StoreError> {
-    let now_time = store::now();
-    let now = store::time_text(now_time);
-    if !run.channels.contains(&step.channel) {
-        sqlx::query(
-            "UPDATE workflow_runs SET status = $2, step_key = $3, step_delivery_id = NULL,
-                    wait_until = NULL, cancel_on = NULL, resume_on = NULL, updated_at = $4
-             WHERE id = $1",
-        )
-        .bind(&run.id)
-        .bind(status::RUNNING)
-        .bind(&step.key)
-        .bind(&now)
-        .execute(&mut *conn)
-        .await?;
-        append(
-            conn,
-            &run.id,
-            NewTransition {
-                kind: transition::STEP_ACTIVATED,
-                step: Some(&step.key),
-                delivery_id: None,
-                reason: Some(reason::CHANNEL_NOT_PLANNED),
-                evidence: not_planned(step, &run.recipient_id),
-            },
-        )
-        .await?;
-        return Ok(None);
-    }
-    let delivery_id = store::new_id();
-    let detail = format!(
-        "step {} of workflow {} v{} (run {})",
-        step.key, run.definition.key, run.definition.version, run.id
-    );
-    sqlx::query(
-        "INSERT INTO deliveries (id, notification_id, event_id, tenant, channel, status, status_reason,
-                                 status_detail, idempotency_key, planned_by, created_at, updated_at,
-                                 workflow_run_id, workflow_step)
-         VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8, $9, $10, $10, $11, $12)",
-    )
-    .bind(&delivery_id)
-    .bind(&run.notification_id)
-    .bind(&run.event_id)
-    .bind(&run.tenant)
-    .bind(step.channel.as_str())
-    .bind(reason::WORKFLOW_STEP)
-    .bind(&detail)
-    .bind(crate::deliveries::idempotency_key_for(&delivery_id))
-    .bind(&run.notifier_plugin)
-    .bind(&now)
-    .bind(&run.id)
-    .bind(&step.key)
-    .execute(&mut *conn)
     .await?;
-    queue::enqueue(
+    end(
         conn,
-        NewJob {
-            kind: queue::job_kind::DELIVER,
-            subject_id: &delivery_id,
-            tenant: &run.tenant,
-            run_at: now_time,
-            deferred: None,
-        },
+        run,
+        status::COMPLETED,
+        reason::CANCELLED_BY_SIGNAL,
+        format!(
+            "signal `{name}` came before the wait before step {}: it will not be sent",
+            step.key
+        ),
     )
     .await?;
-    crate::endpoints::events::append(
-        conn,
-        NewTrace {
-            tenant: &run.tenant,
-            event_id: &run.event_id,
-            notification_id: Some(&run.notification_id),
-            delivery_id: Some(&delivery_id),
-            kind: kind::DELIVERY_PLANNED,
-            reason: Some(reason::WORKFLOW_STEP),
-            detail: Some(format!(
-                "{} for recipient {}, {detail}; the send-time policy decides",
-                step.channel, run.recipient_id
-            )),
-            plugin: Some(run.notifier_plugin.clone()),
-            ..Default::default()
-        },
-    )
-    .await?;
-    sqlx::query(
-        "UPDATE workflow_runs SET status = $2, step_key = $3, step_delivery_id = $4,
-                wait_until = NULL, cancel_on = NULL, resume_on = NULL, updated_at = $5
-         WHERE id = $1",
-    )
-    .bind(&run.id)
-    .bind(status::RUNNING)
-    .bind(&step.key)
-    .bind(&delivery_id)
-    .bind(&now)
-    .execute(&mut *conn)
-    .await?;
-    append(
-        conn,
-        &run.id,
-        NewTransition {
-            kind: transition::STEP_ACTIVATED,
-            step: Some(&step.key),
-            delivery_id: Some(&delivery_id),
-            reason: None,
-            evidence: format!("{} delivery {delivery_id} planned", step.channel),
-        },
-    )
-    .await?;
-    Ok(Some(delivery_id))
+    Ok(Moved::default())
 }
 
 /// What running a `workflow_wake` job did.
@@ -1042,154 +610,4 @@ pub(crate) async fn step_cancelled(
         .await?;
     }
     Ok(())
-}
-
-impl std::fmt::Display for RunRecord {
-    /// The human form: where the run stands, then every transition with its evidence.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "workflow run {} ({} v{}, recipient {}): {}",
-            self.id, self.workflow_key, self.workflow_version, self.recipient_id, self.status
-        )?;
-        if let Some(r) = &self.status_reason {
-            write!(f, " ({r})")?;
-        }
-        match (self.status.as_str(), &self.wait_until) {
-            (status::WAITING, Some(until)) => {
-                writeln!(f, ", before step {} until {until}", self.step_key)?
-            }
-            (status::RUNNING, _) => writeln!(f, ", at step {}", self.step_key)?,
-            _ => writeln!(f)?,
-        }
-        for t in &self.transitions {
-            write!(f, "  {}  {:<16}", t.at, t.kind)?;
-            if let Some(s) = &t.step_key {
-                write!(f, " step {s}")?;
-            }
-            if let Some(r) = &t.reason {
-                write!(f, " [{r}]")?;
-            }
-            writeln!(f, " {}", t.evidence)?;
-        }
-        Ok(())
-    }
-}
-
-const RUN_COLUMNS: &str = "id, tenant, event_id, notification_id, recipient_id, workflow_key,
-    workflow_version, notifier_plugin, status, status_reason, step_key, step_delivery_id,
-    wait_until, cancel_on, resume_on, created_at, updated_at, ended_at";
-
-/// A run and its transitions, by the run's id, its notification's, or one of its deliveries'.
-pub async fn record(db: &store::Db, id: &str) -> Result<Option<RunRecord>, StoreError> {
-    let row = sqlx::query(&format!(
-        "SELECT {RUN_COLUMNS} FROM workflow_runs
-         WHERE id = $1 OR notification_id = $1
-            OR id = (SELECT workflow_run_id FROM deliveries WHERE id = $1)"
-    ))
-    .bind(id)
-    .fetch_optional(db)
-    .await?;
-    let Some(r) = row else { return Ok(None) };
-    let run_id: String = r.get("id");
-    let transitions = sqlx::query(
-        "SELECT at, kind, step_key, delivery_id, reason, evidence FROM workflow_transitions
-         WHERE run_id = $1 ORDER BY id",
-    )
-    .bind(&run_id)
-    .fetch_all(db)
-    .await?
-    .iter()
-    .map(|t| TransitionRecord {
-        at: t.get("at"),
-        kind: t.get("kind"),
-        step_key: t.get("step_key"),
-        delivery_id: t.get("delivery_id"),
-        reason: t.get("reason"),
-        evidence: t.get("evidence"),
-    })
-    .collect();
-    Ok(Some(RunRecord {
-        id: run_id,
-        tenant: r.get("tenant"),
-        event_id: r.get("event_id"),
-        notification_id: r.get("notification_id"),
-        recipient_id: r.get("recipient_id"),
-        workflow_key: r.get("workflow_key"),
-        workflow_version: r.get("workflow_version"),
-        notifier_plugin: r.get("notifier_plugin"),
-        status: r.get("status"),
-        status_reason: r.get("status_reason"),
-        step_key: r.get("step_key"),
-        step_delivery_id: r.get("step_delivery_id"),
-        wait_until: r.get("wait_until"),
-        cancel_on: names(r.get("cancel_on"))?,
-        resume_on: names(r.get("resume_on"))?,
-        created_at: r.get("created_at"),
-        updated_at: r.get("updated_at"),
-        ended_at: r.get("ended_at"),
-        transitions,
-    }))
-}
-
-/// Moves a run whose current step's delivery already reached a final outcome but which has
-/// not moved on (for hosts that reconcile, and to prove progression is duplicate-safe): the
-/// same move the executor makes at that delivery's commit, and a no-op after it.
-pub async fn reconcile(db: &store::Db, run_id: &str) -> Result<bool, StoreError> {
-    let mut tx = db.begin().await?;
-    // Write first: on SQLite a transaction that reads before it writes fails (busy) when
-    // another writer commits in between, instead of waiting its turn.
-    sqlx::query("UPDATE workflow_runs SET version = version WHERE id = $1")
-        .bind(run_id)
-        .execute(&mut *tx)
-        .await?;
-    let Some(run) = load(&mut tx, run_id).await? else {
-        return Ok(false);
-    };
-    let Some(delivery_id) = run.step_delivery_id.clone() else {
-        return Ok(false);
-    };
-    if run.status != status::RUNNING {
-        return Ok(false);
-    }
-    let row = sqlx::query("SELECT status, status_reason FROM deliveries WHERE id = $1")
-        .bind(&delivery_id)
-        .fetch_one(&mut *tx)
-        .await?;
-    let (st, why): (String, Option<String>) = (row.get("status"), row.get("status_reason"));
-    let Some(outcome) = outcome_of(&st, why.as_deref()) else {
-        return Ok(false);
-    };
-    let moved = advance(
-        &mut tx,
-        run_id,
-        &run.step_key,
-        Some(&delivery_id),
-        outcome,
-        format!("reconciled: delivery {delivery_id} is {st}"),
-    )
-    .await?;
-    if let Some(m) = moved
-        && m.enqueued
-    {
-        queue::announce(&mut tx, store::backend(db)).await?;
-    }
-    tx.commit().await?;
-    Ok(moved.is_some())
-}
-
-/// A delivery's final status as a workflow outcome; `None` while it is not final (or was
-/// cancelled by request, which ends the run instead).
-pub(crate) fn outcome_of(status: &str, reason: Option<&str>) -> Option<StepOutcome> {
-    use crate::deliveries::reason as r;
-    match (status, reason) {
-        ("succeeded", _) => Some(StepOutcome::Delivered),
-        ("suppressed", _) => Some(StepOutcome::Suppressed),
-        ("cancelled", Some(r::RETRIES_EXHAUSTED)) => Some(StepOutcome::RetriesExhausted),
-        ("failed", Some(r::SEND_PERMANENT | r::CONTENT_INVALID)) => {
-            Some(StepOutcome::PermanentlyFailed)
-        }
-        ("failed", _) => Some(StepOutcome::Failed),
-        _ => None,
-    }
 }
