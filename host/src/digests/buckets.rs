@@ -416,14 +416,42 @@ pub(crate) async fn emit_in(
             bucket_id: id.to_string(),
         });
     };
+    let digest = plan_digest(conn, &bucket, first, &members, now).await?;
+    mark_digested(conn, &bucket, &members, &digest, closed_by, &now_text).await?;
+    tracing::info!(bucket = %id, digest = %digest.delivery_id, items = members.len(), closed_by, "digest emitted");
+    Ok(Emission::Emitted {
+        bucket_id: id.to_string(),
+        digest_delivery_id: digest.delivery_id,
+        items: members.len() as i64,
+    })
+}
+
+/// The rows of a digest: a notification of its own, with its event and its delivery.
+struct Digest {
+    event_id: String,
+    notification_id: String,
+    delivery_id: String,
+}
+
+/// Writes the digest of an emitted bucket, and the job that sends it now. Its event records
+/// which bucket it came from, and it takes the first member's notifier key and category,
+/// which preferences and explanations go by (one rule groups one notifier or category in the
+/// common case).
+async fn plan_digest(
+    conn: &mut Conn,
+    bucket: &Bucket,
+    first: &Member,
+    members: &[Member],
+    now: DateTime<Utc>,
+) -> Result<Digest, BucketError> {
+    let (id, now_text) = (&bucket.id, store::time_text(now));
     let last = members.last().unwrap_or(first);
     let severity = members.iter().map(|m| m.severity).max().unwrap_or_default();
-    let rule = format!("{} v{}", bucket.rule_key, bucket.rule_version);
-    let (event_id, notification_id, delivery_id) =
-        (store::new_id(), store::new_id(), store::new_id());
-    // The digest is a notification of its own: its event records which bucket it came from,
-    // and it takes the first member's notifier key and category, which preferences and
-    // explanations go by (one rule groups one notifier or category in the common case).
+    let digest = Digest {
+        event_id: store::new_id(),
+        notification_id: store::new_id(),
+        delivery_id: store::new_id(),
+    };
     let payload = serde_json::json!({
         "digest_bucket": id,
         "rule": bucket.rule_key,
@@ -434,7 +462,7 @@ pub(crate) async fn emit_in(
     let inserted = deliveries::insert_event(
         conn,
         &NewEvent {
-            id: &event_id,
+            id: &digest.event_id,
             tenant: &bucket.tenant,
             notifier_key: &first.notifier_key,
             notifier_plugin: &first.notifier_plugin,
@@ -446,13 +474,14 @@ pub(crate) async fn emit_in(
     .await?;
     if !inserted {
         // A fresh id and no idempotency key: only a corrupt table can refuse it.
-        return Err(StoreError::Corrupt(format!("digest event {event_id} exists already")).into());
+        let why = format!("digest event {} exists already", digest.event_id);
+        return Err(StoreError::Corrupt(why).into());
     }
     deliveries::insert_notification(
         conn,
         &NewNotification {
-            id: &notification_id,
-            event_id: &event_id,
+            id: &digest.notification_id,
+            event_id: &digest.event_id,
             tenant: &bucket.tenant,
             recipient_id: &bucket.recipient_id,
             // The newest member's copy: the freshest address the application gave.
@@ -463,13 +492,16 @@ pub(crate) async fn emit_in(
         },
     )
     .await?;
-    let planned_by = format!("belfry digests (rule {rule})");
+    let planned_by = format!(
+        "belfry digests (rule {} v{})",
+        bucket.rule_key, bucket.rule_version
+    );
     deliveries::insert_delivery(
         conn,
         &NewDelivery {
-            id: &delivery_id,
-            notification_id: &notification_id,
-            event_id: &event_id,
+            id: &digest.delivery_id,
+            notification_id: &digest.notification_id,
+            event_id: &digest.event_id,
             tenant: &bucket.tenant,
             channel: &bucket.channel,
             status: Status::Pending,
@@ -484,15 +516,28 @@ pub(crate) async fn emit_in(
         conn,
         NewJob {
             kind: queue::job_kind::DELIVER,
-            subject_id: &delivery_id,
+            subject_id: &digest.delivery_id,
             tenant: &bucket.tenant,
             run_at: now,
             deferred: None,
         },
     )
     .await?;
+    Ok(digest)
+}
+
+/// Links the bucket to its digest, moves its held members to `digested`, and traces both.
+async fn mark_digested(
+    conn: &mut Conn,
+    bucket: &Bucket,
+    members: &[Member],
+    digest: &Digest,
+    closed_by: &str,
+    now_text: &str,
+) -> Result<(), BucketError> {
+    let (id, delivery_id) = (&bucket.id, &digest.delivery_id);
     sqlx::query("UPDATE digest_buckets SET digest_delivery_id = $1 WHERE id = $2")
-        .bind(&delivery_id)
+        .bind(delivery_id)
         .bind(id)
         .execute(&mut *conn)
         .await?;
@@ -503,13 +548,14 @@ pub(crate) async fn emit_in(
     )
     .bind(reason::DIGESTED)
     .bind(&detail)
-    .bind(&now_text)
+    .bind(now_text)
     .bind(id)
     .bind(Status::Digested.as_str())
     .bind(Status::Held.as_str())
     .execute(&mut *conn)
     .await?;
 
+    let rule = format!("{} v{}", bucket.rule_key, bucket.rule_version);
     let window = format!("[{}, {})", bucket.window_start, bucket.window_end);
     let group = if bucket.group_value.is_empty() {
         String::new()
@@ -531,9 +577,9 @@ pub(crate) async fn emit_in(
         .collect();
     story.push(NewTrace {
         tenant: &bucket.tenant,
-        event_id: &event_id,
-        notification_id: Some(&notification_id),
-        delivery_id: Some(&delivery_id),
+        event_id: &digest.event_id,
+        notification_id: Some(&digest.notification_id),
+        delivery_id: Some(delivery_id),
         kind: kind::DIGEST_EMITTED,
         reason: Some(closed_by),
         detail: Some(format!(
@@ -546,12 +592,7 @@ pub(crate) async fn emit_in(
         ..Default::default()
     });
     crate::endpoints::events::append_all(conn, story).await?;
-    tracing::info!(bucket = %id, digest = %delivery_id, items = members.len(), closed_by, "digest emitted");
-    Ok(Emission::Emitted {
-        bucket_id: id.to_string(),
-        digest_delivery_id: delivery_id,
-        items: members.len() as i64,
-    })
+    Ok(())
 }
 
 /// The held members of a bucket, oldest first.
