@@ -195,6 +195,16 @@ pub async fn plugins(iterations: u32, json: bool) -> Result<()> {
         (&native_m, Some(native_m.mean_us())),
         (&native_cached, Some(native_cached.mean_us())),
     ];
+    print_render(&rows, renderer, iterations, json)
+}
+
+/// The render table: each mode, and its ratio to the native run doing the same work.
+fn print_render(
+    rows: &[(&Measured, Option<f64>)],
+    renderer: &plugins::Plugin,
+    iterations: u32,
+    json: bool,
+) -> Result<()> {
     if json {
         let out: Vec<_> = rows
             .iter()
@@ -222,7 +232,7 @@ pub async fn plugins(iterations: u32, json: bool) -> Result<()> {
         "{:<18} {:>11} {:>10} {:>10} {:>10} {:>10}",
         "mode", "calls/s", "mean µs", "p50 µs", "p99 µs", "vs native"
     );
-    for (m, base) in rows {
+    for &(m, base) in rows {
         let ratio = base.map_or("-".to_string(), |b| format!("{:.2}×", m.mean_us() / b));
         println!(
             "{:<18} {:>11.0} {:>10.1} {:>10.1} {:>10.1} {:>10}",
@@ -325,26 +335,7 @@ async fn bench_provider() -> Result<u16> {
 /// how to build them.
 pub async fn languages(iterations: u32, plugins_dir: Option<&Path>, json: bool) -> Result<()> {
     let iterations = iterations.max(10);
-    let port = bench_provider().await?;
-    let api_base = format!("http://127.0.0.1:{port}");
-    let allow = format!("127.0.0.1:{port}");
-    let mut plugin_config = plugins::PluginConfig::new();
-    for (name, key) in [("resend", "api_key"), ("mailrelay", "api_key")] {
-        plugin_config.insert(
-            name.into(),
-            std::collections::BTreeMap::from([
-                (key.to_string(), "bench-key".to_string()),
-                ("from".into(), "Bench <bench@example.com>".into()),
-                ("api_base".into(), api_base.clone()),
-                ("allow_http".into(), allow.clone()),
-            ]),
-        );
-    }
-    let runtime = PluginRuntime::new(RuntimeConfig {
-        cache_dir: belfry::config::default_cache_dir(),
-        plugin_config,
-        ..Default::default()
-    })?;
+    let runtime = language_runtime().await?;
     let loaded = plugins::load_all(&runtime, belfry::BUNDLED, plugins_dir).await?;
 
     let notifier_payload = |name: &str| -> &'static str {
@@ -354,26 +345,7 @@ pub async fn languages(iterations: u32, plugins_dir: Option<&Path>, json: bool) 
             r#"{"user": {"id": "ada", "name": "Ada Lovelace", "email": "ada@example.com"}}"#
         }
     };
-    let message = plugins::OutgoingMessage {
-        delivery_id: "bench-delivery".into(),
-        notification_id: "bench-notification".into(),
-        tenant: "bench".into(),
-        idempotency_key: "belfry-bench".into(),
-        attempt: 1,
-        channel: Channel::Email,
-        recipient: Recipient {
-            id: "ada".into(),
-            email: Some("ada@example.com".into()),
-            phone: None,
-            data: None,
-        },
-        content: Content::Email {
-            subject: "Invoice INV-1 is due".into(),
-            html: Some("<p>Invoice <strong>INV-1</strong> is due.</p>".into()),
-            text: Some("Invoice INV-1 is due.".into()),
-        },
-        headers: vec![],
-    };
+    let message = bench_message();
 
     let mut rows = Vec::new();
     let mut missing = Vec::new();
@@ -423,6 +395,16 @@ pub async fn languages(iterations: u32, plugins_dir: Option<&Path>, json: bool) 
         });
     }
 
+    print_languages(&rows, &missing, iterations, json)
+}
+
+/// The per-language table, and a row for each example that was not loaded.
+fn print_languages(
+    rows: &[LanguageRow],
+    missing: &[&LanguageCase],
+    iterations: u32,
+    json: bool,
+) -> Result<()> {
     if json {
         let out: Vec<_> = rows
             .iter()
@@ -458,7 +440,7 @@ pub async fn languages(iterations: u32, plugins_dir: Option<&Path>, json: bool) 
         "{:<11} {:<30} {:<10} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9}",
         "language", "plugin", "call", "MiB", "fresh/s", "p50 µs", "warm/s", "p50 µs", "MiB/inst"
     );
-    for r in &rows {
+    for r in rows {
         println!(
             "{:<11} {:<30} {:<10} {:>8} {:>9.0} {:>9.1} {:>9.0} {:>9.1} {:>9.2}",
             r.case.language,
@@ -479,6 +461,56 @@ pub async fn languages(iterations: u32, plugins_dir: Option<&Path>, json: bool) 
         );
     }
     Ok(())
+}
+
+/// The plugin runtime of the language rows: `resend` and `mailrelay` send to a provider on
+/// 127.0.0.1 that accepts everything.
+async fn language_runtime() -> Result<PluginRuntime> {
+    let port = bench_provider().await?;
+    let api_base = format!("http://127.0.0.1:{port}");
+    let allow = format!("127.0.0.1:{port}");
+    let mut plugin_config = plugins::PluginConfig::new();
+    for (name, key) in [("resend", "api_key"), ("mailrelay", "api_key")] {
+        plugin_config.insert(
+            name.into(),
+            std::collections::BTreeMap::from([
+                (key.to_string(), "bench-key".to_string()),
+                ("from".into(), "Bench <bench@example.com>".into()),
+                ("api_base".into(), api_base.clone()),
+                ("allow_http".into(), allow.clone()),
+            ]),
+        );
+    }
+    let runtime = PluginRuntime::new(RuntimeConfig {
+        cache_dir: belfry::config::default_cache_dir(),
+        plugin_config,
+        ..Default::default()
+    })?;
+    Ok(runtime)
+}
+
+/// The message the adapters of the language rows send.
+fn bench_message() -> plugins::OutgoingMessage {
+    plugins::OutgoingMessage {
+        delivery_id: "bench-delivery".into(),
+        notification_id: "bench-notification".into(),
+        tenant: "bench".into(),
+        idempotency_key: "belfry-bench".into(),
+        attempt: 1,
+        channel: Channel::Email,
+        recipient: Recipient {
+            id: "ada".into(),
+            email: Some("ada@example.com".into()),
+            phone: None,
+            data: None,
+        },
+        content: Content::Email {
+            subject: "Invoice INV-1 is due".into(),
+            html: Some("<p>Invoice <strong>INV-1</strong> is due.</p>".into()),
+            text: Some("Invoice INV-1 is due.".into()),
+        },
+        headers: vec![],
+    }
 }
 
 /// The size of a plugin's component: the bundled bytes, or the file it came from (`origin` is

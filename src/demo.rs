@@ -4,11 +4,22 @@
 use crate::output;
 use anyhow::{Context, Result, bail};
 use base64::Engine as _;
+use belfry::host::digests::Bucket;
+use belfry::host::traces::DeliveryRecord;
 use belfry::receiver::Receiver;
 use belfry::{Engine, EngineConfig, TriggerRequest};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+
+/// What the demo's steps left: each delivery by its event, the step log, and the deliveries
+/// worth explaining.
+struct Ran {
+    rows: Vec<(String, DeliveryRecord)>,
+    log: Vec<serde_json::Value>,
+    invalid_delivery: Option<String>,
+    deferred_delivery: Option<String>,
+}
 
 pub async fn run(cache_dir: &Option<PathBuf>, database: Option<PathBuf>, json: bool) -> Result<()> {
     let tmp = tempfile::Builder::new().prefix("belfry-demo-").tempdir()?;
@@ -25,7 +36,29 @@ pub async fn run(cache_dir: &Option<PathBuf>, database: Option<PathBuf>, json: b
         None => tmp.path().join("demo.db"),
     };
     let database_url = format!("sqlite://{}", db_path.display());
+    let (engine, receiver) = open(cache_dir, &database_url).await?;
+    if !json {
+        print_header(&engine, &database_url, &receiver);
+    }
+    set_up_policy(&engine, json).await?;
+    let mut ran = run_steps(&engine, &steps(), json).await?;
+    let digests = settle(&engine, &mut ran.rows).await?;
+    let temporary = tmp.path().starts_with(std::env::temp_dir()) && db_path.starts_with(tmp.path());
+    report(
+        &engine,
+        &receiver,
+        &database_url,
+        ran,
+        &digests,
+        temporary,
+        json,
+    )
+    .await
+}
 
+/// The engine on a fresh database, its webhook adapter pointed at a local receiver that checks
+/// signatures.
+async fn open(cache_dir: &Option<PathBuf>, database_url: &str) -> Result<(Engine, Receiver)> {
     let secret = format!(
         "whsec_{}",
         base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 24]>())
@@ -42,32 +75,37 @@ pub async fn run(cache_dir: &Option<PathBuf>, database: Option<PathBuf>, json: b
         ]),
     );
     let engine = Engine::open(EngineConfig {
-        database_url: database_url.clone(),
+        database_url: database_url.to_string(),
         bundled: belfry::BUNDLED,
         cache_dir: cache_dir.clone(),
         plugin_config,
         ..Default::default()
     })
     .await?;
-    if !json {
-        println!("belfry demo");
-        println!("  database: {database_url}");
-        println!(
-            "  webhook receiver: {} (verifies Standard Webhooks signatures)",
-            receiver.url()
-        );
-        println!(
-            "  plugins: {}",
-            engine
-                .plugins()
-                .iter()
-                .map(|p| p.reference().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        println!();
-    }
+    Ok((engine, receiver))
+}
 
+fn print_header(engine: &Engine, database_url: &str, receiver: &Receiver) {
+    println!("belfry demo");
+    println!("  database: {database_url}");
+    println!(
+        "  webhook receiver: {} (verifies Standard Webhooks signatures)",
+        receiver.url()
+    );
+    println!(
+        "  plugins: {}",
+        engine
+            .plugins()
+            .iter()
+            .map(|p| p.reference().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!();
+}
+
+/// Alan's quiet hours, Grace's suppressed phone, and the `threads` digest rule.
+async fn set_up_policy(engine: &Engine, json: bool) -> Result<()> {
     // Policy: Alan keeps quiet hours in Tokyo around this very moment (so the demo shows a
     // deferral), and Grace's phone number is suppressed after a complaint.
     let tokyo = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Tokyo);
@@ -121,7 +159,11 @@ pub async fn run(cache_dir: &Option<PathBuf>, database: Option<PathBuf>, json: b
         );
         println!();
     }
+    Ok(())
+}
 
+/// The triggers the demo sends, each with what it shows.
+fn steps() -> Vec<(&'static str, TriggerRequest)> {
     let order = json!({
         "order_id": "1042",
         "carrier": "DHL",
@@ -132,7 +174,7 @@ pub async fn run(cache_dir: &Option<PathBuf>, database: Option<PathBuf>, json: b
             {"id": "grace", "name": "Grace Hopper", "email": "grace@example.com", "phone": "+15555550100"}
         ]
     });
-    let steps = vec![
+    vec![
         (
             "welcome Ada",
             TriggerRequest::new(
@@ -196,13 +238,16 @@ pub async fn run(cache_dir: &Option<PathBuf>, database: Option<PathBuf>, json: b
             "welcome without a user id",
             TriggerRequest::new("welcome", json!({"user": {"email": "nobody@example.com"}})),
         ),
-    ];
+    ]
+}
 
+/// Triggers and dispatches each step, printing a line per step.
+async fn run_steps(engine: &Engine, steps: &[(&str, TriggerRequest)], json: bool) -> Result<Ran> {
     let mut rows = Vec::new();
     let mut log = Vec::new();
     let mut invalid_delivery = None;
     let mut deferred_delivery = None;
-    for (label, req) in &steps {
+    for (label, req) in steps {
         match engine.trigger(req).await {
             Ok(outcome) => {
                 if outcome.duplicate {
@@ -252,7 +297,17 @@ pub async fn run(cache_dir: &Option<PathBuf>, database: Option<PathBuf>, json: b
             }
         }
     }
+    Ok(Ran {
+        rows,
+        log,
+        invalid_delivery,
+        deferred_delivery,
+    })
+}
 
+/// Sends what is still pending (the digest), brings every row up to date, and adds the digest
+/// deliveries; returns the emitted digests.
+async fn settle(engine: &Engine, rows: &mut Vec<(String, DeliveryRecord)>) -> Result<Vec<Bucket>> {
     // The digest is a delivery of its own (of a new event): send it, then show every delivery
     // as it ended, the held emails included.
     engine.dispatch_pending().await?;
@@ -278,7 +333,25 @@ pub async fn run(cache_dir: &Option<PathBuf>, database: Option<PathBuf>, json: b
             rows.push((output::id_label(&d.event_id), d));
         }
     }
+    Ok(digests)
+}
 
+/// The table of deliveries, what the receiver verified, and where to look next.
+async fn report(
+    engine: &Engine,
+    receiver: &Receiver,
+    database_url: &str,
+    ran: Ran,
+    digests: &[Bucket],
+    temporary: bool,
+    json: bool,
+) -> Result<()> {
+    let Ran {
+        rows,
+        log,
+        invalid_delivery,
+        deferred_delivery,
+    } = ran;
     let received = receiver.received();
     let verified = received.iter().filter(|r| r.verified).count();
     let explanation = match &invalid_delivery {
@@ -326,7 +399,7 @@ pub async fn run(cache_dir: &Option<PathBuf>, database: Option<PathBuf>, json: b
             "Why is a delivery waiting? `belfry explain {id}` shows its policy check, rule by rule."
         );
     }
-    if tmp.path().starts_with(std::env::temp_dir()) && db_path.starts_with(tmp.path()) {
+    if temporary {
         println!();
         println!("(the demo database was temporary; pass --database PATH to keep it)");
     }

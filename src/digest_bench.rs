@@ -228,6 +228,28 @@ fn quantiles(mut v: Vec<f64>) -> [f64; 4] {
     [p(0.5), p(0.9), p(0.99), v[v.len() - 1]]
 }
 
+/// Each bucket's lag from `due` (its window's end) to its emission and to its digest's send,
+/// in ms; every bucket must have emitted, on time, and its digest been sent.
+fn lags(got: &[Closed], due: DateTime<Utc>) -> Result<(Vec<f64>, Vec<f64>)> {
+    let (mut to_emit, mut to_send) = (Vec::with_capacity(got.len()), Vec::with_capacity(got.len()));
+    for (id, status, closed_at, digest_status, sent_at, updated_at) in got {
+        let (Some(closed_at), Some("succeeded")) = (closed_at, digest_status.as_deref()) else {
+            bail!("emission lag check: bucket {id} is {status}, its digest {digest_status:?}");
+        };
+        let emit = ms_after(due, closed_at)?;
+        ensure!(
+            emit >= 0.0,
+            "emission lag check: bucket {id} emitted {emit} ms early"
+        );
+        to_emit.push(emit);
+        let Some(sent_at) = sent_at.as_ref().or(updated_at.as_ref()) else {
+            bail!("emission lag check: the digest of bucket {id} has no send time");
+        };
+        to_send.push(ms_after(due, sent_at)?);
+    }
+    Ok((to_emit, to_send))
+}
+
 async fn bench_lag(o: &Options) -> Result<Vec<Row>> {
     let n = o.size.min(MAX_BUCKETS);
     let (mut emitted, mut sent): (Vec<[f64; 4]>, Vec<[f64; 4]>) = (Vec::new(), Vec::new());
@@ -306,22 +328,7 @@ async fn bench_lag(o: &Options) -> Result<Vec<Row>> {
             "emission lag check: {} digests for {n} buckets",
             got.len()
         );
-        let (mut to_emit, mut to_send) = (Vec::with_capacity(n), Vec::with_capacity(n));
-        for (id, status, closed_at, digest_status, sent_at, updated_at) in &got {
-            let (Some(closed_at), Some("succeeded")) = (closed_at, digest_status.as_deref()) else {
-                bail!("emission lag check: bucket {id} is {status}, its digest {digest_status:?}");
-            };
-            let emit = ms_after(due, closed_at)?;
-            ensure!(
-                emit >= 0.0,
-                "emission lag check: bucket {id} emitted {emit} ms early"
-            );
-            to_emit.push(emit);
-            let Some(sent_at) = sent_at.as_ref().or(updated_at.as_ref()) else {
-                bail!("emission lag check: the digest of bucket {id} has no send time");
-            };
-            to_send.push(ms_after(due, sent_at)?);
-        }
+        let (to_emit, to_send) = lags(&got, due)?;
         let (e, s) = (quantiles(to_emit), quantiles(to_send));
         // The last one out over the whole run: how fast emissions and digests drain.
         emit_rates.push(n as f64 / (e[3].max(1.0) / 1000.0));
@@ -357,7 +364,7 @@ async fn bench_lag(o: &Options) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
-pub async fn run(a: crate::QueueBenchArgs, json: bool) -> Result<()> {
+pub async fn run(a: crate::bench_cli::QueueBenchArgs, json: bool) -> Result<()> {
     if a.repetitions == 0 || a.size == 0 {
         bail!("--repetitions and --size must be at least 1");
     }

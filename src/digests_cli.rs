@@ -176,82 +176,15 @@ pub struct UpsertArgs {
 }
 
 pub async fn run(db: &Db, command: DigestsCommand, json: bool) -> Result<()> {
-    let command = match command {
-        DigestsCommand::Rules { command } => command,
+    match command {
+        DigestsCommand::Rules { command } => rules_command(db, command, json).await,
         DigestsCommand::Buckets {
             recipient,
             status,
             limit,
             tenant,
-        } => {
-            let filter = BucketFilter {
-                recipient_id: recipient,
-                status,
-            };
-            let found = buckets::list(db, &tenant, &filter, limit.clamp(1, 1000)).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&found)?);
-            } else if found.is_empty() {
-                println!("no digest buckets match in tenant {tenant}");
-            } else {
-                found.iter().for_each(print_bucket);
-            }
-            return Ok(());
-        }
-        DigestsCommand::Cadence { command } => {
-            match command {
-                CadenceCommand::Set {
-                    recipient,
-                    category,
-                    cadence: kind,
-                    at,
-                    day,
-                    tenant,
-                } => {
-                    let at = at
-                        .map(|a| crate::policy_cli::minute("--at", &a))
-                        .transpose()?;
-                    let c = cadence::Cadence::parse(&kind, at, day.as_deref())?;
-                    let set = cadence::set(db, &tenant, &recipient, &category, c).await?;
-                    if json {
-                        println!("{}", serde_json::to_string_pretty(&set)?);
-                    } else {
-                        println!("{recipient}: {category} digests {}", describe_cadence(&c));
-                    }
-                }
-                CadenceCommand::List { recipient, tenant } => {
-                    let found = cadence::list(db, &tenant, &recipient).await?;
-                    if json {
-                        println!("{}", serde_json::to_string_pretty(&found)?);
-                    } else if found.is_empty() {
-                        println!(
-                            "{recipient} has no cadence of their own: the rules' windows apply"
-                        );
-                    } else {
-                        for s in &found {
-                            println!("{}  {}", s.category, describe_cadence(&s.cadence));
-                        }
-                    }
-                }
-                CadenceCommand::Clear {
-                    recipient,
-                    category,
-                    tenant,
-                } => {
-                    let cleared = cadence::clear(db, &tenant, &recipient, &category).await?;
-                    if json {
-                        println!("{}", serde_json::json!({ "cleared": cleared }));
-                    } else if cleared {
-                        println!(
-                            "cleared: {recipient}'s {category} digests follow the rules' windows"
-                        );
-                    } else {
-                        println!("{recipient} had no cadence for {category}; nothing changed");
-                    }
-                }
-            }
-            return Ok(());
-        }
+        } => list_buckets(db, recipient, status, limit, &tenant, json).await,
+        DigestsCommand::Cadence { command } => cadence_command(db, command, json).await,
         DigestsCommand::Bucket { id, tenant } => {
             let bucket = buckets::get(db, &tenant, &id).await?;
             if json {
@@ -259,47 +192,126 @@ pub async fn run(db: &Db, command: DigestsCommand, json: bool) -> Result<()> {
             } else {
                 print_bucket(&bucket);
             }
-            return Ok(());
+            Ok(())
         }
-        DigestsCommand::Emit { bucket, tenant } => {
-            let emission = buckets::emit(db, &tenant, &bucket).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&emission)?);
-                return Ok(());
-            }
-            match emission {
-                Emission::Emitted {
-                    digest_delivery_id,
-                    items,
-                    ..
-                } => println!(
-                    "emitted {items} item(s) as digest delivery {digest_delivery_id}; a worker sends it"
-                ),
-                Emission::AlreadyEmitted {
-                    status,
-                    digest_delivery_id: Some(id),
-                    ..
-                } => println!("already {status}, as digest delivery {id}; nothing changed"),
-                Emission::AlreadyEmitted { status, .. } => {
-                    println!("already closed ({status}, nothing to send); nothing changed")
-                }
-                Emission::Empty { .. } => {
-                    println!("closed empty: its only item was sent at once (first now)")
-                }
-                Emission::NotDue { window_end, .. } => {
-                    bail!(
-                        "bucket {bucket} is not due: its window ends at {window_end} and it is not full; nothing changed"
-                    )
-                }
-            }
-            return Ok(());
-        }
+        DigestsCommand::Emit { bucket, tenant } => emit(db, &bucket, &tenant, json).await,
+    }
+}
+
+async fn list_buckets(
+    db: &Db,
+    recipient: Option<String>,
+    status: Option<String>,
+    limit: i64,
+    tenant: &str,
+    json: bool,
+) -> Result<()> {
+    let filter = BucketFilter {
+        recipient_id: recipient,
+        status,
     };
+    let found = buckets::list(db, tenant, &filter, limit.clamp(1, 1000)).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&found)?);
+    } else if found.is_empty() {
+        println!("no digest buckets match in tenant {tenant}");
+    } else {
+        found.iter().for_each(print_bucket);
+    }
+    Ok(())
+}
+
+async fn cadence_command(db: &Db, command: CadenceCommand, json: bool) -> Result<()> {
+    match command {
+        CadenceCommand::Set {
+            recipient,
+            category,
+            cadence: kind,
+            at,
+            day,
+            tenant,
+        } => {
+            let at = at
+                .map(|a| crate::policy_cli::minute("--at", &a))
+                .transpose()?;
+            let c = cadence::Cadence::parse(&kind, at, day.as_deref())?;
+            let set = cadence::set(db, &tenant, &recipient, &category, c).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&set)?);
+            } else {
+                println!("{recipient}: {category} digests {}", describe_cadence(&c));
+            }
+        }
+        CadenceCommand::List { recipient, tenant } => {
+            let found = cadence::list(db, &tenant, &recipient).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&found)?);
+            } else if found.is_empty() {
+                println!("{recipient} has no cadence of their own: the rules' windows apply");
+            } else {
+                for s in &found {
+                    println!("{}  {}", s.category, describe_cadence(&s.cadence));
+                }
+            }
+        }
+        CadenceCommand::Clear {
+            recipient,
+            category,
+            tenant,
+        } => {
+            let cleared = cadence::clear(db, &tenant, &recipient, &category).await?;
+            if json {
+                println!("{}", serde_json::json!({ "cleared": cleared }));
+            } else if cleared {
+                println!("cleared: {recipient}'s {category} digests follow the rules' windows");
+            } else {
+                println!("{recipient} had no cadence for {category}; nothing changed");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn emit(db: &Db, bucket: &str, tenant: &str, json: bool) -> Result<()> {
+    let emission = buckets::emit(db, tenant, bucket).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&emission)?);
+        return Ok(());
+    }
+    match emission {
+        Emission::Emitted {
+            digest_delivery_id,
+            items,
+            ..
+        } => println!(
+            "emitted {items} item(s) as digest delivery {digest_delivery_id}; a worker sends it"
+        ),
+        Emission::AlreadyEmitted {
+            status,
+            digest_delivery_id: Some(id),
+            ..
+        } => println!("already {status}, as digest delivery {id}; nothing changed"),
+        Emission::AlreadyEmitted { status, .. } => {
+            println!("already closed ({status}, nothing to send); nothing changed")
+        }
+        Emission::Empty { .. } => {
+            println!("closed empty: its only item was sent at once (first now)")
+        }
+        Emission::NotDue { window_end, .. } => {
+            bail!(
+                "bucket {bucket} is not due: its window ends at {window_end} and it is not full; nothing changed"
+            )
+        }
+    }
+    Ok(())
+}
+
+async fn rules_command(db: &Db, command: RulesCommand, json: bool) -> Result<()> {
     match command {
         RulesCommand::Upsert(a) => {
             let window = match (&a.every, &a.daily_at, &a.zone) {
                 (Some(every), _, _) => {
-                    let secs = crate::duration_secs("--every", every)?;
+                    let secs = crate::durations::duration_secs("--every", every)?;
                     if secs % 60 != 0 {
                         bail!("--every `{every}`: a window is a whole number of minutes");
                     }

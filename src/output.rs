@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use belfry::TriggerOutcome;
-use belfry::host::plugins::{Plugin, PluginKind, Registry};
+use belfry::host::plugins::{Plugin, PluginKind, Registry, RendererChoice};
 use belfry::host::traces::DeliveryRecord;
 
 /// An error's message and then each cause that adds something: a cause whose text the
@@ -114,88 +114,15 @@ pub fn print_plugins(registry: &Registry, json: bool) -> Result<()> {
     let plugins = registry.plugins();
     let broken = registry.broken();
     let renderers = registry.renderer_choices();
-    let renderer_of = |p: &Plugin| renderers.iter().find(|c| c.notifier == p.name());
     if json {
-        let list: Vec<_> = plugins
-            .iter()
-            .map(|p| {
-                let mut v = serde_json::json!({
-                    "name": p.name(),
-                    "status": "loaded",
-                    "version": p.reference().version,
-                    "hash": p.reference().hash,
-                    "kind": p.kind(),
-                    "wit": p.manifest().wit,
-                    "origin": p.origin(),
-                    "notifier": p.description(),
-                    "channels": p.manifest().channels,
-                });
-                match p.kind() {
-                    // The channels it serves now, why, and what it took them from.
-                    PluginKind::ChannelAdapter => {
-                        v["routes"] = serde_json::json!(
-                            registry
-                                .routes()
-                                .filter(|r| r.adapter == p.name())
-                                .collect::<Vec<_>>()
-                        );
-                    }
-                    PluginKind::Notifier => {
-                        v["renderer"] = serde_json::json!(renderer_of(p));
-                    }
-                    PluginKind::Renderer => {
-                        v["default_renderer"] = serde_json::json!(
-                            registry.default_renderer().map(|(n, _)| n) == Some(p.name())
-                        );
-                    }
-                }
-                v
-            })
-            .chain(broken.iter().map(|b| {
-                serde_json::json!({
-                    "name": b.name,
-                    "status": "broken",
-                    "path": b.path,
-                    "reason": b.reason,
-                })
-            }))
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&list)?);
-        return Ok(());
+        return print_plugins_json(registry, &renderers);
     }
     println!(
         "{:<16} {:<9} {:<16} {:<6} {:<14} {:<30} ORIGIN",
         "NAME", "VERSION", "KIND", "WIT", "HASH", "SERVES"
     );
     for p in plugins {
-        let serves = match p.kind() {
-            PluginKind::Notifier => {
-                let key = p
-                    .description()
-                    .map(|d| format!("key {} ({})", d.key, d.category))
-                    .unwrap_or_default();
-                match renderer_of(p).and_then(|c| c.renderer.clone()) {
-                    Some(r) => format!("{key} via {r}"),
-                    None => format!("{key}, NO RENDERER"),
-                }
-            }
-            // Each listed channel, and whether this adapter serves it now.
-            PluginKind::ChannelAdapter => p
-                .manifest()
-                .channels
-                .iter()
-                .map(|c| match registry.route(*c) {
-                    Some(r) if r.adapter == p.name() => c.as_str().to_string(),
-                    Some(r) => format!("{c} (not serving: {})", r.adapter),
-                    None => format!("{c} (not routed)"),
-                })
-                .collect::<Vec<_>>()
-                .join(", "),
-            PluginKind::Renderer => match registry.default_renderer() {
-                Some((name, why)) if name == p.name() => format!("templates (default: {why})"),
-                _ => "templates".into(),
-            },
-        };
+        let serves = serves(registry, &renderers, p);
         println!(
             "{:<16} {:<9} {:<16} {:<6} {:<14} {:<30} {}",
             p.name(),
@@ -239,6 +166,92 @@ pub fn print_plugins(registry: &Registry, json: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `plugin list --json`: each plugin in force with its routes or renderer, then the broken.
+fn print_plugins_json(registry: &Registry, renderers: &[RendererChoice]) -> Result<()> {
+    let plugins = registry.plugins();
+    let broken = registry.broken();
+    let renderer_of = |p: &Plugin| renderers.iter().find(|c| c.notifier == p.name());
+    let list: Vec<_> = plugins
+        .iter()
+        .map(|p| {
+            let mut v = serde_json::json!({
+                "name": p.name(),
+                "status": "loaded",
+                "version": p.reference().version,
+                "hash": p.reference().hash,
+                "kind": p.kind(),
+                "wit": p.manifest().wit,
+                "origin": p.origin(),
+                "notifier": p.description(),
+                "channels": p.manifest().channels,
+            });
+            match p.kind() {
+                // The channels it serves now, why, and what it took them from.
+                PluginKind::ChannelAdapter => {
+                    v["routes"] = serde_json::json!(
+                        registry
+                            .routes()
+                            .filter(|r| r.adapter == p.name())
+                            .collect::<Vec<_>>()
+                    );
+                }
+                PluginKind::Notifier => {
+                    v["renderer"] = serde_json::json!(renderer_of(p));
+                }
+                PluginKind::Renderer => {
+                    v["default_renderer"] = serde_json::json!(
+                        registry.default_renderer().map(|(n, _)| n) == Some(p.name())
+                    );
+                }
+            }
+            v
+        })
+        .chain(broken.iter().map(|b| {
+            serde_json::json!({
+                "name": b.name,
+                "status": "broken",
+                "path": b.path,
+                "reason": b.reason,
+            })
+        }))
+        .collect();
+    println!("{}", serde_json::to_string_pretty(&list)?);
+    Ok(())
+}
+
+/// What a plugin serves, as the SERVES column says it.
+fn serves(registry: &Registry, renderers: &[RendererChoice], p: &Plugin) -> String {
+    let renderer_of = |p: &Plugin| renderers.iter().find(|c| c.notifier == p.name());
+    match p.kind() {
+        PluginKind::Notifier => {
+            let key = p
+                .description()
+                .map(|d| format!("key {} ({})", d.key, d.category))
+                .unwrap_or_default();
+            match renderer_of(p).and_then(|c| c.renderer.clone()) {
+                Some(r) => format!("{key} via {r}"),
+                None => format!("{key}, NO RENDERER"),
+            }
+        }
+        // Each listed channel, and whether this adapter serves it now.
+        PluginKind::ChannelAdapter => p
+            .manifest()
+            .channels
+            .iter()
+            .map(|c| match registry.route(*c) {
+                Some(r) if r.adapter == p.name() => c.as_str().to_string(),
+                Some(r) => format!("{c} (not serving: {})", r.adapter),
+                None => format!("{c} (not routed)"),
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        PluginKind::Renderer => match registry.default_renderer() {
+            Some((name, why)) if name == p.name() => format!("templates (default: {why})"),
+            _ => "templates".into(),
+        },
+    }
 }
 
 pub fn print_check(p: &Plugin, json: bool) -> Result<()> {

@@ -249,7 +249,7 @@ pub async fn settings(db: &Db, command: SettingsCommand, json: bool) -> Result<(
                 let max: i64 = max
                     .parse()
                     .map_err(|_| anyhow::anyhow!("--cap `{c}`: MAX must be a whole number"))?;
-                let cap = Cap::new(max, crate::duration_secs("--cap", window)?)?;
+                let cap = Cap::new(max, crate::durations::duration_secs("--cap", window)?)?;
                 patch.caps.push((channel, Some(cap)));
             }
             patch.caps.extend(a.no_cap.iter().map(|c| (*c, None)));
@@ -259,7 +259,7 @@ pub async fn settings(db: &Db, command: SettingsCommand, json: bool) -> Result<(
                 };
                 patch.cooldowns.push((
                     notifier.to_string(),
-                    Some(crate::duration_secs("--cooldown", d)?),
+                    Some(crate::durations::duration_secs("--cooldown", d)?),
                 ));
             }
             patch
@@ -298,7 +298,7 @@ pub async fn suppressions(db: &Db, command: SuppressionsCommand, json: bool) -> 
             };
             let reason: SuppressionReason = reason.parse()?;
             let expires = expires
-                .map(|e| crate::parse_when("--expires", &e))
+                .map(|e| crate::durations::parse_when("--expires", &e))
                 .transpose()?;
             let s = inputs::add_suppression(db, &tenant, &target, reason, note.as_deref(), expires)
                 .await?;

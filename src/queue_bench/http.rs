@@ -114,79 +114,11 @@ pub(super) async fn bench_http_busy(o: &Options) -> Result<Vec<Row>> {
             let (_, key) = engine.create_key(Some("default"), "bench").await?;
             let base = format!("http://{}", server.addr);
             let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let mut load = tokio::task::JoinSet::new();
-            for _ in 0..if busy { SLOW } else { 0 } {
-                let (client, url, key, stop) = (
-                    reqwest::Client::new(),
-                    format!("{base}/v1/events"),
-                    key.clone(),
-                    stop.clone(),
-                );
-                load.spawn(async move {
-                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        let res = client
-                            .post(&url)
-                            .bearer_auth(&key)
-                            .json(
-                                &serde_json::json!({"notifier": "slow-recipients", "payload": {}}),
-                            )
-                            .send()
-                            .await?;
-                        ensure!(
-                            res.status() == reqwest::StatusCode::UNPROCESSABLE_ENTITY,
-                            "a slow trigger answered {}",
-                            res.status()
-                        );
-                    }
-                    Ok::<_, anyhow::Error>(())
-                });
-            }
+            let mut load = slow_load(&base, &key, &stop, if busy { SLOW } else { 0 });
             // Let the slow triggers reach their plugin before measuring.
             tokio::time::sleep(Duration::from_millis(300)).await;
-            let probe = {
-                let (client, url) = (
-                    reqwest::Client::builder()
-                        .pool_max_idle_per_host(0)
-                        .build()?,
-                    format!("{base}/healthz"),
-                );
-                tokio::spawn(async move {
-                    let mut took = Vec::new();
-                    let end = Instant::now() + FOR;
-                    while Instant::now() < end {
-                        let started = Instant::now();
-                        let res = client.get(&url).send().await?;
-                        ensure!(
-                            res.status().is_success(),
-                            "/healthz answered {}",
-                            res.status()
-                        );
-                        took.push(started.elapsed().as_secs_f64() * 1e3);
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                    Ok::<_, anyhow::Error>(took)
-                })
-            };
-            let client = reqwest::Client::new();
-            let mut took = Vec::new();
-            let end = Instant::now() + FOR;
-            let mut i = 0;
-            while Instant::now() < end {
-                let started = Instant::now();
-                let res = client
-                    .post(format!("{base}/v1/events"))
-                    .bearer_auth(&key)
-                    .json(&serde_json::json!({"notifier": "order-shipped", "payload": payload(i)}))
-                    .send()
-                    .await?;
-                ensure!(
-                    res.status() == reqwest::StatusCode::CREATED,
-                    "POST /v1/events answered {}",
-                    res.status()
-                );
-                took.push(started.elapsed().as_secs_f64() * 1e3);
-                i += 1;
-            }
+            let probe = probe(&base, FOR)?;
+            let took = timed_triggers(&base, &key, FOR).await?;
             healthz[side].push(p99(probe.await??));
             triggers[side].push(p99(took));
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -211,4 +143,90 @@ pub(super) async fn bench_http_busy(o: &Options) -> Result<Vec<Row>> {
         rows.push(r);
     }
     Ok(rows)
+}
+
+/// `n` callers each triggering the slow notifier again and again until `stop`.
+fn slow_load(
+    base: &str,
+    key: &str,
+    stop: &Arc<std::sync::atomic::AtomicBool>,
+    n: usize,
+) -> tokio::task::JoinSet<Result<()>> {
+    let mut load = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let (client, url, key, stop) = (
+            reqwest::Client::new(),
+            format!("{base}/v1/events"),
+            key.to_string(),
+            stop.clone(),
+        );
+        load.spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let res = client
+                    .post(&url)
+                    .bearer_auth(&key)
+                    .json(&serde_json::json!({"notifier": "slow-recipients", "payload": {}}))
+                    .send()
+                    .await?;
+                ensure!(
+                    res.status() == reqwest::StatusCode::UNPROCESSABLE_ENTITY,
+                    "a slow trigger answered {}",
+                    res.status()
+                );
+            }
+            Ok::<_, anyhow::Error>(())
+        });
+    }
+    load
+}
+
+/// `/healthz` probed every 20 ms for `span`, on a new connection each time: the times taken.
+fn probe(base: &str, span: Duration) -> Result<tokio::task::JoinHandle<Result<Vec<f64>>>> {
+    let (client, url) = (
+        reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()?,
+        format!("{base}/healthz"),
+    );
+    Ok(tokio::spawn(async move {
+        let mut took = Vec::new();
+        let end = Instant::now() + span;
+        while Instant::now() < end {
+            let started = Instant::now();
+            let res = client.get(&url).send().await?;
+            ensure!(
+                res.status().is_success(),
+                "/healthz answered {}",
+                res.status()
+            );
+            took.push(started.elapsed().as_secs_f64() * 1e3);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok::<_, anyhow::Error>(took)
+    }))
+}
+
+/// One caller's `order-shipped` triggers for `span`: the time each took, in ms.
+async fn timed_triggers(base: &str, key: &str, span: Duration) -> Result<Vec<f64>> {
+    let client = reqwest::Client::new();
+    let mut took = Vec::new();
+    let end = Instant::now() + span;
+    let mut i = 0;
+    while Instant::now() < end {
+        let started = Instant::now();
+        let res = client
+            .post(format!("{base}/v1/events"))
+            .bearer_auth(&key)
+            .json(&serde_json::json!({"notifier": "order-shipped", "payload": payload(i)}))
+            .send()
+            .await?;
+        ensure!(
+            res.status() == reqwest::StatusCode::CREATED,
+            "POST /v1/events answered {}",
+            res.status()
+        );
+        took.push(started.elapsed().as_secs_f64() * 1e3);
+        i += 1;
+    }
+    Ok(took)
 }
