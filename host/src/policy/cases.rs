@@ -417,6 +417,80 @@ fn case_names_are_unique() {
     assert_eq!(names.len(), CASES.len());
 }
 
+/// Each rule made to fail on its own, in precedence order: (facts, rule, reason).
+const FAILING: [(&[Given], &str, &str); 11] = [
+    (
+        &[AtSend, Fallback { read: true }],
+        "fallback",
+        "already_read",
+    ),
+    (
+        &[SuppressedAddress(ADDRESS)],
+        "suppression",
+        "address_suppressed",
+    ),
+    (
+        &[SuppressedRecipient("u-1", Email)],
+        "suppression",
+        "recipient_suppressed",
+    ),
+    (
+        &[own("channel", "email", false)],
+        "channel",
+        "channel_disabled",
+    ),
+    (
+        &[own("category", "orders", false)],
+        "category",
+        "category_disabled",
+    ),
+    (
+        &[own("notifier", "order-shipped", false)],
+        "notifier",
+        "notifier_disabled",
+    ),
+    (
+        &[own("notifier_channel", "order-shipped/email", false)],
+        "notifier on channel",
+        "notifier_disabled",
+    ),
+    (&[Sev(Low), Floor(Normal)], "severity", "below_severity"),
+    (&[Cooldown("*", 600), Repeat], "cooldown", "cooldown"),
+    (&[Capped(Email, 1, 3600), Used(1)], "cap", "cap_reached"),
+    (&[NIGHT], "quiet hours", "quiet_hours"),
+];
+
+/// Whatever pair of rules fails, the earlier one decides; and a critical notification is
+/// stopped only by the first three (a read fallback, a suppressed address or recipient).
+#[test]
+fn of_any_two_failing_rules_the_earlier_decides() {
+    let mut wrong = Vec::new();
+    for (i, (first, rule, reason)) in FAILING.iter().enumerate() {
+        let alone = World::of(first).decide().unwrap();
+        if alone.checks.last().map(|c| (c.rule, c.result.as_str())) != Some((*rule, *reason)) {
+            wrong.push(format!("{rule} alone: {alone}"));
+        }
+        for (later, _, _) in &FAILING[i + 1..] {
+            let both: Vec<Given> = first.iter().chain(later.iter()).copied().collect();
+            let d = World::of(&both).decide().unwrap();
+            if d.checks.last().map(|c| (c.rule, c.result.as_str())) != Some((*rule, *reason)) {
+                wrong.push(format!("{rule} with {later:?}: {d}"));
+            }
+        }
+        let critical: Vec<Given> = first.iter().copied().chain([Sev(Critical)]).collect();
+        let d = World::of(&critical).decide().unwrap();
+        let expected = if i < 3 {
+            *reason
+        } else {
+            "bypassed (critical)"
+        };
+        if d.checks.last().map(|c| c.result.as_str()) != Some(expected) {
+            wrong.push(format!("{rule} for critical: {d}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
 /// The counts are read only when the decision will look at them: rules 0–5 pass (not critical)
 /// and a cooldown or a cap applies to this delivery.
 #[test]
