@@ -11,6 +11,8 @@
 //!    `<case>.toml` (its manifest) and `<case>.expected.toml` (a fixture without one is a
 //!    plugin whose behaviour a test observes rather than a failure case), and points the
 //!    `BELFRY_FIXTURE_PLUGINS_DIR` compile-time environment variable at that directory.
+//! 4. Writes `$OUT_DIR/hostile_cases.rs`: `hostile_cases!(folder_name = "folder-name", …)`
+//!    naming every failure case, which `tests/hostile_plugins.rs` turns into one test each.
 
 use std::env;
 use std::ffi::OsStr;
@@ -228,6 +230,7 @@ fn main() {
     fs::create_dir_all(&fixtures_out)
         .unwrap_or_else(|err| panic!("cannot create {}: {err}", fixtures_out.display()));
     let mut produced = Vec::new();
+    let mut hostile_cases = String::from("hostile_cases!(\n");
     for case in plugin_crates(&fixtures_src) {
         let wasm = release_dir.join(&case.wasm_file);
         let expected_path = case.dir.join("expected.toml");
@@ -258,6 +261,8 @@ fn main() {
             expected.kind,
             case.manifest.kind
         );
+        let test_name = case.folder.replace('-', "_");
+        writeln!(hostile_cases, "    {test_name} = {:?},", case.folder).unwrap();
         let copies = [
             (wasm, format!("{}.wasm", case.folder)),
             (case.manifest_path.clone(), format!("{}.toml", case.folder)),
@@ -270,6 +275,8 @@ fn main() {
             produced.push(name);
         }
     }
+    hostile_cases.push_str(");\n");
+    write_if_changed(&out_dir.join("hostile_cases.rs"), hostile_cases.as_bytes());
     // Drop what a removed case left behind.
     for entry in read_dir(&fixtures_out) {
         let name = entry.file_name().to_string_lossy().into_owned();

@@ -1,10 +1,11 @@
 //! Hostile plugins, one folder per case under `tests/fixtures/plugins/` (built from source by
-//! `build.rs`): each must fail its own call with the expected reason within its limit, and a
-//! normal plugin must work right after, in the same process and runtime.
+//! `build.rs`), one test per case: each must fail its own call with the expected reason within
+//! its limit, and a normal plugin must work right after, in the same process and runtime.
+//! `build.rs` lists the folders that hold an `expected.toml`, so a new folder is a new test.
 //!
 //! A binary of its own: it puts a secret into the process environment (`std::env::set_var`)
 //! for the `env-var` case to look for, which is unsound while other threads may read the
-//! environment (every PostgreSQL test reads `BELFRY_TEST_POSTGRES_URL`).
+//! environment (every PostgreSQL test of `tests/it` reads `BELFRY_TEST_POSTGRES_URL`).
 
 // The shared set-up of `tests/it`, of which this binary uses a part.
 #[path = "it/common/mod.rs"]
@@ -15,34 +16,43 @@ use belfry::host::content::{Channel, Content, Recipient, RenderRequest};
 use belfry::host::plugins::{
     self, OutgoingMessage, PluginKind, PluginRuntime, Reuse, RuntimeConfig,
 };
+use common::provider::{Answer, Provider};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+const SECRET_VALUE: &str = "host-secret-must-not-leak";
+
+/// One test per case folder: `hostile_cases!(folder_name = "folder-name", …)`, written by
+/// `build.rs`.
+macro_rules! hostile_cases {
+    ($($test:ident = $folder:literal),* $(,)?) => {
+        /// The cases this binary tests, by folder.
+        const CASES: &[&str] = &[$($folder),*];
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                hostile_case($folder).await
+            }
+        )*
+    };
+}
+
+include!(concat!(env!("OUT_DIR"), "/hostile_cases.rs"));
+
+/// Puts the secret the `env-var` case looks for into the environment, once. Every test of
+/// this binary calls it first, so none reads the environment while it is written.
+fn secret_in_env() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    // SAFETY: the other tests of this binary wait on `ONCE` before they go on (see above).
+    ONCE.call_once(|| unsafe { std::env::set_var("BELFRY_HOSTILE_SECRET", SECRET_VALUE) });
+}
 
 #[derive(serde::Deserialize)]
 struct Expected {
     kind: String,
     reason: String,
     message_contains: String,
-}
-
-/// A real HTTP server on 127.0.0.1 that counts the requests reaching it.
-async fn counting_server() -> (String, Arc<AtomicUsize>) {
-    let hits = Arc::new(AtomicUsize::new(0));
-    let h = hits.clone();
-    let app = axum::Router::new().fallback(move || {
-        let h = h.clone();
-        async move {
-            h.fetch_add(1, Ordering::SeqCst);
-            "leaked"
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/steal", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, hits)
 }
 
 fn message() -> OutgoingMessage {
@@ -64,12 +74,40 @@ fn message() -> OutgoingMessage {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_hostile_plugin_fails_its_own_call_and_the_host_carries_on() {
-    const SECRET_VALUE: &str = "host-secret-must-not-leak";
-    // SAFETY: set before any plugin runs; the guest must not see it anyway.
-    unsafe { std::env::set_var("BELFRY_HOSTILE_SECRET", SECRET_VALUE) };
-    let (url, hits) = counting_server().await;
+/// Every folder with an `expected.toml` is a test above, built, and there is at least one.
+#[test]
+fn every_case_folder_is_a_test() {
+    secret_in_env();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/plugins");
+    let mut folders: Vec<String> = std::fs::read_dir(&src)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("expected.toml").is_file())
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    folders.sort();
+    let mut cases: Vec<&str> = CASES.to_vec();
+    cases.sort();
+    assert!(!cases.is_empty(), "no hostile cases in {}", src.display());
+    assert_eq!(cases, folders, "the cases build.rs listed, and the folders");
+    let mut built: Vec<String> = std::fs::read_dir(belfry::FIXTURE_PLUGINS_DIR)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter_map(|name| name.strip_suffix(".expected.toml").map(str::to_string))
+        .collect();
+    built.sort();
+    assert_eq!(
+        cases, built,
+        "the cases build.rs listed, and the cases it built"
+    );
+}
+
+/// The case in folder `case`: its call fails as `expected.toml` says, within its limit, on a
+/// runtime that a normal plugin still works on right after; a denied request never arrives.
+async fn hostile_case(case: &str) {
+    secret_in_env();
+    let hits = Provider::start(Answer::status(200, "leaked")).await;
+    let url = format!("http://{}/steal", hits.authority());
     let mut plugin_config = plugins::PluginConfig::new();
     plugin_config.insert(
         "forbidden-host".into(),
@@ -104,112 +142,93 @@ async fn every_hostile_plugin_fails_its_own_call_and_the_host_carries_on() {
     };
 
     let dir = PathBuf::from(belfry::FIXTURE_PLUGINS_DIR);
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
-        // A fixture without an expected failure is a behaviour fixture (`remember`).
-        .filter(|p| p.with_extension("expected.toml").is_file())
-        .collect();
-    cases.sort();
-    assert_eq!(
-        cases.len(),
-        8,
-        "expected eight hostile cases in {}",
-        dir.display()
-    );
-
-    for wasm in cases {
-        let case = wasm.file_stem().unwrap().to_string_lossy().to_string();
-        let expected: Expected = toml::from_str(
-            &std::fs::read_to_string(dir.join(format!("{case}.expected.toml"))).unwrap(),
-        )
-        .unwrap();
-        if expected.reason == "load" {
-            // A declaration the host refuses before anything can use it.
-            let err = runtime.load_file(&wasm).await.unwrap_err().to_string();
-            assert!(err.contains(&expected.message_contains), "{case}: {err}");
-            continue;
-        }
-        let plugin = runtime.load_file(&wasm).await.unwrap();
-        assert_eq!(plugin.kind().as_str(), expected.kind, "{case}");
-        let limits = plugin.manifest().limits;
-        let warm_before = runtime.warm_instances();
-        let started = Instant::now();
-        let err = match plugin.kind() {
-            PluginKind::ChannelAdapter => {
-                match runtime.send(&plugin, &message(), Reuse::Tenant("t")).await {
-                    Err(e) => e,
-                    Ok(r) => panic!("{case}: send did not fail its call: {r:?}"),
-                }
-            }
-            _ => {
-                let req = RenderRequest {
-                    template: "x".into(),
-                    channel: Channel::Sms,
-                    data: "{}".into(),
-                    locale: None,
-                };
-                match runtime
-                    .render(
-                        &plugin,
-                        &req,
-                        &plugins::assets::Assets::empty(),
-                        Reuse::Tenant("t"),
-                    )
-                    .await
-                {
-                    Err(e) => e,
-                    Ok(c) => panic!(
-                        "{case}: render succeeded and returned {} bytes",
-                        c.approx_size()
-                    ),
-                }
-            }
-        };
-        let elapsed = started.elapsed();
-        assert_eq!(err.reason.as_str(), expected.reason, "{case}: {err}");
-        assert!(
-            err.message.contains(&expected.message_contains),
-            "{case}: {err}"
-        );
-        assert!(
-            !err.message.contains(SECRET_VALUE),
-            "{case} leaked the secret: {err}"
-        );
-        // The typed error names the plugin, its version and hash, and the function.
-        assert!(err.plugin.starts_with(&format!("{case}@")), "{case}: {err}");
-        assert!(err.plugin.contains('#'));
-        // Within its limit (plus scheduling slack, not a performance assertion).
-        assert!(
-            elapsed < Duration::from_millis(limits.timeout_ms) + Duration::from_secs(5),
-            "{case} took {elapsed:?}"
-        );
-        // Called as trigger and dispatch call it (warm instances allowed), an instance that
-        // trapped, ran out of time or memory, was denied or returned too much is dropped, never
-        // kept for the tenant's next call; one that answered its own error is sound and kept.
-        let kept = runtime.warm_instances() - warm_before;
-        let expected_kept = usize::from(expected.reason == "plugin_error");
-        assert_eq!(
-            kept, expected_kept,
-            "{case}: instances kept after its failure"
-        );
-        // A normal plugin works right after, in the same runtime.
-        let content = runtime
-            .render(templates, &good_request, &welcome_assets, Reuse::Fresh)
-            .await
-            .unwrap();
-        assert!(matches!(content, Content::InApp { .. }), "{case}");
+    let wasm = dir.join(format!("{case}.wasm"));
+    let expected: Expected = toml::from_str(
+        &std::fs::read_to_string(dir.join(format!("{case}.expected.toml"))).unwrap(),
+    )
+    .unwrap();
+    if expected.reason == "load" {
+        // A declaration the host refuses before anything can use it.
+        let err = runtime.load_file(&wasm).await.unwrap_err().to_string();
+        assert!(err.contains(&expected.message_contains), "{case}: {err}");
+        assert_eq!(hits.calls(), 0, "a denied request reached the server");
+        return;
     }
-    assert_eq!(
-        hits.load(Ordering::SeqCst),
-        0,
-        "a denied request reached the server"
+    let plugin = runtime.load_file(&wasm).await.unwrap();
+    assert_eq!(plugin.kind().as_str(), expected.kind, "{case}");
+    let limits = plugin.manifest().limits;
+    let warm_before = runtime.warm_instances();
+    let started = Instant::now();
+    let err = match plugin.kind() {
+        PluginKind::ChannelAdapter => {
+            match runtime.send(&plugin, &message(), Reuse::Tenant("t")).await {
+                Err(e) => e,
+                Ok(r) => panic!("{case}: send did not fail its call: {r:?}"),
+            }
+        }
+        _ => {
+            let req = RenderRequest {
+                template: "x".into(),
+                channel: Channel::Sms,
+                data: "{}".into(),
+                locale: None,
+            };
+            match runtime
+                .render(
+                    &plugin,
+                    &req,
+                    &plugins::assets::Assets::empty(),
+                    Reuse::Tenant("t"),
+                )
+                .await
+            {
+                Err(e) => e,
+                Ok(c) => panic!(
+                    "{case}: render succeeded and returned {} bytes",
+                    c.approx_size()
+                ),
+            }
+        }
+    };
+    let elapsed = started.elapsed();
+    assert_eq!(err.reason.as_str(), expected.reason, "{case}: {err}");
+    assert!(
+        err.message.contains(&expected.message_contains),
+        "{case}: {err}"
     );
+    assert!(
+        !err.message.contains(SECRET_VALUE),
+        "{case} leaked the secret: {err}"
+    );
+    // The typed error names the plugin, its version and hash, and the function.
+    assert!(err.plugin.starts_with(&format!("{case}@")), "{case}: {err}");
+    assert!(err.plugin.contains('#'));
+    // Within its limit (plus scheduling slack, not a performance assertion).
+    assert!(
+        elapsed < Duration::from_millis(limits.timeout_ms) + Duration::from_secs(5),
+        "{case} took {elapsed:?}"
+    );
+    // Called as trigger and dispatch call it (warm instances allowed), an instance that
+    // trapped, ran out of time or memory, was denied or returned too much is dropped, never
+    // kept for the tenant's next call; one that answered its own error is sound and kept.
+    let kept = runtime.warm_instances() - warm_before;
+    let expected_kept = usize::from(expected.reason == "plugin_error");
+    assert_eq!(
+        kept, expected_kept,
+        "{case}: instances kept after its failure"
+    );
+    // A normal plugin works right after, in the same runtime.
+    let content = runtime
+        .render(templates, &good_request, &welcome_assets, Reuse::Fresh)
+        .await
+        .unwrap();
+    assert!(matches!(content, Content::InApp { .. }), "{case}");
+    assert_eq!(hits.calls(), 0, "a denied request reached the server");
 }
 
 #[tokio::test]
 async fn a_component_whose_manifest_lies_about_its_kind_is_refused() {
+    secret_in_env();
     let dir = tempfile::tempdir().unwrap();
     let src = PathBuf::from(belfry::FIXTURE_PLUGINS_DIR);
     std::fs::copy(src.join("panic.wasm"), dir.path().join("liar.wasm")).unwrap();
@@ -252,6 +271,7 @@ async fn a_component_whose_manifest_lies_about_its_kind_is_refused() {
 
 #[tokio::test]
 async fn compiled_components_are_cached_on_disk_by_content_hash() {
+    secret_in_env();
     let cache = tempfile::tempdir().unwrap();
     let config = RuntimeConfig {
         cache_dir: Some(cache.path().to_path_buf()),

@@ -12,119 +12,17 @@
 
 use crate::common;
 
+use crate::common::provider::{Answer, Provider};
 use crate::common::{Backend, World, world_with};
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::http::Method;
 use belfry::host::content::{Channel, Content, Recipient};
 use belfry::host::plugins::{FailureReason, OutgoingMessage, Plugin, Reuse, SendError};
 use belfry::{Engine, EngineConfig, TriggerRequest};
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
-
-/// What a scripted provider answers: status, headers, body.
-type Answer = (u16, Vec<(&'static str, String)>, String);
-
-#[derive(Debug, Clone)]
-struct Recorded {
-    method: Method,
-    path: String,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Recorded {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).expect("a JSON body")
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-}
-
-/// An HTTP server on 127.0.0.1 that records every request and answers from a script (then
-/// with its default answer).
-#[derive(Clone)]
-struct Provider {
-    script: Arc<Mutex<VecDeque<Answer>>>,
-    default: Arc<Answer>,
-    requests: Arc<Mutex<Vec<Recorded>>>,
-    port: u16,
-}
-
-impl Provider {
-    async fn start(default: Answer) -> Provider {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let provider = Provider {
-            script: Arc::default(),
-            default: Arc::new(default),
-            requests: Arc::default(),
-            port: listener.local_addr().unwrap().port(),
-        };
-        let app = Router::new().fallback(answer).with_state(provider.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        provider
-    }
-
-    fn then(&self, answer: Answer) -> &Self {
-        self.script.lock().unwrap().push_back(answer);
-        self
-    }
-
-    fn requests(&self) -> Vec<Recorded> {
-        self.requests.lock().unwrap().clone()
-    }
-
-    fn authority(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-}
-
-async fn answer(
-    State(provider): State<Provider>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    provider.requests.lock().unwrap().push(Recorded {
-        method,
-        path: uri.path().to_string(),
-        headers,
-        body,
-    });
-    let next = provider.script.lock().unwrap().pop_front();
-    let (status, headers, body) = next.unwrap_or_else(|| (*provider.default).clone());
-    let mut response = (StatusCode::from_u16(status).unwrap(), body).into_response();
-    for (name, value) in headers {
-        response
-            .headers_mut()
-            .insert(name, value.parse().expect("a header value"));
-    }
-    response
-}
-
-fn text(status: u16, body: &str) -> Answer {
-    (
-        status,
-        vec![("content-type", "text/plain".to_string())],
-        body.to_string(),
-    )
-}
-
-fn json_answer(status: u16, body: Value) -> Answer {
-    (
-        status,
-        vec![("content-type", "application/json".to_string())],
-        body.to_string(),
-    )
-}
 
 /// An engine on `backend` whose `routes` send `channel` to `adapter`, configured by
 /// `config` (its grants included).
@@ -194,17 +92,13 @@ async fn send(engine: &Engine, plugin: &Plugin, m: &OutgoingMessage) -> Result<S
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slack_posts_text_and_blocks_and_maps_slacks_answers() {
-    let slack = Provider::start(text(200, "ok")).await;
+    let slack = Provider::start(Answer::text(200, "ok")).await;
     slack
-        .then(text(200, "ok"))
-        .then((
-            429,
-            vec![("retry-after", "7".to_string())],
-            "rate_limited".to_string(),
-        ))
-        .then(text(500, "internal_error"))
-        .then(text(400, "invalid_payload"))
-        .then(text(404, "channel_not_found"));
+        .then(Answer::text(200, "ok"))
+        .then(Answer::status(429, "rate_limited").header("retry-after", "7"))
+        .then(Answer::text(500, "internal_error"))
+        .then(Answer::text(400, "invalid_payload"))
+        .then(Answer::text(404, "channel_not_found"));
     let w = routed(
         Backend::Sqlite,
         Channel::Chat,
@@ -289,7 +183,7 @@ async fn slack_posts_text_and_blocks_and_maps_slacks_answers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slack_without_a_grant_for_the_url_is_refused_by_the_host() {
-    let slack = Provider::start(text(200, "ok")).await;
+    let slack = Provider::start(Answer::text(200, "ok")).await;
     let w = routed(
         Backend::Sqlite,
         Channel::Chat,
@@ -336,27 +230,25 @@ async fn slack_without_a_grant_for_the_url_is_refused_by_the_host() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ntfy_publishes_json_to_the_recipients_topic_and_maps_its_errors() {
-    let ntfy = Provider::start(json_answer(500, json!({}))).await;
-    ntfy.then(json_answer(
+    let ntfy = Provider::start(Answer::json(500, json!({}))).await;
+    ntfy.then(Answer::json(
         200,
         json!({"id": "sPs71M8A2T", "time": 1_700_000_000, "expires": 1_700_043_200,
                "event": "message", "topic": "zoe-phone", "message": "Your code is 123"}),
     ))
-    .then((
-        429,
-        vec![
-            ("retry-after", "12".to_string()),
-            ("content-type", "application/json".to_string()),
-        ],
-        json!({"code": 42901, "http": 429, "error": "limit reached: too many requests"})
-            .to_string(),
-    ))
-    .then(json_answer(
+    .then(
+        Answer::json(
+            429,
+            json!({"code": 42901, "http": 429, "error": "limit reached: too many requests"}),
+        )
+        .header("retry-after", "12"),
+    )
+    .then(Answer::json(
         403,
         json!({"code": 40301, "http": 403, "error": "forbidden",
                "link": "https://ntfy.sh/docs/publish/#authentication"}),
     ))
-    .then(json_answer(
+    .then(Answer::json(
         200,
         json!({"id": "second", "event": "message", "topic": "alerts"}),
     ));
@@ -809,8 +701,8 @@ on_both_backends!(
 /// and a push for the one with an ntfy topic; the templates render them; slack and ntfy,
 /// routed and granted their local servers, send them; the deliveries record the receipts.
 async fn chat_and_push_go_the_whole_way_through_slack_and_ntfy(b: Backend) {
-    let slack = Provider::start(text(200, "ok")).await;
-    let ntfy = Provider::start(json_answer(
+    let slack = Provider::start(Answer::text(200, "ok")).await;
+    let ntfy = Provider::start(Answer::json(
         200,
         json!({"id": "nt_1", "event": "message", "topic": "ada-phone"}),
     ))

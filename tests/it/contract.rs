@@ -18,12 +18,8 @@
 
 use crate::common;
 
+use crate::common::provider::Provider;
 use crate::common::{Backend, TestDb, count};
-use axum::Json;
-use axum::extract::State;
-use axum::http::StatusCode as AxumStatus;
-use axum::response::IntoResponse;
-use axum::routing::post;
 use base64::Engine as _;
 use belfry::host::content::Channel;
 use belfry::host::feedback::{FeedbackKind, WebhookRequest};
@@ -34,51 +30,11 @@ use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 const TENANT: &str = "acme";
 const RESEND_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 const TWILIO_SID: &str = "AC0123456789abcdef0123456789abcdef";
 const TWILIO_TOKEN: &str = "twilio-auth-token-for-tests";
-
-/// A provider's API on 127.0.0.1: counts the requests, answers success with a fresh id.
-#[derive(Clone, Default)]
-struct Provider {
-    seen: Arc<Mutex<Vec<String>>>,
-}
-
-impl Provider {
-    async fn start(id_field: &'static str, prefix: &'static str) -> (Provider, u16) {
-        let p = Provider::default();
-        let app = axum::Router::new()
-            .route("/{*path}", post(answer))
-            .with_state((p.clone(), id_field, prefix));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        (p, port)
-    }
-
-    fn calls(&self) -> usize {
-        self.seen.lock().unwrap().len()
-    }
-}
-
-async fn answer(
-    State((p, id_field, prefix)): State<(Provider, &'static str, &'static str)>,
-    uri: axum::http::Uri,
-) -> axum::response::Response {
-    let n = {
-        let mut seen = p.seen.lock().unwrap();
-        seen.push(uri.path().to_string());
-        seen.len()
-    };
-    (
-        AxumStatus::OK,
-        Json(json!({ id_field: format!("{prefix}{n}") })),
-    )
-        .into_response()
-}
 
 struct Fixture {
     engine: Engine,
@@ -124,8 +80,9 @@ fn plugins_dir() -> tempfile::TempDir {
 /// An engine on `db` whose email goes through `resend` and SMS through `twilio` (each at its
 /// local server), with `bounce-journey` configured by `journey`.
 async fn fixture(db: &TestDb, journey: &[(&str, &str)], public_url: Option<String>) -> Fixture {
-    let (resend, resend_port) = Provider::start("id", "re_").await;
-    let (twilio, twilio_port) = Provider::start("sid", "SM").await;
+    let resend = Provider::issuing_ids("id", "re_").await;
+    let twilio = Provider::issuing_ids("sid", "SM").await;
+    let (resend_port, twilio_port) = (resend.port(), twilio.port());
     let plugins = plugins_dir();
     let mut config: PluginConfig = common::webhook_config("http://127.0.0.1:9/unused");
     config.insert(

@@ -4,76 +4,58 @@
 //! official Python package), retried on the spec's schedule, disabled after a run of failures
 //! and enabled again by hand; the SSRF guard refuses private targets unless allowed.
 //!
-//! The endpoints are small axum servers on 127.0.0.1, which the tests allow explicitly.
+//! The endpoints are the shared fake server (`common::provider`) on 127.0.0.1, which the tests
+//! allow explicitly.
 
 use crate::common;
 
+use crate::common::provider::{Answer, Provider, Request};
 use crate::common::{Backend, World, count, world_with};
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
+use axum::http::Method;
 use belfry::host::endpoints::{EndpointError, Message, send::SCHEDULE};
 use belfry::{Engine, TriggerRequest};
 use serde_json::{Value, json};
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 use tokio::io::AsyncBufReadExt;
 
 const TENANT: &str = "default";
 
-/// One request an endpoint received.
-#[derive(Clone, Debug)]
-struct Seen {
-    headers: HeaderMap,
-    body: Vec<u8>,
-}
-
 /// An endpoint on 127.0.0.1 that records every request and answers from a script (204 when
 /// the script is empty).
-#[derive(Clone, Default)]
 struct Endpoint {
-    seen: Arc<Mutex<Vec<Seen>>>,
-    script: Arc<Mutex<VecDeque<u16>>>,
+    server: Provider,
     url: String,
 }
 
 impl Endpoint {
     async fn start() -> Endpoint {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let e = Endpoint {
-            url: format!("http://127.0.0.1:{port}/hooks"),
-            ..Default::default()
-        };
-        let app = axum::Router::new()
-            .route("/hooks", post(answer))
-            .with_state(e.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        e
+        let server = Provider::start(Answer::status(204, "")).await;
+        let url = format!("http://{}/hooks", server.authority());
+        Endpoint { server, url }
     }
 
     fn answer_with(&self, codes: &[u16]) {
-        self.script.lock().unwrap().extend(codes);
+        for code in codes {
+            self.server.then(Answer::status(*code, ""));
+        }
     }
 
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
+    /// The requests so far, each a `POST` to the endpoint's URL.
+    fn seen(&self) -> Vec<Request> {
+        let seen = self.server.requests();
+        for r in &seen {
+            assert_eq!((&r.method, r.path.as_str()), (&Method::POST, "/hooks"));
+        }
+        seen
     }
-}
 
-async fn answer(
-    State(e): State<Endpoint>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> StatusCode {
-    e.seen.lock().unwrap().push(Seen {
-        headers,
-        body: body.to_vec(),
-    });
-    let code = e.script.lock().unwrap().pop_front().unwrap_or(204);
-    StatusCode::from_u16(code).unwrap()
+    /// Waits for the `n`th request (at most 30 s) and returns them all.
+    async fn wait_for(&self, n: usize) -> Vec<Request> {
+        self.server.wait_for(n).await;
+        self.seen()
+    }
 }
 
 async fn world(backend: Backend, disable_after: u32) -> World {
@@ -630,10 +612,7 @@ async fn a_worker_posts_what_it_publishes(b: Backend) {
             .await
             .unwrap();
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while ep.seen().len() < 3 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    ep.wait_for(3).await;
     stop.send(true).unwrap();
     let report = worker.await.unwrap();
     assert_eq!(ep.seen().len(), 3, "{report:?}");

@@ -8,104 +8,21 @@
 //! `standardwebhooks` crate rather than our own code, and Twilio's `X-Twilio-Signature`
 //! (HMAC-SHA1 over the URL and the sorted form parameters).
 
+use crate::common::provider::{Answer, Provider};
 use crate::common::{Backend, World, count, world_with};
-use axum::Json;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode as AxumStatus};
-use axum::response::IntoResponse;
-use axum::routing::post;
+use axum::http::Method;
 use base64::Engine as _;
 use belfry::host::content::Channel;
 use belfry::host::feedback::{FeedbackError, FeedbackKind, WebhookRejection, WebhookRequest};
 use belfry::{Engine, TriggerRequest};
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
 
 const TENANT: &str = "acme";
 const RESEND_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 const TWILIO_SID: &str = "AC0123456789abcdef0123456789abcdef";
 const TWILIO_TOKEN: &str = "twilio-auth-token-for-tests";
-
-/// One request a provider server received.
-#[derive(Clone, Debug)]
-struct Seen {
-    path: String,
-    headers: HeaderMap,
-    body: Vec<u8>,
-}
-
-/// A scripted answer; when the script is empty the server answers success with the next id.
-#[derive(Clone, Debug)]
-enum Script {
-    /// Success with this provider message id.
-    Id(String),
-    Status(u16, Value),
-}
-
-#[derive(Clone, Default)]
-struct Provider {
-    seen: Arc<Mutex<Vec<Seen>>>,
-    script: Arc<Mutex<VecDeque<Script>>>,
-}
-
-impl Provider {
-    /// Starts a provider server on 127.0.0.1; `id_field` names the id in its success body
-    /// (`id` for Resend, `sid` for Twilio) and `prefix` the ids it makes up.
-    async fn start(id_field: &'static str, prefix: &'static str) -> (Provider, u16) {
-        let p = Provider::default();
-        let state = (p.clone(), id_field, prefix);
-        let app = axum::Router::new()
-            .route("/{*path}", post(answer))
-            .with_state(state);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        (p, port)
-    }
-
-    fn then(&self, s: Script) {
-        self.script.lock().unwrap().push_back(s);
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
-    }
-}
-
-async fn answer(
-    State((p, id_field, prefix)): State<(Provider, &'static str, &'static str)>,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> axum::response::Response {
-    let n = {
-        let mut seen = p.seen.lock().unwrap();
-        seen.push(Seen {
-            path: uri.path().to_string(),
-            headers,
-            body: body.to_vec(),
-        });
-        seen.len()
-    };
-    match p.script.lock().unwrap().pop_front() {
-        None => (
-            AxumStatus::OK,
-            Json(json!({ id_field: format!("{prefix}{n}") })),
-        )
-            .into_response(),
-        Some(Script::Id(id)) => (AxumStatus::OK, Json(json!({ id_field: id }))).into_response(),
-        Some(Script::Status(code, body)) => {
-            let mut r = (AxumStatus::from_u16(code).unwrap(), Json(body)).into_response();
-            if code == 429 {
-                r.headers_mut()
-                    .insert("retry-after", axum::http::HeaderValue::from_static("7"));
-            }
-            r
-        }
-    }
-}
 
 struct Fixture {
     w: World,
@@ -126,8 +43,9 @@ async fn fixture(b: Backend) -> Fixture {
 }
 
 async fn fixture_at(b: Backend, public_url: Option<String>) -> Fixture {
-    let (resend, resend_port) = Provider::start("id", "re_").await;
-    let (twilio, twilio_port) = Provider::start("sid", "SM").await;
+    let resend = Provider::issuing_ids("id", "re_").await;
+    let twilio = Provider::issuing_ids("sid", "SM").await;
+    let (resend_port, twilio_port) = (resend.port(), twilio.port());
     let w = world_with(b, |c| {
         c.routes = BTreeMap::from([
             (Channel::Email, "resend".to_string()),
@@ -300,7 +218,7 @@ async fn resend_sends_and_its_webhooks_fold_into_the_delivery(b: Backend) {
     );
 
     // Resend's request: bearer key, the delivery's idempotency key, the JSON body.
-    let seen = f.resend.seen();
+    let seen = f.resend.requests();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].path, "/emails");
     assert_eq!(seen[0].headers["authorization"], "Bearer re_test_key");
@@ -485,7 +403,11 @@ async fn resend_sends_and_its_webhooks_fold_into_the_delivery(b: Backend) {
     assert_eq!(email2["status"], "suppressed", "{email2}");
     assert_eq!(email2["status_reason"], "address_suppressed");
     assert_eq!(sms2["status"], "succeeded");
-    assert_eq!(f.resend.seen().len(), 1, "no second request reached Resend");
+    assert_eq!(
+        f.resend.requests().len(),
+        1,
+        "no second request reached Resend"
+    );
 
     // Another tenant's webhook cannot touch acme's delivery (a tenant belfry knows: one it
     // does not is refused outright, see tests/it/identifiers.rs).
@@ -520,7 +442,7 @@ async fn an_orphan_event_is_reconciled_when_the_send_commits(b: Backend) {
     assert_eq!(orphans.len(), 1);
     assert_eq!(orphans[0].provider_message_id, "re_early");
 
-    f.resend.then(Script::Id("re_early".into()));
+    f.resend.then(Answer::json(200, json!({"id": "re_early"})));
     let (email, _) = ship(&f, "B-1", "amy").await;
     assert_eq!(email["provider_message_id"], "re_early");
     assert!(e.feedback_orphans(TENANT).await.unwrap().is_empty());
@@ -600,7 +522,7 @@ async fn twilio_sends_and_its_status_callbacks_are_verified(b: Backend) {
     let e = f.engine();
     let (_, sms) = ship(&f, "D-1", "zoe").await;
     let sid = sms["provider_message_id"].as_str().unwrap().to_string();
-    let seen = f.twilio.seen();
+    let seen = f.twilio.requests();
     assert_eq!(seen.len(), 1);
     assert_eq!(
         seen[0].path,
@@ -676,18 +598,18 @@ async fn twilio_sends_and_its_status_callbacks_are_verified(b: Backend) {
     );
     let (_, sms2) = ship(&f, "D-2", "zoe").await;
     assert_eq!(sms2["status"], "suppressed");
-    assert_eq!(f.twilio.seen().len(), 1);
+    assert_eq!(f.twilio.requests().len(), 1);
 }
 
 /// How the adapters map provider errors: Resend's 429 asks for a retry after its
 /// Retry-After, a 422 fails for good with Resend's message; Twilio's 400 too.
 async fn provider_errors_map_to_retry_semantics(b: Backend) {
     let f = fixture(b).await;
-    f.resend.then(Script::Status(
+    f.resend.then(Answer::json(
         422,
         json!({"statusCode": 422, "name": "validation_error", "message": "Invalid `to` field"}),
     ));
-    f.twilio.then(Script::Status(
+    f.twilio.then(Answer::json(
         400,
         json!({"code": 21211, "message": "The 'To' number is not a valid phone number.", "status": 400}),
     ));
@@ -706,12 +628,9 @@ async fn provider_errors_map_to_retry_semantics(b: Backend) {
         "{sms}"
     );
 
-    f.resend.then(Script::Status(
-        429,
-        json!({"statusCode": 429, "name": "rate_limit_exceeded", "message": "Too many requests"}),
-    ));
+    f.resend.then(Answer::json(429, json!({"statusCode": 429, "name": "rate_limit_exceeded", "message": "Too many requests"})).header("retry-after", "7"));
     f.twilio
-        .then(Script::Status(503, json!({"message": "unavailable"})));
+        .then(Answer::json(503, json!({"message": "unavailable"})));
     // Both wait for another attempt: Resend's after the 7 s its Retry-After asked for.
     let (email, sms) = ship(&f, "E-2", "zoe").await;
     assert_eq!(email["status"], "pending", "{email}");
@@ -759,7 +678,7 @@ async fn webhooks_and_one_click_unsubscribe_over_http(b: Backend) {
     let (email, sms) = ship(&f, "H-1", "zoe").await;
 
     // The email went out with RFC 8058's two headers, pointing at this server.
-    let sent: Value = serde_json::from_slice(&f.resend.seen()[0].body).unwrap();
+    let sent: Value = serde_json::from_slice(&f.resend.requests()[0].body).unwrap();
     assert_eq!(
         sent["headers"]["List-Unsubscribe-Post"],
         "List-Unsubscribe=One-Click"
@@ -950,22 +869,8 @@ async fn webhooks_and_one_click_unsubscribe_over_http(b: Backend) {
 async fn provider_feedback_reaches_lifecycle_endpoints(b: Backend) {
     let f = fixture(b).await;
     let e = f.engine();
-    type Requests = Arc<Mutex<Vec<(HeaderMap, Vec<u8>)>>>;
-    let seen: Requests = Arc::default();
-    let keep = seen.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        post(move |headers: HeaderMap, body: axum::body::Bytes| {
-            let keep = keep.clone();
-            async move {
-                keep.lock().unwrap().push((headers, body.to_vec()));
-                AxumStatus::NO_CONTENT
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let hook = Provider::start(Answer::status(204, "")).await;
+    let url = format!("http://{}/hook", hook.authority());
     let endpoint = e
         .add_endpoint(
             TENANT,
@@ -1004,16 +909,16 @@ async fn provider_feedback_reaches_lifecycle_endpoints(b: Backend) {
         .unwrap();
     e.dispatch_pending().await.unwrap();
 
-    let got: Vec<Value> = seen
-        .lock()
-        .unwrap()
+    let got: Vec<Value> = hook
+        .requests()
         .iter()
-        .map(|(headers, body)| {
+        .map(|r| {
+            assert_eq!((&r.method, r.path.as_str()), (&Method::POST, "/hook"));
             standardwebhooks::Webhook::new(&endpoint.secret)
                 .unwrap()
-                .verify(body, headers)
+                .verify(&r.body, &r.headers)
                 .unwrap();
-            serde_json::from_slice(body).unwrap()
+            r.json()
         })
         .collect();
     let mut types: Vec<&str> = got.iter().map(|v| v["type"].as_str().unwrap()).collect();

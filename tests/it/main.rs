@@ -14,6 +14,7 @@ mod crash;
 mod digest_buckets;
 mod digests;
 mod endpoints;
+mod fake_provider;
 mod feedback;
 mod first_run;
 mod http;

@@ -5,6 +5,7 @@
 //! `sqlite::test_a` and `postgres::test_a`. Without `BELFRY_TEST_POSTGRES_URL` the PostgreSQL
 //! variants print that they were skipped and pass.
 
+pub mod provider;
 pub mod serve_process;
 
 use belfry::receiver::Receiver;
