@@ -36,7 +36,7 @@ pub struct PluginState {
     /// Bytes `assets` may still return during this call ([`assets_budget`]).
     assets_left: usize,
     /// Set when a call asked `assets` for more than its budget; the call then fails with
-    /// `output_too_large` (`mod.rs`, `classify`).
+    /// `output_too_large` (`bounded.rs`, `classify`).
     pub(crate) assets_exceeded: Option<String>,
 }
 
