@@ -210,8 +210,8 @@ fn chunk_sql(ids: usize, addresses: usize) -> String {
 impl History {
     /// Counts what the cooldown and cap rules of `f` will look at, through `conn`, which may
     /// be the trigger's transaction, so deliveries planned earlier in it count. A span out of
-    /// range is not counted: the rule fails the decision before it would read the count. A
-    /// repeat inside the cooldown decides before the cap, so the cap is then not counted.
+    /// range is not counted, nor anything after it: its rule fails the decision first. A repeat
+    /// inside the cooldown decides before the cap, so the cap is then not counted either.
     pub async fn load(
         conn: &mut Conn,
         f: &Facts<'_>,
@@ -220,9 +220,10 @@ impl History {
         let s = f.subject;
         let settings = &f.inputs.settings;
         let mut history = History::default();
-        if let Some(secs) = settings.cooldown_for(s.notifier_key)
-            && let Ok(since) = rules::cooldown_since(s, secs)
-        {
+        if let Some(secs) = settings.cooldown_for(s.notifier_key) {
+            let Ok(since) = rules::cooldown_since(s, secs) else {
+                return Ok(history);
+            };
             history.repeat_of = repeat_of(conn, f.checkpoint, s, since).await?;
             if history.repeat_of.is_some() {
                 return Ok(history);
