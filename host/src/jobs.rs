@@ -364,6 +364,32 @@ pub(crate) async fn remove(
     Ok(done.rows_affected() == 1)
 }
 
+/// Removes every job of `kind` whose subject is one of `subject_ids`, leased or not: for
+/// subjects deleted in the same transaction (an endpoint's messages), whose jobs would find
+/// nothing left to do. Returns how many went.
+pub(crate) async fn remove_subjects(
+    conn: &mut Conn,
+    kind: &str,
+    subject_ids: &[String],
+) -> Result<u64, StoreError> {
+    let backend = store::backend_of(conn);
+    let mut removed = 0;
+    // One statement per 500 ids keeps it far under either backend's parameter limit.
+    for chunk in subject_ids.chunks(500) {
+        let sql = format!(
+            "DELETE FROM jobs WHERE kind = {} AND subject_id IN ({})",
+            store::placeholders(backend, 1, 1),
+            store::placeholders(backend, chunk.len(), 2)
+        );
+        let mut q = sqlx::query(&sql).bind(kind);
+        for id in chunk {
+            q = q.bind(id);
+        }
+        removed += q.execute(&mut *conn).await?.rows_affected();
+    }
+    Ok(removed)
+}
+
 /// When the next job not currently leased becomes due, if any.
 pub async fn next_due(db: &Db) -> Result<Option<DateTime<Utc>>, StoreError> {
     let next: Option<String> = sqlx::query_scalar("SELECT MIN(run_at) FROM jobs")

@@ -158,7 +158,10 @@ pub(crate) struct Lifecycle {
 /// Appends trace rows and, in the same transaction, publishes those that are lifecycle events
 /// to the tenant's subscribed endpoints: an application hears of exactly what was recorded.
 /// Every writer of the story appends through here, so `traces` stays the bottom log.
-pub(crate) async fn append_all(conn: &mut Conn, mut rows: Vec<NewTrace<'_>>) -> Result<(), StoreError> {
+pub(crate) async fn append_all(
+    conn: &mut Conn,
+    mut rows: Vec<NewTrace<'_>>,
+) -> Result<(), StoreError> {
     let mut lifecycle = Vec::new();
     for t in rows.iter_mut() {
         let at = *t.at.get_or_insert_with(store::now);

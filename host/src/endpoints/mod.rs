@@ -352,8 +352,13 @@ pub async fn remove(db: &Db, tenant: Option<&str>, id: &str) -> Result<(), Endpo
     if done.rows_affected() == 0 {
         return Err(EndpointError::NotFound(id.to_string()));
     }
+    let messages: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM endpoint_messages WHERE endpoint_id = $1")
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+    crate::jobs::remove_subjects(&mut tx, crate::jobs::job_kind::ENDPOINT_SEND, &messages).await?;
     for sql in [
-        "DELETE FROM jobs WHERE kind = 'endpoint_send' AND subject_id IN (SELECT id FROM endpoint_messages WHERE endpoint_id = $1)",
         "DELETE FROM endpoint_attempts WHERE message_id IN (SELECT id FROM endpoint_messages WHERE endpoint_id = $1)",
         "DELETE FROM endpoint_messages WHERE endpoint_id = $1",
     ] {
