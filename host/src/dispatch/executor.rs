@@ -10,7 +10,8 @@
 //! send under the same idempotency key, and the provider drops the repeat.
 
 use super::retry::RetryPolicy;
-use super::work::{Preloaded, Prepared, Verdict, Work};
+use super::work::{Preloaded, Verdict};
+pub use super::work::{Prepared, Work};
 use super::{Caught, caught};
 use crate::jobs::{self, Leased, job_kind};
 use crate::plugins::{LiveRegistry, PluginRuntime};
@@ -64,7 +65,7 @@ impl Executor {
         jobs::lease(&self.db, owner, limit, lease_for, scope).await
     }
 
-    /// [`prepare`] that one job cannot break for the others. When the batch fails or panics,
+    /// [`Executor::prepare`] that one job cannot break for the others. When the batch fails or panics,
     /// each job is prepared alone, and one that still fails or panics is prepared as a
     /// fault (`internal_error`) with the reason; only a database that cannot be reached at all is an
     /// error (the caller gives the batch back), since then every job would fail alike.
@@ -98,7 +99,7 @@ impl Executor {
         Ok(out)
     }
 
-    /// [`execute`] whose error or panic is the job's own fault (`internal_error`), never the
+    /// [`Executor::execute`] whose error or panic is the job's own fault (`internal_error`), never the
     /// caller's: the worker goes on with its other jobs and commits this one's failure.
     pub async fn execute_caught(&self, job: Leased, prepared: Prepared) -> Work {
         let leased = job.clone();
@@ -129,16 +130,13 @@ impl Executor {
     /// Writes a batch of job outcomes in one transaction; returns where each delivery stands,
     /// in the order given.
     ///
-    /// A batch costs a handful of statements, not a handful per job: the jobs it finishes are
-    /// deleted in one statement, and the attempts, delivery updates, traces and feedback
-    /// look-ups of plain outcomes wait in [`Pending`] and go in together. Anything that reads
-    /// what came before it (a workflow's next step, a digest emission, a lost lease) first
-    /// writes what is waiting, so each job still sees the batch as if written one by one.
+    /// A batch costs a handful of statements, not a handful per job (see
+    /// [`super::completer`]).
     ///
     /// One outcome that cannot be written (an error, a panic) does not hold back the others:
     /// the batch is then written job by job, and a job whose outcome still cannot be written
-    /// is retried as a fault (`internal_error`) naming why. Only a database that cannot be reached
-    /// is an error: nothing was written, and the jobs run again when their leases expire.
+    /// is retried as a fault (`internal_error`) naming why. Only a database that cannot be
+    /// reached is an error: nothing was written, and the jobs run again when their leases expire.
     ///
     /// `catch_unwind` (rather than a task of its own) keeps the outcomes here for the
     /// one-by-one retry; a panic drops the batch's transaction, which rolls it back.

@@ -15,6 +15,7 @@
 use super::executor::{Dispatched, Executor};
 use super::work::{Prepared, Work};
 use super::{Faults, panic_message};
+use crate::deliveries::Status;
 use crate::jobs::{self as queue, Leased, Scope, Wakeup};
 use crate::store::{self, Backend};
 use std::collections::HashMap;
@@ -128,12 +129,12 @@ impl WorkerReport {
             if d.reason.as_deref() == Some(super::reason::INTERNAL_ERROR) {
                 self.errors += 1;
             }
-            match d.status.as_str() {
-                "succeeded" => self.succeeded += 1,
-                "failed" => self.failed += 1,
-                "cancelled" => self.cancelled += 1,
-                "suppressed" => self.suppressed += 1,
-                "deferred" => self.deferred += 1,
+            match Status::parse(&d.status) {
+                Ok(Status::Succeeded) => self.succeeded += 1,
+                Ok(Status::Failed) => self.failed += 1,
+                Ok(Status::Cancelled) => self.cancelled += 1,
+                Ok(Status::Suppressed) => self.suppressed += 1,
+                Ok(Status::Deferred) => self.deferred += 1,
                 _ => self.retried += 1,
             }
         }
