@@ -11,46 +11,28 @@
 //! - [`request`]: the request, its checks and the errors;
 //! - [`plan`]: the notifier plugin's recipients and channels (no writes);
 //! - [`decide`]: the plan-time policy and the digest route of each delivery;
-//! - [`write`]: the one transaction that writes it all;
+//! - [`write`]: the one transaction that writes it all, and [`outcome`] what it returns;
 //! - [`dry_run`]: the same plan and decisions, written nowhere.
 
 mod decide;
 mod dry_run;
+mod outcome;
 mod plan;
 mod request;
 mod write;
 
 pub use dry_run::{DryRun, DryRunChannel, DryRunRecipient, dry_run};
+pub use outcome::{NotificationSummary, TriggerOutcome, summary};
 pub use plan::MAX_RECIPIENTS;
 pub use request::{DEFAULT_TENANT, TriggerError, TriggerRequest};
 
 use crate::jobs as queue;
 use crate::plugins::{PluginRuntime, Registry};
-use crate::store::{self, Db, StoreError};
-use crate::traces::{self, DeliveryRecord};
+use crate::store::{self, Db};
 use decide::{digest_rules, lock_counted_recipients, policy_inputs};
+use outcome::duplicate_of;
 use plan::{Plan, PlannedEvent, plan};
-use serde::Serialize;
-use sqlx::Row;
 use write::write;
-
-#[derive(Clone, Debug, Serialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct TriggerOutcome {
-    pub event_id: String,
-    /// True when the idempotency key had been used: nothing was written, these are the
-    /// original ids.
-    pub duplicate: bool,
-    pub notifications: Vec<NotificationSummary>,
-}
-
-#[derive(Clone, Debug, Serialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct NotificationSummary {
-    pub id: String,
-    pub recipient_id: String,
-    pub deliveries: Vec<DeliveryRecord>,
-}
 
 /// The most requests one [`trigger_many`] takes.
 pub const MAX_BATCH: usize = 1000;
@@ -147,59 +129,4 @@ pub async fn trigger_many(
         });
     }
     Ok(out)
-}
-
-/// The original of a request whose idempotency key turned out to be taken.
-async fn duplicate_of(db: &Db, req: &TriggerRequest) -> Result<TriggerOutcome, TriggerError> {
-    let key = req.idempotency_key.as_deref().unwrap_or_default();
-    let existing = find_by_key(db, &req.tenant, key)
-        .await?
-        .ok_or_else(|| StoreError::Corrupt("idempotency conflict without a row".into()))?;
-    summary(db, &existing, true).await
-}
-
-async fn find_by_key(db: &Db, tenant: &str, key: &str) -> Result<Option<String>, TriggerError> {
-    Ok(
-        sqlx::query("SELECT id FROM events WHERE tenant = $1 AND idempotency_key = $2")
-            .bind(tenant)
-            .bind(key)
-            .fetch_optional(db)
-            .await?
-            .map(|r| r.get("id")),
-    )
-}
-
-/// The current state of an event: its notifications and their deliveries.
-pub async fn summary(
-    db: &Db,
-    event_id: &str,
-    duplicate: bool,
-) -> Result<TriggerOutcome, TriggerError> {
-    let rows = sqlx::query(
-        "SELECT id, recipient_id FROM notifications WHERE event_id = $1 ORDER BY recipient_id",
-    )
-    .bind(event_id)
-    .fetch_all(db)
-    .await?;
-    let deliveries = traces::deliveries_of_event(db, event_id).await?;
-    let notifications = rows
-        .iter()
-        .map(|r| {
-            let id: String = r.get("id");
-            NotificationSummary {
-                deliveries: deliveries
-                    .iter()
-                    .filter(|d| d.notification_id == id)
-                    .cloned()
-                    .collect(),
-                recipient_id: r.get("recipient_id"),
-                id,
-            }
-        })
-        .collect();
-    Ok(TriggerOutcome {
-        event_id: event_id.to_string(),
-        duplicate,
-        notifications,
-    })
 }

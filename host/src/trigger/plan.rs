@@ -2,7 +2,7 @@
 //! channels. Writes nothing: plugin calls may take milliseconds and must not hold a write
 //! transaction.
 
-use super::find_by_key;
+use super::outcome::find_by_key;
 use super::request::{TriggerError, TriggerRequest, check_request};
 use crate::content::{Channel, Recipient};
 use crate::plugins::{CallError, NotifierDescription, Plugin, PluginRuntime, Registry, Reuse};

@@ -6,17 +6,17 @@ use super::decide::{
     DigestRoute, DigestRules, JoinRoute, PolicyInputs, Standing, digest_route, plan_time_decisions,
     wait_of,
 };
+use super::outcome::{NotificationSummary, TriggerOutcome};
 use super::plan::{FallbackWait, PlannedEvent, PlannedRecipient};
 use super::request::TriggerError;
-use super::{NotificationSummary, TriggerOutcome};
 use crate::content::Channel;
-use crate::deliveries::{self, NewDelivery, NewEvent, NewNotification, Status};
+use crate::deliveries::{self, DeliveryRecord, NewDelivery, NewEvent, NewNotification, Status};
 use crate::digests::buckets::{self, Join};
 use crate::jobs::{self as queue, NewJob};
 use crate::plugins::CallError;
 use crate::policy::Decision;
 use crate::store::{self, Conn, StoreError};
-use crate::traces::{DeliveryRecord, NewTrace, kind};
+use crate::traces::{NewTrace, kind};
 use crate::workflows::runs;
 use chrono::{DateTime, Utc};
 

@@ -18,11 +18,14 @@
 mod record;
 mod state;
 mod steps;
+mod vocab;
 
 pub(crate) use record::outcome_of;
-pub use record::{RunRecord, TransitionRecord, reconcile, record};
+pub use record::{RunRecord, TransitionRecord, record};
 pub(crate) use state::{Moved, Run, load, waiting_for};
 pub use steps::humanize_ms;
+pub(crate) use steps::reaches;
+pub use vocab::{reason, status, transition};
 
 use super::definition::{Step, StepOutcome, Target, Workflow};
 use crate::content::Channel;
@@ -33,45 +36,6 @@ use serde::Serialize;
 use sqlx::Row;
 use state::{NewTransition, append, claim, corrupt};
 use steps::{cancelled_already, describe_step, end, enter, not_planned, wait};
-
-/// Transition kinds (stored; do not rename).
-pub mod transition {
-    pub const STARTED: &str = "started";
-    pub const STEP_ACTIVATED: &str = "step_activated";
-    pub const PROGRESSED: &str = "progressed";
-    pub const WAITING: &str = "waiting";
-    pub const REACTIVATED: &str = "reactivated";
-    pub const SIGNAL_RECEIVED: &str = "signal_received";
-    pub const COMPLETED: &str = "completed";
-    pub const STOPPED: &str = "stopped";
-}
-
-/// Run status reasons and the reasons of what runs write elsewhere (stored; do not rename).
-pub mod reason {
-    /// The last step's delivery reached its outcome and no branch stopped the run.
-    pub const LAST_STEP_DONE: &str = "last_step_done";
-    /// A branch of the step said `stop`.
-    pub const STOPPED_BY_BRANCH: &str = "stopped_by_branch";
-    /// A cancel signal ended a wait: the run completed without the waiting step.
-    pub const CANCELLED_BY_SIGNAL: &str = "cancelled_by_signal";
-    /// The step's delivery was cancelled by request: the run ends with it.
-    pub const STEP_CANCELLED: &str = "step_cancelled";
-    /// A step's channel was not among those the notifier planned for the recipient.
-    pub const CHANNEL_NOT_PLANNED: &str = "channel_not_planned";
-    /// A delivery planned by a run reaching its step.
-    pub const WORKFLOW_STEP: &str = "workflow_step";
-    /// A `workflow_wake` job's deferral reason.
-    pub const WORKFLOW_WAIT: &str = "workflow_wait";
-}
-
-/// Run statuses (stored; do not rename).
-pub mod status {
-    /// A step's delivery is under way (or its channel was skipped and the run moves on).
-    pub const RUNNING: &str = "running";
-    pub const WAITING: &str = "waiting";
-    pub const COMPLETED: &str = "completed";
-    pub const STOPPED: &str = "stopped";
-}
 
 /// A run to start in the trigger's transaction.
 pub(crate) struct Start<'a> {
@@ -610,4 +574,50 @@ pub(crate) async fn step_cancelled(
         .await?;
     }
     Ok(())
+}
+
+/// Moves a run whose current step's delivery already reached a final outcome but which has
+/// not moved on (for hosts that reconcile, and to prove progression is duplicate-safe): the
+/// same move the executor makes at that delivery's commit, and a no-op after it.
+pub async fn reconcile(db: &store::Db, run_id: &str) -> Result<bool, StoreError> {
+    let mut tx = db.begin().await?;
+    // Write first: on SQLite a transaction that reads before it writes fails (busy) when
+    // another writer commits in between, instead of waiting its turn.
+    sqlx::query("UPDATE workflow_runs SET version = version WHERE id = $1")
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await?;
+    let Some(run) = load(&mut tx, run_id).await? else {
+        return Ok(false);
+    };
+    let Some(delivery_id) = run.step_delivery_id.clone() else {
+        return Ok(false);
+    };
+    if run.status != status::RUNNING {
+        return Ok(false);
+    }
+    let row = sqlx::query("SELECT status, status_reason FROM deliveries WHERE id = $1")
+        .bind(&delivery_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    let (st, why): (String, Option<String>) = (row.get("status"), row.get("status_reason"));
+    let Some(outcome) = outcome_of(&st, why.as_deref()) else {
+        return Ok(false);
+    };
+    let moved = advance(
+        &mut tx,
+        run_id,
+        &run.step_key,
+        Some(&delivery_id),
+        outcome,
+        format!("reconciled: delivery {delivery_id} is {st}"),
+    )
+    .await?;
+    if let Some(m) = moved
+        && m.enqueued
+    {
+        queue::announce(&mut tx, store::backend(db)).await?;
+    }
+    tx.commit().await?;
+    Ok(moved.is_some())
 }

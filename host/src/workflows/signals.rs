@@ -152,11 +152,6 @@ pub(crate) async fn signal_in(
     Ok((SignalOutcome { id, runs: effects }, enqueued))
 }
 
-/// Whether a signal with this payload is meant for the run of `notification_id`: a payload
-/// that names a notification reaches only that one's run.
-pub(crate) fn reaches(payload: &serde_json::Value, notification_id: &str) -> bool {
-    payload
-        .get("notification_id")
-        .and_then(|v| v.as_str())
-        .is_none_or(|n| n == notification_id)
-}
+/// Whether a signal with this payload is meant for a run (kept with the runs, which check it
+/// too before a wait begins).
+pub(crate) use super::runs::reaches;

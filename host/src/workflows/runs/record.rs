@@ -1,9 +1,8 @@
 //! A run as explain and the API read it, and the reconciling move for hosts that check runs.
 
-use super::state::{load, names};
-use super::{advance, status};
+use super::state::names;
+use super::vocab::status;
 use crate::deliveries::{Reason, Status};
-use crate::jobs as queue;
 use crate::store::{self, StoreError};
 use crate::workflows::definition::StepOutcome;
 use serde::Serialize;
@@ -129,52 +128,6 @@ pub async fn record(db: &store::Db, id: &str) -> Result<Option<RunRecord>, Store
         ended_at: r.get("ended_at"),
         transitions,
     }))
-}
-
-/// Moves a run whose current step's delivery already reached a final outcome but which has
-/// not moved on (for hosts that reconcile, and to prove progression is duplicate-safe): the
-/// same move the executor makes at that delivery's commit, and a no-op after it.
-pub async fn reconcile(db: &store::Db, run_id: &str) -> Result<bool, StoreError> {
-    let mut tx = db.begin().await?;
-    // Write first: on SQLite a transaction that reads before it writes fails (busy) when
-    // another writer commits in between, instead of waiting its turn.
-    sqlx::query("UPDATE workflow_runs SET version = version WHERE id = $1")
-        .bind(run_id)
-        .execute(&mut *tx)
-        .await?;
-    let Some(run) = load(&mut tx, run_id).await? else {
-        return Ok(false);
-    };
-    let Some(delivery_id) = run.step_delivery_id.clone() else {
-        return Ok(false);
-    };
-    if run.status != status::RUNNING {
-        return Ok(false);
-    }
-    let row = sqlx::query("SELECT status, status_reason FROM deliveries WHERE id = $1")
-        .bind(&delivery_id)
-        .fetch_one(&mut *tx)
-        .await?;
-    let (st, why): (String, Option<String>) = (row.get("status"), row.get("status_reason"));
-    let Some(outcome) = outcome_of(&st, why.as_deref()) else {
-        return Ok(false);
-    };
-    let moved = advance(
-        &mut tx,
-        run_id,
-        &run.step_key,
-        Some(&delivery_id),
-        outcome,
-        format!("reconciled: delivery {delivery_id} is {st}"),
-    )
-    .await?;
-    if let Some(m) = moved
-        && m.enqueued
-    {
-        queue::announce(&mut tx, store::backend(db)).await?;
-    }
-    tx.commit().await?;
-    Ok(moved.is_some())
 }
 
 /// A delivery's final status as a workflow outcome; `None` while it is not final (or was

@@ -1,13 +1,12 @@
 //! What a claimed run does at a step: waits before it, plans its delivery, or ends.
 
 use super::state::{NewTransition, Run, append, corrupt};
-use super::{reason, status, transition};
+use super::vocab::{reason, status, transition};
 use crate::deliveries::{self, NewDelivery, Status};
 use crate::jobs::{self as queue, NewJob};
 use crate::store::{self, Conn, StoreError};
 use crate::traces::{NewTrace, kind};
 use crate::workflows::definition::Step;
-use crate::workflows::signals;
 use sqlx::Row;
 
 pub(super) fn describe_step(s: &Step) -> String {
@@ -69,7 +68,7 @@ pub(super) async fn cancelled_already(
         }
         let payload: String = r.get("payload");
         let payload: serde_json::Value = serde_json::from_str(&payload).unwrap_or_default();
-        if signals::reaches(&payload, &run.notification_id) {
+        if reaches(&payload, &run.notification_id) {
             return Ok(Some((r.get("id"), name)));
         }
     }
@@ -295,4 +294,13 @@ pub(super) async fn enter(
     )
     .await?;
     Ok(Some(delivery_id))
+}
+
+/// Whether a signal with this payload is meant for the run of `notification_id`: a payload
+/// that names a notification reaches only that one's run.
+pub(crate) fn reaches(payload: &serde_json::Value, notification_id: &str) -> bool {
+    payload
+        .get("notification_id")
+        .and_then(|v| v.as_str())
+        .is_none_or(|n| n == notification_id)
 }
