@@ -703,3 +703,16 @@ pub(crate) async fn items_of(conn: &mut Conn, bucket_id: &str) -> Result<DigestI
         last,
     })
 }
+
+/// Takes a held delivery out of its bucket (a cancel), only while the bucket is open: once
+/// emitted, the delivery went out inside the digest. `false` when it was not open.
+pub(crate) async fn leave(conn: &mut Conn, delivery_id: &str) -> Result<bool, StoreError> {
+    let left = sqlx::query(
+        "UPDATE digest_buckets SET items = items - 1
+         WHERE id = (SELECT digest_bucket_id FROM deliveries WHERE id = $1) AND status = 'open'",
+    )
+    .bind(delivery_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(left.rows_affected() > 0)
+}

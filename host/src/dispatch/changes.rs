@@ -53,14 +53,7 @@ pub async fn cancel(db: &Db, delivery_id: &str, why: &str) -> Result<Dispatched,
     if held {
         // Out of its digest bucket: the bucket first, as joins and emissions lock it, and only
         // while it is open — once emitted, the delivery went out inside the digest.
-        let left = sqlx::query(
-            "UPDATE digest_buckets SET items = items - 1
-             WHERE id = (SELECT digest_bucket_id FROM deliveries WHERE id = $1) AND status = 'open'",
-        )
-        .bind(&d.id)
-        .execute(&mut *tx)
-        .await?;
-        if left.rows_affected() == 0 {
+        if !crate::digests::buckets::leave(&mut tx, &d.id).await? {
             return Err(ChangeError::NotWaiting {
                 id: d.id,
                 status: "digested".into(),
