@@ -173,7 +173,7 @@ pub(crate) async fn explain(g: &Global, id: String) -> Result<()> {
     let db = belfry::host::store::open(&g.database_url).await?;
     let kinds = [ids::EVENT, ids::NOTIFICATION, ids::DELIVERY, ids::RUN];
     let id = ids::resolve(&db, &id, &kinds).await?;
-    let explanation = belfry::host::traces::explain(&db, &id).await?;
+    let explanation = belfry::host::explain::explain(&db, &id).await?;
     if g.json {
         println!("{}", serde_json::to_string_pretty(&explanation)?);
     } else {

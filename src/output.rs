@@ -3,7 +3,7 @@
 use anyhow::Result;
 use belfry::TriggerOutcome;
 use belfry::host::plugins::{Plugin, PluginKind, Registry, RendererChoice};
-use belfry::host::traces::DeliveryRecord;
+use belfry::host::deliveries::DeliveryRecord;
 
 /// An error's message and then each cause that adds something: a cause whose text the
 /// message before it already ends with (an error that shows its source in its own message,

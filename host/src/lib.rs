@@ -21,6 +21,7 @@ pub mod digests;
 pub mod dispatch;
 pub mod endpoints;
 pub mod engine;
+pub mod explain;
 pub mod feedback;
 pub mod inbox;
 pub mod jobs;

@@ -13,7 +13,7 @@
 use crate::policy::{self, PolicyError, PrefScope};
 use crate::store::{Db, StoreError};
 use crate::tenants::{self, TenantError};
-use crate::traces::NewTrace;
+use crate::traces::{NewTrace, kind};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
@@ -23,9 +23,6 @@ use sqlx::Row;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tracing::Instrument;
-
-/// The trace kind an unsubscribe appends to the delivery it came from.
-pub const TRACE_KIND: &str = "recipient.unsubscribed";
 
 /// The path under the public base URL that takes the POST (and shows a page on GET).
 pub const PATH: &str = "/v1/unsubscribe";
@@ -214,7 +211,7 @@ async fn record(db: &Db, claims: Claims) -> Result<Unsubscribed, UnsubscribeErro
                 event_id: &delivery.get::<String, _>("event_id"),
                 notification_id: Some(&delivery.get::<String, _>("notification_id")),
                 delivery_id: Some(&claims.d),
-                kind: TRACE_KIND,
+                kind: kind::RECIPIENT_UNSUBSCRIBED,
                 reason: Some("one_click"),
                 detail: Some(format!(
                     "recipient {} unsubscribed from category {} with the List-Unsubscribe link of this email (RFC 8058); preference category:{} is now off",

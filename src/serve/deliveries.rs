@@ -11,8 +11,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use belfry_host::content::Channel;
 use belfry_host::dispatch::Dispatched;
-use belfry_host::traces::DeliveryFilter;
-use belfry_host::traces::{DeliveryRecord, Explanation};
+use belfry_host::deliveries::{DeliveryFilter, DeliveryRecord};
+use belfry_host::explain::Explanation;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 

@@ -14,7 +14,7 @@ use belfry_host::policy::PolicyError;
 use belfry_host::policy::quiet_hours::QuietHoursError;
 use belfry_host::store::StoreError;
 use belfry_host::tenants::TenantError;
-use belfry_host::traces::ExplainError;
+use belfry_host::explain::ExplainError;
 use belfry_host::trigger::TriggerError;
 use belfry_host::workflows::SignalError;
 

@@ -98,13 +98,13 @@ pub(super) async fn owned(
 pub(super) fn limit(q: Option<i64>) -> Result<i64, ApiError> {
     match q {
         None => Ok(50),
-        Some(n) if (1..=belfry_host::traces::MAX_PAGE).contains(&n) => Ok(n),
+        Some(n) if (1..=belfry_host::deliveries::MAX_PAGE).contains(&n) => Ok(n),
         Some(n) => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_query",
             format!(
                 "limit must be between 1 and {}, got {n}",
-                belfry_host::traces::MAX_PAGE
+                belfry_host::deliveries::MAX_PAGE
             ),
         )
         .field("limit")),

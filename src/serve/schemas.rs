@@ -6,7 +6,8 @@ use belfry_host::inbox::{Counts, InboxItem};
 use belfry_host::keys::ApiKey;
 use belfry_host::policy::{Preference, Settings, Suppression};
 use belfry_host::tenants::Tenant;
-use belfry_host::traces::{DeliveryRecord, EventListing};
+use belfry_host::deliveries::DeliveryRecord;
+use belfry_host::explain::EventListing;
 use serde::Serialize;
 use utoipa::{IntoResponses, ToSchema};
 

@@ -113,7 +113,7 @@ async fn content_of(e: &Engine, delivery: &str) -> serde_json::Value {
     serde_json::from_str(&text).unwrap()
 }
 
-fn kinds(x: &belfry::host::traces::Explanation) -> Vec<(String, Option<String>)> {
+fn kinds(x: &belfry::host::explain::Explanation) -> Vec<(String, Option<String>)> {
     x.timeline
         .iter()
         .map(|t| (t.kind.clone(), t.reason.clone()))

@@ -5,10 +5,14 @@
 //! [`Reason`]), the one insert of each row that trigger, digests and workflows use
 //! ([`rows`]), the updates and the reads.
 
+pub mod reads;
 pub mod rows;
 pub mod transitions;
 mod vocab;
 
+pub use reads::{
+    AttemptRecord, DeliveryFilter, DeliveryRecord, MAX_PAGE, deliveries_page, tenant_of,
+};
 pub use rows::{
     NewDelivery, NewEvent, NewNotification, insert_delivery, insert_event, insert_notification,
 };

@@ -1,7 +1,7 @@
 //! The lifecycle events endpoints subscribe to, and how they are published.
 //!
 //! An event is never made up on the side: it is one of the traces `explain` shows, published
-//! by [`crate::traces`] in the transaction that appends it. So an application hears of exactly
+//! by [`append_all`] in the transaction that appends it. So an application hears of exactly
 //! what the engine recorded, once per trace, and only if that transaction commits.
 
 use super::EndpointError;
@@ -70,8 +70,8 @@ pub const ALL: &[&str] = &[
 /// Who said it: the engine's own decision, the provider's feedback, or the recipient.
 fn source_of(trace_kind: &str) -> &'static str {
     match trace_kind {
-        crate::feedback::kind::FEEDBACK => "provider",
-        kind::INBOX_READ | crate::unsubscribe::TRACE_KIND => "recipient",
+        kind::FEEDBACK => "provider",
+        kind::INBOX_READ | kind::RECIPIENT_UNSUBSCRIBED => "recipient",
         _ => "engine",
     }
 }
@@ -88,9 +88,9 @@ pub(crate) fn of_trace(trace_kind: &str, reason: Option<&str>) -> Option<&'stati
         kind::DELIVERY_DEFERRED => e::DELIVERY_DEFERRED,
         kind::DELIVERY_DIGESTED => e::DELIVERY_DIGESTED,
         kind::INBOX_READ => e::INBOX_READ,
-        crate::unsubscribe::TRACE_KIND => e::RECIPIENT_UNSUBSCRIBED,
-        crate::feedback::kind::SUPPRESSION_ADDED => e::SUPPRESSION_ADDED,
-        crate::feedback::kind::FEEDBACK => match reason? {
+        kind::RECIPIENT_UNSUBSCRIBED => e::RECIPIENT_UNSUBSCRIBED,
+        kind::SUPPRESSION_ADDED => e::SUPPRESSION_ADDED,
+        kind::FEEDBACK => match reason? {
             "accepted" => e::DELIVERY_ACCEPTED,
             "delivered" => e::DELIVERY_DELIVERED,
             "deferred" => e::DELIVERY_DEFERRED,
@@ -140,7 +140,7 @@ pub fn matches(pattern: &str, event_type: &str) -> bool {
     }
 }
 
-/// A trace that publishes an event, as [`crate::traces`] appends it.
+/// A trace that publishes an event, as [`append_all`] appends it.
 pub(crate) struct Lifecycle {
     pub tenant: String,
     pub event_type: &'static str,
@@ -353,13 +353,10 @@ mod tests {
             "clicked",
             "unsubscribed",
         ] {
-            assert!(
-                of_trace(crate::feedback::kind::FEEDBACK, Some(k)).is_some(),
-                "{k}"
-            );
+            assert!(of_trace(kind::FEEDBACK, Some(k)).is_some(), "{k}");
         }
         assert_eq!(of_trace(kind::DELIVERY_PLANNED, None), None);
-        assert_eq!(of_trace(crate::feedback::kind::FEEDBACK, Some("x")), None);
+        assert_eq!(of_trace(kind::FEEDBACK, Some("x")), None);
         let engine = [
             (kind::DELIVERY_SUCCEEDED, event_type::DELIVERY_SENT),
             (kind::DELIVERY_FAILED, event_type::DELIVERY_FAILED),

@@ -22,10 +22,10 @@ pub struct ReceivedEvent {
     pub duplicate: bool,
 }
 
-/// The trace kinds this module appends to a delivery's explanation.
+/// The trace kinds this module appends to a delivery's explanation (defined with every other
+/// kind in [`crate::traces::Kind`]).
 pub mod kind {
-    pub const FEEDBACK: &str = "feedback.received";
-    pub const SUPPRESSION_ADDED: &str = "suppression.added";
+    pub use crate::traces::kind::{FEEDBACK, SUPPRESSION_ADDED};
 }
 
 /// The delivery a provider message belongs to, as much of it as feedback needs.
