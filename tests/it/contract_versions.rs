@@ -18,11 +18,8 @@
 
 use crate::common;
 
+use crate::common::provider::{Answer, Provider};
 use crate::common::{Backend, cache_dir, test_db};
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Uri};
 use belfry::host::content::{Channel, Content, RenderRequest};
 use belfry::host::plugins::assets::Assets;
 use belfry::host::plugins::{
@@ -32,7 +29,7 @@ use belfry::{Engine, EngineConfig, TriggerRequest};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 fn fixture(file: &str) -> PathBuf {
     Path::new(env!("BELFRY_FIXTURE_PLUGINS_DIR")).join(file)
@@ -282,31 +279,13 @@ async fn notifier_0_4_the_whole_way(b: Backend) {
     );
 }
 
-/// What the local "Resend" received.
-#[derive(Clone, Default)]
-struct Received(Arc<Mutex<Vec<(String, HeaderMap, Bytes)>>>);
-
-async fn resend_api(
-    State(received): State<Received>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> axum::Json<Value> {
-    let mut r = received.0.lock().unwrap();
-    r.push((uri.path().to_string(), headers, body));
-    axum::Json(json!({"id": format!("re_{}", r.len())}))
-}
-
 /// Adapter 0.5.0 (message headers, the webhook's absolute URL) sending to a real server on
 /// 127.0.0.1; the notifier is 0.1.0's `welcome`.
 async fn adapter_0_5_the_whole_way(b: Backend) {
-    let received = Received::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let authority = format!("127.0.0.1:{}", listener.local_addr().unwrap().port());
-    let app = Router::new()
-        .fallback(resend_api)
-        .with_state(received.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    // A local "Resend": any request answers a fresh id.
+    let received =
+        Provider::start_with(|n, _| Answer::json(200, json!({"id": format!("re_{n}")}))).await;
+    let authority = received.authority();
     let (e, _db, _dir) = engine(b, &["v0-1-welcome", "v0-1-templates", "v0-5-resend"], |c| {
         c.routes = BTreeMap::from([(Channel::Email, "v0-5-resend".to_string())]);
         let mut config = PluginConfig::new();
@@ -335,9 +314,9 @@ async fn adapter_0_5_the_whole_way(b: Backend) {
             row("ada", "in-app", "succeeded", ""),
         ]
     );
-    let posts = received.0.lock().unwrap().clone();
+    let posts = received.requests();
     assert_eq!(posts.len(), 1);
-    let (path, headers, body) = &posts[0];
+    let (path, headers, body) = (&posts[0].path, &posts[0].headers, &posts[0].body);
     assert_eq!(path, "/emails");
     assert_eq!(
         headers.get("authorization").unwrap().to_str().unwrap(),

@@ -9,6 +9,7 @@
 
 use crate::common;
 
+use crate::common::provider::{Answer, Provider, Request};
 use crate::common::{Backend, World, world_with};
 use belfry::Engine;
 use belfry::host::dispatch::WorkerConfig;
@@ -886,6 +887,7 @@ async fn inbox_paging_under_concurrent_inserts(backend: Backend) {
     assert_eq!(before.len(), 9);
 
     let engine = api.engine().clone();
+    let (wrote, mut written) = tokio::sync::mpsc::unbounded_channel();
     let writer = tokio::spawn(async move {
         for _ in 0..8 {
             let req = belfry::TriggerRequest::new(
@@ -895,6 +897,7 @@ async fn inbox_paging_under_concurrent_inserts(backend: Backend) {
             .tenant("acme");
             let out = engine.trigger(&req).await.unwrap();
             engine.dispatch_event(&out.event_id).await.unwrap();
+            let _ = wrote.send(());
         }
     });
     let mut paged = Vec::new();
@@ -909,9 +912,9 @@ async fn inbox_paging_under_concurrent_inserts(backend: Backend) {
             paged.push(i["id"].as_str().unwrap().to_string());
         }
         if first_page {
-            // Let the writer add items between pages.
+            // The writer adds an item (at least) between pages.
             first_page = false;
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            written.recv().await.expect("the writer wrote an item");
         }
         match page["next_cursor"].as_str() {
             Some(c) => path = format!("/v1/inbox?limit=2&cursor={c}"),
@@ -1260,29 +1263,19 @@ async fn plugins_load_at_runtime(backend: Backend) {
 
 // ---- outbound lifecycle webhooks ---------------------------------------------------------
 
-/// An endpoint on 127.0.0.1 that records each request's headers and body and answers 204.
-async fn recording_endpoint() -> (
-    String,
-    std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, Vec<u8>)>>>,
-) {
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let keep = seen.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(
-            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
-                let keep = keep.clone();
-                async move {
-                    keep.lock().unwrap().push((headers, body.to_vec()));
-                    axum::http::StatusCode::NO_CONTENT
-                }
-            },
-        ),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, seen)
+/// An endpoint on 127.0.0.1 that records each request and answers 204: its URL and server.
+async fn recording_endpoint() -> (String, Provider) {
+    let hook = Provider::start(Answer::status(204, "")).await;
+    (format!("http://{}/hook", hook.authority()), hook)
+}
+
+/// What the endpoint received, each a `POST` to its URL.
+fn hooks(seen: &Provider) -> Vec<Request> {
+    let requests = seen.requests();
+    for r in &requests {
+        assert_eq!((&r.method, r.path.as_str()), (&Method::POST, "/hook"));
+    }
+    requests
 }
 
 async fn endpoints_over_http(backend: Backend) {
@@ -1342,11 +1335,11 @@ async fn endpoints_over_http(backend: Backend) {
     // A delivery's lifecycle reaches the endpoint, signed.
     api.mention(&["u-1"]).await;
     api.engine().dispatch_pending().await.unwrap();
-    let requests = seen.lock().unwrap().clone();
+    let requests = hooks(&seen);
     assert_eq!(requests.len(), 1);
     standardwebhooks::Webhook::new(&secret)
         .unwrap()
-        .verify(&requests[0].1, &requests[0].0)
+        .verify(&requests[0].body, &requests[0].headers)
         .unwrap();
     let (s, m) = api
         .get(&format!("/v1/endpoints/{id}/messages?limit=5"))
@@ -1375,14 +1368,14 @@ async fn endpoints_over_http(backend: Backend) {
     error(&early, StatusCode::CONFLICT, "conflict");
     api.mention(&["u-2"]).await;
     api.engine().dispatch_pending().await.unwrap();
-    assert_eq!(seen.lock().unwrap().len(), 1);
+    assert_eq!(hooks(&seen).len(), 1);
     let (_, on) = api
         .post(&format!("/v1/endpoints/{id}/enable"), json!({}))
         .await;
     assert_eq!(on["enabled"], true, "{on}");
     api.mention(&["u-3"]).await;
     api.engine().dispatch_pending().await.unwrap();
-    assert_eq!(seen.lock().unwrap().len(), 2);
+    assert_eq!(hooks(&seen).len(), 2);
     // Nothing was owed while it was off (it got no messages), so nothing is recovered.
     let (s, r) = api
         .post(&format!("/v1/endpoints/{id}/recover"), json!({}))

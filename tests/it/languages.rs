@@ -17,11 +17,8 @@
 
 use crate::common;
 
+use crate::common::provider::Provider;
 use crate::common::{Backend, count, world_with};
-use axum::Json;
-use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::routing::post;
 use belfry::host::content::Channel;
 use belfry::host::feedback::{FeedbackError, FeedbackKind, WebhookRejection, WebhookRequest};
 use belfry::{Engine, TriggerRequest};
@@ -29,7 +26,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 
 const TENANT: &str = "acme";
 const RELAY_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
@@ -142,52 +139,6 @@ fn run_build(cmd: &mut Command, what: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// One request the relay server received.
-#[derive(Clone, Debug)]
-struct Seen {
-    path: String,
-    headers: HeaderMap,
-    body: Vec<u8>,
-}
-
-/// A mail relay on 127.0.0.1: `POST /v1/messages` answers `{"id": "mr_N"}`.
-#[derive(Clone, Default)]
-struct Relay {
-    seen: Arc<Mutex<Vec<Seen>>>,
-}
-
-impl Relay {
-    async fn start() -> (Relay, u16) {
-        let relay = Relay::default();
-        let app = axum::Router::new()
-            .route("/{*path}", post(relay_answer))
-            .with_state(relay.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        (relay, port)
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
-    }
-}
-
-async fn relay_answer(
-    State(relay): State<Relay>,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Json<Value> {
-    let mut seen = relay.seen.lock().unwrap();
-    seen.push(Seen {
-        path: uri.path().to_string(),
-        headers,
-        body: body.to_vec(),
-    });
-    Json(json!({ "id": format!("mr_{}", seen.len()) }))
-}
-
 async fn engine(
     b: Backend,
     plugins: &Path,
@@ -288,7 +239,9 @@ async fn ledger_rows(e: &Engine) -> (i64, i64) {
 /// The whole path through a JS notifier and a Python adapter, both built from source here.
 async fn js_notifier_and_python_adapter_end_to_end(b: Backend) {
     let Some(built) = built() else { return };
-    let (relay, port) = Relay::start().await;
+    // A mail relay: `POST /v1/messages` answers `{"id": "mr_N"}`.
+    let relay = Provider::issuing_ids("id", "mr_").await;
+    let port = relay.port();
     // The relay's webhooks come in over `belfry serve`, whose address emails carry (the
     // one-click unsubscribe link), so its port is chosen before the engine opens.
     let serve_port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -360,7 +313,7 @@ async fn js_notifier_and_python_adapter_end_to_end(b: Backend) {
     // What the Python adapter sent: the relay's API shape, a content-length (the SDK's client
     // never streams chunked), and the subject the JS package's templates made — in German
     // for Jonas (locale de-AT falls back to the package's `.de` translation).
-    let seen = relay.seen();
+    let seen = relay.requests();
     assert_eq!(seen.len(), 2, "{seen:?}");
     let mut by_to = BTreeMap::new();
     for s in &seen {
@@ -533,7 +486,9 @@ async fn js_notifier_and_python_adapter_end_to_end(b: Backend) {
 /// (the SDK's PayloadError → the contract's `invalid-payload`), and nothing is sent.
 async fn the_js_notifier_names_the_bad_field(b: Backend) {
     let Some(built) = built() else { return };
-    let (relay, port) = Relay::start().await;
+    // A mail relay: `POST /v1/messages` answers `{"id": "mr_N"}`.
+    let relay = Provider::issuing_ids("id", "mr_").await;
+    let port = relay.port();
     let w = engine(b, &built.plugins, port, None).await;
     let mut bad = invoice("INV-8");
     bad["customers"][1].as_object_mut().unwrap().remove("name");
@@ -559,7 +514,7 @@ async fn the_js_notifier_names_the_bad_field(b: Backend) {
             .contains("amount_cents: expected a number, got a string"),
         "{err}"
     );
-    assert!(relay.seen().is_empty());
+    assert!(relay.requests().is_empty());
 }
 
 on_both_backends!(

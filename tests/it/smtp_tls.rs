@@ -96,6 +96,15 @@ struct Log {
     messages: Vec<Received>,
     /// Why each failed TLS handshake failed, as the server saw it.
     handshake_failures: Vec<String>,
+    /// How many have failed, for those who wait for one.
+    failed: tokio::sync::watch::Sender<usize>,
+}
+
+impl Log {
+    fn handshake_failed(&mut self, why: String) {
+        self.handshake_failures.push(why);
+        self.failed.send_replace(self.handshake_failures.len());
+    }
 }
 
 struct SmtpServer {
@@ -123,7 +132,7 @@ impl SmtpServer {
                         Security::Implicit => match acceptor.accept(tcp).await {
                             Ok(tls) => dialogue(tls, true, security, &log).await.map(|_| ()),
                             Err(e) => {
-                                log.lock().unwrap().handshake_failures.push(e.to_string());
+                                log.lock().unwrap().handshake_failed(e.to_string());
                                 Ok(())
                             }
                         },
@@ -131,7 +140,7 @@ impl SmtpServer {
                             Ok(Some(tcp)) => match acceptor.accept(tcp).await {
                                 Ok(tls) => dialogue(tls, true, security, &log).await.map(|_| ()),
                                 Err(e) => {
-                                    log.lock().unwrap().handshake_failures.push(e.to_string());
+                                    log.lock().unwrap().handshake_failed(e.to_string());
                                     Ok(())
                                 }
                             },
@@ -158,18 +167,15 @@ impl SmtpServer {
     /// Waits (up to 10 s) until the server has seen `n` handshakes fail: the client's alert
     /// reaches the server's side after the delivery is recorded.
     async fn handshake_failures_reach(&self, n: usize) -> Vec<String> {
-        let wait = async {
-            loop {
-                let seen = self.handshake_failures();
-                if seen.len() >= n {
-                    return seen;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(10), wait)
-            .await
-            .expect("the server saw the handshake fail")
+        let mut failed = self.log.lock().unwrap().failed.subscribe();
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            failed.wait_for(|count| *count >= n),
+        )
+        .await
+        .expect("the server saw the handshake fail")
+        .unwrap();
+        self.handshake_failures()
     }
 
     /// The adapter's config for this server at `host`, granted with `allow_tcp`, trusting
