@@ -14,7 +14,8 @@ pub use reads::{
     AttemptRecord, DeliveryFilter, DeliveryRecord, MAX_PAGE, deliveries_page, tenant_of,
 };
 pub use rows::{
-    NewDelivery, NewEvent, NewNotification, insert_delivery, insert_event, insert_notification,
+    NewDelivery, NewEvent, NewNotification, idempotency_key_for, insert_delivery, insert_event,
+    insert_notification,
 };
 pub use vocab::{Reason, Status, UnknownValue};
 
@@ -39,10 +40,4 @@ pub mod reason {
     pub const SCHEDULED: &str = Reason::Scheduled.as_str();
     /// belfry itself failed on the job (see [`Reason::InternalError`]).
     pub const INTERNAL_ERROR: &str = Reason::InternalError.as_str();
-}
-
-/// The idempotency key every send of a delivery carries: stable across attempts, so a
-/// provider can drop a repeat after a crash between its send and our commit.
-pub fn idempotency_key_for(delivery_id: &str) -> String {
-    format!("belfry-{delivery_id}")
 }

@@ -2,8 +2,14 @@
 //! (`notifications`) and what is planned to be sent (`deliveries`). Trigger, digests and
 //! workflows all write through these, so a column added later is filled everywhere.
 
-use super::{Status, idempotency_key_for};
+use super::vocab::Status;
 use crate::store::{Conn, StoreError};
+
+/// The idempotency key every send of a delivery carries: stable across attempts, so a
+/// provider can drop a repeat after a crash between its send and our commit.
+pub fn idempotency_key_for(delivery_id: &str) -> String {
+    format!("belfry-{delivery_id}")
+}
 
 /// An event as asked: by a trigger, or by a digest emission standing in for its members.
 pub struct NewEvent<'a> {
