@@ -2,7 +2,11 @@
 //! of due deliveries.
 
 use super::raw::{raw_pool, raw_trigger, raw_worker};
-use super::*;
+use super::{Options, Place, Row, Worker, count, o_size_offset, payload, rate, row};
+use anyhow::{Result, ensure};
+use belfry::{Engine, TriggerRequest};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Fills the queue through the engine (not timed): `n` one-delivery triggers.
 pub(super) async fn fill(engine: &Engine, n: usize) -> Result<()> {

@@ -2,7 +2,10 @@
 //! plugin calls are in flight.
 
 use super::trigger::engine_trigger_rate;
-use super::*;
+use super::{Options, Place, Row, count, p99, payload, rate, row};
+use anyhow::{Context, Result, ensure};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Triggers/s over HTTP (`POST /v1/events` to `belfry serve` on 127.0.0.1, keep-alive, one
 /// API key) against the same triggers called in-process on the engine, from 1 and 4 callers,

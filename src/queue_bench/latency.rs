@@ -1,7 +1,11 @@
 //! `bench latency` and `bench schedule`: trigger commit → adapter call, and how late
 //! scheduled jobs start.
 
-use super::*;
+use super::{BenchBackend, Options, Place, Row, Worker, count, payload, row};
+use anyhow::{Result, ensure};
+use belfry::{Engine, TriggerRequest};
+use chrono::Utc;
+use std::time::Duration;
 
 /// When each delivery's (first) adapter call started.
 pub(super) async fn started_at(engine: &Engine, id: &str) -> Result<chrono::DateTime<Utc>> {

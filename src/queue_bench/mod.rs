@@ -25,13 +25,12 @@
 use anyhow::{Context, Result, ensure};
 use belfry::host::content::Channel;
 use belfry::host::dispatch::WorkerConfig;
-use belfry::{Engine, EngineConfig, TriggerRequest};
-use chrono::Utc;
+use belfry::{Engine, EngineConfig};
 use serde::Serialize;
 use sqlx::Executor;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 mod dispatch;
 mod http;

@@ -1,7 +1,9 @@
 //! The raw side of the queue benchmarks: the rows the engine writes, written with native
 //! sqlx and no plugin call.
 
-use super::*;
+use super::{Place, payload};
+use anyhow::{Result, ensure};
+use std::time::Duration;
 
 /// The raw side talks to the same database with sqlx's native drivers.
 pub(super) enum Raw {

@@ -1,7 +1,11 @@
 //! `bench trigger`: triggers/s, engine vs raw SQL writing the same rows.
 
 use super::raw::{raw_pool, raw_trigger, raw_triggers};
-use super::*;
+use super::{Options, Place, Row, count, o_size_offset, payload, rate, row};
+use anyhow::{Result, ensure};
+use belfry::{Engine, TriggerRequest};
+use std::sync::Arc;
+use std::time::Instant;
 
 /// `order-shipped` triggers per second on `engine`, in-process, from `callers` tasks.
 pub(super) async fn engine_trigger_rate(

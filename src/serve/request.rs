@@ -95,6 +95,8 @@ pub(super) async fn owned(
     }
 }
 
+/// A list's page size: 50 unless asked, and 1 to [`belfry_host::deliveries::MAX_PAGE`] when asked
+/// (400 naming `limit` otherwise).
 pub(super) fn limit(q: Option<i64>) -> Result<i64, ApiError> {
     match q {
         None => Ok(50),
