@@ -2,11 +2,11 @@
 //! reference vector (the same file is compiled into the WASM adapter).
 
 #[path = "../../plugins/sdk/src/standard_webhooks.rs"]
-mod signature;
+mod standard_webhooks;
 
 #[test]
 fn standard_webhooks_reference_vector() {
-    let sig = signature::sign(
+    let sig = standard_webhooks::sign(
         "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
         "msg_p5jXN8AQM9LWM0D4loKWxJek",
         1614265330,
@@ -24,7 +24,7 @@ fn the_reference_library_accepts_our_signature() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    let sig = signature::sign(secret, "msg_1", ts, body).unwrap();
+    let sig = standard_webhooks::sign(secret, "msg_1", ts, body).unwrap();
     let mut headers = axum::http::HeaderMap::new();
     headers.insert("webhook-id", "msg_1".parse().unwrap());
     headers.insert("webhook-timestamp", ts.to_string().parse().unwrap());
@@ -33,5 +33,5 @@ fn the_reference_library_accepts_our_signature() {
         .unwrap()
         .verify(body, &headers)
         .unwrap();
-    assert!(signature::sign("whsec_!!!", "m", 1, b"").is_err());
+    assert!(standard_webhooks::sign("whsec_!!!", "m", 1, b"").is_err());
 }
