@@ -530,3 +530,68 @@ impl Handlers {
         self.0.iter().find(|h| h.kind() == kind).cloned()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A handler whose commit says which registration it was.
+    struct Marked(bool);
+
+    impl Handler for Marked {
+        const KIND: &'static str = job_kind::WORKFLOW_WAKE;
+        type Ran = ();
+
+        async fn run(&self, _db: &Db, _job: &Leased) -> Result<(), StoreError> {
+            Ok(())
+        }
+
+        async fn commit(
+            &self,
+            _tx: &mut Conn,
+            _job: &Leased,
+            _ran: &(),
+            _held: bool,
+        ) -> Result<bool, StoreError> {
+            Ok(self.0)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_kind_has_one_handler_the_last_registered_and_its_outcome_reaches_it() {
+        let handlers = Handlers::default()
+            .register(Marked(false))
+            .register(Marked(true));
+        assert!(handlers.get(job_kind::DELIVER).is_none());
+        let h = handlers.get(job_kind::WORKFLOW_WAKE).expect("registered");
+        assert_eq!(h.kind(), job_kind::WORKFLOW_WAKE);
+        assert!(h.finished_by_batch());
+
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        sqlx::any::install_default_drivers();
+        let mut conn = <Conn as sqlx::Connection>::connect(&url).await.unwrap();
+        let job = Leased {
+            id: "j".into(),
+            kind: job_kind::WORKFLOW_WAKE.into(),
+            subject_id: "s".into(),
+            tenant: "t".into(),
+            attempt: 1,
+            token: "k".into(),
+            owner: "o".into(),
+            leased_at: store::now(),
+            from_state: job_state::AVAILABLE.into(),
+            reason: None,
+            rescued_from: None,
+        };
+        // The later registration replaced the earlier one.
+        assert!(
+            h.commit(&mut conn, &job, &Ran(Box::new(())), true)
+                .await
+                .unwrap()
+        );
+        // An outcome of another type is refused, not misread.
+        let wrong = h.commit(&mut conn, &job, &Ran(Box::new(1_u8)), true).await;
+        assert!(matches!(wrong, Err(StoreError::Corrupt(_))));
+    }
+}
