@@ -14,11 +14,12 @@ mod common;
 
 use belfry::host::content::{Channel, Content, Recipient, RenderRequest};
 use belfry::host::plugins::{
-    self, OutgoingMessage, PluginKind, PluginRuntime, Reuse, RuntimeConfig,
+    self, OutgoingMessage, Plugin, PluginKind, PluginRuntime, Reuse, RuntimeConfig,
 };
 use common::provider::{Answer, Provider};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const SECRET_VALUE: &str = "host-secret-must-not-leak";
@@ -102,45 +103,89 @@ fn every_case_folder_is_a_test() {
     );
 }
 
-/// The case in folder `case`: its call fails as `expected.toml` says, within its limit, on a
-/// runtime that a normal plugin still works on right after; a denied request never arrives.
-async fn hostile_case(case: &str) {
-    secret_in_env();
-    let hits = Provider::start(Answer::status(200, "leaked")).await;
-    let url = format!("http://{}/steal", hits.authority());
-    let mut plugin_config = plugins::PluginConfig::new();
-    plugin_config.insert(
-        "forbidden-host".into(),
-        BTreeMap::from([("url".into(), url)]),
-    );
-    let runtime = PluginRuntime::new(RuntimeConfig {
-        cache_dir: Some(common::cache_dir()),
-        plugin_config,
-        ..Default::default()
-    })
-    .unwrap();
-    let bundled = plugins::load_all(&runtime, belfry::BUNDLED, None)
-        .await
-        .unwrap()
-        .plugins;
-    let templates = bundled
-        .iter()
-        .find(|p| p.kind() == PluginKind::Renderer)
-        .unwrap();
-    // The templates are the welcome notifier's package assets, which a render is handed.
-    let welcome_assets = bundled
-        .iter()
-        .find(|p| p.name() == "welcome")
-        .unwrap()
-        .assets()
-        .clone();
-    let good_request = RenderRequest {
-        template: "welcome".into(),
-        channel: Channel::InApp,
-        data: r#"{"name": "Ada", "app_name": "belfry"}"#.into(),
-        locale: None,
-    };
+/// A plugin runtime set up as the engine sets one up, with the bundled plugins a normal
+/// render uses, and the server the `forbidden-host` case tries to reach.
+struct Host {
+    runtime: PluginRuntime,
+    bundled: Vec<Plugin>,
+    /// The templates are the welcome notifier's package assets, which a render is handed.
+    welcome_assets: Arc<plugins::assets::Assets>,
+    good_request: RenderRequest,
+    hits: Provider,
+}
 
+impl Host {
+    async fn new() -> Host {
+        secret_in_env();
+        let hits = Provider::start(Answer::status(200, "leaked")).await;
+        let url = format!("http://{}/steal", hits.authority());
+        let mut plugin_config = plugins::PluginConfig::new();
+        plugin_config.insert(
+            "forbidden-host".into(),
+            BTreeMap::from([("url".into(), url)]),
+        );
+        let runtime = PluginRuntime::new(RuntimeConfig {
+            cache_dir: Some(common::cache_dir()),
+            plugin_config,
+            ..Default::default()
+        })
+        .unwrap();
+        let bundled = plugins::load_all(&runtime, belfry::BUNDLED, None)
+            .await
+            .unwrap()
+            .plugins;
+        let welcome_assets = bundled
+            .iter()
+            .find(|p| p.name() == "welcome")
+            .unwrap()
+            .assets()
+            .clone();
+        let good_request = RenderRequest {
+            template: "welcome".into(),
+            channel: Channel::InApp,
+            data: r#"{"name": "Ada", "app_name": "belfry"}"#.into(),
+            locale: None,
+        };
+        Host {
+            runtime,
+            bundled,
+            welcome_assets,
+            good_request,
+            hits,
+        }
+    }
+
+    fn templates(&self) -> &Plugin {
+        self.bundled
+            .iter()
+            .find(|p| p.kind() == PluginKind::Renderer)
+            .unwrap()
+    }
+}
+
+/// The case in folder `case`, on a runtime of its own: see [`run_case`].
+async fn hostile_case(case: &str) {
+    let host = Host::new().await;
+    run_case(&host, case).await;
+    assert_eq!(host.hits.calls(), 0, "a denied request reached the server");
+}
+
+/// Every case in turn on one runtime, as the engine's runtime meets them: each still fails as
+/// it should after the others did, and nothing they tried reached the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_hostile_plugin_fails_its_own_call_and_the_host_carries_on() {
+    let host = Host::new().await;
+    let mut cases = CASES.to_vec();
+    cases.sort();
+    for case in cases {
+        run_case(&host, case).await;
+    }
+    assert_eq!(host.hits.calls(), 0, "a denied request reached the server");
+}
+
+/// Case `case`: its call fails as its `expected.toml` says, within its limit, and a normal
+/// plugin works right after on the same runtime.
+async fn run_case(host: &Host, case: &str) {
     let dir = PathBuf::from(belfry::FIXTURE_PLUGINS_DIR);
     let wasm = dir.join(format!("{case}.wasm"));
     let expected: Expected = toml::from_str(
@@ -149,19 +194,22 @@ async fn hostile_case(case: &str) {
     .unwrap();
     if expected.reason == "load" {
         // A declaration the host refuses before anything can use it.
-        let err = runtime.load_file(&wasm).await.unwrap_err().to_string();
+        let err = host.runtime.load_file(&wasm).await.unwrap_err().to_string();
         assert!(err.contains(&expected.message_contains), "{case}: {err}");
-        assert_eq!(hits.calls(), 0, "a denied request reached the server");
         return;
     }
-    let plugin = runtime.load_file(&wasm).await.unwrap();
+    let plugin = host.runtime.load_file(&wasm).await.unwrap();
     assert_eq!(plugin.kind().as_str(), expected.kind, "{case}");
     let limits = plugin.manifest().limits;
-    let warm_before = runtime.warm_instances();
+    let warm_before = host.runtime.warm_instances();
     let started = Instant::now();
     let err = match plugin.kind() {
         PluginKind::ChannelAdapter => {
-            match runtime.send(&plugin, &message(), Reuse::Tenant("t")).await {
+            match host
+                .runtime
+                .send(&plugin, &message(), Reuse::Tenant("t"))
+                .await
+            {
                 Err(e) => e,
                 Ok(r) => panic!("{case}: send did not fail its call: {r:?}"),
             }
@@ -173,7 +221,8 @@ async fn hostile_case(case: &str) {
                 data: "{}".into(),
                 locale: None,
             };
-            match runtime
+            match host
+                .runtime
                 .render(
                     &plugin,
                     &req,
@@ -211,19 +260,24 @@ async fn hostile_case(case: &str) {
     // Called as trigger and dispatch call it (warm instances allowed), an instance that
     // trapped, ran out of time or memory, was denied or returned too much is dropped, never
     // kept for the tenant's next call; one that answered its own error is sound and kept.
-    let kept = runtime.warm_instances() - warm_before;
+    let kept = host.runtime.warm_instances() - warm_before;
     let expected_kept = usize::from(expected.reason == "plugin_error");
     assert_eq!(
         kept, expected_kept,
         "{case}: instances kept after its failure"
     );
-    // A normal plugin works right after, in the same runtime.
-    let content = runtime
-        .render(templates, &good_request, &welcome_assets, Reuse::Fresh)
+    // A normal plugin works right after, in the same host.runtime.
+    let content = host
+        .runtime
+        .render(
+            host.templates(),
+            &host.good_request,
+            &host.welcome_assets,
+            Reuse::Fresh,
+        )
         .await
         .unwrap();
     assert!(matches!(content, Content::InApp { .. }), "{case}");
-    assert_eq!(hits.calls(), 0, "a denied request reached the server");
 }
 
 #[tokio::test]
