@@ -1,19 +1,25 @@
 //! belfry's engine: a durable, explainable notification engine extended by sandboxed
-//! WebAssembly plugins. One module per concept (see DESIGN.md), each owning its tables:
+//! WebAssembly plugins. One module per concept, each owning its tables, stacked in layers: a
+//! module imports only its own layer or those below (`docs/architecture.md` is the rule, and
+//! `tests/architecture.rs` checks it). Bottom up:
 //!
-//! - [`store`]: the database and migrations;
-//! - [`plugins`]: the wasmtime runtime, manifests, capabilities and limits;
-//! - [`content`]: channels and their content contracts;
-//! - [`trigger`]: event → notifications → planned deliveries;
-//! - [`dispatch`]: planned deliveries → rendered, validated, sent;
-//! - [`inbox`]: where in-app deliveries land, and end users' tokens;
-//! - [`feedback`]: what providers' webhooks say after the send (ledger, projection);
-//! - [`unsubscribe`]: one-click unsubscribe links in email (RFC 8058);
-//! - [`tenants`] and [`keys`]: who may call `belfry serve`;
-//! - [`traces`]: the append-only trace and `explain`;
-//! - [`time_bounds`]: the ten-year bound on durations and instants from outside;
-//! - [`text`]: the one rule for identifiers and free text from outside (no NUL, no padding);
-//! - [`engine`]: the façade embedding programs use.
+//! 1. [`text`] (the one rule for identifiers and free text from outside) and [`time_bounds`]
+//!    (the ten-year bound on durations and instants from outside);
+//! 2. [`store`]: the database, migrations and the backends' SQL differences;
+//! 3. [`content`] (channels and their content contracts), [`tenants`] and [`keys`] (who may
+//!    call `belfry serve`), [`traces`] (the append-only log of every step, and nothing else);
+//! 4. [`deliveries`] (events, notifications, deliveries and attempts: their statuses,
+//!    reasons, writes and reads), [`jobs`] (the durable queue), [`metrics`];
+//! 5. [`policy`] (preferences, settings, suppressions and the decision) and [`plugins`] (the
+//!    wasmtime runtime, manifests, capabilities, limits and the contract's host side);
+//! 6. the features: [`endpoints`] (lifecycle webhooks; every trace is appended through
+//!    [`endpoints::events`]), [`workflows`], [`feedback`] (what providers' webhooks say after
+//!    the send), [`inbox`] (in-app items and end users' tokens), [`unsubscribe`] (one-click
+//!    links in email, RFC 8058), [`digests`];
+//! 7. [`trigger`] (event → notifications → planned deliveries) and [`dispatch`] (planned
+//!    deliveries → rendered, validated, sent);
+//! 8. [`explain`]: the story of a delivery, notification or event, read from all of the above;
+//! 9. [`engine`]: the façade embedding programs use.
 
 pub mod content;
 pub mod deliveries;

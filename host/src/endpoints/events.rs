@@ -7,7 +7,7 @@
 use super::EndpointError;
 use crate::jobs as queue;
 use crate::store::{self, Conn, StoreError};
-use crate::traces::{self, NewTrace, kind};
+use crate::traces::{self, Kind, NewTrace};
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
@@ -69,28 +69,30 @@ pub const ALL: &[&str] = &[
 
 /// Who said it: the engine's own decision, the provider's feedback, or the recipient.
 fn source_of(trace_kind: &str) -> &'static str {
-    match trace_kind {
-        kind::FEEDBACK => "provider",
-        kind::INBOX_READ | kind::RECIPIENT_UNSUBSCRIBED => "recipient",
+    match Kind::parse(trace_kind) {
+        Some(Kind::FeedbackReceived) => "provider",
+        Some(Kind::InboxRead | Kind::RecipientUnsubscribed) => "recipient",
         _ => "engine",
     }
 }
 
 /// The event a trace publishes, if any. Feedback traces carry the normalized kind as reason.
+/// Every kind is named here, so a new one cannot be added without deciding whether
+/// applications hear of it.
 pub(crate) fn of_trace(trace_kind: &str, reason: Option<&str>) -> Option<&'static str> {
     use event_type as e;
-    Some(match trace_kind {
-        kind::DELIVERY_SUCCEEDED => e::DELIVERY_SENT,
-        kind::DELIVERY_FAILED => e::DELIVERY_FAILED,
-        kind::RETRY_SCHEDULED => e::DELIVERY_RETRYING,
-        kind::DELIVERY_CANCELLED => e::DELIVERY_CANCELLED,
-        kind::DELIVERY_SUPPRESSED => e::DELIVERY_SUPPRESSED,
-        kind::DELIVERY_DEFERRED => e::DELIVERY_DEFERRED,
-        kind::DELIVERY_DIGESTED => e::DELIVERY_DIGESTED,
-        kind::INBOX_READ => e::INBOX_READ,
-        kind::RECIPIENT_UNSUBSCRIBED => e::RECIPIENT_UNSUBSCRIBED,
-        kind::SUPPRESSION_ADDED => e::SUPPRESSION_ADDED,
-        kind::FEEDBACK => match reason? {
+    Some(match Kind::parse(trace_kind)? {
+        Kind::DeliverySucceeded => e::DELIVERY_SENT,
+        Kind::DeliveryFailed => e::DELIVERY_FAILED,
+        Kind::RetryScheduled => e::DELIVERY_RETRYING,
+        Kind::DeliveryCancelled => e::DELIVERY_CANCELLED,
+        Kind::DeliverySuppressed => e::DELIVERY_SUPPRESSED,
+        Kind::DeliveryDeferred => e::DELIVERY_DEFERRED,
+        Kind::DeliveryDigested => e::DELIVERY_DIGESTED,
+        Kind::InboxRead => e::INBOX_READ,
+        Kind::RecipientUnsubscribed => e::RECIPIENT_UNSUBSCRIBED,
+        Kind::SuppressionAdded => e::SUPPRESSION_ADDED,
+        Kind::FeedbackReceived => match reason? {
             "accepted" => e::DELIVERY_ACCEPTED,
             "delivered" => e::DELIVERY_DELIVERED,
             "deferred" => e::DELIVERY_DEFERRED,
@@ -103,7 +105,21 @@ pub(crate) fn of_trace(trace_kind: &str, reason: Option<&str>) -> Option<&'stati
             "unsubscribed" => e::DELIVERY_UNSUBSCRIBED,
             _ => return None,
         },
-        _ => return None,
+        Kind::EventReceived
+        | Kind::RecipientsPlanned
+        | Kind::NotificationCreated
+        | Kind::DeliveryPlanned
+        | Kind::DeliveryDispatched
+        | Kind::DeliveryBuilt
+        | Kind::DeliveryRendered
+        | Kind::ContentValid
+        | Kind::Attempt
+        | Kind::InboxWritten
+        | Kind::LeaseLost
+        | Kind::PolicyChecked
+        | Kind::DeliveryHeld
+        | Kind::DigestEmitted
+        | Kind::PinLost => return None,
     })
 }
 
@@ -312,6 +328,7 @@ async fn payload(conn: &mut Conn, e: &Lifecycle) -> Result<String, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::traces::kind;
 
     #[test]
     fn patterns_match_families_and_exact_types() {
