@@ -90,7 +90,9 @@ pub(crate) async fn run(g: &Global, command: BenchCommand, database_url_given: b
             let scenarios = ["trigger", "dispatch", "latency", "schedule"];
             queue_bench_run(&scenarios, bench_url(a, given).await?, g.json).await
         }
-        BenchCommand::Digests(a) => digest_bench::run(bench_url(a, given).await?, g.json).await,
+        BenchCommand::Digests(a) => {
+            digest_bench::run(options(bench_url(a, given).await?, g.json)?).await
+        }
         BenchCommand::Http(a) => {
             queue_bench_run(&["http"], bench_url(a, given).await?, g.json).await
         }
@@ -131,19 +133,20 @@ fn bench_server(a: &mut QueueBenchArgs, url: &str) -> Result<()> {
 }
 
 async fn queue_bench_run(scenarios: &[&str], a: QueueBenchArgs, json: bool) -> Result<()> {
+    let backlog = a.backlog;
+    queue_bench::run(scenarios, options(a, json)?, backlog).await
+}
+
+/// What every measurement is told: where, how many times, how big.
+fn options(a: QueueBenchArgs, json: bool) -> Result<queue_bench::Options> {
     if a.repetitions == 0 || a.size == 0 {
         bail!("--repetitions and --size must be at least 1");
     }
-    queue_bench::run(
-        scenarios,
-        queue_bench::Options {
-            backend: a.backend,
-            postgres_url: a.postgres_url,
-            repetitions: a.repetitions,
-            size: a.size,
-            json,
-        },
-        a.backlog,
-    )
-    .await
+    Ok(queue_bench::Options {
+        backend: a.backend,
+        postgres_url: a.postgres_url,
+        repetitions: a.repetitions,
+        size: a.size,
+        json,
+    })
 }

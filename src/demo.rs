@@ -4,8 +4,8 @@
 use crate::output;
 use anyhow::{Context, Result, bail};
 use base64::Engine as _;
-use belfry::host::digests::Bucket;
 use belfry::host::deliveries::DeliveryRecord;
+use belfry::host::digests::Bucket;
 use belfry::receiver::Receiver;
 use belfry::{Engine, EngineConfig, TriggerRequest};
 use serde_json::json;

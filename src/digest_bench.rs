@@ -364,17 +364,7 @@ async fn bench_lag(o: &Options) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
-pub async fn run(a: crate::bench_cli::QueueBenchArgs, json: bool) -> Result<()> {
-    if a.repetitions == 0 || a.size == 0 {
-        bail!("--repetitions and --size must be at least 1");
-    }
-    let o = Options {
-        backend: a.backend,
-        postgres_url: a.postgres_url,
-        repetitions: a.repetitions,
-        size: a.size,
-        json,
-    };
+pub async fn run(o: Options) -> Result<()> {
     let mut rows = Vec::new();
     for r in [bench_accumulate(&o).await?, bench_lag(&o).await?] {
         if !o.json {

@@ -160,7 +160,7 @@ fn main() {
     startup::quiet_on_closed_stdout();
     // Before clap has parsed anything, `--json` is looked for by hand.
     let json_early = std::env::args().any(|a| a == "--json");
-    if let Err(e) = startup::load_config_file() {
+    if let Err(e) = startup::load_config_file(Cli::command) {
         output::print_error(&anyhow::Error::msg(e), json_early);
         std::process::exit(2);
     }

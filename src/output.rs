@@ -2,8 +2,8 @@
 
 use anyhow::Result;
 use belfry::TriggerOutcome;
-use belfry::host::plugins::{Plugin, PluginKind, Registry, RendererChoice};
 use belfry::host::deliveries::DeliveryRecord;
+use belfry::host::plugins::{Plugin, PluginKind, Registry, RendererChoice};
 
 /// An error's message and then each cause that adds something: a cause whose text the
 /// message before it already ends with (an error that shows its source in its own message,

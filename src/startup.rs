@@ -6,8 +6,11 @@ use std::path::PathBuf;
 /// Reads belfry.toml (from --config, BELFRY_CONFIG, or ./belfry.toml when present) into the
 /// environment for every setting not already set there, so clap then applies flag > env >
 /// file > default. Runs before the async runtime starts: no other thread exists yet, which is
-/// what makes `set_var` sound.
-pub(crate) fn load_config_file() -> std::result::Result<(), String> {
+/// what makes `set_var` sound. `command`: the command line's definition, for the variables it
+/// reads.
+pub(crate) fn load_config_file(
+    command: impl FnOnce() -> clap::Command,
+) -> std::result::Result<(), String> {
     let args: Vec<String> = std::env::args().collect();
     let named = args.iter().enumerate().find_map(|(i, a)| {
         if a == "--config" {
@@ -22,7 +25,7 @@ pub(crate) fn load_config_file() -> std::result::Result<(), String> {
         None => return Ok(()),
     };
     let mut known = std::collections::BTreeSet::new();
-    collect_env(&<crate::Cli as clap::CommandFactory>::command(), &mut known);
+    collect_env(&command(), &mut known);
     for (var, value) in belfry::config::file_settings(&path, &known)? {
         if std::env::var_os(&var).is_none() {
             // SAFETY: single-threaded here, before the runtime or any thread is started.

@@ -10,8 +10,8 @@
 //!
 //! Every API-key call also passes the per-key rate limit, when one is configured.
 
-use super::AppState;
 use super::error::ApiError;
+use super::state::AppState;
 use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
@@ -139,40 +139,5 @@ impl FromRequestParts<AppState> for EndUser {
             ));
         }
         Ok(EndUser(state.engine.verify_inbox_token(&token).await?))
-    }
-}
-
-/// Requests per second per API key, with a burst; off when not configured.
-pub struct Limits {
-    limiter: Option<governor::DefaultKeyedRateLimiter<String>>,
-}
-
-impl Limits {
-    pub fn new(per_sec: u32, burst: u32) -> Limits {
-        let limiter = std::num::NonZeroU32::new(per_sec).map(|rate| {
-            let burst = std::num::NonZeroU32::new(burst.max(per_sec)).unwrap_or(rate);
-            governor::RateLimiter::keyed(governor::Quota::per_second(rate).allow_burst(burst))
-        });
-        Limits { limiter }
-    }
-
-    fn check(&self, key_id: &str) -> Result<(), ApiError> {
-        let Some(limiter) = &self.limiter else {
-            return Ok(());
-        };
-        limiter.check_key(&key_id.to_string()).map_err(|not_until| {
-            use governor::clock::{Clock, DefaultClock};
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            let mut e = ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                format!(
-                    "this key is over its request rate; retry in {} ms",
-                    wait.as_millis()
-                ),
-            );
-            e.retry_after = Some(wait.as_secs_f64().ceil().max(1.0) as u64);
-            e
-        })
     }
 }

@@ -1,17 +1,17 @@
 //! Deliveries: the cursor-paged list, one delivery, its explanation, and cancelling it.
 
-use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, Path};
 use super::request::{limit, owned, refuse_nul};
 use super::schemas::{DeliveryPage, ErrorBody, KeyErrors};
+use super::state::AppState;
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use belfry_host::content::Channel;
-use belfry_host::dispatch::Dispatched;
 use belfry_host::deliveries::{DeliveryFilter, DeliveryRecord};
+use belfry_host::dispatch::Dispatched;
 use belfry_host::explain::Explanation;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};

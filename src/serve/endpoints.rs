@@ -1,11 +1,11 @@
 //! `/v1/endpoints`: the caller's tenant registers, reads, enables, disables and removes the
 //! endpoints belfry posts lifecycle events to, and reads what was posted to each.
 
-use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, Path};
 use super::request::{Body, body};
 use super::schemas::{EndpointList, EndpointSecret, ErrorBody, KeyErrors, MessageList, Recovered};
+use super::state::AppState;
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;

@@ -6,6 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use belfry_host::dispatch::ChangeError;
 use belfry_host::endpoints::EndpointError;
+use belfry_host::explain::ExplainError;
 use belfry_host::inbox::InboxError;
 use belfry_host::inbox::token::TokenError;
 use belfry_host::keys::KeyError;
@@ -14,7 +15,6 @@ use belfry_host::policy::PolicyError;
 use belfry_host::policy::quiet_hours::QuietHoursError;
 use belfry_host::store::StoreError;
 use belfry_host::tenants::TenantError;
-use belfry_host::explain::ExplainError;
 use belfry_host::trigger::TriggerError;
 use belfry_host::workflows::SignalError;
 

@@ -1,10 +1,10 @@
 //! Events: trigger a notifier, list recent events, read one event or notification.
 
-use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, Path};
 use super::request::{Body, body, limit, owned};
 use super::schemas::{ErrorBody, EventList, KeyErrors};
+use super::state::AppState;
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};

@@ -1,10 +1,10 @@
 //! The end user's inbox over HTTP: pages, counts, marks, and a live stream. Every route takes
 //! an [`EndUser`] (an inbox token), never an API key, and acts only on that token's recipient.
 
-use super::AppState;
 use super::auth::EndUser;
 use super::error::{ApiError, Path};
 use super::schemas::{ErrorBody, InboxErrors, InboxPage, ReadAll};
+use super::state::AppState;
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;

@@ -1,10 +1,10 @@
 //! Inbox tokens: an API key mints one for an end user, who then reads their inbox with it.
 
-use super::AppState;
 use super::auth::Caller;
 use super::error::ApiError;
 use super::request::{Body, body};
 use super::schemas::{ErrorBody, InboxTokenView, KeyErrors};
+use super::state::AppState;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;

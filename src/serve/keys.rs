@@ -1,10 +1,10 @@
 //! API keys (operator, admin key): create (the secret is in that answer only), list, revoke.
 
-use super::AppState;
 use super::auth::Admin;
 use super::error::{ApiError, Path};
 use super::request::{Body, body};
 use super::schemas::{CreatedKey, ErrorBody, KeyErrors, KeyList};
+use super::state::AppState;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;

@@ -20,6 +20,7 @@ pub mod recipients;
 pub mod request;
 pub mod schemas;
 pub mod signals;
+pub mod state;
 pub mod suppressions;
 pub mod tenants;
 pub mod unsubscribe;
@@ -31,63 +32,11 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 use belfry_host::Engine;
-use belfry_host::dispatch::{WorkerConfig, WorkerHealth};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Everything `belfry serve` is told (see `docs/operating.md` for the keys).
-#[derive(Clone, Debug)]
-pub struct ServeConfig {
-    pub listen: SocketAddr,
-    /// The largest JSON request body, in bytes (413 beyond).
-    pub max_body_bytes: usize,
-    /// The largest `POST /v1/plugins` body (a base64 component and its manifest).
-    pub max_plugin_bytes: usize,
-    /// Requests per second per API key (0: no limit), with this burst.
-    pub rate_limit_per_sec: u32,
-    pub rate_limit_burst: u32,
-    /// How often a live inbox stream looks for changes.
-    pub inbox_poll: Duration,
-    /// Workers in this process (`None`: API only, for when `belfry worker` processes run).
-    pub workers: Option<WorkerConfig>,
-    /// The base URL providers and recipients reach this server at (`https://belfry.example.com`),
-    /// when it differs from what requests say (a proxy in front). Signed webhook URLs
-    /// (Twilio's) are checked against it.
-    pub public_url: Option<String>,
-    /// Days raw provider webhook requests are kept (0: forever); purged hourly.
-    pub webhook_retention_days: u32,
-}
-
-impl Default for ServeConfig {
-    fn default() -> Self {
-        ServeConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            max_body_bytes: 1 << 20,
-            max_plugin_bytes: 64 << 20,
-            rate_limit_per_sec: 0,
-            rate_limit_burst: 0,
-            inbox_poll: Duration::from_millis(250),
-            workers: Some(WorkerConfig::default()),
-            public_url: None,
-            webhook_retention_days: 30,
-        }
-    }
-}
-
-/// What every handler sees.
-#[derive(Clone)]
-pub struct AppState {
-    pub engine: Engine,
-    pub config: Arc<ServeConfig>,
-    pub limits: Arc<auth::Limits>,
-    metrics: metrics_exporter_prometheus::PrometheusHandle,
-    /// Turns true at shutdown: open inbox streams end, so graceful shutdown is not held up
-    /// by clients that never disconnect.
-    pub stopping: tokio::sync::watch::Receiver<bool>,
-    /// The workers run in this process, by lease owner, for `/readyz`.
-    workers: Arc<Vec<(String, WorkerHealth)>>,
-}
+pub use state::{AppState, ServeConfig};
 
 /// The process-wide Prometheus recorder: installed once, shared by every server in the
 /// process (tests start several).
@@ -348,7 +297,7 @@ pub async fn start(engine: Engine, config: ServeConfig) -> std::io::Result<Runni
         });
     }
     let state = AppState {
-        limits: Arc::new(auth::Limits::new(
+        limits: Arc::new(state::Limits::new(
             config.rate_limit_per_sec,
             config.rate_limit_burst,
         )),

@@ -1,12 +1,12 @@
 //! Plugins: the ones in force, and loading a plugin version at runtime (admin).
 
-use super::AppState;
 use super::auth::{Admin, AnyKey};
 use super::error::ApiError;
 use super::request::{Body, body};
 use super::schemas::{
     BrokenPluginView, Capabilities, ErrorBody, KeyErrors, PluginList, PluginView,
 };
+use super::state::AppState;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};

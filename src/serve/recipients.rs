@@ -1,10 +1,10 @@
 //! A recipient's preferences and settings (`*`: the tenant's defaults).
 
-use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, Path};
 use super::request::{Body, body, double};
 use super::schemas::{ErrorBody, KeyErrors, PreferenceList, SettingsView};
+use super::state::AppState;
 use axum::Json;
 use axum::extract::State;
 use belfry_host::content::Channel;

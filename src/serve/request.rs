@@ -3,9 +3,9 @@
 //! caller names goes through (another tenant's ids answer 404 exactly as unknown ones do, so
 //! their existence is not disclosed).
 
-use super::AppState;
 use super::auth::Caller;
 use super::error::ApiError;
+use super::state::AppState;
 use axum::http::StatusCode;
 use axum::{Json, extract::rejection::JsonRejection};
 use serde::Deserialize;

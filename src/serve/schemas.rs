@@ -2,12 +2,12 @@
 //! return and what the OpenAPI document (`super::openapi`) describes. Handlers and the
 //! document both import from here; this module imports neither.
 
+use belfry_host::deliveries::DeliveryRecord;
+use belfry_host::explain::EventListing;
 use belfry_host::inbox::{Counts, InboxItem};
 use belfry_host::keys::ApiKey;
 use belfry_host::policy::{Preference, Settings, Suppression};
 use belfry_host::tenants::Tenant;
-use belfry_host::deliveries::DeliveryRecord;
-use belfry_host::explain::EventListing;
 use serde::Serialize;
 use utoipa::{IntoResponses, ToSchema};
 

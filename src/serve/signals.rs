@@ -1,10 +1,10 @@
 //! Signals to an actor's waiting workflow runs.
 
-use super::AppState;
 use super::auth::Caller;
 use super::error::ApiError;
 use super::request::{Body, body};
 use super::schemas::{ErrorBody, KeyErrors};
+use super::state::AppState;
 use axum::Json;
 use axum::extract::State;
 use belfry_host::workflows::SignalOutcome;

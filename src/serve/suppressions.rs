@@ -1,10 +1,10 @@
 //! Suppressions: addresses, or recipients on a channel, that must never be sent to.
 
-use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, Path};
 use super::request::{Body, body};
 use super::schemas::{ErrorBody, KeyErrors, SuppressionList};
+use super::state::AppState;
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;

@@ -1,10 +1,10 @@
 //! Tenants (operator, admin key).
 
-use super::AppState;
 use super::auth::Admin;
 use super::error::ApiError;
 use super::request::{Body, body};
 use super::schemas::{ErrorBody, KeyErrors, TenantList};
+use super::state::AppState;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;

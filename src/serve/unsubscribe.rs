@@ -5,9 +5,9 @@
 //! link, or a mail scanner following it) only shows a page with a button, because RFC 8058
 //! forbids unsubscribing on GET: scanners prefetch links.
 
-use super::AppState;
 use super::error::{ApiError, Path};
 use super::schemas::ErrorBody;
+use super::state::AppState;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};

@@ -6,10 +6,10 @@
 //! any refusal answers 4xx and stores nothing, and 200 comes only after
 //! the events are committed, so a provider that retries a lost answer repeats nothing.
 
-use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, Path};
 use super::schemas::{ErrorBody, FeedbackView, KeyErrors};
+use super::state::AppState;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{OriginalUri, State};
