@@ -316,3 +316,65 @@ impl fmt::Display for Explanation {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(
+        at: &str,
+        kind: &str,
+        notification: Option<&str>,
+        delivery: Option<&str>,
+    ) -> TraceEntry {
+        TraceEntry {
+            at: at.into(),
+            kind: kind.into(),
+            reason: None,
+            detail: None,
+            plugin: None,
+            attempt: None,
+            notification_id: notification.map(str::to_string),
+            delivery_id: delivery.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn steps_appended_late_go_back_to_when_they_happened() {
+        let mut timeline = vec![
+            step("2026-01-01T00:00:02.000Z", "a", None, None),
+            step("2026-01-01T00:00:02.000Z", "b", None, None),
+            step("2026-01-01T00:00:01.000Z", "c", None, None),
+            step("not a time", "d", None, None),
+        ];
+        in_time_order(&mut timeline);
+        let kinds: Vec<&str> = timeline.iter().map(|t| t.kind.as_str()).collect();
+        // `c` happened first; `a` and `b` keep their append order; `d`'s time does not parse,
+        // so it stays right after `c`, the entry appended before it.
+        assert_eq!(kinds, ["c", "d", "a", "b"]);
+    }
+
+    #[test]
+    fn a_delivery_story_holds_its_event_its_notification_and_itself() {
+        let found = Found {
+            subject: Subject::Delivery,
+            id: "d1".into(),
+            event_id: "e".into(),
+            notification_id: Some("n1".into()),
+        };
+        let event = step("t", "event.received", None, None);
+        let notification = step("t", "notification.created", Some("n1"), None);
+        let mine = step("t", "attempt", Some("n1"), Some("d1"));
+        let sibling = step("t", "attempt", Some("n1"), Some("d2"));
+        let other = step("t", "notification.created", Some("n2"), None);
+        let told = |journey| {
+            [&event, &notification, &mine, &sibling, &other]
+                .into_iter()
+                .map(|t| found.tells_step(journey, t))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(told(false), [true, true, true, false, false]);
+        // A workflow step delivery is told with its whole journey.
+        assert_eq!(told(true), [true, true, true, true, false]);
+    }
+}
