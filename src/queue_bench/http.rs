@@ -219,7 +219,7 @@ async fn timed_triggers(base: &str, key: &str, span: Duration) -> Result<Vec<f64
         let started = Instant::now();
         let res = client
             .post(format!("{base}/v1/events"))
-            .bearer_auth(&key)
+            .bearer_auth(key)
             .json(&serde_json::json!({"notifier": "order-shipped", "payload": payload(i)}))
             .send()
             .await?;
