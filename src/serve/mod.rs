@@ -4,6 +4,13 @@
 //! The engine stays free of HTTP: this module only maps requests to engine calls and engine
 //! errors to the one error shape ([`error::ApiError`]). Who may call what is decided by the
 //! extractors in [`auth`], named in each handler's signature.
+//!
+//! Layout: one file of handlers per resource (events, deliveries, recipients, suppressions,
+//! signals, plugins, inbox_tokens, inbox, tenants, keys, endpoints, webhooks, unsubscribe);
+//! what they share underneath: [`state`] (what every handler sees), [`request`] (bodies,
+//! limits, the tenant check), [`schemas`] (answer and error shapes), [`auth`], [`error`].
+//! [`openapi`] imports handlers and schemas to build the document; nothing imports it but
+//! the router here.
 
 pub mod auth;
 pub mod deliveries;
