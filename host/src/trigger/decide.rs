@@ -132,9 +132,8 @@ pub(super) async fn digest_rules(
 pub(super) enum DigestRoute<'a> {
     /// Not held for digest: the policy's standing stands.
     Direct,
-    /// Held by the notifier, or folded instead of a quiet-hours or cap decision (`folded`
-    /// says which), and `rule` takes it, over `window` (the rule's, or the recipient's
-    /// cadence: `cadence` says which).
+    /// Held by the notifier, or folded instead of a quiet-hours or cap decision, and a rule
+    /// takes it.
     Join(JoinRoute<'a>),
     /// Held by the notifier and a rule takes it, but the recipient chose `instant` for its
     /// category: sent at once.
