@@ -46,6 +46,8 @@ pub struct Executor {
     pub unsubscribe: Option<crate::unsubscribe::Links>,
     /// Posts lifecycle events to the endpoints applications registered.
     pub endpoints: crate::endpoints::Sender,
+    /// The handler of every job kind but `deliver`, built once ([`super::handlers`]).
+    pub handlers: Arc<jobs::Handlers>,
     /// Leases and commits of this process take turns through it (on SQLite).
     pub gate: jobs::WriteGate,
     #[doc(hidden)]
@@ -119,7 +121,7 @@ impl Executor {
                 .deliver(Work::new(job, Verdict::Succeeded), prepared)
                 .await);
         }
-        let Some(handler) = super::handlers(self).get(&job.kind) else {
+        let Some(handler) = self.handlers.get(&job.kind) else {
             let why = format!("unknown job kind `{}`", job.kind);
             return Ok(Work::new(job, Verdict::Skip(why)));
         };

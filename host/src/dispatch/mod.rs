@@ -132,14 +132,15 @@ pub(crate) async fn caught<T, E>(
     }
 }
 
-/// The handler of every job kind but `deliver` (the pipeline's own), each from its feature.
-/// Built per job from the executor, since the endpoint post needs its sender; only a few
-/// `Arc`s.
-pub(crate) fn handlers(exec: &Executor) -> jobs::Handlers {
-    jobs::Handlers::default()
-        .register(crate::digests::emit::Emit)
-        .register(crate::workflows::wake::Wake)
-        .register(crate::endpoints::send::Post(exec.endpoints.clone()))
+/// The handler of every job kind but `deliver` (the pipeline's own), each from its feature:
+/// what a worker is registered to run. The endpoint post needs the engine's sender.
+pub fn handlers(endpoints: &crate::endpoints::Sender) -> Arc<jobs::Handlers> {
+    Arc::new(
+        jobs::Handlers::default()
+            .register(crate::digests::emit::Emit)
+            .register(crate::workflows::wake::Wake)
+            .register(crate::endpoints::send::Post(endpoints.clone())),
+    )
 }
 
 /// Dispatch settings shared by every worker of an engine.

@@ -223,6 +223,7 @@ impl Engine {
             retry: self.retry.clone(),
             unsubscribe: self.unsubscribe_links.clone(),
             endpoints: self.endpoint_sender.clone(),
+            handlers: crate::dispatch::handlers(&self.endpoint_sender),
             gate: self.gate.clone(),
             faults: Default::default(),
         }
