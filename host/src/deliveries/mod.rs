@@ -5,11 +5,13 @@
 //! [`Reason`]), the one insert of each row that trigger, digests and workflows use
 //! ([`rows`]), the updates and the reads.
 
+mod digested;
 pub mod reads;
 pub mod rows;
 pub mod transitions;
 mod vocab;
 
+pub use digested::mark_bucket_digested;
 pub use reads::{
     AttemptRecord, DeliveryFilter, DeliveryRecord, MAX_PAGE, deliveries_page, tenant_of,
 };

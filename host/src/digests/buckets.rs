@@ -542,18 +542,7 @@ async fn mark_digested(
         .execute(&mut *conn)
         .await?;
     let detail = format!("into digest delivery {delivery_id} (bucket {id})");
-    sqlx::query(
-        "UPDATE deliveries SET status = $5, status_reason = $1, status_detail = $2, updated_at = $3
-         WHERE digest_bucket_id = $4 AND status = $6",
-    )
-    .bind(reason::DIGESTED)
-    .bind(&detail)
-    .bind(now_text)
-    .bind(id)
-    .bind(Status::Digested.as_str())
-    .bind(Status::Held.as_str())
-    .execute(&mut *conn)
-    .await?;
+    deliveries::mark_bucket_digested(conn, id, reason::DIGESTED, &detail, now_text).await?;
 
     let rule = format!("{} v{}", bucket.rule_key, bucket.rule_version);
     let window = format!("[{}, {})", bucket.window_start, bucket.window_end);
