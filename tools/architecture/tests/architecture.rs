@@ -170,6 +170,8 @@ mod checks_can_fail {
         );
         let tested = format!("fn a() {{}}\n#[cfg(test)]\nmod tests {{\n{}}}\n", long_file);
         assert!(sizes("h.rs", &SourceFile::new("h.rs", &tested).code).is_empty());
+        let parent = SourceFile::new("a/h.rs", "fn a() {}\n#[cfg(test)]\nmod tests;\n");
+        assert_eq!(parent.test_children(), vec![vec!["a", "h", "tests"]]);
     }
 }
 
@@ -248,12 +250,19 @@ struct SourceFile {
     rel: String,
     /// The code: comments blanked, a trailing `#[cfg(test)]` module cut off.
     code: String,
+    /// The code with comments blanked and nothing cut.
+    raw: String,
 }
 
 impl Tree {
+    /// Every `.rs` file under `dir` but the test modules kept in files of their own
+    /// (`#[cfg(test)] mod tests;`): tests are no part of the layering or the size rule.
     fn read(dir: &Path) -> Tree {
         let mut files = Vec::new();
         walk(dir, dir, &mut files);
+        let tests: BTreeSet<Vec<String>> =
+            files.iter().flat_map(SourceFile::test_children).collect();
+        files.retain(|f| !tests.contains(&f.module()));
         files.sort_by(|a: &SourceFile, b| a.rel.cmp(&b.rel));
         Tree { files }
     }
@@ -283,9 +292,11 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<SourceFile>) {
 
 impl SourceFile {
     fn new(rel: &str, text: &str) -> SourceFile {
+        let raw = blank_comments(text);
         SourceFile {
             rel: rel.to_string(),
-            code: without_tests(&blank_comments(text)),
+            code: without_tests(&raw),
+            raw,
         }
     }
 
@@ -300,6 +311,27 @@ impl SourceFile {
             parts.pop();
         }
         parts
+    }
+
+    /// The modules this file declares under `#[cfg(test)]` with their code in another file.
+    fn test_children(&self) -> Vec<Vec<String>> {
+        let mut children = Vec::new();
+        let mut rest = self.raw.as_str();
+        while let Some(p) = rest.find("#[cfg(test)]") {
+            rest = &rest[p + "#[cfg(test)]".len()..];
+            let declared = rest
+                .trim_start()
+                .strip_prefix("mod ")
+                .and_then(|r| r.split_once(';'));
+            if let Some((name, _)) =
+                declared.filter(|(n, _)| n.chars().all(|c| c.is_alphanumeric() || c == '_'))
+            {
+                let mut module = self.module();
+                module.push(name.to_string());
+                children.push(module);
+            }
+        }
+        children
     }
 
     fn top(&self) -> Option<String> {
