@@ -331,7 +331,7 @@ fn final_of(policy: &RetryPolicy, work: &Work) -> Option<Final> {
             plugin,
         } if *reason == reason::RETRIES_EXHAUSTED => f(
             Status::Cancelled,
-            *reason,
+            reason,
             detail.clone(),
             kind::DELIVERY_CANCELLED,
             plugin,
@@ -342,7 +342,7 @@ fn final_of(policy: &RetryPolicy, work: &Work) -> Option<Final> {
             plugin,
         } => f(
             Status::Failed,
-            *reason,
+            reason,
             detail.clone(),
             kind::DELIVERY_FAILED,
             plugin,
@@ -362,7 +362,7 @@ fn final_of(policy: &RetryPolicy, work: &Work) -> Option<Final> {
             );
             f(
                 Status::Pending,
-                *reason,
+                reason,
                 detail,
                 kind::RETRY_SCHEDULED,
                 plugin,
@@ -370,14 +370,14 @@ fn final_of(policy: &RetryPolicy, work: &Work) -> Option<Final> {
         }
         Verdict::Suppressed { reason, detail } => f(
             Status::Suppressed,
-            *reason,
+            reason,
             detail.clone(),
             kind::DELIVERY_SUPPRESSED,
             &None,
         ),
         Verdict::Deferred { reason, until } => f(
             Status::Deferred,
-            *reason,
+            reason,
             format!("until {}", store::time_text(*until)),
             kind::DELIVERY_DEFERRED,
             &None,

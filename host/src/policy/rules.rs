@@ -124,7 +124,7 @@ fn stored_rules(f: &Facts<'_>, checks: &mut Vec<RuleCheck>) -> Option<Outcome> {
     preferences(f, checks).or_else(|| severity_floor(f, checks))
 }
 
-/// 0. A fallback is for a recipient who did not read the in-app item; one who did is done.
+/// Rule 0: A fallback is for a recipient who did not read the in-app item; one who did is done.
 /// Nothing else can make it worth sending, so this comes before everything, critical too.
 fn fallback(f: &Facts<'_>, checks: &mut Vec<RuleCheck>) -> Option<Outcome> {
     let (Checkpoint::Send, Some((in_app, read_at))) = (f.checkpoint, f.subject.fallback_of) else {
@@ -149,7 +149,7 @@ fn fallback(f: &Facts<'_>, checks: &mut Vec<RuleCheck>) -> Option<Outcome> {
     }
 }
 
-/// 1. Suppressions: nothing overrides them, not even critical. The address comes first.
+/// Rule 1: Suppressions: nothing overrides them, not even critical. The address comes first.
 fn suppression(f: &Facts<'_>, checks: &mut Vec<RuleCheck>) -> Option<Outcome> {
     let s = f.subject;
     let address = match s.channel {
@@ -244,7 +244,7 @@ fn preferences(f: &Facts<'_>, checks: &mut Vec<RuleCheck>) -> Option<Outcome> {
     None
 }
 
-/// 5. Severity floor.
+/// Rule 5: Severity floor.
 fn severity_floor(f: &Facts<'_>, checks: &mut Vec<RuleCheck>) -> Option<Outcome> {
     let severity = f.subject.severity;
     match f.inputs.settings.severity_floor {
@@ -278,7 +278,7 @@ fn counted_rules(
     }
 }
 
-/// 6. Cooldown: an earlier notification of this notifier to this recipient that is still
+/// Rule 6: Cooldown: an earlier notification of this notifier to this recipient that is still
 /// going out (or went out) inside the cooldown makes this one a repeat.
 fn cooldown(
     f: &Facts<'_>,
@@ -304,7 +304,7 @@ fn cooldown(
     Ok(None)
 }
 
-/// 7. Cap: deliveries on this channel sent inside the window, or in flight and planned
+/// Rule 7: Cap: deliveries on this channel sent inside the window, or in flight and planned
 /// before this one (not this notification's own).
 fn cap(
     f: &Facts<'_>,
@@ -329,7 +329,7 @@ fn cap(
     Ok(None)
 }
 
-/// 8. Quiet hours, read at the time the delivery would go out.
+/// Rule 8: Quiet hours, read at the time the delivery would go out.
 fn quiet_hours(f: &Facts<'_>, now: DateTime<Utc>, checks: &mut Vec<RuleCheck>) -> Outcome {
     let settings = &f.inputs.settings;
     let Some(quiet) = settings.quiet_hours() else {
