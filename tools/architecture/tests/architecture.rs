@@ -1,7 +1,7 @@
 //! The architecture, checked: reads the source of `host/src` and `src` (nothing is compiled or
 //! run) and fails when
-//! - a module of `host/src` imports one on a higher layer than its own, or a module not in the
-//!   layer table of `docs/architecture.md` appears;
+//! - a module of `host/src` imports one on a higher layer than its own, or one listed after it
+//!   in its own layer, or a module not in the layer table of `docs/architecture.md` appears;
 //! - files import each other in a loop (in `host/src`, between its top-level modules too);
 //! - a table is written (INSERT, UPDATE, DELETE) by a module other than its documented owner;
 //! - a source file is over 800 lines or a function over 120 (a trailing `#[cfg(test)]` module
@@ -98,7 +98,7 @@ mod checks_can_fail {
         let t = tree(&[
             ("store.rs", "use crate::traces::append;\n"),
             ("traces.rs", "use crate::store::Conn;\n"),
-            ("jobs.rs", "pub fn f() {}\n"),
+            ("jobs.rs", "use crate::traces::kind;\n"),
             ("engine.rs", "use crate::{jobs, traces::{self, kind}};\n"),
         ]);
         let found = layering(&t, &layers(DOC));
@@ -107,6 +107,14 @@ mod checks_can_fail {
             found[0].contains("store.rs imports `traces::append`"),
             "{found:?}"
         );
+        // Within a layer, only what is listed before: `traces` comes before `jobs`.
+        let t = tree(&[
+            ("traces.rs", "fn f() { crate::jobs::run() }\n"),
+            ("jobs.rs", ""),
+        ]);
+        let found = layering(&t, &layers(DOC));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("listed after `traces`"), "{found:?}");
     }
 
     #[test]
@@ -179,8 +187,9 @@ mod checks_can_fail {
 // The layer table.
 
 struct Layers {
-    /// Top-level module → its layer (1 is the ground).
-    layer: BTreeMap<String, u32>,
+    /// Top-level module → its layer (1 is the ground) and its place in the layer's row: a
+    /// module may import those listed before it in its own row, never after.
+    layer: BTreeMap<String, (u32, usize)>,
     /// Table → the module that owns it.
     owner: BTreeMap<String, String>,
 }
@@ -209,8 +218,8 @@ impl Layers {
                 continue;
             };
             let modules = ticked(cells.get(1).copied().unwrap_or(""));
-            for m in &modules {
-                layer.insert(m.clone(), n);
+            for (place, m) in modules.iter().enumerate() {
+                layer.insert(m.clone(), (n, place));
             }
             for group in cells.get(2).copied().unwrap_or("").split(';') {
                 let (module, tables) = match group.split_once(':') {
@@ -579,9 +588,17 @@ fn layering(tree: &Tree, layers: &Layers) -> Vec<String> {
                 continue;
             }
             match layers.layer.get(target) {
-                Some(&theirs) if theirs > own => {
+                Some(&(theirs, _)) if theirs > own.0 => {
                     problems.insert(format!(
-                        "{} imports `{}` (layer {theirs}) from layer {own}",
+                        "{} imports `{}` (layer {theirs}) from layer {}",
+                        file.rel,
+                        import.join("::"),
+                        own.0
+                    ));
+                }
+                Some(&(theirs, place)) if theirs == own.0 && place > own.1 => {
+                    problems.insert(format!(
+                        "{} imports `{}`, listed after `{top}` in layer {theirs}",
                         file.rel,
                         import.join("::")
                     ));
