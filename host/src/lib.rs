@@ -1,15 +1,16 @@
 //! belfry's engine: a durable, explainable notification engine extended by sandboxed
 //! WebAssembly plugins. One module per concept, each owning its tables, stacked in layers: a
 //! module imports only its own layer or those below (`docs/architecture.md` is the rule, and
-//! `tests/architecture.rs` checks it). Bottom up:
+//! `tools/architecture` checks it). Bottom up:
 //!
 //! 1. [`text`] (the one rule for identifiers and free text from outside) and [`time_bounds`]
 //!    (the ten-year bound on durations and instants from outside);
 //! 2. [`store`]: the database, migrations and the backends' SQL differences;
 //! 3. [`content`] (channels and their content contracts), [`tenants`] and [`keys`] (who may
 //!    call `belfry serve`), [`traces`] (the append-only log of every step, and nothing else);
-//! 4. [`deliveries`] (events, notifications, deliveries and attempts: their statuses,
-//!    reasons, writes and reads), [`jobs`] (the durable queue), [`metrics`];
+//! 4. [`jobs`] (the durable queue, and the contract of a job kind's handler), [`metrics`],
+//!    [`deliveries`] (events, notifications, deliveries and attempts: their statuses,
+//!    reasons, writes and reads);
 //! 5. [`policy`] (preferences, settings, suppressions and the decision) and [`plugins`] (the
 //!    wasmtime runtime, manifests, capabilities, limits and the contract's host side);
 //! 6. the features: [`endpoints`] (lifecycle webhooks; every trace is appended through
