@@ -43,6 +43,7 @@ pub mod time_bounds;
 pub mod traces;
 pub mod trigger;
 pub mod unsubscribe;
+pub mod vocabulary;
 pub mod workflows;
 
 pub use engine::{Engine, EngineConfig, EngineError};

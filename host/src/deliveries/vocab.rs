@@ -1,81 +1,13 @@
 //! The stored vocabularies of a delivery: its status and the reasons belfry itself gives.
 //! Each value is stored as the exact string below; renaming one would orphan stored rows.
 
-/// A stored word that is not one of a vocabulary's values.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown delivery {vocabulary} `{value}`")]
-pub struct UnknownValue {
-    pub vocabulary: &'static str,
-    pub value: String,
-}
-
-/// One enum per vocabulary, with its stored strings in one place: `as_str`, `FromStr`,
-/// `Display` and serde all go by them.
-macro_rules! stored_vocabulary {
-    (
-        $(#[$meta:meta])*
-        $name:ident ($vocabulary:literal) {
-            $( $(#[$vmeta:meta])* $variant:ident => $text:literal, )+
-        }
-    ) => {
-        $(#[$meta])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-        pub enum $name {
-            $( $(#[$vmeta])* #[serde(rename = $text)] $variant, )+
-        }
-
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            /// The string stored for it.
-            pub const fn as_str(self) -> &'static str {
-                match self {
-                    $( $name::$variant => $text, )+
-                }
-            }
-
-            pub fn parse(text: &str) -> Result<$name, UnknownValue> {
-                text.parse()
-            }
-        }
-
-        impl std::str::FromStr for $name {
-            type Err = UnknownValue;
-            fn from_str(text: &str) -> Result<$name, UnknownValue> {
-                match text {
-                    $( $text => Ok($name::$variant), )+
-                    _ => Err(UnknownValue {
-                        vocabulary: $vocabulary,
-                        value: text.to_string(),
-                    }),
-                }
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl PartialEq<&str> for $name {
-            fn eq(&self, other: &&str) -> bool {
-                self.as_str() == *other
-            }
-        }
-
-        impl PartialEq<$name> for &str {
-            fn eq(&self, other: &$name) -> bool {
-                *self == other.as_str()
-            }
-        }
-    };
-}
+pub use crate::vocabulary::UnknownValue;
+use crate::vocabulary::stored_vocabulary;
 
 stored_vocabulary! {
     /// Where a delivery stands. `pending` and `deferred` wait for a job; `held` waits in a
     /// digest bucket; the rest are final.
-    Status ("status") {
+    Status ("delivery status") {
         Pending => "pending",
         /// Waits until a later time (quiet hours, a cooldown, a fallback's wait, a schedule).
         Deferred => "deferred",
@@ -108,7 +40,7 @@ stored_vocabulary! {
     /// Why dispatch gave a delivery its status. Policy, digests and workflows store their own
     /// reasons in the same column (`policy::reason`, `digests::buckets::reason`,
     /// `workflows::runs::reason`).
-    Reason ("reason") {
+    Reason ("delivery reason") {
         NotifierMissing => "notifier_missing",
         BuildFailed => "build_failed",
         RenderFailed => "render_failed",
