@@ -1,6 +1,7 @@
 //! What a policy decision is: the checkpoint it was taken at, its outcome, and the record of
 //! each rule looked at (the `policy.checked` trace's reason and detail).
 
+use super::Reason;
 use crate::store;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -39,6 +40,23 @@ pub enum Outcome {
         reason: &'static str,
         until: DateTime<Utc>,
     },
+}
+
+impl Outcome {
+    /// Never sent, for a policy [`Reason`].
+    pub fn suppressed(reason: Reason) -> Outcome {
+        Outcome::Suppress {
+            reason: reason.as_str(),
+        }
+    }
+
+    /// Not before `until`, for a policy [`Reason`].
+    pub fn deferred(reason: Reason, until: DateTime<Utc>) -> Outcome {
+        Outcome::Defer {
+            reason: reason.as_str(),
+            until,
+        }
+    }
 }
 
 /// One rule looked at: the inputs it used and what it concluded.

@@ -29,25 +29,46 @@ pub use inputs::{
 };
 pub(crate) use inputs::{add_suppression_in, set_preference_in};
 
+use crate::vocabulary::stored_vocabulary;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
-/// Stable reason codes of policy outcomes (stored as delivery status reasons; do not rename).
+stored_vocabulary! {
+    /// Why policy suppressed or deferred a delivery: stored as the delivery's status reason
+    /// and as the `policy.checked` trace's reason, so these strings never change.
+    Reason ("policy reason") {
+        AddressSuppressed => "address_suppressed",
+        RecipientSuppressed => "recipient_suppressed",
+        ChannelDisabled => "channel_disabled",
+        CategoryDisabled => "category_disabled",
+        NotifierDisabled => "notifier_disabled",
+        BelowSeverity => "below_severity",
+        Cooldown => "cooldown",
+        CapReached => "cap_reached",
+        QuietHours => "quiet_hours",
+        /// A fallback delivery whose in-app item was read before it came due.
+        AlreadyRead => "already_read",
+        /// A fallback delivery waiting to see whether the in-app item is read (a deferral).
+        FallbackWait => "fallback_wait",
+    }
+}
+
+/// The [`Reason`]s as plain strings, for callers that store or compare them as text.
 pub mod reason {
-    pub const ADDRESS_SUPPRESSED: &str = "address_suppressed";
-    pub const RECIPIENT_SUPPRESSED: &str = "recipient_suppressed";
-    pub const CHANNEL_DISABLED: &str = "channel_disabled";
-    pub const CATEGORY_DISABLED: &str = "category_disabled";
-    pub const NOTIFIER_DISABLED: &str = "notifier_disabled";
-    pub const BELOW_SEVERITY: &str = "below_severity";
-    pub const COOLDOWN: &str = "cooldown";
-    pub const CAP_REACHED: &str = "cap_reached";
-    pub const QUIET_HOURS: &str = "quiet_hours";
-    /// A fallback delivery whose in-app item was read before it came due.
-    pub const ALREADY_READ: &str = "already_read";
-    /// A fallback delivery waiting to see whether the in-app item is read (a deferral).
-    pub const FALLBACK_WAIT: &str = "fallback_wait";
+    use super::Reason;
+
+    pub const ADDRESS_SUPPRESSED: &str = Reason::AddressSuppressed.as_str();
+    pub const RECIPIENT_SUPPRESSED: &str = Reason::RecipientSuppressed.as_str();
+    pub const CHANNEL_DISABLED: &str = Reason::ChannelDisabled.as_str();
+    pub const CATEGORY_DISABLED: &str = Reason::CategoryDisabled.as_str();
+    pub const NOTIFIER_DISABLED: &str = Reason::NotifierDisabled.as_str();
+    pub const BELOW_SEVERITY: &str = Reason::BelowSeverity.as_str();
+    pub const COOLDOWN: &str = Reason::Cooldown.as_str();
+    pub const CAP_REACHED: &str = Reason::CapReached.as_str();
+    pub const QUIET_HOURS: &str = Reason::QuietHours.as_str();
+    pub const ALREADY_READ: &str = Reason::AlreadyRead.as_str();
+    pub const FALLBACK_WAIT: &str = Reason::FallbackWait.as_str();
 }
 
 /// How much a notification matters. `critical` bypasses preferences, the severity floor,
@@ -99,5 +120,41 @@ impl FromStr for Severity {
             .into_iter()
             .find(|v| v.as_str() == s)
             .ok_or_else(|| UnknownSeverity(s.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn every_reason_round_trips_and_keeps_its_stored_string() {
+        for r in Reason::ALL {
+            assert_eq!(Reason::parse(r.as_str()), Ok(*r));
+            assert_eq!(serde_json::to_string(r).unwrap(), format!("\"{r}\""));
+            let back: Reason = serde_json::from_str(&format!("\"{r}\"")).unwrap();
+            assert_eq!(back, *r);
+        }
+        let distinct: BTreeSet<_> = Reason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(distinct.len(), Reason::ALL.len());
+        let stored = [
+            (reason::ADDRESS_SUPPRESSED, "address_suppressed"),
+            (reason::RECIPIENT_SUPPRESSED, "recipient_suppressed"),
+            (reason::CHANNEL_DISABLED, "channel_disabled"),
+            (reason::CATEGORY_DISABLED, "category_disabled"),
+            (reason::NOTIFIER_DISABLED, "notifier_disabled"),
+            (reason::BELOW_SEVERITY, "below_severity"),
+            (reason::COOLDOWN, "cooldown"),
+            (reason::CAP_REACHED, "cap_reached"),
+            (reason::QUIET_HOURS, "quiet_hours"),
+            (reason::ALREADY_READ, "already_read"),
+            (reason::FALLBACK_WAIT, "fallback_wait"),
+        ];
+        assert_eq!(stored.len(), Reason::ALL.len());
+        for (code, text) in stored {
+            assert_eq!(code, text);
+        }
+        assert!(Reason::parse("allowed").is_err());
     }
 }

@@ -14,7 +14,7 @@
 use super::decision::{Checkpoint, Decision, Outcome, RuleCheck};
 use super::facts::{Facts, Subject};
 use super::inputs::{self, Cap};
-use super::{Severity, reason};
+use super::{Reason, Severity};
 use crate::content::Channel;
 use crate::{store, time_bounds};
 use chrono::{DateTime, Utc};
@@ -101,10 +101,10 @@ fn suppress(
     checks: &mut Vec<RuleCheck>,
     rule: &'static str,
     inputs: String,
-    code: &'static str,
+    code: Reason,
 ) -> Outcome {
-    check(checks, rule, inputs, code);
-    Outcome::Suppress { reason: code }
+    check(checks, rule, inputs, code.as_str());
+    Outcome::suppressed(code)
 }
 
 /// Rules 0–5, which read only the stored inputs: the outcome, if one of them decides.
@@ -135,7 +135,7 @@ fn fallback(f: &Facts<'_>, checks: &mut Vec<RuleCheck>) -> Option<Outcome> {
             checks,
             "fallback",
             format!("in-app delivery {in_app} read at {}", store::time_text(at)),
-            reason::ALREADY_READ,
+            Reason::AlreadyRead,
         )),
         None => {
             check(
@@ -169,7 +169,7 @@ fn suppression(f: &Facts<'_>, checks: &mut Vec<RuleCheck>) -> Option<Outcome> {
             checks,
             "suppression",
             x.describe(),
-            reason::ADDRESS_SUPPRESSED,
+            Reason::AddressSuppressed,
         ));
     }
     let by_recipient = active.iter().find(|x| {
@@ -181,7 +181,7 @@ fn suppression(f: &Facts<'_>, checks: &mut Vec<RuleCheck>) -> Option<Outcome> {
             checks,
             "suppression",
             x.describe(),
-            reason::RECIPIENT_SUPPRESSED,
+            Reason::RecipientSuppressed,
         ));
     }
     let address = address
@@ -209,25 +209,20 @@ fn preferences(f: &Facts<'_>, checks: &mut Vec<RuleCheck>) -> Option<Outcome> {
             "channel",
             "channel",
             s.channel.as_str(),
-            reason::CHANNEL_DISABLED,
+            Reason::ChannelDisabled,
         ),
-        (
-            "category",
-            "category",
-            s.category,
-            reason::CATEGORY_DISABLED,
-        ),
+        ("category", "category", s.category, Reason::CategoryDisabled),
         (
             "notifier",
             "notifier",
             s.notifier_key,
-            reason::NOTIFIER_DISABLED,
+            Reason::NotifierDisabled,
         ),
         (
             "notifier on channel",
             "notifier_channel",
             notifier_channel.as_str(),
-            reason::NOTIFIER_DISABLED,
+            Reason::NotifierDisabled,
         ),
     ];
     for (rule, scope, target, code) in prefs {
@@ -252,7 +247,7 @@ fn severity_floor(f: &Facts<'_>, checks: &mut Vec<RuleCheck>) -> Option<Outcome>
             checks,
             "severity",
             format!("{severity} below floor {floor}"),
-            reason::BELOW_SEVERITY,
+            Reason::BelowSeverity,
         )),
         Some(floor) => {
             let said = format!("{severity} at or above floor {floor}");
@@ -293,7 +288,7 @@ fn cooldown(
     let window = format!("{} for {secs} s", s.notifier_key);
     if let Some(previous) = &f.history.repeat_of {
         let said = format!("{window}, notification {previous} came within it");
-        return Ok(Some(suppress(checks, "cooldown", said, reason::COOLDOWN)));
+        return Ok(Some(suppress(checks, "cooldown", said, Reason::Cooldown)));
     }
     check(
         checks,
@@ -323,7 +318,7 @@ fn cap(
         cap.window_secs, cap.max
     );
     if used >= i64::from(cap.max) {
-        return Ok(Some(suppress(checks, "cap", said, reason::CAP_REACHED)));
+        return Ok(Some(suppress(checks, "cap", said, Reason::CapReached)));
     }
     check(checks, "cap", said, PASS);
     Ok(None)
@@ -346,11 +341,8 @@ fn quiet_hours(f: &Facts<'_>, now: DateTime<Utc>, checks: &mut Vec<RuleCheck>) -
     );
     match quiet.next_eligible(zone, at) {
         Some(until) => {
-            check(checks, "quiet hours", said, reason::QUIET_HOURS);
-            Outcome::Defer {
-                reason: reason::QUIET_HOURS,
-                until,
-            }
+            check(checks, "quiet hours", said, Reason::QuietHours.as_str());
+            Outcome::deferred(Reason::QuietHours, until)
         }
         None => {
             check(checks, "quiet hours", said, PASS);
