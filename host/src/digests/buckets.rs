@@ -22,16 +22,28 @@ use crate::jobs::{self as queue, NewJob};
 use crate::policy::Severity;
 use crate::store::{self, Conn, Db, StoreError};
 use crate::traces::{NewTrace, kind};
+use crate::vocabulary::stored_vocabulary;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::Row;
 
-/// Bucket states (stored; do not rename).
+stored_vocabulary! {
+    /// Where a bucket stands (stored; do not rename).
+    BucketStatus ("digest bucket status") {
+        Open => "open",
+        Emitted => "emitted",
+        /// Closed with nothing to send: only a first-now item came in its window.
+        Empty => "empty",
+    }
+}
+
+/// The [`BucketStatus`]es as plain strings.
 pub mod status {
-    pub const OPEN: &str = "open";
-    pub const EMITTED: &str = "emitted";
-    /// Closed with nothing to send: only a first-now item came in its window.
-    pub const EMPTY: &str = "empty";
+    use super::BucketStatus;
+
+    pub const OPEN: &str = BucketStatus::Open.as_str();
+    pub const EMITTED: &str = BucketStatus::Emitted.as_str();
+    pub const EMPTY: &str = BucketStatus::Empty.as_str();
 }
 
 /// Why a bucket closed (stored; do not rename).
@@ -40,17 +52,31 @@ pub mod closed_by {
     pub const MAX_ITEMS: &str = "max_items";
 }
 
-/// Delivery status reasons of held and digested deliveries (stored; do not rename).
+stored_vocabulary! {
+    /// Delivery status reasons of held and digested deliveries (stored; do not rename).
+    Reason ("digest reason") {
+        HeldForDigest => "held_for_digest",
+        /// Quiet hours or a cap would have held it back; it waits in the digest instead.
+        FoldedIntoDigest => "folded_into_digest",
+        Digested => "digested",
+        NoDigestRule => "no_digest_rule",
+        /// The first item of a first-now rule's window, sent at once.
+        DigestFirstNow => "digest_first_now",
+        /// The recipient chose instant delivery for the category: not held.
+        CadenceInstant => "cadence_instant",
+    }
+}
+
+/// The [`Reason`]s as plain strings, for callers that store or compare them as text.
 pub mod reason {
-    pub const HELD_FOR_DIGEST: &str = "held_for_digest";
-    /// Quiet hours or a cap would have held it back; it waits in the digest instead.
-    pub const FOLDED_INTO_DIGEST: &str = "folded_into_digest";
-    pub const DIGESTED: &str = "digested";
-    pub const NO_DIGEST_RULE: &str = "no_digest_rule";
-    /// The first item of a first-now rule's window, sent at once.
-    pub const DIGEST_FIRST_NOW: &str = "digest_first_now";
-    /// The recipient chose instant delivery for the category: not held.
-    pub const CADENCE_INSTANT: &str = "cadence_instant";
+    use super::Reason;
+
+    pub const HELD_FOR_DIGEST: &str = Reason::HeldForDigest.as_str();
+    pub const FOLDED_INTO_DIGEST: &str = Reason::FoldedIntoDigest.as_str();
+    pub const DIGESTED: &str = Reason::Digested.as_str();
+    pub const NO_DIGEST_RULE: &str = Reason::NoDigestRule.as_str();
+    pub const DIGEST_FIRST_NOW: &str = Reason::DigestFirstNow.as_str();
+    pub const CADENCE_INSTANT: &str = Reason::CadenceInstant.as_str();
 }
 
 /// How many of the oldest, and of the newest, items a digest shows.
@@ -172,13 +198,14 @@ pub(crate) async fn join(conn: &mut Conn, j: &Join<'_>) -> Result<Joined, StoreE
     // the insert and the update, and the next insert then opens a fresh one.
     for _ in 0..3 {
         let id = store::new_id();
-        let opened = sqlx::query(
+        let opened = sqlx::query(&format!(
             "INSERT INTO digest_buckets (id, tenant, rule_id, recipient_id, channel, group_value,
                                          window_start, window_end, status, items, created_at, pins)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'open', 0, $9, $10)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, '{open}', 0, $9, $10)
              ON CONFLICT (tenant, rule_id, recipient_id, channel, group_value, window_start)
-                 WHERE status = 'open' DO NOTHING",
-        )
+                 WHERE status = '{open}' DO NOTHING",
+            open = BucketStatus::Open
+        ))
         .bind(&id)
         .bind(j.tenant)
         .bind(&j.rule.id)
@@ -205,15 +232,16 @@ pub(crate) async fn join(conn: &mut Conn, j: &Join<'_>) -> Result<Joined, StoreE
             .await?;
         }
         // The update locks the bucket row; an emission that closed it first makes it miss.
-        let row = sqlx::query(
+        let row = sqlx::query(&format!(
             "UPDATE digest_buckets
              SET first_delivery_id = CASE WHEN $1 AND first_delivery_id IS NULL THEN $2
                                           ELSE first_delivery_id END,
                  items = items + CASE WHEN $1 AND first_delivery_id IS NULL THEN 0 ELSE 1 END
              WHERE tenant = $3 AND rule_id = $4 AND recipient_id = $5 AND channel = $6
-                   AND group_value = $7 AND window_start = $8 AND status = 'open'
+                   AND group_value = $7 AND window_start = $8 AND status = '{open}'
              RETURNING id, items, first_delivery_id",
-        )
+            open = BucketStatus::Open
+        ))
         .bind(j.rule.spec.first_now)
         .bind(j.delivery_id)
         .bind(j.tenant)
@@ -362,7 +390,7 @@ pub(crate) async fn emit_in(
     closing: Option<&'static str>,
 ) -> Result<Emission, BucketError> {
     let (bucket, max_items) = load(conn, id).await?;
-    if bucket.status != status::OPEN {
+    if bucket.status != BucketStatus::Open.as_str() {
         return Ok(Emission::AlreadyEmitted {
             bucket_id: bucket.id,
             status: bucket.status,
@@ -384,10 +412,12 @@ pub(crate) async fn emit_in(
     };
     let now_text = store::time_text(now);
     // The guard: only the emission that moves the bucket out of `open` goes on.
-    let closed = sqlx::query(
-        "UPDATE digest_buckets SET status = 'emitted', closed_by = $1, closed_at = $2
-         WHERE id = $3 AND status = 'open'",
-    )
+    let closed = sqlx::query(&format!(
+        "UPDATE digest_buckets SET status = '{emitted}', closed_by = $1, closed_at = $2
+         WHERE id = $3 AND status = '{open}'",
+        emitted = BucketStatus::Emitted,
+        open = BucketStatus::Open
+    ))
     .bind(closed_by)
     .bind(&now_text)
     .bind(id)
@@ -407,7 +437,8 @@ pub(crate) async fn emit_in(
 
     let members = members(conn, id).await?;
     let Some(first) = members.first() else {
-        sqlx::query("UPDATE digest_buckets SET status = 'empty' WHERE id = $1")
+        sqlx::query("UPDATE digest_buckets SET status = $1 WHERE id = $2")
+            .bind(BucketStatus::Empty.as_str())
             .bind(id)
             .execute(&mut *conn)
             .await?;
@@ -542,7 +573,8 @@ async fn mark_digested(
         .execute(&mut *conn)
         .await?;
     let detail = format!("into digest delivery {delivery_id} (bucket {id})");
-    deliveries::mark_bucket_digested(conn, id, reason::DIGESTED, &detail, now_text).await?;
+    deliveries::mark_bucket_digested(conn, id, Reason::Digested.as_str(), &detail, now_text)
+        .await?;
 
     let rule = format!("{} v{}", bucket.rule_key, bucket.rule_version);
     let window = format!("[{}, {})", bucket.window_start, bucket.window_end);
@@ -559,7 +591,7 @@ async fn mark_digested(
             notification_id: Some(&m.notification_id),
             delivery_id: Some(&m.delivery_id),
             kind: kind::DELIVERY_DIGESTED,
-            reason: Some(reason::DIGESTED),
+            reason: Some(Reason::Digested.as_str()),
             detail: Some(detail.clone()),
             ..Default::default()
         })
@@ -696,12 +728,66 @@ pub(crate) async fn items_of(conn: &mut Conn, bucket_id: &str) -> Result<DigestI
 /// Takes a held delivery out of its bucket (a cancel), only while the bucket is open: once
 /// emitted, the delivery went out inside the digest. `false` when it was not open.
 pub(crate) async fn leave(conn: &mut Conn, delivery_id: &str) -> Result<bool, StoreError> {
-    let left = sqlx::query(
+    let left = sqlx::query(&format!(
         "UPDATE digest_buckets SET items = items - 1
-         WHERE id = (SELECT digest_bucket_id FROM deliveries WHERE id = $1) AND status = 'open'",
-    )
+         WHERE id = (SELECT digest_bucket_id FROM deliveries WHERE id = $1) AND status = '{open}'",
+        open = BucketStatus::Open
+    ))
     .bind(delivery_id)
     .execute(&mut *conn)
     .await?;
     Ok(left.rows_affected() > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn every_bucket_status_round_trips_and_keeps_its_stored_string() {
+        for s in BucketStatus::ALL {
+            assert_eq!(BucketStatus::parse(s.as_str()), Ok(*s));
+            assert_eq!(serde_json::to_string(s).unwrap(), format!("\"{s}\""));
+            let back: BucketStatus = serde_json::from_str(&format!("\"{s}\"")).unwrap();
+            assert_eq!(back, *s);
+        }
+        let distinct: BTreeSet<_> = BucketStatus::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(distinct.len(), BucketStatus::ALL.len());
+        let stored = [
+            (status::OPEN, "open"),
+            (status::EMITTED, "emitted"),
+            (status::EMPTY, "empty"),
+        ];
+        assert_eq!(stored.len(), BucketStatus::ALL.len());
+        for (code, text) in stored {
+            assert_eq!(code, text);
+        }
+        assert!(BucketStatus::parse("closed").is_err());
+    }
+
+    #[test]
+    fn every_reason_round_trips_and_keeps_its_stored_string() {
+        for r in Reason::ALL {
+            assert_eq!(Reason::parse(r.as_str()), Ok(*r));
+            assert_eq!(serde_json::to_string(r).unwrap(), format!("\"{r}\""));
+            let back: Reason = serde_json::from_str(&format!("\"{r}\"")).unwrap();
+            assert_eq!(back, *r);
+        }
+        let distinct: BTreeSet<_> = Reason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(distinct.len(), Reason::ALL.len());
+        let stored = [
+            (reason::HELD_FOR_DIGEST, "held_for_digest"),
+            (reason::FOLDED_INTO_DIGEST, "folded_into_digest"),
+            (reason::DIGESTED, "digested"),
+            (reason::NO_DIGEST_RULE, "no_digest_rule"),
+            (reason::DIGEST_FIRST_NOW, "digest_first_now"),
+            (reason::CADENCE_INSTANT, "cadence_instant"),
+        ];
+        assert_eq!(stored.len(), Reason::ALL.len());
+        for (code, text) in stored {
+            assert_eq!(code, text);
+        }
+        assert!(Reason::parse("held").is_err());
+    }
 }

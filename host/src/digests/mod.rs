@@ -19,7 +19,7 @@ pub mod emit;
 pub mod rules;
 pub mod window;
 
-pub use buckets::{Bucket, BucketError, BucketFilter, Emission};
+pub use buckets::{Bucket, BucketError, BucketFilter, BucketStatus, Emission};
 pub use cadence::{Cadence, CadenceError, CadenceSetting};
 pub use rules::{DigestRule, GroupBy, Lookup, RuleError, RuleFilter, RuleSpec};
 pub use window::{Window, WindowError};
