@@ -25,7 +25,7 @@ pub use record::{RunRecord, TransitionRecord, record};
 pub(crate) use state::{Moved, Run, load, waiting_for};
 pub use steps::humanize_ms;
 pub(crate) use steps::reaches;
-pub use vocab::{reason, status, transition};
+pub use vocab::{Reason, RunStatus, TransitionKind, reason, status, transition};
 
 use super::definition::{Step, StepOutcome, Target, Workflow};
 use crate::content::Channel;
@@ -87,7 +87,7 @@ pub(crate) async fn start(conn: &mut Conn, s: &Start<'_>) -> Result<(String, Mov
         conn,
         &id,
         NewTransition {
-            kind: transition::STARTED,
+            kind: TransitionKind::Started,
             step: None,
             delivery_id: None,
             reason: None,
@@ -113,7 +113,7 @@ pub(crate) async fn start(conn: &mut Conn, s: &Start<'_>) -> Result<(String, Mov
             conn,
             &id,
             NewTransition {
-                kind: transition::STEP_ACTIVATED,
+                kind: TransitionKind::StepActivated,
                 step: Some(&first.key),
                 delivery_id: None,
                 reason: Some(reason::CHANNEL_NOT_PLANNED),
@@ -155,7 +155,7 @@ pub(crate) async fn start(conn: &mut Conn, s: &Start<'_>) -> Result<(String, Mov
         conn,
         &id,
         NewTransition {
-            kind: transition::STEP_ACTIVATED,
+            kind: TransitionKind::StepActivated,
             step: Some(&first.key),
             delivery_id: Some(delivery),
             reason: None,
@@ -253,7 +253,7 @@ async fn drive(
             conn,
             &run.id,
             NewTransition {
-                kind: transition::PROGRESSED,
+                kind: TransitionKind::Progressed,
                 step: Some(&from),
                 delivery_id: delivery_id.as_deref(),
                 reason: Some(outcome.as_str()),
@@ -266,8 +266,8 @@ async fn drive(
                 end(
                     conn,
                     run,
-                    status::STOPPED,
-                    reason::STOPPED_BY_BRANCH,
+                    RunStatus::Stopped,
+                    Reason::StoppedByBranch,
                     format!("step {from} ended {outcome}, {why}"),
                 )
                 .await?;
@@ -277,8 +277,8 @@ async fn drive(
                 end(
                     conn,
                     run,
-                    status::COMPLETED,
-                    reason::LAST_STEP_DONE,
+                    RunStatus::Completed,
+                    Reason::LastStepDone,
                     format!("the last step, {from}, ended {outcome}"),
                 )
                 .await?;
@@ -319,7 +319,7 @@ async fn begin_wait(
         conn,
         &run.id,
         NewTransition {
-            kind: transition::SIGNAL_RECEIVED,
+            kind: TransitionKind::SignalReceived,
             step: Some(&step.key),
             delivery_id: None,
             reason: Some(&name),
@@ -333,8 +333,8 @@ async fn begin_wait(
     end(
         conn,
         run,
-        status::COMPLETED,
-        reason::CANCELLED_BY_SIGNAL,
+        RunStatus::Completed,
+        Reason::CancelledBySignal,
         format!(
             "signal `{name}` came before the wait before step {}: it will not be sent",
             step.key
@@ -388,7 +388,7 @@ async fn reactivate(conn: &mut Conn, run: &Run, evidence: String) -> Result<Move
         conn,
         &run.id,
         NewTransition {
-            kind: transition::REACTIVATED,
+            kind: TransitionKind::Reactivated,
             step: Some(&run.step_key),
             delivery_id: None,
             reason: None,
@@ -446,7 +446,7 @@ pub(crate) async fn on_signal(
         conn,
         &run.id,
         NewTransition {
-            kind: transition::SIGNAL_RECEIVED,
+            kind: TransitionKind::SignalReceived,
             step: Some(&run.step_key),
             delivery_id: None,
             reason: Some(name),
@@ -467,8 +467,8 @@ pub(crate) async fn on_signal(
             end(
                 conn,
                 run,
-                status::COMPLETED,
-                reason::CANCELLED_BY_SIGNAL,
+                RunStatus::Completed,
+                Reason::CancelledBySignal,
                 format!(
                     "signal `{name}` ended the wait before step {}: it will not be sent",
                     run.step_key
@@ -564,8 +564,8 @@ pub(crate) async fn step_cancelled(
         end(
             conn,
             &run,
-            status::STOPPED,
-            reason::STEP_CANCELLED,
+            RunStatus::Stopped,
+            Reason::StepCancelled,
             format!(
                 "the delivery {delivery_id} of step {} was cancelled: {why}",
                 run.step_key

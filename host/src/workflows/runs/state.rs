@@ -1,6 +1,7 @@
 //! A run's stored state: loading it, claiming it for one move, and appending its
 //! transitions.
 
+use super::vocab::TransitionKind;
 use crate::content::Channel;
 use crate::store::{self, Conn, StoreError};
 use crate::workflows::definition::Workflow;
@@ -120,7 +121,7 @@ pub(super) async fn claim(conn: &mut Conn, run: &Run, now: &str) -> Result<bool,
 }
 
 pub(super) struct NewTransition<'a> {
-    pub(super) kind: &'static str,
+    pub(super) kind: TransitionKind,
     pub(super) step: Option<&'a str>,
     pub(super) delivery_id: Option<&'a str>,
     pub(super) reason: Option<&'a str>,
@@ -139,7 +140,7 @@ pub(super) async fn append(
     .bind(store::new_id())
     .bind(run_id)
     .bind(store::time_text(store::now()))
-    .bind(t.kind)
+    .bind(t.kind.as_str())
     .bind(t.step)
     .bind(t.delivery_id)
     .bind(t.reason)

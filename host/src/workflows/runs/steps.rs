@@ -1,7 +1,7 @@
 //! What a claimed run does at a step: waits before it, plans its delivery, or ends.
 
 use super::state::{NewTransition, Run, append, corrupt};
-use super::vocab::{reason, status, transition};
+use super::vocab::{Reason, RunStatus, TransitionKind, reason, status};
 use crate::deliveries::{self, NewDelivery, Status};
 use crate::jobs::{self as queue, NewJob};
 use crate::store::{self, Conn, StoreError};
@@ -79,8 +79,8 @@ pub(super) async fn cancelled_already(
 pub(super) async fn end(
     conn: &mut Conn,
     run: &Run,
-    status: &'static str,
-    why: &'static str,
+    status: RunStatus,
+    why: Reason,
     evidence: String,
 ) -> Result<(), StoreError> {
     let now = store::time_text(store::now());
@@ -90,15 +90,14 @@ pub(super) async fn end(
          WHERE id = $1",
     )
     .bind(&run.id)
-    .bind(status)
-    .bind(why)
+    .bind(status.as_str())
+    .bind(why.as_str())
     .bind(&now)
     .execute(&mut *conn)
     .await?;
-    let kind = if status == status::STOPPED {
-        transition::STOPPED
-    } else {
-        transition::COMPLETED
+    let kind = match status {
+        RunStatus::Stopped => TransitionKind::Stopped,
+        _ => TransitionKind::Completed,
     };
     append(
         conn,
@@ -107,12 +106,12 @@ pub(super) async fn end(
             kind,
             step: None,
             delivery_id: None,
-            reason: Some(why),
+            reason: Some(why.as_str()),
             evidence,
         },
     )
     .await?;
-    tracing::info!(run = %run.id, status, reason = why, "workflow run ended");
+    tracing::info!(run = %run.id, status = status.as_str(), reason = why.as_str(), "workflow run ended");
     Ok(())
 }
 
@@ -171,7 +170,7 @@ pub(super) async fn wait(
         conn,
         &run.id,
         NewTransition {
-            kind: transition::WAITING,
+            kind: TransitionKind::Waiting,
             step: Some(&step.key),
             delivery_id: None,
             reason: Some(reason::WORKFLOW_WAIT),
@@ -206,7 +205,7 @@ pub(super) async fn enter(
             conn,
             &run.id,
             NewTransition {
-                kind: transition::STEP_ACTIVATED,
+                kind: TransitionKind::StepActivated,
                 step: Some(&step.key),
                 delivery_id: None,
                 reason: Some(reason::CHANNEL_NOT_PLANNED),
@@ -285,7 +284,7 @@ pub(super) async fn enter(
         conn,
         &run.id,
         NewTransition {
-            kind: transition::STEP_ACTIVATED,
+            kind: TransitionKind::StepActivated,
             step: Some(&step.key),
             delivery_id: Some(&delivery_id),
             reason: None,
