@@ -78,8 +78,6 @@ pub(crate) use stored_vocabulary;
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     stored_vocabulary! {
         Sample ("sample word") {
             One => "one",
@@ -96,7 +94,8 @@ mod tests {
             serde_json::to_string(&Sample::Two).unwrap(),
             "\"two_words\""
         );
-        assert!(Sample::One == "one" && "one" == Sample::One);
+        assert!(Sample::One == "one");
+        assert!("one" == Sample::One);
         let err = Sample::parse("three").unwrap_err();
         assert_eq!(err.to_string(), "unknown sample word `three`");
     }
