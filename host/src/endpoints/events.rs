@@ -5,6 +5,7 @@
 //! what the engine recorded, once per trace, and only if that transaction commits.
 
 use super::EndpointError;
+use super::send::MessageStatus;
 use crate::jobs as queue;
 use crate::store::{self, Conn, StoreError};
 use crate::traces::{self, Kind, NewTrace};
@@ -251,7 +252,7 @@ pub(crate) async fn publish(conn: &mut Conn, events: Vec<Lifecycle>) -> Result<(
                 sqlx::query(
                     "INSERT INTO endpoint_messages (id, tenant, endpoint_id, event_type, payload, delivery_id,
                          status, attempts, next_attempt_at, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7, $7)",
+                     VALUES ($1, $2, $3, $4, $5, $6, $8, 0, $7, $7, $7)",
                 )
                 .bind(&id)
                 .bind(tenant)
@@ -260,6 +261,7 @@ pub(crate) async fn publish(conn: &mut Conn, events: Vec<Lifecycle>) -> Result<(
                 .bind(&payload)
                 .bind(&e.delivery_id)
                 .bind(&now)
+                .bind(MessageStatus::Pending.as_str())
                 .execute(&mut *conn)
                 .await?;
                 queue::enqueue(

@@ -301,8 +301,8 @@ pub async fn recover(db: &Db, tenant: Option<&str>, id: &str) -> Result<u64, End
          ORDER BY id",
     )
     .bind(id)
-    .bind(send::status::FAILED)
-    .bind(send::status::ENDPOINT_DISABLED)
+    .bind(send::MessageStatus::Failed.as_str())
+    .bind(send::MessageReason::EndpointDisabled.as_str())
     .fetch_all(&mut *tx)
     .await?;
     let now = store::now();
@@ -313,8 +313,8 @@ pub async fn recover(db: &Db, tenant: Option<&str>, id: &str) -> Result<u64, End
                     attempts = CASE WHEN attempts >= $4 THEN $4 - 1 ELSE attempts END, updated_at = $3
              WHERE id = $5",
         )
-        .bind(send::status::PENDING)
-        .bind(send::status::RECOVERED)
+        .bind(send::MessageStatus::Pending.as_str())
+        .bind(send::MessageReason::Recovered.as_str())
         .bind(store::time_text(now))
         .bind(send::MAX_ATTEMPTS)
         .bind(message)

@@ -10,6 +10,7 @@ use super::guard::AddressPolicy;
 use super::{EndpointError, EndpointsConfig};
 use crate::jobs::{self as queue, Handler, Leased, job_kind, job_state};
 use crate::store::{self, Conn, Db, StoreError};
+use crate::vocabulary::stored_vocabulary;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 use std::sync::Arc;
@@ -34,17 +35,42 @@ pub const MAX_ATTEMPTS: i64 = SCHEDULE.len() as i64 + 1;
 /// How much of an endpoint's answer is kept with the attempt, for the operator to read.
 const KEEP_RESPONSE: usize = 2048;
 
-/// Message statuses and reasons (stored; do not rename).
+stored_vocabulary! {
+    /// Where an endpoint message stands (column `endpoint_messages.status`).
+    MessageStatus ("endpoint message status") {
+        /// Due for a try (the first, the next after a failed one, or anew after recovery).
+        Pending => "pending",
+        Delivered => "delivered",
+        Failed => "failed",
+    }
+}
+
+stored_vocabulary! {
+    /// Why a message has its status (column `endpoint_messages.status_reason`).
+    MessageReason ("endpoint message reason") {
+        /// Pending after a failed try, with `next_attempt_at`.
+        Retrying => "retrying",
+        EndpointDisabled => "endpoint_disabled",
+        /// Pending again: sent anew after its endpoint was enabled.
+        Recovered => "recovered",
+        RetriesExhausted => "retries_exhausted",
+    }
+}
+
+/// Message statuses and reasons as text: the strings of [`MessageStatus`] and
+/// [`MessageReason`], for code that compares or binds them as text.
 pub mod status {
-    pub const PENDING: &str = "pending";
-    pub const DELIVERED: &str = "delivered";
-    pub const FAILED: &str = "failed";
+    use super::{MessageReason, MessageStatus};
+
+    pub const PENDING: &str = MessageStatus::Pending.as_str();
+    pub const DELIVERED: &str = MessageStatus::Delivered.as_str();
+    pub const FAILED: &str = MessageStatus::Failed.as_str();
     /// Pending after a failed try, with `next_attempt_at`.
-    pub const RETRYING: &str = "retrying";
-    pub const ENDPOINT_DISABLED: &str = "endpoint_disabled";
+    pub const RETRYING: &str = MessageReason::Retrying.as_str();
+    pub const ENDPOINT_DISABLED: &str = MessageReason::EndpointDisabled.as_str();
     /// Pending again: sent anew after its endpoint was enabled.
-    pub const RECOVERED: &str = "recovered";
-    pub const RETRIES_EXHAUSTED: &str = "retries_exhausted";
+    pub const RECOVERED: &str = MessageReason::Recovered.as_str();
+    pub const RETRIES_EXHAUSTED: &str = MessageReason::RetriesExhausted.as_str();
 }
 
 /// Posts messages: the TLS roots and the SSRF policy, shared by every attempt. Cheap to clone.
@@ -99,7 +125,7 @@ impl Sender {
             ));
         };
         let endpoint_id: String = row.get("endpoint_id");
-        if row.get::<String, _>("status") != status::PENDING {
+        if row.get::<String, _>("status") != MessageStatus::Pending.as_str() {
             return Ok(Attempted::Gone("the message is no longer pending".into()));
         }
         if row.get::<i64, _>("enabled") == 0 {
@@ -332,8 +358,8 @@ pub(crate) async fn commit(
                 end_message(
                     tx,
                     &message_id,
-                    status::FAILED,
-                    Some(status::ENDPOINT_DISABLED),
+                    MessageStatus::Failed,
+                    Some(MessageReason::EndpointDisabled),
                     None,
                     &now,
                 )
@@ -355,7 +381,7 @@ pub(crate) async fn commit(
             end_message(
                 tx,
                 &t.message_id,
-                status::DELIVERED,
+                MessageStatus::Delivered,
                 None,
                 Some(t.attempt),
                 &now,
@@ -366,8 +392,8 @@ pub(crate) async fn commit(
     };
     let disabled = lengthen_streak(tx, sender, &t, error, &now).await?;
     let next = match () {
-        _ if disabled => Err(status::ENDPOINT_DISABLED),
-        _ if t.attempt >= MAX_ATTEMPTS => Err(status::RETRIES_EXHAUSTED),
+        _ if disabled => Err(MessageReason::EndpointDisabled),
+        _ if t.attempt >= MAX_ATTEMPTS => Err(MessageReason::RetriesExhausted),
         _ => Ok(store::now()
             + chrono::Duration::from_std(SCHEDULE[(t.attempt - 1) as usize])
                 .expect("the schedule fits")),
@@ -379,7 +405,7 @@ pub(crate) async fn commit(
                 end_message(
                     tx,
                     &t.message_id,
-                    status::FAILED,
+                    MessageStatus::Failed,
                     Some(reason),
                     Some(t.attempt),
                     &now,
@@ -472,7 +498,7 @@ async fn retry_later(
         "UPDATE endpoint_messages SET status_reason = $1, attempts = $2, next_attempt_at = $3, updated_at = $4
          WHERE id = $5",
     )
-    .bind(status::RETRYING)
+    .bind(MessageReason::Retrying.as_str())
     .bind(t.attempt)
     .bind(store::time_text(at))
     .bind(now)
@@ -485,8 +511,8 @@ async fn retry_later(
 async fn end_message(
     tx: &mut Conn,
     id: &str,
-    status: &str,
-    reason: Option<&str>,
+    status: MessageStatus,
+    reason: Option<MessageReason>,
     attempts: Option<i64>,
     now: &str,
 ) -> Result<(), StoreError> {
@@ -495,8 +521,8 @@ async fn end_message(
                 next_attempt_at = NULL, updated_at = $4
          WHERE id = $5",
     )
-    .bind(status)
-    .bind(reason)
+    .bind(status.as_str())
+    .bind(reason.map(MessageReason::as_str))
     .bind(attempts)
     .bind(now)
     .bind(id)
@@ -514,5 +540,25 @@ mod tests {
         let secs: Vec<u64> = SCHEDULE.iter().map(|d| d.as_secs()).collect();
         assert_eq!(secs, [5, 300, 1800, 7200, 18000, 36000, 36000]);
         assert_eq!(MAX_ATTEMPTS, 8);
+    }
+
+    #[test]
+    fn every_message_status_and_reason_round_trips_through_its_distinct_stored_string() {
+        let mut seen = std::collections::HashSet::new();
+        for s in MessageStatus::ALL {
+            assert_eq!(MessageStatus::parse(s.as_str()), Ok(*s));
+            assert_eq!(serde_json::to_string(s).unwrap(), format!("\"{s}\""));
+            assert!(seen.insert(s.as_str()), "duplicate status {s}");
+        }
+        seen.clear();
+        for r in MessageReason::ALL {
+            assert_eq!(MessageReason::parse(r.as_str()), Ok(*r));
+            let back: MessageReason = serde_json::from_str(&format!("\"{r}\"")).unwrap();
+            assert_eq!(back, *r);
+            assert!(seen.insert(r.as_str()), "duplicate reason {r}");
+        }
+        assert!(MessageStatus::parse("retrying").is_err());
+        assert_eq!(status::ENDPOINT_DISABLED, "endpoint_disabled");
+        assert_eq!(status::PENDING, "pending");
     }
 }
