@@ -11,6 +11,7 @@
 //!   ([`announce`]) that workers in other processes `LISTEN` for. Polling is the backstop.
 
 use crate::store::{self, Backend, Conn, Db, StoreError};
+use crate::vocabulary::stored_vocabulary;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 use std::sync::Arc;
@@ -28,17 +29,30 @@ pub mod job_kind {
     pub const WORKFLOW_WAKE: &str = "workflow_wake";
 }
 
-/// Job states (stored; do not rename). A running job whose lease expired stays `running`
-/// until another worker takes it over.
+stored_vocabulary! {
+    /// Where a job stands (column `jobs.state`). A running job whose lease expired stays
+    /// `running` until another worker takes it over.
+    JobState ("job state") {
+        /// Due now (or at `run_at`), never tried.
+        Available => "available",
+        /// Waiting, by an explicit decision with a reason, until `run_at`.
+        Deferred => "deferred",
+        /// A try failed transiently; waiting for the next try at `run_at`.
+        Retrying => "retrying",
+        /// Leased by a worker until `run_at`.
+        Running => "running",
+    }
+}
+
+/// Job states as text: the strings of [`JobState`], for code that compares or binds them as
+/// text.
 pub mod job_state {
-    /// Due now (or at `run_at`), never tried.
-    pub const AVAILABLE: &str = "available";
-    /// Waiting, by an explicit decision with a reason, until `run_at`.
-    pub const DEFERRED: &str = "deferred";
-    /// A try failed transiently; waiting for the next try at `run_at`.
-    pub const RETRYING: &str = "retrying";
-    /// Leased by a worker until `run_at`.
-    pub const RUNNING: &str = "running";
+    use super::JobState;
+
+    pub const AVAILABLE: &str = JobState::Available.as_str();
+    pub const DEFERRED: &str = JobState::Deferred.as_str();
+    pub const RETRYING: &str = JobState::Retrying.as_str();
+    pub const RUNNING: &str = JobState::Running.as_str();
 }
 
 /// The PostgreSQL notification channel workers listen on.
@@ -59,9 +73,9 @@ pub(crate) struct NewJob<'a> {
 pub(crate) async fn enqueue(conn: &mut Conn, job: NewJob<'_>) -> Result<(), StoreError> {
     let now = store::time_text(store::now());
     let state = if job.deferred.is_some() {
-        job_state::DEFERRED
+        JobState::Deferred
     } else {
-        job_state::AVAILABLE
+        JobState::Available
     };
     sqlx::query(
         "INSERT INTO jobs (id, kind, subject_id, tenant, state, run_at, reason, created_at, updated_at)
@@ -71,7 +85,7 @@ pub(crate) async fn enqueue(conn: &mut Conn, job: NewJob<'_>) -> Result<(), Stor
     .bind(job.kind)
     .bind(job.subject_id)
     .bind(job.tenant)
-    .bind(state)
+    .bind(state.as_str())
     .bind(store::time_text(job.run_at))
     .bind(job.deferred)
     .bind(now)
@@ -414,12 +428,13 @@ pub async fn stats(db: &Db) -> Result<QueueStats, StoreError> {
         .await?
     {
         let n: i64 = r.get("n");
-        match r.get::<String, _>("state").as_str() {
-            job_state::AVAILABLE => stats.available = n,
-            job_state::DEFERRED => stats.deferred = n,
-            job_state::RETRYING => stats.retrying = n,
-            job_state::RUNNING => stats.running = n,
-            other => return Err(StoreError::Corrupt(format!("job state `{other}`"))),
+        let state: String = r.get("state");
+        match JobState::parse(&state) {
+            Ok(JobState::Available) => stats.available = n,
+            Ok(JobState::Deferred) => stats.deferred = n,
+            Ok(JobState::Retrying) => stats.retrying = n,
+            Ok(JobState::Running) => stats.running = n,
+            Err(_) => return Err(StoreError::Corrupt(format!("job state `{state}`"))),
         }
     }
     Ok(stats)
@@ -580,7 +595,7 @@ mod tests {
             token: "k".into(),
             owner: "o".into(),
             leased_at: store::now(),
-            from_state: job_state::AVAILABLE.into(),
+            from_state: JobState::Available.as_str().into(),
             reason: None,
             rescued_from: None,
         };
@@ -593,5 +608,18 @@ mod tests {
         // An outcome of another type is refused, not misread.
         let wrong = h.commit(&mut conn, &job, &Ran(Box::new(1_u8)), true).await;
         assert!(matches!(wrong, Err(StoreError::Corrupt(_))));
+    }
+
+    #[test]
+    fn every_job_state_round_trips_through_its_distinct_stored_string() {
+        let mut seen = std::collections::HashSet::new();
+        for s in JobState::ALL {
+            assert_eq!(JobState::parse(s.as_str()), Ok(*s));
+            assert_eq!(serde_json::to_string(s).unwrap(), format!("\"{s}\""));
+            assert!(seen.insert(s.as_str()), "duplicate job state {s}");
+        }
+        assert!(JobState::parse("leased").is_err());
+        assert_eq!(job_state::RUNNING, "running");
+        assert_eq!(job_state::DEFERRED, "deferred");
     }
 }
