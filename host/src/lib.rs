@@ -3,8 +3,9 @@
 //! module imports only its own layer or those below (`docs/architecture.md` is the rule, and
 //! `tools/architecture` checks it). Bottom up:
 //!
-//! 1. [`text`] (the one rule for identifiers and free text from outside) and [`time_bounds`]
-//!    (the ten-year bound on durations and instants from outside);
+//! 1. [`text`] (the one rule for identifiers and free text from outside), [`time_bounds`]
+//!    (the ten-year bound on durations and instants from outside) and [`vocabulary`] (how a
+//!    stored status, reason or kind becomes a type);
 //! 2. [`store`]: the database, migrations and the backends' SQL differences;
 //! 3. [`content`] (channels and their content contracts), [`tenants`] and [`keys`] (who may
 //!    call `belfry serve`), [`traces`] (the append-only log of every step, and nothing else);
