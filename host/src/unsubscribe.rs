@@ -183,14 +183,9 @@ pub async fn unsubscribe(
 
 async fn record(db: &Db, claims: Claims) -> Result<Unsubscribed, UnsubscribeError> {
     let mut tx = db.begin().await?;
-    let delivery = sqlx::query(
-        "SELECT event_id, notification_id FROM deliveries WHERE id = $1 AND tenant = $2",
-    )
-    .bind(&claims.d)
-    .bind(&claims.t)
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or_else(|| UnsubscribeError::UnknownDelivery(claims.d.clone()))?;
+    let delivery = crate::deliveries::reads::origin(&mut tx, &claims.d, Some(&claims.t))
+        .await?
+        .ok_or_else(|| UnsubscribeError::UnknownDelivery(claims.d.clone()))?;
     let scope = PrefScope::Category(claims.c.clone());
     let already_off = sqlx::query(
         "SELECT enabled FROM preferences WHERE tenant = $1 AND recipient_id = $2 AND scope = $3 AND target = $4",
@@ -208,8 +203,8 @@ async fn record(db: &Db, claims: Claims) -> Result<Unsubscribed, UnsubscribeErro
             &mut tx,
             NewTrace {
                 tenant: &claims.t,
-                event_id: &delivery.get::<String, _>("event_id"),
-                notification_id: Some(&delivery.get::<String, _>("notification_id")),
+                event_id: &delivery.event_id,
+                notification_id: Some(&delivery.notification_id),
                 delivery_id: Some(&claims.d),
                 kind: kind::RECIPIENT_UNSUBSCRIBED,
                 reason: Some("one_click"),

@@ -209,3 +209,62 @@ pub async fn deliveries_page(
     };
     Ok((rows, next))
 }
+
+/// Where a delivery belongs: its event, notification and, for a workflow step's delivery, the
+/// run and step that planned it.
+#[derive(Clone, Debug)]
+pub(crate) struct Origin {
+    pub event_id: String,
+    pub notification_id: String,
+    pub workflow_run_id: Option<String>,
+    pub workflow_step: Option<String>,
+}
+
+/// The [`Origin`] of delivery `id`, in `tenant` when one is given; `None` when there is no
+/// such delivery (there).
+pub(crate) async fn origin(
+    conn: &mut store::Conn,
+    id: &str,
+    tenant: Option<&str>,
+) -> Result<Option<Origin>, StoreError> {
+    let row = sqlx::query(
+        "SELECT event_id, notification_id, workflow_run_id, workflow_step FROM deliveries
+         WHERE id = $1 AND ($2 IS NULL OR tenant = $2)",
+    )
+    .bind(id)
+    .bind(tenant)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.map(|r| Origin {
+        event_id: r.get("event_id"),
+        notification_id: r.get("notification_id"),
+        workflow_run_id: r.get("workflow_run_id"),
+        workflow_step: r.get("workflow_step"),
+    }))
+}
+
+/// The newest delivery a workflow run planned (step deliveries have time-ordered ids).
+pub(crate) async fn newest_of_run(
+    conn: &mut store::Conn,
+    run_id: &str,
+) -> Result<Option<String>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT id FROM deliveries WHERE workflow_run_id = $1 ORDER BY id DESC LIMIT 1",
+    )
+    .bind(run_id)
+    .fetch_optional(&mut *conn)
+    .await?)
+}
+
+/// A delivery's stored status and its reason, as text (what a workflow step reads to decide
+/// where its run goes). An error when there is no such delivery.
+pub(crate) async fn status_of(
+    conn: &mut store::Conn,
+    id: &str,
+) -> Result<(String, Option<String>), StoreError> {
+    let row = sqlx::query("SELECT status, status_reason FROM deliveries WHERE id = $1")
+        .bind(id)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok((row.get("status"), row.get("status_reason")))
+}

@@ -411,11 +411,11 @@ async fn mark_in(
     })?;
     let found = item(&row);
     if first_read {
-        let event_id: String = sqlx::query("SELECT event_id FROM deliveries WHERE id = $1")
-            .bind(&found.delivery_id)
-            .fetch_one(&mut *conn)
+        // An inbox item's delivery is never deleted while the item stands.
+        let event_id = crate::deliveries::reads::origin(conn, &found.delivery_id, None)
             .await?
-            .get("event_id");
+            .ok_or(StoreError::Sql(sqlx::Error::RowNotFound))?
+            .event_id;
         crate::endpoints::events::append(
             conn,
             NewTrace {

@@ -33,7 +33,6 @@ use crate::jobs as queue;
 use crate::store::{self, Conn, StoreError};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::Row;
 use state::{NewTransition, append, claim, corrupt};
 use steps::{cancelled_already, describe_step, end, enter, not_planned, wait};
 
@@ -496,18 +495,10 @@ pub(crate) async fn on_feedback(
     outcome: StepOutcome,
     evidence: String,
 ) -> Result<Moved, StoreError> {
-    let Some(row) =
-        sqlx::query("SELECT workflow_run_id, workflow_step FROM deliveries WHERE id = $1")
-            .bind(delivery_id)
-            .fetch_optional(&mut *conn)
-            .await?
-    else {
+    let Some(origin) = crate::deliveries::reads::origin(conn, delivery_id, None).await? else {
         return Ok(Moved::default());
     };
-    let (Some(run_id), Some(step_key)) = (
-        row.get::<Option<String>, _>("workflow_run_id"),
-        row.get::<Option<String>, _>("workflow_step"),
-    ) else {
+    let (Some(run_id), Some(step_key)) = (origin.workflow_run_id, origin.workflow_step) else {
         return Ok(Moved::default());
     };
     tracing::Span::current()
@@ -522,12 +513,7 @@ pub(crate) async fn on_feedback(
     }
     // Step deliveries are planned in step order with time-ordered ids: the newest is the step
     // the run last passed.
-    let newest: Option<String> = sqlx::query_scalar(
-        "SELECT id FROM deliveries WHERE workflow_run_id = $1 ORDER BY id DESC LIMIT 1",
-    )
-    .bind(&run.id)
-    .fetch_optional(&mut *conn)
-    .await?;
+    let newest = crate::deliveries::reads::newest_of_run(conn, &run.id).await?;
     if newest.as_deref() != Some(delivery_id) {
         tracing::debug!("a later step was planned since: the feedback changes nothing");
         return Ok(Moved::default());
@@ -596,11 +582,7 @@ pub async fn reconcile(db: &store::Db, run_id: &str) -> Result<bool, StoreError>
     if run.status != status::RUNNING {
         return Ok(false);
     }
-    let row = sqlx::query("SELECT status, status_reason FROM deliveries WHERE id = $1")
-        .bind(&delivery_id)
-        .fetch_one(&mut *tx)
-        .await?;
-    let (st, why): (String, Option<String>) = (row.get("status"), row.get("status_reason"));
+    let (st, why) = crate::deliveries::reads::status_of(&mut tx, &delivery_id).await?;
     let Some(outcome) = outcome_of(&st, why.as_deref()) else {
         return Ok(false);
     };
