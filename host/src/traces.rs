@@ -8,121 +8,49 @@
 
 use crate::store::Conn;
 use crate::store::{self, Db, StoreError};
+use crate::vocabulary::stored_vocabulary;
 use serde::Serialize;
 use sqlx::Row;
 
-/// Every kind of step the log holds: one vocabulary for every writer. Each is stored as the
-/// exact string of [`Kind::as_str`]; renaming one would orphan stored rows and break the
-/// lifecycle events published for it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Kind {
-    EventReceived,
-    RecipientsPlanned,
-    NotificationCreated,
-    DeliveryPlanned,
-    DeliveryDispatched,
-    DeliveryBuilt,
-    DeliveryRendered,
-    ContentValid,
-    Attempt,
-    InboxWritten,
-    InboxRead,
-    DeliverySucceeded,
-    DeliveryFailed,
-    DeliveryCancelled,
-    DeliveryDeferred,
-    RetryScheduled,
-    LeaseLost,
-    PolicyChecked,
-    DeliverySuppressed,
-    /// A delivery joined a digest bucket (or was sent at once as its window's first item).
-    DeliveryHeld,
-    /// A held delivery went out inside a digest.
-    DeliveryDigested,
-    /// A bucket closed and its digest delivery was planned.
-    DigestEmitted,
-    /// A workflow run's or digest bucket's pinned build is no longer loaded; the build in
-    /// force was used instead.
-    PinLost,
-    /// A provider's word on a delivery (`feedback`); the reason is the normalized kind.
-    FeedbackReceived,
-    /// A bounce, complaint or unsubscribe reported by a provider suppressed an address.
-    SuppressionAdded,
-    /// A recipient used the one-click unsubscribe link of an email (`unsubscribe`).
-    RecipientUnsubscribed,
-}
-
-impl Kind {
-    pub const ALL: &'static [Kind] = &[
-        Kind::EventReceived,
-        Kind::RecipientsPlanned,
-        Kind::NotificationCreated,
-        Kind::DeliveryPlanned,
-        Kind::DeliveryDispatched,
-        Kind::DeliveryBuilt,
-        Kind::DeliveryRendered,
-        Kind::ContentValid,
-        Kind::Attempt,
-        Kind::InboxWritten,
-        Kind::InboxRead,
-        Kind::DeliverySucceeded,
-        Kind::DeliveryFailed,
-        Kind::DeliveryCancelled,
-        Kind::DeliveryDeferred,
-        Kind::RetryScheduled,
-        Kind::LeaseLost,
-        Kind::PolicyChecked,
-        Kind::DeliverySuppressed,
-        Kind::DeliveryHeld,
-        Kind::DeliveryDigested,
-        Kind::DigestEmitted,
-        Kind::PinLost,
-        Kind::FeedbackReceived,
-        Kind::SuppressionAdded,
-        Kind::RecipientUnsubscribed,
-    ];
-
-    /// The string stored for it.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Kind::EventReceived => "event.received",
-            Kind::RecipientsPlanned => "recipients.planned",
-            Kind::NotificationCreated => "notification.created",
-            Kind::DeliveryPlanned => "delivery.planned",
-            Kind::DeliveryDispatched => "delivery.dispatched",
-            Kind::DeliveryBuilt => "delivery.built",
-            Kind::DeliveryRendered => "delivery.rendered",
-            Kind::ContentValid => "content.valid",
-            Kind::Attempt => "attempt",
-            Kind::InboxWritten => "inbox.written",
-            Kind::InboxRead => "inbox.read",
-            Kind::DeliverySucceeded => "delivery.succeeded",
-            Kind::DeliveryFailed => "delivery.failed",
-            Kind::DeliveryCancelled => "delivery.cancelled",
-            Kind::DeliveryDeferred => "delivery.deferred",
-            Kind::RetryScheduled => "retry.scheduled",
-            Kind::LeaseLost => "lease.lost",
-            Kind::PolicyChecked => "policy.checked",
-            Kind::DeliverySuppressed => "delivery.suppressed",
-            Kind::DeliveryHeld => "delivery.held",
-            Kind::DeliveryDigested => "delivery.digested",
-            Kind::DigestEmitted => "digest.emitted",
-            Kind::PinLost => "plugin.pin_lost",
-            Kind::FeedbackReceived => "feedback.received",
-            Kind::SuppressionAdded => "suppression.added",
-            Kind::RecipientUnsubscribed => "recipient.unsubscribed",
-        }
-    }
-
-    /// The kind a stored string names, if it is one.
-    pub fn parse(text: &str) -> Option<Kind> {
-        Kind::ALL.iter().copied().find(|k| k.as_str() == text)
-    }
-}
-
-impl std::fmt::Display for Kind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+stored_vocabulary! {
+    /// Every kind of step the log holds: one vocabulary for every writer. Each is stored as
+    /// the exact string below; renaming one would orphan stored rows and break the lifecycle
+    /// events published for it.
+    Kind ("trace kind") {
+        EventReceived => "event.received",
+        RecipientsPlanned => "recipients.planned",
+        NotificationCreated => "notification.created",
+        DeliveryPlanned => "delivery.planned",
+        DeliveryDispatched => "delivery.dispatched",
+        DeliveryBuilt => "delivery.built",
+        DeliveryRendered => "delivery.rendered",
+        ContentValid => "content.valid",
+        Attempt => "attempt",
+        InboxWritten => "inbox.written",
+        InboxRead => "inbox.read",
+        DeliverySucceeded => "delivery.succeeded",
+        DeliveryFailed => "delivery.failed",
+        DeliveryCancelled => "delivery.cancelled",
+        DeliveryDeferred => "delivery.deferred",
+        RetryScheduled => "retry.scheduled",
+        LeaseLost => "lease.lost",
+        PolicyChecked => "policy.checked",
+        DeliverySuppressed => "delivery.suppressed",
+        /// A delivery joined a digest bucket (or was sent at once as its window's first item).
+        DeliveryHeld => "delivery.held",
+        /// A held delivery went out inside a digest.
+        DeliveryDigested => "delivery.digested",
+        /// A bucket closed and its digest delivery was planned.
+        DigestEmitted => "digest.emitted",
+        /// A workflow run's or digest bucket's pinned build is no longer loaded; the build in
+        /// force was used instead.
+        PinLost => "plugin.pin_lost",
+        /// A provider's word on a delivery (`feedback`); the reason is the normalized kind.
+        FeedbackReceived => "feedback.received",
+        /// A bounce, complaint or unsubscribe reported by a provider suppressed an address.
+        SuppressionAdded => "suppression.added",
+        /// A recipient used the one-click unsubscribe link of an email (`unsubscribe`).
+        RecipientUnsubscribed => "recipient.unsubscribed",
     }
 }
 
@@ -260,13 +188,9 @@ mod tests {
 
     #[test]
     fn kinds_are_stored_as_distinct_strings_that_parse_back() {
-        let mut seen = std::collections::BTreeSet::new();
-        for k in Kind::ALL {
-            assert!(seen.insert(k.as_str()), "{k} twice");
-            assert_eq!(Kind::parse(k.as_str()), Some(*k));
-        }
+        crate::vocabulary::check_round_trips(Kind::ALL);
         assert_eq!(kind::FEEDBACK, "feedback.received");
         assert_eq!(kind::RECIPIENT_UNSUBSCRIBED, "recipient.unsubscribed");
-        assert_eq!(Kind::parse("nothing"), None);
+        assert!(Kind::parse("nothing").is_err());
     }
 }

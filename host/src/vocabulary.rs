@@ -76,6 +76,30 @@ macro_rules! stored_vocabulary {
 
 pub(crate) use stored_vocabulary;
 
+/// What every vocabulary's unit test checks of all its values: each parses back from its
+/// string, serde writes and reads that string, and no two values share one.
+#[cfg(test)]
+pub(crate) fn check_round_trips<T>(all: &[T])
+where
+    T: Copy
+        + Eq
+        + std::fmt::Debug
+        + std::fmt::Display
+        + std::str::FromStr<Err = UnknownValue>
+        + serde::Serialize
+        + serde::de::DeserializeOwned,
+{
+    let mut seen = std::collections::BTreeSet::new();
+    for value in all {
+        let text = value.to_string();
+        let quoted = serde_json::to_string(&text).unwrap();
+        assert_eq!(text.parse::<T>(), Ok(*value));
+        assert_eq!(serde_json::to_string(value).unwrap(), quoted);
+        assert_eq!(serde_json::from_str::<T>(&quoted).unwrap(), *value);
+        assert!(seen.insert(text.clone()), "`{text}` stands for two values");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     stored_vocabulary! {

@@ -742,18 +742,10 @@ pub(crate) async fn leave(conn: &mut Conn, delivery_id: &str) -> Result<bool, St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeSet;
 
     #[test]
     fn every_bucket_status_round_trips_and_keeps_its_stored_string() {
-        for s in BucketStatus::ALL {
-            assert_eq!(BucketStatus::parse(s.as_str()), Ok(*s));
-            assert_eq!(serde_json::to_string(s).unwrap(), format!("\"{s}\""));
-            let back: BucketStatus = serde_json::from_str(&format!("\"{s}\"")).unwrap();
-            assert_eq!(back, *s);
-        }
-        let distinct: BTreeSet<_> = BucketStatus::ALL.iter().map(|s| s.as_str()).collect();
-        assert_eq!(distinct.len(), BucketStatus::ALL.len());
+        crate::vocabulary::check_round_trips(BucketStatus::ALL);
         let stored = [
             (status::OPEN, "open"),
             (status::EMITTED, "emitted"),
@@ -768,14 +760,7 @@ mod tests {
 
     #[test]
     fn every_reason_round_trips_and_keeps_its_stored_string() {
-        for r in Reason::ALL {
-            assert_eq!(Reason::parse(r.as_str()), Ok(*r));
-            assert_eq!(serde_json::to_string(r).unwrap(), format!("\"{r}\""));
-            let back: Reason = serde_json::from_str(&format!("\"{r}\"")).unwrap();
-            assert_eq!(back, *r);
-        }
-        let distinct: BTreeSet<_> = Reason::ALL.iter().map(|r| r.as_str()).collect();
-        assert_eq!(distinct.len(), Reason::ALL.len());
+        crate::vocabulary::check_round_trips(Reason::ALL);
         let stored = [
             (reason::HELD_FOR_DIGEST, "held_for_digest"),
             (reason::FOLDED_INTO_DIGEST, "folded_into_digest"),

@@ -70,7 +70,7 @@ pub const ALL: &[&str] = &[
 
 /// Who said it: the engine's own decision, the provider's feedback, or the recipient.
 fn source_of(trace_kind: &str) -> &'static str {
-    match Kind::parse(trace_kind) {
+    match Kind::parse(trace_kind).ok() {
         Some(Kind::FeedbackReceived) => "provider",
         Some(Kind::InboxRead | Kind::RecipientUnsubscribed) => "recipient",
         _ => "engine",
@@ -82,7 +82,7 @@ fn source_of(trace_kind: &str) -> &'static str {
 /// applications hear of it.
 pub(crate) fn of_trace(trace_kind: &str, reason: Option<&str>) -> Option<&'static str> {
     use event_type as e;
-    Some(match Kind::parse(trace_kind)? {
+    Some(match Kind::parse(trace_kind).ok()? {
         Kind::DeliverySucceeded => e::DELIVERY_SENT,
         Kind::DeliveryFailed => e::DELIVERY_FAILED,
         Kind::RetryScheduled => e::DELIVERY_RETRYING,

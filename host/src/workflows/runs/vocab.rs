@@ -91,29 +91,12 @@ pub mod status {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashSet;
 
     #[test]
     fn every_value_round_trips_through_its_distinct_stored_string() {
-        let mut seen = HashSet::new();
-        for s in RunStatus::ALL {
-            assert_eq!(RunStatus::parse(s.as_str()), Ok(*s));
-            assert_eq!(serde_json::to_string(s).unwrap(), format!("\"{s}\""));
-            assert!(seen.insert(s.as_str()), "duplicate status {s}");
-        }
-        seen.clear();
-        for k in TransitionKind::ALL {
-            assert_eq!(TransitionKind::parse(k.as_str()), Ok(*k));
-            assert_eq!(serde_json::to_string(k).unwrap(), format!("\"{k}\""));
-            assert!(seen.insert(k.as_str()), "duplicate transition kind {k}");
-        }
-        seen.clear();
-        for r in Reason::ALL {
-            assert_eq!(Reason::parse(r.as_str()), Ok(*r));
-            let back: Reason = serde_json::from_str(&format!("\"{r}\"")).unwrap();
-            assert_eq!(back, *r);
-            assert!(seen.insert(r.as_str()), "duplicate reason {r}");
-        }
+        crate::vocabulary::check_round_trips(RunStatus::ALL);
+        crate::vocabulary::check_round_trips(TransitionKind::ALL);
+        crate::vocabulary::check_round_trips(Reason::ALL);
         assert!(RunStatus::parse("ended").is_err());
         assert_eq!(status::RUNNING, "running");
         assert_eq!(transition::SIGNAL_RECEIVED, "signal_received");
