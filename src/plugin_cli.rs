@@ -1,7 +1,7 @@
 //! `belfry plugin`: list, check and pack plugins.
 
 use crate::global::{Global, runtime_config};
-use crate::{output, pack_cli};
+use crate::{output, pack_cli, plugin_call, plugin_new, plugin_replay, plugin_test};
 use anyhow::{Result, bail};
 use belfry::host::plugins::PluginRuntime;
 use clap::Subcommand;
@@ -31,6 +31,10 @@ pub(crate) enum PluginCommand {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+    New(plugin_new::NewArgs),
+    Test(plugin_test::TestArgs),
+    Call(plugin_call::CallArgs),
+    Replay(plugin_replay::ReplayArgs),
 }
 
 pub(crate) async fn run(g: &Global, command: PluginCommand) -> Result<()> {
@@ -91,5 +95,9 @@ pub(crate) async fn run(g: &Global, command: PluginCommand) -> Result<()> {
             component,
             output,
         } => pack_cli::pack(&dir, component.as_deref(), output.as_deref(), g.json),
+        PluginCommand::New(args) => plugin_new::run(g, args),
+        PluginCommand::Test(args) => plugin_test::run(g, args).await,
+        PluginCommand::Call(args) => plugin_call::run(g, args).await,
+        PluginCommand::Replay(args) => plugin_replay::run(g, args).await,
     }
 }

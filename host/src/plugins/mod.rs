@@ -37,6 +37,7 @@ pub mod manifest;
 pub mod package;
 pub mod pins;
 mod plugin;
+pub mod preview;
 mod reference;
 mod registry;
 mod runtime;
