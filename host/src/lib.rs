@@ -21,6 +21,7 @@
 //! 7. [`trigger`] (event → notifications → planned deliveries) and [`dispatch`] (planned
 //!    deliveries → rendered, validated, sent);
 //! 8. [`explain`]: the story of a delivery, notification or event, read from all of the above;
+//!    [`replay`]: recorded events run through a candidate plugin and the build that ran;
 //! 9. [`engine`]: the façade embedding programs use.
 
 pub mod content;
@@ -37,6 +38,7 @@ pub mod keys;
 pub mod metrics;
 pub mod plugins;
 pub mod policy;
+pub mod replay;
 pub mod store;
 pub mod tenants;
 pub mod text;

@@ -34,3 +34,4 @@ mod sdk_http;
 mod signature;
 mod smtp_tls;
 mod workflows;
+mod replay;

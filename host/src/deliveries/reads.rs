@@ -268,3 +268,80 @@ pub(crate) async fn status_of(
         .await?;
     Ok((row.get("status"), row.get("status_reason")))
 }
+
+/// An event as recorded: what a replay runs again.
+#[derive(Clone, Debug, Serialize)]
+pub struct RecordedEvent {
+    pub id: String,
+    pub tenant: String,
+    pub notifier_key: String,
+    /// The notifier build that planned it, `name@version#hash`.
+    pub notifier_plugin: String,
+    pub payload: String,
+    pub created_at: String,
+}
+
+/// Which recorded events to read: those of any of `notifier_keys`, optionally of one tenant
+/// and from `since` on, newest first, at most `limit`.
+#[derive(Clone, Debug, Default)]
+pub struct EventFilter {
+    pub notifier_keys: Vec<String>,
+    pub tenant: Option<String>,
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    pub limit: usize,
+}
+
+/// The events `filter` selects, newest first (`created_at`, then id).
+pub async fn recorded_events(
+    db: &store::Db,
+    filter: &EventFilter,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    if filter.notifier_keys.is_empty() || filter.limit == 0 {
+        return Ok(Vec::new());
+    }
+    let backend = store::backend(db);
+    let keys = store::placeholders(backend, filter.notifier_keys.len(), 1);
+    let mut next = filter.notifier_keys.len() + 1;
+    let mut sql = format!(
+        "SELECT id, tenant, notifier_key, notifier_plugin, payload, created_at FROM events
+         WHERE notifier_key IN ({keys})"
+    );
+    for (column, given) in [
+        ("tenant =", filter.tenant.is_some()),
+        ("created_at >=", filter.since.is_some()),
+    ] {
+        if given {
+            sql.push_str(&format!(
+                " AND {column} {}",
+                store::placeholders(backend, 1, next)
+            ));
+            next += 1;
+        }
+    }
+    sql.push_str(&format!(
+        " ORDER BY created_at DESC, id DESC LIMIT {}",
+        filter.limit
+    ));
+    let mut query = sqlx::query(&sql);
+    for key in &filter.notifier_keys {
+        query = query.bind(key.as_str());
+    }
+    if let Some(tenant) = &filter.tenant {
+        query = query.bind(tenant.as_str());
+    }
+    if let Some(since) = filter.since {
+        query = query.bind(store::time_text(since));
+    }
+    let rows = query.fetch_all(db).await?;
+    Ok(rows
+        .iter()
+        .map(|r| RecordedEvent {
+            id: r.get("id"),
+            tenant: r.get("tenant"),
+            notifier_key: r.get("notifier_key"),
+            notifier_plugin: r.get("notifier_plugin"),
+            payload: r.get("payload"),
+            created_at: r.get("created_at"),
+        })
+        .collect())
+}

@@ -11,6 +11,7 @@ mod digests;
 mod endpoints;
 mod plugins;
 mod recipients;
+mod replay;
 
 use crate::content::Channel;
 use crate::dispatch::{self, DispatchConfig, Executor, Wakeup};
