@@ -120,6 +120,10 @@ pub fn router(state: AppState) -> Router {
                 .post(plugins::load_plugin)
                 .layer(DefaultBodyLimit::max(state.config.max_plugin_bytes)),
         )
+        .route(
+            "/plugins/replay",
+            post(plugins::replay).layer(DefaultBodyLimit::max(state.config.max_plugin_bytes)),
+        )
         .route("/inbox/tokens", post(inbox_tokens::inbox_token))
         .route("/inbox", get(inbox::list))
         .route("/inbox/counts", get(inbox::counts))

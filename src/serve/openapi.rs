@@ -32,6 +32,7 @@ use utoipa::{Modify, OpenApi};
         super::signals::signal,
         super::plugins::plugins,
         super::plugins::load_plugin,
+        super::plugins::replay,
         super::inbox_tokens::inbox_token,
         super::tenants::create_tenant,
         super::tenants::tenants,

@@ -35,3 +35,4 @@ mod signature;
 mod smtp_tls;
 mod workflows;
 mod replay;
+mod replay_http;

@@ -32,6 +32,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/signals"),
     ("get", "/v1/plugins"),
     ("post", "/v1/plugins"),
+    ("post", "/v1/plugins/replay"),
     ("post", "/v1/inbox/tokens"),
     ("get", "/v1/inbox"),
     ("get", "/v1/inbox/counts"),
