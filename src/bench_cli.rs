@@ -1,7 +1,7 @@
 //! `belfry bench`: which measurement, on which database.
 
 use crate::global::Global;
-use crate::{bench, digest_bench, queue_bench};
+use crate::{bench, digest_bench, queue_bench, replay_bench};
 use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 
@@ -29,6 +29,14 @@ pub(crate) enum BenchCommand {
     Digests(QueueBenchArgs),
     /// Triggers/s over HTTP (`belfry serve` on 127.0.0.1) vs the same triggers in-process.
     Http(QueueBenchArgs),
+    /// Replay of recorded events against a changed-template candidate, events/s, vs a plain
+    /// loop of the same host calls (a temporary SQLite database).
+    Replay {
+        /// Events recorded, then replayed; 1–100000.
+        #[arg(long, default_value_t = 10_000,
+            value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
+        events: usize,
+    },
 }
 
 #[derive(Args)]
@@ -95,6 +103,16 @@ pub(crate) async fn run(g: &Global, command: BenchCommand, database_url_given: b
         }
         BenchCommand::Http(a) => {
             queue_bench_run(&["http"], bench_url(a, given).await?, g.json).await
+        }
+        BenchCommand::Replay { events } => {
+            if let Some(url) = given {
+                bail!(
+                    "bench replay records its events on a temporary SQLite database of its own, \
+                     so --database-url {} would be ignored: leave it out",
+                    belfry::host::store::redact(url)
+                );
+            }
+            replay_bench::run(events, g.json).await
         }
     }
 }

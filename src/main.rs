@@ -21,6 +21,7 @@ mod plugin_replay;
 mod plugin_test;
 mod policy_cli;
 mod queue_bench;
+mod replay_bench;
 mod serve_cli;
 mod startup;
 mod webhooks_cli;

@@ -10,11 +10,12 @@ use crate::plugins::{Plugin, PluginKind, PluginRuntime, Registry, Reuse, preview
 use crate::policy::Severity;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-pub(super) struct Replayer<'a> {
-    pub(super) runtime: &'a PluginRuntime,
-    pub(super) registry: &'a Registry,
-    pub(super) candidate: &'a Plugin,
+pub(super) struct Replayer {
+    pub(super) runtime: Arc<PluginRuntime>,
+    pub(super) registry: Arc<Registry>,
+    pub(super) candidate: Plugin,
 }
 
 /// What one event's replay found.
@@ -56,7 +57,7 @@ impl Run {
     }
 }
 
-impl Replayer<'_> {
+impl Replayer {
     pub(super) async fn event(&self, event: &RecordedEvent) -> EventOutcome {
         let (baseline, candidate, reference, note) = self.sides(event);
         let (before, after) = futures_util::join!(
@@ -91,7 +92,7 @@ impl Replayer<'_> {
                 Ok((_, r)) => r.reference().to_string(),
                 Err(_) => "(none)".to_string(),
             };
-            let candidate = notifier.map(|n| (n, self.candidate));
+            let candidate = notifier.map(|n| (n, &self.candidate));
             return (baseline, candidate, reference, None);
         }
         let (notifier, note) = match self.registry.build(&event.notifier_plugin) {
@@ -119,7 +120,7 @@ impl Replayer<'_> {
             Err(_) => event.notifier_plugin.clone(),
         };
         let baseline = notifier.and_then(|n| Ok((n, renderer_for(n)?)));
-        let candidate = renderer_for(self.candidate).map(|r| (self.candidate, r));
+        let candidate = renderer_for(&self.candidate).map(|r| (&self.candidate, r));
         (baseline, candidate, reference, note)
     }
 
@@ -148,7 +149,7 @@ impl Replayer<'_> {
             };
             for &channel in &recipient_plan.channels {
                 let content = preview::render_one(
-                    self.runtime,
+                    &self.runtime,
                     notifier,
                     renderer,
                     payload,

@@ -18,12 +18,13 @@ use crate::plugins::{Plugin, PluginKind, PluginRuntime, Registry};
 use crate::store::{Db, StoreError};
 use futures_util::StreamExt;
 use serde::Serialize;
+use std::sync::Arc;
 
 /// How many events a replay reads when no limit is given.
 pub const DEFAULT_LIMIT: usize = 1000;
 /// The most events one replay reads.
 pub const MAX_LIMIT: usize = 100_000;
-/// Events replayed at once: each holds two fresh instances per call in flight.
+/// Events replayed at once, each in a task of its own: each holds up to two fresh instances.
 const CONCURRENCY: usize = 8;
 
 /// Which recorded events to replay: newest first, at most `limit`.
@@ -113,8 +114,8 @@ pub enum ReplayError {
 /// for each, and reports what differs.
 pub async fn replay(
     db: &Db,
-    runtime: &PluginRuntime,
-    registry: &Registry,
+    runtime: &Arc<PluginRuntime>,
+    registry: &Arc<Registry>,
     candidate: &Plugin,
     options: &ReplayOptions,
 ) -> Result<ReplayReport, ReplayError> {
@@ -158,22 +159,24 @@ pub async fn replay(
         },
     )
     .await?;
-    let replayer = compare::Replayer {
-        runtime,
-        registry,
-        candidate,
-    };
-    let outcomes: Vec<(RecordedEvent, compare::EventOutcome)> = futures_util::stream::iter(events)
-        .map(|event| {
-            let replayer = &replayer;
-            async move {
-                let outcome = replayer.event(&event).await;
-                (event, outcome)
-            }
-        })
-        .buffered(CONCURRENCY)
-        .collect()
-        .await;
+    let replayer = Arc::new(compare::Replayer {
+        runtime: runtime.clone(),
+        registry: registry.clone(),
+        candidate: candidate.clone(),
+    });
+    // Plugin calls are CPU-bound: tasks of their own let events run on every core.
+    let outcomes: Vec<Result<(RecordedEvent, compare::EventOutcome), tokio::task::JoinError>> =
+        futures_util::stream::iter(events)
+            .map(|event| {
+                let replayer = replayer.clone();
+                tokio::spawn(async move {
+                    let outcome = replayer.event(&event).await;
+                    (event, outcome)
+                })
+            })
+            .buffered(CONCURRENCY)
+            .collect()
+            .await;
     let mut report = ReplayReport {
         candidate: candidate.reference().to_string(),
         events: outcomes.len(),
@@ -183,7 +186,10 @@ pub async fn replay(
         notes: Vec::new(),
         differences: Vec::new(),
     };
-    for (event, outcome) in outcomes {
+    for joined in outcomes {
+        let (event, outcome) = joined.map_err(|e| {
+            ReplayError::Invalid(format!("replaying an event stopped unexpectedly: {e}"))
+        })?;
         report.candidate_errors += usize::from(outcome.candidate_failed);
         report.baseline_errors += usize::from(outcome.baseline_failed);
         if let Some(note) = outcome.note
