@@ -244,3 +244,47 @@ async fn the_command_prints_differences_and_fails_on_change_when_asked() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--since"));
 }
+
+/// A renderer replays the events of the notifiers that render with a renderer of its name;
+/// the same build finds nothing, and one no notifier uses has no events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renderer_replays_the_events_of_the_notifiers_using_its_name() {
+    let w = world(Backend::Sqlite).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let v1 = note_package(tmp.path(), "v1", "Note: {{ text }}", None);
+    record(&w.engine, &v1).await;
+    let templates = belfry::BUNDLED
+        .iter()
+        .find(|p| p.name == "templates")
+        .unwrap();
+    let package = Package {
+        manifest: templates.manifest.to_string(),
+        component: templates.wasm.to_vec(),
+        assets: belfry::host::plugins::assets::Assets::from_entries(
+            templates
+                .assets
+                .iter()
+                .map(|(path, bytes)| (path.to_string(), bytes.to_vec())),
+        )
+        .unwrap(),
+    };
+    let same = w.engine.load_candidate(&package).await.unwrap();
+    let report = w
+        .engine
+        .replay(&same, &ReplayOptions::default())
+        .await
+        .unwrap();
+    assert_eq!((report.events, report.changed), (3, 0), "{report:?}");
+
+    let unused = w
+        .engine
+        .load_candidate_path(&fixture("v1-assets.wasm"))
+        .await
+        .unwrap();
+    let report = w
+        .engine
+        .replay(&unused, &ReplayOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(report.events, 0);
+}
