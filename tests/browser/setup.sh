@@ -3,6 +3,12 @@
 # and playwright-core from package-lock.json. Idempotent; prints little.
 set -euo pipefail
 
+# The browser tests run side by side and each calls this: one installs, the others wait (two
+# apt-get runs would fight over dpkg's lock, and `npm ci` removes node_modules under a running
+# node), and an install already at the locked version is kept.
+exec 9>"${TMPDIR:-/tmp}/belfry-browser-setup.lock"
+flock 9
+
 if [[ ! -x /usr/bin/chromium ]]; then
   as_root=()
   if [[ $(id -u) -ne 0 ]]; then
@@ -19,4 +25,8 @@ if [[ ! -x /usr/bin/chromium ]]; then
 fi
 
 cd "$(dirname "${BASH_SOURCE[0]}")"
-npm ci --no-audit --no-fund --loglevel=error >/dev/null
+locked=$(node -p "require('./package-lock.json').packages['node_modules/playwright-core'].version")
+installed=$(node -p "require('./node_modules/playwright-core/package.json').version" 2>/dev/null || true)
+if [[ "$installed" != "$locked" ]]; then
+  npm ci --no-audit --no-fund --loglevel=error >/dev/null
+fi
