@@ -190,6 +190,37 @@ async fn replays_a_candidate_archive_for_an_admin_and_refuses_bad_input() {
     }
     let (s, _) = replay(&server, &server.admin, "?limit=many", welcome_archive(None)).await;
     assert_eq!(s, 400);
+    let (s, body) = replay(
+        &server,
+        &server.admin,
+        "?tenant=no%20such",
+        welcome_archive(None),
+    )
+    .await;
+    assert!((400..500).contains(&s), "{s} {body}");
+    // A time works as well as a duration, within ten years of now.
+    let (s, body) = replay(
+        &server,
+        &server.admin,
+        "?since=1999-01-01T00:00:00Z",
+        welcome_archive(None),
+    )
+    .await;
+    assert_eq!(
+        (s, &body["error"]["field"]),
+        (400, &json!("since")),
+        "{body}"
+    );
+    let an_hour_ago = (chrono::Utc::now() - chrono::TimeDelta::hours(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let (s, body) = replay(
+        &server,
+        &server.admin,
+        &format!("?since={an_hour_ago}"),
+        welcome_archive(None),
+    )
+    .await;
+    assert_eq!((s, &body["events"]), (200, &json!(2)), "{body}");
     let (s, _) = replay(&server, &server.admin, "?what=1", welcome_archive(None)).await;
     assert_eq!(s, 400);
 
