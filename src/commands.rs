@@ -26,6 +26,10 @@ pub(crate) struct TriggerArgs {
     /// Plan and run the plan-time policy, print what would happen and why, write nothing.
     #[arg(long, conflicts_with = "no_dispatch")]
     pub(crate) dry_run: bool,
+    /// With --dry-run: also build, render and validate each delivery's content, and print it
+    /// (calls the notifier and the renderer; still writes and sends nothing).
+    #[arg(long, requires = "dry_run")]
+    pub(crate) render: bool,
     /// low, normal, high or critical (critical bypasses preferences, cooldowns, caps and
     /// quiet hours, never a suppression). Default: the notifier's declared severity.
     #[arg(long)]
@@ -57,6 +61,7 @@ pub(crate) async fn trigger(g: &Global, args: TriggerArgs) -> Result<()> {
         idempotency_key,
         no_dispatch,
         dry_run,
+        render,
         severity,
     } = args;
     let payload: serde_json::Value = serde_json::from_str(&data)
@@ -68,7 +73,11 @@ pub(crate) async fn trigger(g: &Global, args: TriggerArgs) -> Result<()> {
         req = req.idempotency_key(k);
     }
     if dry_run {
-        let plan = engine.dry_run(&req).await?;
+        let plan = if render {
+            engine.preview(&req).await?
+        } else {
+            engine.dry_run(&req).await?
+        };
         return output::print_dry_run(&plan, g.json);
     }
     let mut outcome = engine.trigger(&req).await?;

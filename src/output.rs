@@ -384,9 +384,64 @@ pub fn print_dry_run(plan: &belfry::host::trigger::DryRun, json: bool) -> Result
                     check.rule, check.inputs, check.result
                 );
             }
+            print_rendered(c);
         }
     }
     Ok(())
+}
+
+/// A previewed channel's content, field by field, each value on lines of its own so that a
+/// multi-line body reads as it would arrive.
+fn print_rendered(c: &belfry::host::trigger::DryRunChannel) {
+    use belfry::host::content::Content;
+    if let Some(e) = &c.render_error {
+        println!(
+            "      {:<14} {:?} failed ({}): {}",
+            "render", e.step, e.reason, e.message
+        );
+    }
+    let Some(r) = &c.rendered else { return };
+    println!(
+        "      {:<14} template {} by {}",
+        "rendered", r.request.template, r.rendered_by
+    );
+    let fields: Vec<(&str, Option<&str>)> = match &r.content {
+        Content::Email {
+            subject,
+            html,
+            text,
+        } => vec![
+            ("subject", Some(subject.as_str())),
+            ("text", text.as_deref()),
+            ("html", html.as_deref()),
+        ],
+        Content::Sms { text } => vec![("text", Some(text.as_str()))],
+        Content::Push { title, body, data } => vec![
+            ("title", Some(title.as_str())),
+            ("body", Some(body.as_str())),
+            ("data", data.as_deref()),
+        ],
+        Content::Chat { text, blocks } => {
+            vec![("text", Some(text.as_str())), ("blocks", blocks.as_deref())]
+        }
+        Content::InApp {
+            headline,
+            body,
+            primary_action,
+        } => vec![
+            ("headline", Some(headline.as_str())),
+            ("body", Some(body.as_str())),
+            ("action", primary_action.as_ref().map(|a| a.url.as_str())),
+        ],
+        Content::Webhook { body } => vec![("body", Some(body.as_str()))],
+    };
+    for (name, value) in fields {
+        let Some(value) = value else { continue };
+        println!("        {name}:");
+        for line in value.lines() {
+            println!("          {line}");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -82,6 +82,57 @@ pub async fn trigger(
     Ok((status, Json(outcome)).into_response())
 }
 
+/// What a trigger would do, with each delivery's content: `belfry trigger --dry-run --render
+/// --json` prints the same.
+#[derive(ToSchema)]
+#[schema(as = Preview)]
+#[allow(dead_code)]
+pub struct PreviewDoc {
+    notifier: String,
+    /// The event an earlier trigger with the same idempotency key created: a real trigger
+    /// would write nothing.
+    duplicate_of: Option<String>,
+    /// Per recipient (`recipient_id`), per channel: what the policy would do (`would`: send,
+    /// defer, suppress, hold) and why (`decision`), and for every channel not suppressed the
+    /// content it would carry (`rendered`: request, content, rendered_by) or why it could not
+    /// be rendered (`render_error`: step, reason, message).
+    recipients: Vec<Value>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/events/preview",
+    tag = "events",
+    summary = "Preview a trigger: plan, policy and rendered content, writing and sending nothing",
+    request_body = TriggerBody,
+    responses(
+        (status = 200, description = "what each delivery would do and carry; nothing was written or sent", body = PreviewDoc),
+        KeyErrors,
+        (status = 413, description = "the body is over the limit", body = ErrorBody),
+        (status = 422, description = "well-formed but wrong: the message and `field` say what", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
+pub async fn preview(
+    State(state): State<AppState>,
+    caller: Caller,
+    b: Body<TriggerBody>,
+) -> Result<Json<belfry_host::trigger::DryRun>, ApiError> {
+    let b = body(b)?;
+    if !b.payload.is_object() {
+        return Err(ApiError::invalid(
+            "payload",
+            "payload must be a JSON object",
+        ));
+    }
+    // The caller's own tenant, as for a trigger: a preview reads that tenant's settings.
+    let mut req = TriggerRequest::new(b.notifier, b.payload).tenant(caller.tenant.clone());
+    req.idempotency_key = b.idempotency_key;
+    req.deliver_at = b.deliver_at;
+    req.severity = b.severity;
+    Ok(Json(state.engine.preview(&req).await?))
+}
+
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]

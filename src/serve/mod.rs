@@ -72,6 +72,7 @@ fn prometheus() -> metrics_exporter_prometheus::PrometheusHandle {
 pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/events", post(events::trigger).get(events::events))
+        .route("/events/preview", post(events::preview))
         .route("/events/{id}", get(events::event))
         .route("/notifications/{id}", get(events::notification))
         .route("/deliveries", get(deliveries::deliveries))

@@ -15,6 +15,7 @@ use utoipa::{Modify, OpenApi};
     ),
     paths(
         super::events::trigger,
+        super::events::preview,
         super::events::events,
         super::events::event,
         super::events::notification,

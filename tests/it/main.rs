@@ -36,3 +36,4 @@ mod smtp_tls;
 mod workflows;
 mod replay;
 mod replay_http;
+mod preview;

@@ -22,6 +22,11 @@ pub struct DeliveryRecord {
     pub idempotency_key: String,
     pub planned_by: String,
     pub rendered_by: Option<String>,
+    /// The content it was rendered to (tagged by `channel`), as stored when it was sent; none
+    /// before its render. A stored text that is not JSON is given as that text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub content: Option<serde_json::Value>,
     pub sent_by: Option<String>,
     pub provider_message_id: Option<String>,
     pub attempts: i64,
@@ -45,8 +50,8 @@ pub struct AttemptRecord {
 
 const DELIVERY_COLUMNS: &str =
     "d.id, d.notification_id, d.event_id, d.tenant, n.recipient_id, d.channel, d.status,
-    d.status_reason, d.status_detail, d.idempotency_key, d.planned_by, d.rendered_by, d.sent_by,
-    d.provider_message_id, d.attempts, d.created_at, d.updated_at";
+    d.status_reason, d.status_detail, d.idempotency_key, d.planned_by, d.rendered_by, d.content,
+    d.sent_by, d.provider_message_id, d.attempts, d.created_at, d.updated_at";
 
 pub(crate) fn delivery_from_row(r: &sqlx::any::AnyRow) -> DeliveryRecord {
     DeliveryRecord {
@@ -62,6 +67,9 @@ pub(crate) fn delivery_from_row(r: &sqlx::any::AnyRow) -> DeliveryRecord {
         idempotency_key: r.get("idempotency_key"),
         planned_by: r.get("planned_by"),
         rendered_by: r.get("rendered_by"),
+        content: r
+            .get::<Option<String>, _>("content")
+            .map(|text| serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))),
         sent_by: r.get("sent_by"),
         provider_message_id: r.get("provider_message_id"),
         attempts: r.get("attempts"),

@@ -59,7 +59,20 @@ impl Engine {
     /// Plans a trigger and runs the plan-time policy for every recipient and channel, writing
     /// nothing: what would be sent, deferred or suppressed, and why.
     pub async fn dry_run(&self, req: &TriggerRequest) -> Result<DryRun, TriggerError> {
-        trigger::dry_run(&self.db, &self.runtime, &self.registry.current(), req).await
+        trigger::dry_run(
+            &self.db,
+            &self.runtime,
+            &self.registry.current(),
+            req,
+            false,
+        )
+        .await
+    }
+
+    /// [`Engine::dry_run`] with each delivery's content rendered and validated: a preview of
+    /// exactly what would be sent, writing and sending nothing.
+    pub async fn preview(&self, req: &TriggerRequest) -> Result<DryRun, TriggerError> {
+        trigger::dry_run(&self.db, &self.runtime, &self.registry.current(), req, true).await
     }
 
     /// Runs every job due now in the calling task (no background worker needed); returns

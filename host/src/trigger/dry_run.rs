@@ -3,10 +3,11 @@
 use super::decide::{
     DigestRoute, JoinRoute, digest_route, digest_rules, plan_time_decisions, policy_inputs, wait_of,
 };
-use super::plan::{Plan, plan};
+use super::plan::{Plan, PlannedRecipient, plan};
 use super::request::{TriggerError, TriggerRequest};
 use crate::content::Channel;
 use crate::digests::buckets;
+use crate::plugins::preview::{RenderFailure, Rendered, render_one};
 use crate::plugins::{PluginRuntime, Registry};
 use crate::policy::{Decision, Outcome};
 use crate::store::{self, Db};
@@ -41,15 +42,26 @@ pub struct DryRunChannel {
     pub wait_reason: Option<&'static str>,
     pub wait_until: Option<String>,
     pub decision: Decision,
+    /// With `render`: the content the delivery would carry, built, rendered and validated
+    /// now (a suppressed channel is not rendered).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rendered: Option<Rendered>,
+    /// With `render`: why it could not be, and at which step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub render_error: Option<RenderFailure>,
 }
 
-/// Plans a trigger and runs the plan-time policy, writing nothing.
-#[tracing::instrument(skip_all, fields(notifier = %req.notifier, tenant = %req.tenant))]
+/// Plans a trigger and runs the plan-time policy, writing nothing. With `render`, each channel
+/// that would be sent, deferred or held also carries its rendered content (or why it could
+/// not be rendered): a preview, which calls the notifier's `build` and the renderer, and
+/// sends nothing.
+#[tracing::instrument(skip_all, fields(notifier = %req.notifier, tenant = %req.tenant, render))]
 pub async fn dry_run(
     db: &Db,
     runtime: &PluginRuntime,
     registry: &Registry,
     req: &TriggerRequest,
+    render: bool,
 ) -> Result<DryRun, TriggerError> {
     let planned = match plan(db, runtime, registry, req).await? {
         Plan::Duplicate(existing) => {
@@ -149,7 +161,20 @@ pub async fn dry_run(
                 wait_reason: wait.as_ref().map(|w| w.reason),
                 wait_until: wait.map(|w| store::time_text(w.until)),
                 decision,
+                rendered: None,
+                render_error: None,
             });
+        }
+        if render {
+            render_channels(
+                runtime,
+                registry,
+                &planned.plugin,
+                &planned.payload,
+                p,
+                &mut channels,
+            )
+            .await;
         }
         recipients.push(DryRunRecipient {
             recipient_id: p.recipient.id.clone(),
@@ -161,4 +186,51 @@ pub async fn dry_run(
         duplicate_of: None,
         recipients,
     })
+}
+
+/// Renders every channel of one recipient that is not suppressed, as its delivery would be
+/// rendered when sent: by the notifier build that planned it and the renderer it names (else
+/// the default).
+async fn render_channels(
+    runtime: &PluginRuntime,
+    registry: &Registry,
+    notifier: &str,
+    payload: &str,
+    p: &PlannedRecipient,
+    channels: &mut [DryRunChannel],
+) {
+    let failure = |message: String| RenderFailure {
+        step: crate::plugins::preview::Step::Render,
+        reason: "no_renderer".to_string(),
+        message,
+    };
+    let (notifier, renderer) = match registry.build(notifier) {
+        Some(n) => match registry.renderer_for(n) {
+            Ok(r) => (n, r),
+            Err(e) => {
+                let e = failure(e.to_string());
+                for c in channels.iter_mut().filter(|c| c.would != "suppress") {
+                    c.render_error = Some(e.clone());
+                }
+                return;
+            }
+        },
+        // The build just planned the event: it is in the registry, or planning failed first.
+        None => return,
+    };
+    for c in channels.iter_mut().filter(|c| c.would != "suppress") {
+        match render_one(
+            runtime,
+            notifier,
+            renderer,
+            payload,
+            &p.recipient,
+            c.channel,
+        )
+        .await
+        {
+            Ok(r) => c.rendered = Some(r),
+            Err(e) => c.render_error = Some(e),
+        }
+    }
 }

@@ -361,6 +361,7 @@ impl<'a> Writing<'a> {
             idempotency_key,
             planned_by: self.event.plugin.to_string(),
             rendered_by: None,
+            content: None,
             sent_by: None,
             provider_message_id: None,
             attempts: 0,
