@@ -37,3 +37,4 @@ mod workflows;
 mod replay;
 mod replay_http;
 mod preview;
+mod plugin_call;

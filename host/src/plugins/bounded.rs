@@ -48,6 +48,9 @@ impl PluginRuntime {
             store
                 .data_mut()
                 .begin_call(assets.clone(), state::assets_budget(&p.manifest));
+            if let Reuse::Observed(_) = reuse {
+                store.data_mut().captured = Some(Vec::new());
+            }
             let wall = Duration::from_millis(p.manifest.limits.timeout_ms);
             let computing = Arc::new(std::sync::atomic::AtomicBool::new(false));
             deadline_per_tick(&mut store, wall, computing.clone());
@@ -64,6 +67,10 @@ impl PluginRuntime {
             )
             .await;
             let result = classify(p, function, &store, outcome.map_err(|_| ()));
+            if let Reuse::Observed(watch) = reuse {
+                let state = store.data_mut();
+                watch.record(state.limiter.memory_peak, state.captured.take().unwrap_or_default());
+            }
             let name = format!("{}@{}", p.manifest.name, p.manifest.version);
             metrics::histogram!(crate::metrics::PLUGIN_CALL_SECONDS, "plugin" => name.clone(), "function" => function)
                 .record(started.elapsed().as_secs_f64());

@@ -109,10 +109,20 @@ impl PluginRuntime {
     }
 
     pub async fn describe(&self, plugin: &Plugin) -> Result<NotifierDescription, CallError> {
+        self.describe_with(plugin, Reuse::Fresh).await
+    }
+
+    /// [`describe`](Self::describe) on the instance `reuse` says (a watched one, for
+    /// `belfry plugin call`).
+    pub async fn describe_with(
+        &self,
+        plugin: &Plugin,
+        reuse: Reuse<'_>,
+    ) -> Result<NotifierDescription, CallError> {
         self.notifier_call(
             plugin,
             "describe",
-            Reuse::Fresh,
+            reuse,
             async |store, n| n.describe(store).await,
             |d| Ok(v1::description_from_wit(d)),
         )
@@ -265,11 +275,22 @@ impl PluginRuntime {
         plugin: &Plugin,
         request: &WebhookRequest,
     ) -> Result<Result<Vec<FeedbackEvent>, WebhookRejection>, CallError> {
+        self.handle_webhook_with(plugin, request, Reuse::Fresh)
+            .await
+    }
+
+    /// [`handle_webhook`](Self::handle_webhook) on the instance `reuse` says.
+    pub async fn handle_webhook_with(
+        &self,
+        plugin: &Plugin,
+        request: &WebhookRequest,
+        reuse: Reuse<'_>,
+    ) -> Result<Result<Vec<FeedbackEvent>, WebhookRejection>, CallError> {
         let wr = v1::webhook_request_to_wit(request);
         self.adapter_call(
             plugin,
             "handle-webhook",
-            Reuse::Fresh,
+            reuse,
             async |store, a| a.handle_webhook(store, &wr).await,
             |r| {
                 let size: usize = r.as_ref().map_or(0, |events| {

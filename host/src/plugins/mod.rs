@@ -36,6 +36,7 @@ mod loading;
 pub mod manifest;
 pub mod package;
 pub mod pins;
+pub mod observe;
 mod plugin;
 pub mod preview;
 mod reference;
@@ -64,4 +65,5 @@ pub use registry::{
 };
 pub use runtime::{PluginConfig, PluginRuntime, RuntimeConfig};
 pub(crate) use state::one_line;
+pub use observe::{Observation, Observed};
 pub use warm::{Reuse, WarmConfig};

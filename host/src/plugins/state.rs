@@ -29,6 +29,8 @@ pub struct PluginState {
     plugin: String,
     config: Arc<BTreeMap<String, String>>,
     log_lines: usize,
+    /// The log lines of a watched call (`Reuse::Observed`), kept as well as logged.
+    pub(super) captured: Option<Vec<super::observe::LogLine>>,
     /// What `assets` answers during the current call: a notifier's own package assets, or,
     /// for a renderer, those of the notifier whose request it renders. Set at the start of
     /// every call, because a warm instance serves calls for different notifiers.
@@ -113,6 +115,7 @@ impl PluginState {
             plugin: reference.to_string(),
             config,
             log_lines: 0,
+            captured: None,
             assets: Assets::empty(),
             assets_left: assets_budget(manifest),
             assets_exceeded: None,
@@ -241,6 +244,12 @@ impl PluginState {
         // A guest's newline would start a line of its own in the host's log, one that could
         // pass for the host's (`ERROR belfry_host::…`).
         let message = one_line(&message);
+        if let Some(captured) = &mut self.captured {
+            captured.push(super::observe::LogLine {
+                level: level.as_str().to_ascii_lowercase(),
+                message: message.to_string(),
+            });
+        }
         let plugin = self.plugin.as_str();
         match level {
             tracing::Level::TRACE => tracing::trace!(target: "belfry::plugin", plugin, "{message}"),

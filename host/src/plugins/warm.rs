@@ -28,6 +28,9 @@ pub enum Reuse<'a> {
     /// A warm instance made for this tenant if one waits, kept afterwards if the call was
     /// clean.
     Tenant(&'a str),
+    /// A new instance, dropped after the call, whose logs and peak memory are written into
+    /// the observation (`belfry plugin call`).
+    Observed(&'a super::observe::Observation),
 }
 
 /// How instances are kept; `max_calls = 0` turns reuse off.
