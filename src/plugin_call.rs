@@ -170,7 +170,7 @@ fn recipient(input: &Value) -> Result<Recipient> {
 /// Calls `function`; `Ok(Err)` is the call failing (trap, timeout, limit, the plugin's own
 /// plan or render error), `Ok(Ok)` what it returned (an adapter's own refusal included, as
 /// `{"error": …}`).
-async fn call(
+pub(crate) async fn call(
     runtime: &PluginRuntime,
     plugin: &Plugin,
     function: &str,

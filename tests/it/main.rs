@@ -38,3 +38,4 @@ mod replay;
 mod replay_http;
 mod preview;
 mod plugin_call;
+mod conformance;
