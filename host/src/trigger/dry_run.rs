@@ -99,55 +99,10 @@ pub async fn dry_run(
             let zone = inputs
                 .get(&(req.tenant.clone(), p.recipient.id.clone()))
                 .map_or(chrono_tz::UTC, |i| i.zone());
-            let (held, digest) = match digest_route(p, i, &decision, &planned, &rules, zone) {
-                DigestRoute::Direct => (false, None),
-                DigestRoute::NoRule { .. } => (
-                    false,
-                    Some(format!(
-                        "held for digest, but no digest rule takes it: sent on its own ({})",
-                        buckets::reason::NO_DIGEST_RULE
-                    )),
-                ),
-                DigestRoute::Instant { rule } => (
-                    false,
-                    Some(format!(
-                        "taken by rule {} v{}, but the recipient chose instant delivery ({})",
-                        rule.spec.key,
-                        rule.spec.version,
-                        buckets::reason::CADENCE_INSTANT
-                    )),
-                ),
-                DigestRoute::Join(JoinRoute {
-                    rule,
-                    folded,
-                    window,
-                    cadence,
-                    ..
-                }) => {
-                    let (_, end) = window.bucket_at(scheduled.unwrap_or(now));
-                    let said = format!(
-                        "{} by rule {} v{} until {} ({}{}){}",
-                        if folded.is_some() {
-                            "folded into a digest"
-                        } else {
-                            "held for digest"
-                        },
-                        rule.spec.key,
-                        rule.spec.version,
-                        store::time_text(end),
-                        cadence.map_or("the rule's window", |_| "the recipient's cadence"),
-                        if rule.spec.first_now {
-                            ", sent at once if it is its window's first"
-                        } else {
-                            ""
-                        },
-                        folded
-                            .map(|f| format!(", instead of {f}"))
-                            .unwrap_or_default()
-                    );
-                    (true, Some(said))
-                }
-            };
+            let (held, digest) = digest_said(
+                digest_route(p, i, &decision, &planned, &rules, zone),
+                scheduled.unwrap_or(now),
+            );
             let would = match decision.outcome {
                 _ if held => "hold",
                 Outcome::Allow if wait.is_none() => "send",
@@ -231,6 +186,59 @@ async fn render_channels(
         {
             Ok(r) => c.rendered = Some(r),
             Err(e) => c.render_error = Some(e),
+        }
+    }
+}
+
+/// Whether a channel would be held for digest, and what the digest side would do, in words.
+fn digest_said(route: DigestRoute, at: chrono::DateTime<chrono::Utc>) -> (bool, Option<String>) {
+    match route {
+        DigestRoute::Direct => (false, None),
+        DigestRoute::NoRule { .. } => (
+            false,
+            Some(format!(
+                "held for digest, but no digest rule takes it: sent on its own ({})",
+                buckets::reason::NO_DIGEST_RULE
+            )),
+        ),
+        DigestRoute::Instant { rule } => (
+            false,
+            Some(format!(
+                "taken by rule {} v{}, but the recipient chose instant delivery ({})",
+                rule.spec.key,
+                rule.spec.version,
+                buckets::reason::CADENCE_INSTANT
+            )),
+        ),
+        DigestRoute::Join(JoinRoute {
+            rule,
+            folded,
+            window,
+            cadence,
+            ..
+        }) => {
+            let (_, end) = window.bucket_at(at);
+            let said = format!(
+                "{} by rule {} v{} until {} ({}{}){}",
+                if folded.is_some() {
+                    "folded into a digest"
+                } else {
+                    "held for digest"
+                },
+                rule.spec.key,
+                rule.spec.version,
+                store::time_text(end),
+                cadence.map_or("the rule's window", |_| "the recipient's cadence"),
+                if rule.spec.first_now {
+                    ", sent at once if it is its window's first"
+                } else {
+                    ""
+                },
+                folded
+                    .map(|f| format!(", instead of {f}"))
+                    .unwrap_or_default()
+            );
+            (true, Some(said))
         }
     }
 }
