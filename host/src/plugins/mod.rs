@@ -34,9 +34,9 @@ pub mod limits;
 pub mod live;
 mod loading;
 pub mod manifest;
+pub mod observe;
 pub mod package;
 pub mod pins;
-pub mod observe;
 mod plugin;
 pub mod preview;
 mod reference;
@@ -57,6 +57,7 @@ pub use contract::{
 pub use errors::{CallError, FailureReason, LoadError};
 pub use loading::{ALLOW_HTTP_KEY, ALLOW_TCP_KEY, BundledPlugin, Loaded, load_all};
 pub use manifest::{FileGrant, Manifest, ManifestError, PluginKind};
+pub use observe::{Observation, Observed};
 pub use plugin::Plugin;
 pub use reference::PluginRef;
 pub use registry::{
@@ -65,5 +66,4 @@ pub use registry::{
 };
 pub use runtime::{PluginConfig, PluginRuntime, RuntimeConfig};
 pub(crate) use state::one_line;
-pub use observe::{Observation, Observed};
 pub use warm::{Reuse, WarmConfig};

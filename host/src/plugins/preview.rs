@@ -70,13 +70,11 @@ pub async fn render_one(
         .render(renderer, &request, notifier.assets(), Reuse::Fresh)
         .await
         .map_err(|e| RenderFailure::call(Step::Render, e))?;
-    content
-        .validate(channel)
-        .map_err(|invalid| RenderFailure {
-            step: Step::Validate,
-            reason: "content_invalid".to_string(),
-            message: format!("{} {}", invalid.field, invalid.problem),
-        })?;
+    content.validate(channel).map_err(|invalid| RenderFailure {
+        step: Step::Validate,
+        reason: "content_invalid".to_string(),
+        message: format!("{} {}", invalid.field, invalid.problem),
+    })?;
     Ok(Rendered {
         request,
         content,
