@@ -51,13 +51,6 @@ pub async fn trigger(
     headers: HeaderMap,
     b: Body<TriggerBody>,
 ) -> Result<Response, ApiError> {
-    let b = body(b)?;
-    if !b.payload.is_object() {
-        return Err(ApiError::invalid(
-            "payload",
-            "payload must be a JSON object",
-        ));
-    }
     let header_key = match headers.get("idempotency-key") {
         Some(v) => Some(
             v.to_str()
@@ -66,11 +59,7 @@ pub async fn trigger(
         ),
         None => None,
     };
-    let mut req = TriggerRequest::new(b.notifier, b.payload).tenant(caller.tenant.clone());
-    // Checked by the engine, by the rule the CLI and embedding programs meet too.
-    req.idempotency_key = header_key.or(b.idempotency_key);
-    req.deliver_at = b.deliver_at;
-    req.severity = b.severity;
+    let req = request(body(b)?, &caller, header_key)?;
     // At most `trigger::MAX_RECIPIENTS` recipients: the engine refuses a bigger fan-out (422)
     // before writing anything.
     let outcome: TriggerOutcome = state.engine.trigger(&req).await?;
@@ -118,19 +107,30 @@ pub async fn preview(
     caller: Caller,
     b: Body<TriggerBody>,
 ) -> Result<Json<belfry_host::trigger::DryRun>, ApiError> {
-    let b = body(b)?;
+    // The caller's own tenant, as for a trigger: a preview reads that tenant's settings.
+    let req = request(body(b)?, &caller, None)?;
+    Ok(Json(state.engine.preview(&req).await?))
+}
+
+/// The trigger a body asks for, in the caller's tenant; the idempotency key from the header
+/// wins over the body's. The engine checks the key by the rule the CLI and embedding programs
+/// meet too.
+fn request(
+    b: TriggerBody,
+    caller: &Caller,
+    header_key: Option<String>,
+) -> Result<TriggerRequest, ApiError> {
     if !b.payload.is_object() {
         return Err(ApiError::invalid(
             "payload",
             "payload must be a JSON object",
         ));
     }
-    // The caller's own tenant, as for a trigger: a preview reads that tenant's settings.
     let mut req = TriggerRequest::new(b.notifier, b.payload).tenant(caller.tenant.clone());
-    req.idempotency_key = b.idempotency_key;
+    req.idempotency_key = header_key.or(b.idempotency_key);
     req.deliver_at = b.deliver_at;
     req.severity = b.severity;
-    Ok(Json(state.engine.preview(&req).await?))
+    Ok(req)
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -214,67 +214,6 @@ pub struct ReplayQuery {
     limit: Option<i64>,
 }
 
-/// What a replay found: `belfry plugin replay --json` prints the same.
-#[derive(ToSchema)]
-#[schema(as = ReplayReport)]
-#[allow(dead_code)]
-pub struct ReplayReportDoc {
-    /// The candidate build, `name@version#hash`.
-    candidate: String,
-    /// Events replayed.
-    events: u64,
-    /// Events where anything differed (an error on one side only included).
-    changed: u64,
-    /// Events where the candidate failed somewhere (planning, building, rendering, validating).
-    candidate_errors: u64,
-    /// Events where the baseline failed somewhere.
-    baseline_errors: u64,
-    /// What the comparison rests on, said once each.
-    notes: Vec<String>,
-    /// The changed events, newest first.
-    differences: Vec<EventDifferenceDoc>,
-}
-
-/// One changed event of a replay.
-#[derive(ToSchema)]
-#[schema(as = ReplayEventDifference)]
-#[allow(dead_code)]
-pub struct EventDifferenceDoc {
-    event_id: String,
-    tenant: String,
-    /// The build compared against, `name@version#hash`.
-    baseline: String,
-    changes: Vec<ChangeDoc>,
-}
-
-/// One difference: `before` is the baseline's, `after` the candidate's (any JSON; `null` for
-/// absent).
-#[derive(ToSchema)]
-#[schema(as = ReplayChange)]
-#[allow(dead_code)]
-pub struct ChangeDoc {
-    recipient: Option<String>,
-    channel: Option<String>,
-    what: WhatDoc,
-    before: serde_json::Value,
-    after: serde_json::Value,
-}
-
-/// What a replay difference is about.
-#[derive(ToSchema)]
-#[schema(as = ReplayWhat)]
-#[schema(rename_all = "snake_case")]
-#[allow(dead_code)]
-pub enum WhatDoc {
-    Recipients,
-    Channels,
-    Severity,
-    Holds,
-    Workflow,
-    Content,
-    Error,
-}
-
 /// `since` as the earliest time to replay from: a positive duration back from now, or a time.
 fn since_of(text: &str) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
     use belfry_host::time_bounds;
@@ -320,7 +259,7 @@ fn since_of(text: &str) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
         content((PluginArchive = "application/octet-stream")),
     ),
     responses(
-        (status = 200, description = "what differs between the candidate and the builds that ran; nothing was written or sent", body = ReplayReportDoc),
+        (status = 200, description = "what differs between the candidate and the builds that ran; nothing was written or sent", body = belfry_host::replay::ReplayReport),
         KeyErrors,
         (status = 413, description = "the body is over the limit", body = ErrorBody),
         (status = 422, description = "not a package archive (`package_rejected` names the entry at fault), a plugin that does not load (`plugin_rejected`), or one a replay cannot compare, such as a channel adapter (`replay_refused`)", body = ErrorBody),

@@ -15,6 +15,7 @@ use std::time::Duration;
 /// What the server routes under `/v1`, as (method, path): each must be in the document.
 const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/events"),
+    ("post", "/v1/events/preview"),
     ("get", "/v1/events"),
     ("get", "/v1/events/{id}"),
     ("get", "/v1/notifications/{id}"),

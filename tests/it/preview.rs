@@ -146,6 +146,17 @@ async fn dry_run_render_shows_content_and_writes_nothing() {
     );
 }
 
+async fn post(server: &Server, key: &str, path: &str, body: &Value) -> reqwest::Response {
+    server
+        .http
+        .post(format!("{}{path}", server.base))
+        .bearer_auth(key)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn preview_over_http_and_a_sent_delivery_carries_its_content() {
     let root = tempfile::tempdir().unwrap();
@@ -164,14 +175,7 @@ async fn preview_over_http_and_a_sent_delivery_carries_its_content() {
         .to_string();
     let body = json!({"notifier": "welcome", "payload": {"user": {"id": "ana", "email": "ana@example.com"}, "app_name": "Acme"}});
     let before = rows(&db).await;
-    let res = server
-        .http
-        .post(format!("{}/v1/events/preview", server.base))
-        .bearer_auth(&key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let res = post(&server, &key, "/v1/events/preview", &body).await;
     assert_eq!(res.status().as_u16(), 200);
     let preview: Value = res.json().await.unwrap();
     let email = preview["recipients"][0]["channels"]
@@ -188,26 +192,18 @@ async fn preview_over_http_and_a_sent_delivery_carries_its_content() {
     assert_eq!(rows(&db).await, before, "a preview wrote rows");
 
     // A payload that is not an object is a 422 naming it, as for a trigger.
-    let res = server
-        .http
-        .post(format!("{}/v1/events/preview", server.base))
-        .bearer_auth(&key)
-        .json(&json!({"notifier": "welcome", "payload": [1]}))
-        .send()
-        .await
-        .unwrap();
+    let res = post(
+        &server,
+        &key,
+        "/v1/events/preview",
+        &json!({"notifier": "welcome", "payload": [1]}),
+    )
+    .await;
     assert_eq!(res.status().as_u16(), 422);
 
     // Triggered for real and sent by the server's workers: the delivery's record carries the
     // content it was rendered to, the same subject the preview showed.
-    let res = server
-        .http
-        .post(format!("{}/v1/events", server.base))
-        .bearer_auth(&key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let res = post(&server, &key, "/v1/events", &body).await;
     assert_eq!(res.status().as_u16(), 201);
     let outcome: Value = res.json().await.unwrap();
     let delivery = outcome["notifications"][0]["deliveries"]

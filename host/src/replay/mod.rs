@@ -47,6 +47,7 @@ impl Default for ReplayOptions {
 
 /// What a replay found.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReplayReport {
     /// The candidate build, `name@version#hash`.
     pub candidate: String,
@@ -67,6 +68,7 @@ pub struct ReplayReport {
 
 /// One changed event.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EventDifference {
     pub event_id: String,
     pub tenant: String,
@@ -78,6 +80,7 @@ pub struct EventDifference {
 /// One difference: `before` is the baseline's, `after` the candidate's (JSON; `null` for
 /// absent).
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Change {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recipient: Option<String>,
@@ -90,6 +93,7 @@ pub struct Change {
 
 /// What a [`Change`] is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum What {
     Recipients,
