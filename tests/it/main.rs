@@ -39,3 +39,4 @@ mod sdk_http;
 mod signature;
 mod smtp_tls;
 mod workflows;
+mod scaffold;
